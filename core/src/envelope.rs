@@ -1,0 +1,644 @@
+//! The sealed value, format v1: an age ciphertext whose plaintext is a
+//! readable binding header followed by the value. See `docs/format.md`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{Read, Write};
+
+use age_core::format::{FileKey, Stanza};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use crate::keyring::Keyring;
+use crate::keys::{KeyId, PublicKey};
+
+/// First line of every v1 plaintext.
+pub const MAGIC_V1: &str = "coffer.dev/v1";
+/// Prefix every Coffer plaintext starts with, whatever its version.
+const MAGIC_PREFIX: &str = "coffer.dev/";
+/// Tag of the age stanza that carries a key id.
+pub const KEY_ID_STANZA: &str = "coffer-kid";
+/// Largest value that can be sealed: a Secret is at most 1 MiB.
+pub const MAX_VALUE_LEN: usize = 1024 * 1024;
+/// Largest base64 sealed value accepted on opening.
+pub const MAX_SEALED_LEN: usize = 1536 * 1024;
+/// Most age stanzas accepted on opening (two per recipient plus grease).
+pub const MAX_STANZAS: usize = 64;
+/// Most recipients a value can be sealed to.
+pub const MAX_RECIPIENTS: usize = 30;
+
+/// Where a sealed value may be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// Only in one namespace, under one SealedSecret name.
+    #[default]
+    Strict,
+    /// Under any name in one namespace.
+    Namespace,
+    /// Anywhere in the cluster.
+    Cluster,
+}
+
+impl Scope {
+    /// The word used in the header and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Strict => "strict",
+            Scope::Namespace => "namespace",
+            Scope::Cluster => "cluster",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "strict" => Ok(Scope::Strict),
+            "namespace" => Ok(Scope::Namespace),
+            "cluster" => Ok(Scope::Cluster),
+            other => Err(format!(
+                "unknown scope {other:?} (expected strict, namespace or cluster)"
+            )),
+        }
+    }
+}
+
+/// Where a value was found: the SealedSecret's namespace and name and the
+/// item key inside `spec.encryptedData`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub key: &'a str,
+}
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} item {:?}", self.namespace, self.name, self.key)
+    }
+}
+
+/// What a value is bound to, as written inside its authenticated plaintext.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Binding {
+    pub scope: Scope,
+    /// Set for `strict` and `namespace`.
+    pub namespace: Option<String>,
+    /// Set for `strict` only.
+    pub name: Option<String>,
+    /// The item key.
+    pub key: String,
+}
+
+impl Binding {
+    /// The binding of a value sealed with `scope` for `at`.
+    pub fn new(scope: Scope, at: Location<'_>) -> Self {
+        Binding {
+            scope,
+            namespace: (scope != Scope::Cluster).then(|| at.namespace.to_string()),
+            name: (scope == Scope::Strict).then(|| at.name.to_string()),
+            key: at.key.to_string(),
+        }
+    }
+
+    /// Whether a value with this binding may be opened at `at`.
+    pub fn allows(&self, at: Location<'_>) -> bool {
+        self.key == at.key
+            && self.namespace.as_deref().is_none_or(|ns| ns == at.namespace)
+            && self.name.as_deref().is_none_or(|n| n == at.name)
+    }
+}
+
+impl fmt::Display for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.namespace, &self.name) {
+            (Some(ns), Some(n)) => write!(f, "{ns}/{n} item {:?}", self.key),
+            (Some(ns), None) => write!(f, "any name in namespace {ns} item {:?}", self.key),
+            _ => write!(f, "any namespace item {:?}", self.key),
+        }
+    }
+}
+
+/// Why a value could not be sealed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("value is {len} bytes; a Secret holds at most {MAX_VALUE_LEN}")]
+    TooLarge { len: usize },
+    #[error("no recipients: give at least one recipients file")]
+    NoRecipients,
+    #[error("{count} recipients; at most {MAX_RECIPIENTS} are allowed")]
+    TooManyRecipients { count: usize },
+    #[error("{what} {value:?} is not valid: {why}")]
+    InvalidName {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("age encryption failed: {0}")]
+    Age(String),
+}
+
+/// Why a sealed value was refused. Messages never contain plaintext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpenError {
+    #[error("sealed value is {len} bytes of base64; at most {MAX_SEALED_LEN} are accepted")]
+    TooLarge { len: usize },
+    #[error("sealed value is not canonical standard base64")]
+    Base64,
+    #[error("sealed value is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("sealed value has {count} age stanzas; at most {MAX_STANZAS} are accepted")]
+    TooManyStanzas { count: usize },
+    #[error("sealed value uses format {0:?}, which this version of Coffer does not know")]
+    UnsupportedVersion(String),
+    #[error("sealed value carries no {KEY_ID_STANZA} stanza, so no key can be chosen")]
+    NoKeyId,
+    #[error("sealed for key {}, which this cluster does not hold (it holds {})", list(.sealed_to), list(.held))]
+    NoMatchingKey {
+        sealed_to: Vec<KeyId>,
+        held: Vec<KeyId>,
+    },
+    #[error("sealed for key {0}, which has been retired; re-seal it or restore the key")]
+    KeyRetired(KeyId),
+    #[error("sealed value was altered or truncated (age authentication failed)")]
+    Tampered,
+    #[error("sealed for {sealed_for}, found at {found_at}")]
+    ScopeMismatch { sealed_for: String, found_at: String },
+}
+
+fn list(ids: &[KeyId]) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    ids.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+impl OpenError {
+    /// The reason used in the SealedSecret status and in metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::NoMatchingKey { .. } => "NoMatchingKey",
+            OpenError::KeyRetired(_) => "KeyRetired",
+            OpenError::ScopeMismatch { .. } => "ScopeMismatch",
+            OpenError::UnsupportedVersion(_) => "UnsupportedVersion",
+            OpenError::Tampered => "Tampered",
+            _ => "Malformed",
+        }
+    }
+}
+
+/// An age recipient that adds a `coffer-kid` stanza naming its key id beside
+/// the X25519 stanza. age implementations skip stanzas they do not know, and
+/// the header MAC covers it, so it cannot be changed without detection.
+struct KeyIdRecipient<'a>(&'a PublicKey);
+
+impl age::Recipient for KeyIdRecipient<'_> {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
+        let (mut stanzas, labels) = self.0.recipient().wrap_file_key(file_key)?;
+        stanzas.push(Stanza {
+            tag: KEY_ID_STANZA.to_string(),
+            args: vec![self.0.id().to_string()],
+            body: Vec::new(),
+        });
+        Ok((stanzas, labels))
+    }
+}
+
+/// Plaintext length after padding: at least 256 bytes, then the next power
+/// of two up to 16 KiB, then whole 16 KiB steps. The ciphertext length
+/// shows only this bucket.
+pub fn padded_len(len: usize) -> usize {
+    const STEP: usize = 16 * 1024;
+    if len <= 256 {
+        256
+    } else if len <= STEP {
+        len.next_power_of_two()
+    } else {
+        len.div_ceil(STEP) * STEP
+    }
+}
+
+fn check_name(what: &'static str, value: &str, item_key: bool) -> Result<(), SealError> {
+    let bad = |why| {
+        Err(SealError::InvalidName {
+            what,
+            value: value.chars().take(64).collect(),
+            why,
+        })
+    };
+    if value.is_empty() {
+        return bad("it is empty");
+    }
+    if value.len() > 253 {
+        return bad("it is longer than 253 characters");
+    }
+    let ok = if item_key {
+        value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    } else {
+        value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if !ok {
+        return bad(if item_key {
+            "a Secret key may only hold letters, digits, '-', '_' and '.'"
+        } else {
+            "Kubernetes names hold only lowercase letters, digits, '-' and '.'"
+        });
+    }
+    Ok(())
+}
+
+/// Builds the v1 plaintext: header lines, a padding line, a blank line, the
+/// value. Returned in a buffer wiped on drop.
+fn plaintext(binding: &Binding, value: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut head = format!("{MAGIC_V1}\nscope: {}\n", binding.scope);
+    if let Some(ns) = &binding.namespace {
+        head.push_str(&format!("namespace: {ns}\n"));
+    }
+    if let Some(name) = &binding.name {
+        head.push_str(&format!("name: {name}\n"));
+    }
+    head.push_str(&format!("key: {}\n", binding.key));
+    // "pad: " + dots + "\n" + "\n"
+    let bare = head.len() + "pad: \n\n".len() + value.len();
+    let dots = padded_len(bare) - bare;
+    let mut out = Zeroizing::new(Vec::with_capacity(bare + dots));
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(b"pad: ");
+    let len = out.len();
+    out.resize(len + dots, b'.');
+    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(value);
+    out
+}
+
+/// Seals `value` for `at` with `scope` to every recipient. Returns the
+/// standard base64 of the binary age ciphertext.
+pub fn seal(
+    value: &[u8],
+    scope: Scope,
+    at: Location<'_>,
+    recipients: &[PublicKey],
+) -> Result<String, SealError> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(SealError::TooLarge { len: value.len() });
+    }
+    if scope != Scope::Cluster {
+        check_name("namespace", at.namespace, false)?;
+    }
+    if scope == Scope::Strict {
+        check_name("name", at.name, false)?;
+    }
+    check_name("item key", at.key, true)?;
+    seal_plaintext(&plaintext(&Binding::new(scope, at), value), recipients)
+}
+
+/// Seals an already built plaintext. Public only for tests and
+/// re-encryption, which keeps a value's authenticated header as it is.
+#[doc(hidden)]
+pub fn seal_plaintext(plaintext: &[u8], recipients: &[PublicKey]) -> Result<String, SealError> {
+    if recipients.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(SealError::TooManyRecipients {
+            count: recipients.len(),
+        });
+    }
+    let wrapped: Vec<KeyIdRecipient<'_>> = recipients.iter().map(KeyIdRecipient).collect();
+    let encryptor =
+        age::Encryptor::with_recipients(wrapped.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| SealError::Age(e.to_string()))?;
+    let mut out = Vec::with_capacity(plaintext.len() + 400);
+    let mut writer = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| SealError::Age(e.to_string()))?;
+    writer
+        .write_all(plaintext)
+        .and_then(|_| writer.finish().map(|_| ()))
+        .map_err(|e| SealError::Age(e.to_string()))?;
+    Ok(STANDARD.encode(out))
+}
+
+/// The parts of an age header Coffer reads without a private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Key ids named by `coffer-kid` stanzas, in header order.
+    pub key_ids: Vec<KeyId>,
+    /// Number of X25519 stanzas (one per recipient).
+    pub x25519_stanzas: usize,
+    /// Length of the binary ciphertext.
+    pub ciphertext_len: usize,
+}
+
+impl Envelope {
+    /// Upper bound of the padded plaintext length: what the ciphertext
+    /// length reveals about the value.
+    pub fn size_bucket(&self, header_len: usize) -> usize {
+        self.ciphertext_len.saturating_sub(header_len + 32)
+    }
+}
+
+/// Decodes a sealed value's base64 and reads its age header: key ids and
+/// stanza count. Needs no key. Enforces the size and stanza caps.
+pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
+    if sealed.len() > MAX_SEALED_LEN {
+        return Err(OpenError::TooLarge { len: sealed.len() });
+    }
+    let bytes = STANDARD.decode(sealed).map_err(|_| OpenError::Base64)?;
+    let header_end = find_header_end(&bytes)?;
+    let header = std::str::from_utf8(&bytes[..header_end])
+        .map_err(|_| OpenError::Malformed("age header is not text"))?;
+    let mut lines = header.split('\n');
+    if lines.next() != Some("age-encryption.org/v1") {
+        return Err(OpenError::Malformed("not an age v1 ciphertext"));
+    }
+    let mut stanzas = 0usize;
+    let mut key_ids = Vec::new();
+    let mut x25519 = 0usize;
+    for line in lines {
+        let Some(rest) = line.strip_prefix("-> ") else {
+            continue;
+        };
+        stanzas += 1;
+        if stanzas > MAX_STANZAS {
+            return Err(OpenError::TooManyStanzas {
+                count: header.matches("\n-> ").count(),
+            });
+        }
+        let mut words = rest.split(' ');
+        match words.next() {
+            Some(KEY_ID_STANZA) => {
+                let id = words
+                    .next()
+                    .and_then(|w| w.parse::<KeyId>().ok())
+                    .ok_or(OpenError::Malformed("coffer-kid stanza without a valid key id"))?;
+                if words.next().is_some() {
+                    return Err(OpenError::Malformed("coffer-kid stanza with extra arguments"));
+                }
+                if !key_ids.contains(&id) {
+                    key_ids.push(id);
+                }
+            }
+            Some("X25519") => x25519 += 1,
+            _ => {}
+        }
+    }
+    Ok((
+        Envelope {
+            key_ids,
+            x25519_stanzas: x25519,
+            ciphertext_len: bytes.len(),
+        },
+        bytes,
+    ))
+}
+
+/// Index just past the `\n` before the header's `---` line.
+fn find_header_end(bytes: &[u8]) -> Result<usize, OpenError> {
+    // The header is small; a value whose first 64 KiB hold no MAC line is
+    // not a ciphertext Coffer wrote.
+    let window = &bytes[..bytes.len().min(64 * 1024)];
+    window
+        .windows(5)
+        .position(|w| w == b"\n--- ")
+        .map(|p| p + 1)
+        .ok_or(OpenError::Malformed("no age header MAC line"))
+}
+
+/// A value opened by [`open`]: the binding it was sealed with and the value.
+pub struct Opened {
+    pub binding: Binding,
+    pub key_id: KeyId,
+    pub value: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("binding", &self.binding)
+            .field("key_id", &self.key_id)
+            .field("value", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Opens a sealed value found at `at` with the ring. Refuses it unless its
+/// authenticated binding allows `at`.
+pub fn open(sealed: &str, at: Location<'_>, ring: &Keyring) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    let opened = open_unchecked(sealed, ring)?;
+    if !opened.binding.allows(at) {
+        return Err(OpenError::ScopeMismatch {
+            sealed_for: opened.binding.to_string(),
+            found_at: at.to_string(),
+        });
+    }
+    Ok(opened.value)
+}
+
+/// Decrypts and parses a value without checking where it was found. Callers
+/// must check [`Binding::allows`]; re-encryption uses this to keep the
+/// binding exactly as sealed.
+pub fn open_unchecked(sealed: &str, ring: &Keyring) -> Result<Opened, OpenError> {
+    let (envelope, bytes) = inspect(sealed)?;
+    if envelope.key_ids.is_empty() {
+        return Err(OpenError::NoKeyId);
+    }
+    let key = match envelope.key_ids.iter().find_map(|id| ring.usable(*id)) {
+        Some(key) => key,
+        None => {
+            if let Some(id) = envelope.key_ids.iter().find(|id| ring.is_retired(**id)) {
+                return Err(OpenError::KeyRetired(*id));
+            }
+            return Err(OpenError::NoMatchingKey {
+                sealed_to: envelope.key_ids,
+                held: ring.usable_ids(),
+            });
+        }
+    };
+    let decryptor = age::Decryptor::new(&bytes[..]).map_err(map_age_error)?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(key.identity() as &dyn age::Identity))
+        .map_err(map_age_error)?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    reader
+        .by_ref()
+        .take((MAX_VALUE_LEN + 64 * 1024) as u64)
+        .read_to_end(&mut plain)
+        .map_err(|_| OpenError::Tampered)?;
+    let (binding, value) = parse_plaintext(&plain)?;
+    Ok(Opened {
+        binding,
+        key_id: key.id(),
+        value: Zeroizing::new(value.to_vec()),
+    })
+}
+
+fn map_age_error(e: age::DecryptError) -> OpenError {
+    match e {
+        age::DecryptError::InvalidHeader => OpenError::Malformed("invalid age header"),
+        age::DecryptError::UnknownFormat => OpenError::Malformed("unknown age format"),
+        // The key id said this key; if it cannot unwrap the file key, the
+        // key id stanza or the X25519 stanza was forged.
+        age::DecryptError::NoMatchingKeys => OpenError::Tampered,
+        _ => OpenError::Tampered,
+    }
+}
+
+/// Parses a v1 plaintext strictly into its binding and value.
+pub fn parse_plaintext(plain: &[u8]) -> Result<(Binding, &[u8]), OpenError> {
+    let bad = OpenError::Malformed;
+    let first_nl = plain
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(bad("binding header has no version line"))?;
+    let version = std::str::from_utf8(&plain[..first_nl])
+        .map_err(|_| bad("binding header is not text"))?;
+    if version != MAGIC_V1 {
+        if version.starts_with(MAGIC_PREFIX) && version.len() <= 40 {
+            return Err(OpenError::UnsupportedVersion(version.to_string()));
+        }
+        return Err(bad("not a Coffer value (no coffer.dev version line)"));
+    }
+    let end = plain
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .ok_or(bad("binding header is not terminated by a blank line"))?;
+    let head = std::str::from_utf8(&plain[first_nl + 1..end + 1])
+        .map_err(|_| bad("binding header is not text"))?;
+    let value = &plain[end + 2..];
+    let mut lines = head.split_terminator('\n').peekable();
+    let mut field = |name: &str| -> Option<String> {
+        let line = lines.peek()?;
+        let v = line.strip_prefix(name)?.strip_prefix(": ")?.to_string();
+        lines.next();
+        Some(v)
+    };
+    let scope: Scope = field("scope")
+        .ok_or(bad("binding header has no scope"))?
+        .parse()
+        .map_err(|_| bad("binding header has an unknown scope"))?;
+    let namespace = field("namespace");
+    let name = field("name");
+    let key = field("key").ok_or(bad("binding header has no item key"))?;
+    let pad = field("pad").ok_or(bad("binding header has no pad line"))?;
+    if lines.next().is_some() {
+        return Err(bad("binding header has unexpected lines"));
+    }
+    if !pad.bytes().all(|b| b == b'.') {
+        return Err(bad("binding header pad line holds more than dots"));
+    }
+    let shape_ok = match scope {
+        Scope::Strict => namespace.is_some() && name.is_some(),
+        Scope::Namespace => namespace.is_some() && name.is_none(),
+        Scope::Cluster => namespace.is_none() && name.is_none(),
+    };
+    if !shape_ok {
+        return Err(bad("binding header fields do not match its scope"));
+    }
+    let checks = [
+        namespace.as_deref().map(|n| check_name("namespace", n, false)),
+        name.as_deref().map(|n| check_name("name", n, false)),
+        Some(check_name("item key", &key, true)),
+    ];
+    if checks.into_iter().flatten().any(|r| r.is_err()) {
+        return Err(bad("binding header holds an invalid name"));
+    }
+    if plain.len() != padded_len(plain.len()) {
+        return Err(bad("plaintext is not padded to a size bucket"));
+    }
+    Ok((
+        Binding {
+            scope,
+            namespace,
+            name,
+            key,
+        },
+        value,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_buckets_are_coarse() {
+        assert_eq!(padded_len(1), 256);
+        assert_eq!(padded_len(256), 256);
+        assert_eq!(padded_len(257), 512);
+        assert_eq!(padded_len(16 * 1024), 16 * 1024);
+        assert_eq!(padded_len(16 * 1024 + 1), 32 * 1024);
+        assert_eq!(padded_len(40 * 1024), 48 * 1024);
+    }
+
+    #[test]
+    fn plaintext_is_readable_and_parses_back() {
+        let at = Location {
+            namespace: "shop",
+            name: "db",
+            key: "password",
+        };
+        let b = Binding::new(Scope::Strict, at);
+        let p = plaintext(&b, b"hunter2");
+        assert_eq!(p.len(), 256);
+        let text = String::from_utf8(p.to_vec()).unwrap();
+        assert!(text.starts_with(
+            "coffer.dev/v1\nscope: strict\nnamespace: shop\nname: db\nkey: password\npad: ..."
+        ));
+        assert!(text.ends_with("\n\nhunter2"));
+        let (back, value) = parse_plaintext(&p).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(value, b"hunter2");
+    }
+
+    #[test]
+    fn values_may_contain_blank_lines() {
+        let at = Location {
+            namespace: "a",
+            name: "b",
+            key: "c",
+        };
+        let p = plaintext(&Binding::new(Scope::Cluster, at), b"\n\nx\n\n");
+        let (_, value) = parse_plaintext(&p).unwrap();
+        assert_eq!(value, b"\n\nx\n\n");
+    }
+
+    #[test]
+    fn binding_scopes_allow_what_they_say() {
+        let at = Location {
+            namespace: "shop",
+            name: "db",
+            key: "password",
+        };
+        let other_name = Location { name: "db2", ..at };
+        let other_ns = Location {
+            namespace: "dev",
+            ..at
+        };
+        let other_key = Location { key: "user", ..at };
+        let strict = Binding::new(Scope::Strict, at);
+        let ns = Binding::new(Scope::Namespace, at);
+        let cluster = Binding::new(Scope::Cluster, at);
+        assert!(strict.allows(at) && !strict.allows(other_name) && !strict.allows(other_ns));
+        assert!(ns.allows(other_name) && !ns.allows(other_ns));
+        assert!(cluster.allows(other_ns) && cluster.allows(other_name));
+        for b in [&strict, &ns, &cluster] {
+            assert!(!b.allows(other_key));
+        }
+    }
+}

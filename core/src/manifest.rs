@@ -1,0 +1,276 @@
+//! Reading Secret manifests a user wants to seal: YAML (several documents
+//! separated by `---`), JSON, or a `kind: List` of Secrets. Values are kept
+//! in buffers wiped on drop and never printed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Largest manifest input accepted (many Secrets of up to 1 MiB each).
+pub const MAX_INPUT_LEN: usize = 64 * 1024 * 1024;
+
+/// A secret value from a manifest; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(pub Zeroizing<Vec<u8>>);
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[redacted {} bytes]", self.0.len())
+    }
+}
+
+/// A `data` entry: base64 in the manifest.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Base64Value(pub SecretValue);
+/// A `stringData` entry: the text itself.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TextValue(pub SecretValue);
+
+struct ValueVisitor {
+    base64: bool,
+}
+
+impl ValueVisitor {
+    fn convert<E: de::Error>(&self, s: &str) -> Result<SecretValue, E> {
+        if self.base64 {
+            // Kubernetes prints `data` as canonical standard base64.
+            let mut bytes = Zeroizing::new(Vec::with_capacity(s.len() * 3 / 4));
+            STANDARD
+                .decode_vec(s.trim(), &mut bytes)
+                .map_err(|_| E::custom("a `data` value is not valid base64 (use stringData for plain text)"))?;
+            Ok(SecretValue(bytes))
+        } else {
+            Ok(SecretValue(Zeroizing::new(s.as_bytes().to_vec())))
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = SecretValue;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.convert(v)
+    }
+    fn visit_string<E: de::Error>(self, mut v: String) -> Result<Self::Value, E> {
+        let r = self.convert(&v);
+        v.zeroize();
+        r
+    }
+    // YAML turns `port: 5432` or `debug: true` into numbers and booleans;
+    // kubectl refuses those in stringData, and so do we, without the value.
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(E::custom("a value is a number; quote it to make it a string"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(E::custom("a value is a number; quote it to make it a string"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(E::custom("a value is a number; quote it to make it a string"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(E::custom("a value is a boolean; quote it to make it a string"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(SecretValue(Zeroizing::new(Vec::new())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor { base64: true }).map(Base64Value)
+    }
+}
+
+impl<'de> Deserialize<'de> for TextValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor { base64: false }).map(TextValue)
+    }
+}
+
+/// Metadata fields Coffer keeps; everything else (uid, resourceVersion,
+/// managedFields, ownerReferences, …) is dropped.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ManifestMeta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// One document of an input stream: a Secret or a List of documents.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawDoc {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<ManifestMeta>,
+    #[serde(default, rename = "type")]
+    type_: Option<String>,
+    #[serde(default)]
+    immutable: Option<bool>,
+    #[serde(default)]
+    data: Option<BTreeMap<String, Base64Value>>,
+    #[serde(default)]
+    string_data: Option<BTreeMap<String, TextValue>>,
+    #[serde(default)]
+    items: Option<Vec<RawDoc>>,
+}
+
+/// A Secret manifest read from the user's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretManifest {
+    /// Position in the input stream, from 1, counting List items in order.
+    pub index: usize,
+    pub metadata: ManifestMeta,
+    pub type_: Option<String>,
+    pub immutable: Option<bool>,
+    /// `data` and `stringData` merged; `stringData` wins, as in Kubernetes.
+    pub data: BTreeMap<String, SecretValue>,
+}
+
+/// Why an input could not be read. Never holds a value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("input is {len} bytes; at most {MAX_INPUT_LEN} are accepted")]
+    TooLarge { len: usize },
+    #[error("input is not valid {format}: {why}")]
+    Syntax { format: &'static str, why: String },
+    #[error("document {index}: {why}")]
+    Document { index: usize, why: String },
+    #[error("input holds no document")]
+    Empty,
+}
+
+/// Reads every Secret in `text` (YAML stream or JSON).
+pub fn read_secrets(text: &str) -> Result<Vec<SecretManifest>, ManifestError> {
+    if text.len() > MAX_INPUT_LEN {
+        return Err(ManifestError::TooLarge { len: text.len() });
+    }
+    let docs: Vec<RawDoc> = if text.trim_start().starts_with('{') {
+        let doc = serde_json::from_str(text).map_err(|e| ManifestError::Syntax {
+            format: "JSON",
+            why: scrub(&e.to_string()),
+        })?;
+        vec![doc]
+    } else {
+        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Syntax {
+            format: "YAML",
+            why: scrub(&e.to_string()),
+        })?
+    };
+    let mut out = Vec::new();
+    for doc in docs {
+        flatten(doc, &mut out)?;
+    }
+    if out.is_empty() {
+        return Err(ManifestError::Empty);
+    }
+    Ok(out)
+}
+
+/// Parser messages may quote the input near the error, which can be a
+/// value: keep only the first line and drop any quoted snippet.
+fn scrub(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or("").trim();
+    let cut = first
+        .find(['"', '`', '\''])
+        .map(|i| &first[..i])
+        .unwrap_or(first);
+    cut.trim_end_matches([' ', ':', ',']).to_string()
+}
+
+fn flatten(doc: RawDoc, out: &mut Vec<SecretManifest>) -> Result<(), ManifestError> {
+    let index = out.len() + 1;
+    let err = |why: String| ManifestError::Document { index, why };
+    match doc.kind.as_deref() {
+        Some("List") | Some("SecretList") => {
+            for item in doc.items.unwrap_or_default() {
+                flatten(item, out)?;
+            }
+            Ok(())
+        }
+        Some("Secret") => {
+            match doc.api_version.as_deref() {
+                Some("v1") | None => {}
+                Some(other) => return Err(err(format!("apiVersion {other:?} is not v1"))),
+            }
+            let metadata = doc.metadata.unwrap_or_default();
+            if metadata.name.as_deref().unwrap_or("").is_empty() {
+                return Err(err("the Secret has no metadata.name".into()));
+            }
+            let mut data: BTreeMap<String, SecretValue> = doc
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            for (k, v) in doc.string_data.unwrap_or_default() {
+                data.insert(k, v.0);
+            }
+            out.push(SecretManifest {
+                index,
+                metadata,
+                type_: doc.type_,
+                immutable: doc.immutable,
+                data,
+            });
+            Ok(())
+        }
+        Some(other) => Err(err(format!("kind {other:?} is not a Secret"))),
+        None => Err(err("the document has no kind".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_data_and_string_data_from_a_yaml_stream() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: n}\ndata:\n  x: aGk=\nstringData:\n  y: there\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b}\nstringData: {z: \"1\"}\n";
+        let s = read_secrets(text).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].data["x"].0.as_slice(), b"hi");
+        assert_eq!(s[0].data["y"].0.as_slice(), b"there");
+        assert_eq!(s[1].index, 2);
+    }
+
+    #[test]
+    fn reads_a_json_list() {
+        let text = r#"{"apiVersion":"v1","kind":"List","items":[{"kind":"Secret","metadata":{"name":"a"},"stringData":{"k":"v"}}]}"#;
+        assert_eq!(read_secrets(text).unwrap()[0].data["k"].0.as_slice(), b"v");
+    }
+
+    #[test]
+    fn errors_never_quote_values() {
+        let text = "kind: Secret\nmetadata: {name: a}\nstringData:\n  pw: \"s3cr3t-value\n";
+        let e = read_secrets(text).unwrap_err().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let text = "kind: Secret\nmetadata: {name: a}\ndata:\n  pw: s3cr3t-value!\n";
+        let e = read_secrets(text).unwrap_err().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn other_kinds_are_refused_with_the_document_index() {
+        let text = "kind: Secret\nmetadata: {name: a}\n---\nkind: ConfigMap\nmetadata: {name: b}\n";
+        assert_eq!(
+            read_secrets(text).unwrap_err().to_string(),
+            "document 2: kind \"ConfigMap\" is not a Secret"
+        );
+    }
+}

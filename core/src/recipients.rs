@@ -1,0 +1,193 @@
+//! Recipients files: the age recipients format (one `age1…` per line) with
+//! `# coffer:` comment lines that carry each key's id, cluster and creation
+//! time. Stock `age -R FILE` reads them as they are.
+
+use std::fmt::Write as _;
+
+use crate::keys::{KeyError, KeyId, PublicKey};
+
+/// One recipient of a recipients file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientEntry {
+    pub key: PublicKey,
+    /// Cluster name from the comment line, if any.
+    pub cluster: Option<String>,
+    /// Creation time from the comment line, if any.
+    pub created: Option<jiff::Timestamp>,
+}
+
+/// A parsed recipients file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecipientsFile {
+    pub entries: Vec<RecipientEntry>,
+}
+
+/// Why a recipients file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipientsError {
+    #[error("line {line}: {source}")]
+    Key { line: usize, source: KeyError },
+    #[error("line {line}: comment says key {said} but the recipient below it has id {actual}")]
+    KeyIdMismatch {
+        line: usize,
+        said: KeyId,
+        actual: KeyId,
+    },
+    #[error("line {line}: bad coffer comment: {why}")]
+    BadComment { line: usize, why: String },
+    #[error("no recipients in the file")]
+    Empty,
+}
+
+#[derive(Default)]
+struct Meta {
+    line: usize,
+    key: Option<KeyId>,
+    cluster: Option<String>,
+    created: Option<jiff::Timestamp>,
+}
+
+impl RecipientsFile {
+    /// Parses a recipients file.
+    pub fn parse(text: &str) -> Result<Self, RecipientsError> {
+        let mut entries = Vec::new();
+        let mut meta: Option<Meta> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let line_no = i + 1;
+            let line = raw.trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix('#') {
+                if let Some(fields) = comment.trim().strip_prefix("coffer:") {
+                    meta = Some(parse_meta(line_no, fields)?);
+                }
+                continue;
+            }
+            let key: PublicKey = line.parse().map_err(|source| RecipientsError::Key {
+                line: line_no,
+                source,
+            })?;
+            let m = meta.take().unwrap_or_default();
+            if let Some(said) = m.key
+                && said != key.id()
+            {
+                return Err(RecipientsError::KeyIdMismatch {
+                    line: m.line,
+                    said,
+                    actual: key.id(),
+                });
+            }
+            entries.push(RecipientEntry {
+                key,
+                cluster: m.cluster,
+                created: m.created,
+            });
+        }
+        if entries.is_empty() {
+            return Err(RecipientsError::Empty);
+        }
+        Ok(RecipientsFile { entries })
+    }
+
+    /// Writes the file in the canonical form `parse` reads back.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# Coffer recipients file: public keys only, safe to commit.\n\
+             # Seal with: coffer seal --recipients THIS_FILE\n",
+        );
+        for e in &self.entries {
+            let _ = write!(out, "# coffer: key={}", e.key.id());
+            if let Some(c) = &e.cluster {
+                let _ = write!(out, " cluster={c}");
+            }
+            if let Some(t) = &e.created {
+                let _ = write!(out, " created={t}");
+            }
+            let _ = writeln!(out, "\n{}", e.key);
+        }
+        out
+    }
+
+    /// The public keys, in file order.
+    pub fn keys(&self) -> Vec<PublicKey> {
+        self.entries.iter().map(|e| e.key.clone()).collect()
+    }
+
+    /// The newest creation time in the file, if any entry has one.
+    pub fn newest(&self) -> Option<jiff::Timestamp> {
+        self.entries.iter().filter_map(|e| e.created).max()
+    }
+}
+
+fn parse_meta(line: usize, fields: &str) -> Result<Meta, RecipientsError> {
+    let bad = |why: String| RecipientsError::BadComment { line, why };
+    let mut meta = Meta {
+        line,
+        ..Meta::default()
+    };
+    for word in fields.split_whitespace() {
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{word:?} is not key=value")))?;
+        match k {
+            "key" => meta.key = Some(v.parse().map_err(|e: crate::keys::BadKeyId| bad(e.to_string()))?),
+            "cluster" => meta.cluster = Some(v.to_string()),
+            "created" => {
+                meta.created = Some(
+                    v.parse()
+                        .map_err(|_| bad(format!("created={v:?} is not an RFC 3339 time")))?,
+                )
+            }
+            // Unknown fields are kept for forward compatibility.
+            _ => {}
+        }
+    }
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SecretKey;
+
+    #[test]
+    fn rendered_file_parses_back_with_metadata() {
+        let k = SecretKey::generate();
+        let file = RecipientsFile {
+            entries: vec![RecipientEntry {
+                key: k.public().clone(),
+                cluster: Some("prod-eu".into()),
+                created: Some("2026-11-01T00:00:00Z".parse().unwrap()),
+            }],
+        };
+        let text = file.render();
+        assert_eq!(RecipientsFile::parse(&text).unwrap(), file);
+    }
+
+    #[test]
+    fn plain_age_recipients_file_is_accepted() {
+        let k = SecretKey::generate();
+        let f = RecipientsFile::parse(&format!("# made by age\n{}\n", k.public())).unwrap();
+        assert_eq!(f.entries[0].key.id(), k.id());
+        assert_eq!(f.entries[0].cluster, None);
+    }
+
+    #[test]
+    fn comment_with_wrong_key_id_is_refused() {
+        let k = SecretKey::generate();
+        let text = format!("# coffer: key=0000000000000000\n{}\n", k.public());
+        assert!(matches!(
+            RecipientsFile::parse(&text),
+            Err(RecipientsError::KeyIdMismatch { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn empty_file_is_refused() {
+        assert!(matches!(
+            RecipientsFile::parse("# nothing\n"),
+            Err(RecipientsError::Empty)
+        ));
+    }
+}

@@ -1,0 +1,368 @@
+//! Secret manifest -> SealedSecret (the CLI), and SealedSecret + key ring ->
+//! the desired Secret (the controller and `coffer recover`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::api::{OWNED_LABEL, SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
+use crate::envelope::{self, Location, OpenError, Scope, SealError};
+use crate::keyring::Keyring;
+use crate::keys::PublicKey;
+use crate::manifest::SecretManifest;
+
+/// Annotations never copied from a manifest: they would carry the
+/// plaintext (kubectl's last-applied copy) or state of another object.
+pub const DROPPED_ANNOTATIONS: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deployment.kubernetes.io/revision",
+];
+
+/// Why a Secret manifest could not be sealed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealSecretError {
+    #[error("document {index}: the Secret has no namespace; give one with -n or in metadata.namespace")]
+    NoNamespace { index: usize },
+    #[error("document {index}: the Secret says namespace {manifest:?} but {given:?} was asked for")]
+    NamespaceConflict {
+        index: usize,
+        manifest: String,
+        given: String,
+    },
+    #[error("document {index} ({namespace}/{name}) item {key:?}: {source}")]
+    Item {
+        index: usize,
+        namespace: String,
+        name: String,
+        key: String,
+        source: SealError,
+    },
+}
+
+/// Seals every item of a Secret manifest. `namespace` is the namespace asked
+/// for on the command line (or from the kubeconfig); the manifest's own
+/// namespace wins when only one is set, and a conflict is an error.
+pub fn seal_secret(
+    manifest: &SecretManifest,
+    namespace: Option<&str>,
+    namespace_is_explicit: bool,
+    scope: Scope,
+    recipients: &[PublicKey],
+) -> Result<SealedSecret, SealSecretError> {
+    let index = manifest.index;
+    let name = manifest.metadata.name.clone().unwrap_or_default();
+    let ns = match (manifest.metadata.namespace.as_deref(), namespace) {
+        (Some(m), Some(g)) if m != g && namespace_is_explicit => {
+            return Err(SealSecretError::NamespaceConflict {
+                index,
+                manifest: m.into(),
+                given: g.into(),
+            });
+        }
+        (Some(m), _) => m.to_string(),
+        (None, Some(g)) => g.to_string(),
+        (None, None) => return Err(SealSecretError::NoNamespace { index }),
+    };
+    let mut encrypted = BTreeMap::new();
+    for (key, value) in &manifest.data {
+        let at = Location {
+            namespace: &ns,
+            name: &name,
+            key,
+        };
+        let sealed = envelope::seal(&value.0, scope, at, recipients).map_err(|source| {
+            SealSecretError::Item {
+                index,
+                namespace: ns.clone(),
+                name: name.clone(),
+                key: key.clone(),
+                source,
+            }
+        })?;
+        encrypted.insert(key.clone(), sealed);
+    }
+    let mut annotations = manifest.metadata.annotations.clone().unwrap_or_default();
+    for a in DROPPED_ANNOTATIONS {
+        annotations.remove(*a);
+    }
+    let labels = manifest.metadata.labels.clone().unwrap_or_default();
+    let template = SecretTemplate {
+        type_: manifest.type_.clone(),
+        immutable: manifest.immutable,
+        metadata: (!labels.is_empty() || !annotations.is_empty()).then_some(TemplateMetadata {
+            labels,
+            annotations,
+        }),
+    };
+    let mut sealed = SealedSecret::new(
+        &name,
+        SealedSecretSpec {
+            encrypted_data: encrypted,
+            template: (template != SecretTemplate::default()).then_some(template),
+        },
+    );
+    sealed.metadata.namespace = Some(ns);
+    Ok(sealed)
+}
+
+/// `--merge-into`: the existing SealedSecret with the newly sealed items
+/// replaced or added. Every other ciphertext stays byte for byte; the
+/// template is taken from the new manifest only where it sets something.
+pub fn merge_into(existing: &SealedSecret, update: &SealedSecret) -> SealedSecret {
+    let mut merged = existing.clone();
+    for (k, v) in &update.spec.encrypted_data {
+        merged.spec.encrypted_data.insert(k.clone(), v.clone());
+    }
+    if let Some(t) = &update.spec.template {
+        let m = merged.spec.template.get_or_insert_with(Default::default);
+        if t.type_.is_some() {
+            m.type_ = t.type_.clone();
+        }
+        if t.immutable.is_some() {
+            m.immutable = t.immutable;
+        }
+        if let Some(meta) = &t.metadata {
+            let mm = m.metadata.get_or_insert_with(Default::default);
+            mm.labels.extend(meta.labels.clone());
+            mm.annotations.extend(meta.annotations.clone());
+        }
+    }
+    merged
+}
+
+/// The Secret a SealedSecret should produce, with plaintext in buffers that
+/// are wiped on drop. `Debug` never shows values.
+pub struct DesiredSecret {
+    pub namespace: String,
+    pub name: String,
+    pub type_: String,
+    pub immutable: Option<bool>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub data: BTreeMap<String, Zeroizing<Vec<u8>>>,
+}
+
+impl fmt::Debug for DesiredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DesiredSecret")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("type", &self.type_)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One item that did not open.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("item {key:?}: {error}")]
+pub struct ItemError {
+    pub key: String,
+    pub error: OpenError,
+}
+
+/// Every item that did not open; the Secret is not written at all.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub struct UnsealError {
+    pub items: Vec<ItemError>,
+}
+
+impl UnsealError {
+    /// The status reason: that of the first failing item.
+    pub fn reason(&self) -> &'static str {
+        self.items
+            .first()
+            .map(|i| i.error.reason())
+            .unwrap_or("Malformed")
+    }
+}
+
+impl fmt::Display for UnsealError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.items.iter().map(|i| i.to_string()).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// Opens every item of `sealed` with the ring, refusing any whose binding
+/// does not allow where it was found.
+pub fn unseal(sealed: &SealedSecret, ring: &Keyring) -> Result<DesiredSecret, UnsealError> {
+    let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
+    let name = sealed.metadata.name.clone().unwrap_or_default();
+    let mut data = BTreeMap::new();
+    let mut items = Vec::new();
+    for (key, value) in &sealed.spec.encrypted_data {
+        let at = Location {
+            namespace: &namespace,
+            name: &name,
+            key,
+        };
+        match envelope::open(value, at, ring) {
+            Ok(v) => {
+                data.insert(key.clone(), v);
+            }
+            Err(error) => items.push(ItemError {
+                key: key.clone(),
+                error,
+            }),
+        }
+    }
+    if !items.is_empty() {
+        return Err(UnsealError { items });
+    }
+    let template = sealed.spec.template.clone().unwrap_or_default();
+    let meta = template.metadata.unwrap_or_default();
+    Ok(DesiredSecret {
+        namespace,
+        name,
+        type_: template.type_.unwrap_or_else(|| "Opaque".into()),
+        immutable: template.immutable,
+        labels: meta.labels,
+        annotations: meta.annotations,
+        data,
+    })
+}
+
+impl DesiredSecret {
+    /// The Kubernetes Secret. With an owner (the controller) it carries the
+    /// controller owner reference and the owned label; without one
+    /// (`coffer recover`) it is a plain Secret. The returned object holds a
+    /// copy of the plaintext: pass it to [`wipe`] once it has been sent.
+    pub fn to_secret(&self, owner: Option<OwnerReference>) -> Secret {
+        let mut labels = self.labels.clone();
+        if owner.is_some() {
+            labels.insert(OWNED_LABEL.into(), self.name.clone());
+        }
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: (!labels.is_empty()).then_some(labels),
+                annotations: (!self.annotations.is_empty()).then(|| self.annotations.clone()),
+                owner_references: owner.map(|o| vec![o]),
+                ..Default::default()
+            },
+            type_: Some(self.type_.clone()),
+            immutable: self.immutable,
+            data: Some(
+                self.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+}
+
+/// Overwrites the values of a Secret in memory.
+pub fn wipe(secret: &mut Secret) {
+    for v in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+        v.0.zeroize();
+    }
+    for v in secret.string_data.iter_mut().flat_map(|d| d.values_mut()) {
+        v.zeroize();
+    }
+}
+
+/// The controller owner reference a Secret gets from its SealedSecret.
+pub fn owner_reference(sealed: &SealedSecret) -> Option<OwnerReference> {
+    use kube::Resource;
+    sealed.controller_owner_ref(&())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SecretKey;
+    use crate::manifest::read_secrets;
+
+    const SECRET: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: shop
+  uid: 1234
+  resourceVersion: "99"
+  labels: {app: shop}
+  annotations:
+    note: keep
+    kubectl.kubernetes.io/last-applied-configuration: '{"stringData":{"password":"hunter2"}}'
+  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: x, uid: y}]
+type: kubernetes.io/basic-auth
+immutable: true
+stringData:
+  password: hunter2
+data:
+  username: YWRtaW4=
+"#;
+
+    fn sealed() -> (SealedSecret, Keyring) {
+        let key = SecretKey::generate();
+        let m = &read_secrets(SECRET).unwrap()[0];
+        let s = seal_secret(m, None, false, Scope::Strict, &[key.public().clone()]).unwrap();
+        (s, Keyring::from_keys([key]))
+    }
+
+    #[test]
+    fn sealing_keeps_template_and_drops_server_fields() {
+        let (s, _) = sealed();
+        let y = serde_saphyr::to_string(&s).unwrap();
+        assert!(!y.contains("last-applied"));
+        assert!(!y.contains("resourceVersion") && !y.contains("ownerReferences"));
+        assert!(!y.contains("hunter2"));
+        let t = s.spec.template.unwrap();
+        assert_eq!(t.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(t.immutable, Some(true));
+        assert_eq!(t.metadata.unwrap().annotations["note"], "keep");
+    }
+
+    #[test]
+    fn desired_secret_has_values_and_template() {
+        let (s, ring) = sealed();
+        let d = unseal(&s, &ring).unwrap();
+        assert_eq!(d.data["password"].as_slice(), b"hunter2");
+        assert_eq!(d.data["username"].as_slice(), b"admin");
+        let secret = d.to_secret(None);
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(secret.metadata.labels.unwrap()["app"], "shop");
+        assert!(!format!("{d:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn namespace_conflict_is_an_error() {
+        let m = &read_secrets(SECRET).unwrap()[0];
+        let k = SecretKey::generate();
+        let e = seal_secret(m, Some("dev"), true, Scope::Strict, &[k.public().clone()]).unwrap_err();
+        assert!(matches!(e, SealSecretError::NamespaceConflict { .. }));
+    }
+
+    #[test]
+    fn renamed_sealed_secret_is_refused_per_item() {
+        let (mut s, ring) = sealed();
+        s.metadata.name = Some("db2".into());
+        let e = unseal(&s, &ring).unwrap_err();
+        assert_eq!(e.items.len(), 2);
+        assert_eq!(e.reason(), "ScopeMismatch");
+        assert!(e.to_string().contains("sealed for shop/db item \"password\", found at shop/db2 item \"password\""));
+    }
+
+    #[test]
+    fn merge_keeps_untouched_ciphertexts() {
+        let (s, _) = sealed();
+        let mut update = s.clone();
+        update.spec.encrypted_data.remove("username");
+        update
+            .spec
+            .encrypted_data
+            .insert("password".into(), "NEW".into());
+        let merged = merge_into(&s, &update);
+        assert_eq!(merged.spec.encrypted_data["username"], s.spec.encrypted_data["username"]);
+        assert_eq!(merged.spec.encrypted_data["password"], "NEW");
+    }
+}
