@@ -1,0 +1,38 @@
+//! Property: any value, any binding, 1–5 recipients round-trips, and every
+//! recipient's key opens it alone.
+
+use coffer_core::{Keyring, Location, Scope, SecretKey, envelope, open, seal};
+use proptest::prelude::*;
+
+fn scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![Just(Scope::Strict), Just(Scope::Namespace), Just(Scope::Cluster)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_value_any_binding_round_trips(
+        value in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            proptest::collection::vec(any::<u8>(), 15_000..70_000),
+        ],
+        scope in scope(),
+        namespace in "[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?",
+        name in "[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?",
+        key in "[-._a-zA-Z0-9]{1,60}",
+        recipients in 1usize..=5,
+    ) {
+        let keys: Vec<SecretKey> = (0..recipients).map(|_| SecretKey::generate()).collect();
+        let publics: Vec<_> = keys.iter().map(|k| k.public().clone()).collect();
+        let at = Location { namespace: &namespace, name: &name, key: &key };
+        let sealed = seal(&value, scope, at, &publics).unwrap();
+        let (env, _) = envelope::inspect(&sealed).unwrap();
+        prop_assert_eq!(env.key_ids, keys.iter().map(|k| k.id()).collect::<Vec<_>>());
+        for k in &keys {
+            let ring = Keyring::from_keys([k.clone()]);
+            let opened = open(&sealed, at, &ring).unwrap();
+            prop_assert_eq!(opened.as_slice(), value.as_slice());
+        }
+    }
+}
