@@ -50,18 +50,23 @@ fn bench(c: &mut Criterion) {
     let sealed = seal(&[7u8; 32], Scope::Strict, AT, &[key.public().clone()]).unwrap();
     for ring_size in [1usize, 24] {
         let ring = Keyring::from_keys(keys[24 - ring_size..].iter().cloned());
-        g.bench_with_input(BenchmarkId::new("32B", format!("{ring_size}-keys")), &(), |b, _| {
-            b.iter(|| open(black_box(&sealed), AT, &ring).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("32B", format!("{ring_size}-keys")),
+            &(),
+            |b, _| b.iter(|| open(black_box(&sealed), AT, &ring).unwrap()),
+        );
     }
     // For comparison: what opening costs without key ids, trying each of 24
     // identities in turn as a plain age decryptor does.
-    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &sealed).unwrap();
+    let bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &sealed).unwrap();
     let ids: Vec<_> = keys.iter().map(|k| k.identity().clone()).collect();
     g.bench_function("32B/24-keys-trial-decryption-without-ids", |b| {
         b.iter(|| {
             let d = age::Decryptor::new(black_box(&bytes[..])).unwrap();
-            let mut r = d.decrypt(ids.iter().map(|i| i as &dyn age::Identity)).unwrap();
+            let mut r = d
+                .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+                .unwrap();
             let mut out = vec![];
             std::io::Read::read_to_end(&mut r, &mut out).unwrap();
             out

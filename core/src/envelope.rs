@@ -112,7 +112,10 @@ impl Binding {
     /// Whether a value with this binding may be opened at `at`.
     pub fn allows(&self, at: Location<'_>) -> bool {
         self.key == at.key
-            && self.namespace.as_deref().is_none_or(|ns| ns == at.namespace)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == at.namespace)
             && self.name.as_deref().is_none_or(|n| n == at.name)
     }
 }
@@ -171,14 +174,20 @@ pub enum OpenError {
     #[error("sealed value was altered or truncated (age authentication failed)")]
     Tampered,
     #[error("sealed for {sealed_for}, found at {found_at}")]
-    ScopeMismatch { sealed_for: String, found_at: String },
+    ScopeMismatch {
+        sealed_for: String,
+        found_at: String,
+    },
 }
 
 fn list(ids: &[KeyId]) -> String {
     if ids.is_empty() {
         return "none".into();
     }
-    ids.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl OpenError {
@@ -339,6 +348,9 @@ pub fn seal_plaintext(plaintext: &[u8], recipients: &[PublicKey]) -> Result<Stri
 pub struct Envelope {
     /// Key ids named by `coffer-kid` stanzas, in header order.
     pub key_ids: Vec<KeyId>,
+    /// For each key id, the index among X25519 stanzas of the stanza just
+    /// before it (Coffer writes each recipient's pair together).
+    pub key_stanza: Vec<Option<usize>>,
     /// Number of X25519 stanzas (one per recipient).
     pub x25519_stanzas: usize,
     /// Length of the binary ciphertext.
@@ -369,7 +381,9 @@ pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
     }
     let mut stanzas = 0usize;
     let mut key_ids = Vec::new();
+    let mut key_stanza = Vec::new();
     let mut x25519 = 0usize;
+    let mut last_was_x25519 = false;
     for line in lines {
         let Some(rest) = line.strip_prefix("-> ") else {
             continue;
@@ -381,17 +395,21 @@ pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
             });
         }
         let mut words = rest.split(' ');
-        match words.next() {
+        let tag = words.next();
+        let follows_x25519 = std::mem::replace(&mut last_was_x25519, tag == Some("X25519"));
+        match tag {
             Some(KEY_ID_STANZA) => {
-                let id = words
-                    .next()
-                    .and_then(|w| w.parse::<KeyId>().ok())
-                    .ok_or(OpenError::Malformed("coffer-kid stanza without a valid key id"))?;
+                let id = words.next().and_then(|w| w.parse::<KeyId>().ok()).ok_or(
+                    OpenError::Malformed("coffer-kid stanza without a valid key id"),
+                )?;
                 if words.next().is_some() {
-                    return Err(OpenError::Malformed("coffer-kid stanza with extra arguments"));
+                    return Err(OpenError::Malformed(
+                        "coffer-kid stanza with extra arguments",
+                    ));
                 }
                 if !key_ids.contains(&id) {
                     key_ids.push(id);
+                    key_stanza.push(follows_x25519.then(|| x25519 - 1));
                 }
             }
             Some("X25519") => x25519 += 1,
@@ -401,6 +419,7 @@ pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
     Ok((
         Envelope {
             key_ids,
+            key_stanza,
             x25519_stanzas: x25519,
             ciphertext_len: bytes.len(),
         },
@@ -439,7 +458,11 @@ impl fmt::Debug for Opened {
 
 /// Opens a sealed value found at `at` with the ring. Refuses it unless its
 /// authenticated binding allows `at`.
-pub fn open(sealed: &str, at: Location<'_>, ring: &Keyring) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+pub fn open(
+    sealed: &str,
+    at: Location<'_>,
+    ring: &Keyring,
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let opened = open_unchecked(sealed, ring)?;
     if !opened.binding.allows(at) {
         return Err(OpenError::ScopeMismatch {
@@ -458,8 +481,13 @@ pub fn open_unchecked(sealed: &str, ring: &Keyring) -> Result<Opened, OpenError>
     if envelope.key_ids.is_empty() {
         return Err(OpenError::NoKeyId);
     }
-    let key = match envelope.key_ids.iter().find_map(|id| ring.usable(*id)) {
-        Some(key) => key,
+    let found = envelope
+        .key_ids
+        .iter()
+        .zip(&envelope.key_stanza)
+        .find_map(|(id, at)| ring.usable(*id).map(|k| (k, *at)));
+    let (key, stanza_index) = match found {
+        Some(found) => found,
         None => {
             if let Some(id) = envelope.key_ids.iter().find(|id| ring.is_retired(**id)) {
                 return Err(OpenError::KeyRetired(*id));
@@ -472,7 +500,10 @@ pub fn open_unchecked(sealed: &str, ring: &Keyring) -> Result<Opened, OpenError>
     };
     let decryptor = age::Decryptor::new(&bytes[..]).map_err(map_age_error)?;
     let mut reader = decryptor
-        .decrypt(std::iter::once(key.identity() as &dyn age::Identity))
+        .decrypt(std::iter::once(&OneStanza {
+            identity: key.identity(),
+            index: stanza_index,
+        } as &dyn age::Identity))
         .map_err(map_age_error)?;
     let mut plain = Zeroizing::new(Vec::with_capacity(bytes.len()));
     reader
@@ -486,6 +517,28 @@ pub fn open_unchecked(sealed: &str, ring: &Keyring) -> Result<Opened, OpenError>
         key_id: key.id(),
         value: Zeroizing::new(value.to_vec()),
     })
+}
+
+/// An identity that tries only the X25519 stanza the key id points at, so
+/// opening a value sealed to many clusters costs one X25519 operation. A
+/// header whose stanzas were reordered only loses that shortcut.
+struct OneStanza<'a> {
+    identity: &'a age::x25519::Identity,
+    index: Option<usize>,
+}
+
+impl age::Identity for OneStanza<'_> {
+    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
+        self.identity.unwrap_stanza(stanza)
+    }
+
+    fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
+        let mut x25519 = stanzas.iter().filter(|s| s.tag == "X25519");
+        match self.index.and_then(|i| x25519.nth(i)) {
+            Some(stanza) => self.identity.unwrap_stanza(stanza),
+            None => stanzas.iter().find_map(|s| self.identity.unwrap_stanza(s)),
+        }
+    }
 }
 
 fn map_age_error(e: age::DecryptError) -> OpenError {
@@ -506,8 +559,8 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<(Binding, &[u8]), OpenError> {
         .iter()
         .position(|&b| b == b'\n')
         .ok_or(bad("binding header has no version line"))?;
-    let version = std::str::from_utf8(&plain[..first_nl])
-        .map_err(|_| bad("binding header is not text"))?;
+    let version =
+        std::str::from_utf8(&plain[..first_nl]).map_err(|_| bad("binding header is not text"))?;
     if version != MAGIC_V1 {
         if version.starts_with(MAGIC_PREFIX) && version.len() <= 40 {
             return Err(OpenError::UnsupportedVersion(version.to_string()));
@@ -551,7 +604,9 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<(Binding, &[u8]), OpenError> {
         return Err(bad("binding header fields do not match its scope"));
     }
     let checks = [
-        namespace.as_deref().map(|n| check_name("namespace", n, false)),
+        namespace
+            .as_deref()
+            .map(|n| check_name("namespace", n, false)),
         name.as_deref().map(|n| check_name("name", n, false)),
         Some(check_name("item key", &key, true)),
     ];

@@ -58,7 +58,9 @@ impl FromStr for KeyId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || BadKeyId(s.chars().take(40).collect());
         if s.len() != KEY_ID_LEN * 2
-            || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(bad());
         }
@@ -258,7 +260,10 @@ mod tests {
     #[test]
     fn bad_identity_line_is_reported_without_echoing_it() {
         let err = parse_identity_file("# c\nAGE-SECRET-KEY-1NOTAKEY\n").unwrap_err();
-        assert_eq!(err.to_string(), "line 2: not an age X25519 identity (AGE-SECRET-KEY-1…)");
+        assert_eq!(
+            err.to_string(),
+            "line 2: not an age X25519 identity (AGE-SECRET-KEY-1…)"
+        );
     }
 
     #[test]

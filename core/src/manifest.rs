@@ -7,8 +7,8 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Largest manifest input accepted (many Secrets of up to 1 MiB each).
@@ -40,9 +40,9 @@ impl ValueVisitor {
         if self.base64 {
             // Kubernetes prints `data` as canonical standard base64.
             let mut bytes = Zeroizing::new(Vec::with_capacity(s.len() * 3 / 4));
-            STANDARD
-                .decode_vec(s.trim(), &mut bytes)
-                .map_err(|_| E::custom("a `data` value is not valid base64 (use stringData for plain text)"))?;
+            STANDARD.decode_vec(s.trim(), &mut bytes).map_err(|_| {
+                E::custom("a `data` value is not valid base64 (use stringData for plain text)")
+            })?;
             Ok(SecretValue(bytes))
         } else {
             Ok(SecretValue(Zeroizing::new(s.as_bytes().to_vec())))
@@ -66,16 +66,24 @@ impl<'de> Visitor<'de> for ValueVisitor {
     // YAML turns `port: 5432` or `debug: true` into numbers and booleans;
     // kubectl refuses those in stringData, and so do we, without the value.
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(E::custom("a value is a number; quote it to make it a string"))
+        Err(E::custom(
+            "a value is a number; quote it to make it a string",
+        ))
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(E::custom("a value is a number; quote it to make it a string"))
+        Err(E::custom(
+            "a value is a number; quote it to make it a string",
+        ))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(E::custom("a value is a number; quote it to make it a string"))
+        Err(E::custom(
+            "a value is a number; quote it to make it a string",
+        ))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Err(E::custom("a value is a boolean; quote it to make it a string"))
+        Err(E::custom(
+            "a value is a boolean; quote it to make it a string",
+        ))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(SecretValue(Zeroizing::new(Vec::new())))
@@ -84,13 +92,15 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
 impl<'de> Deserialize<'de> for Base64Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor { base64: true }).map(Base64Value)
+        d.deserialize_any(ValueVisitor { base64: true })
+            .map(Base64Value)
     }
 }
 
 impl<'de> Deserialize<'de> for TextValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor { base64: false }).map(TextValue)
+        d.deserialize_any(ValueVisitor { base64: false })
+            .map(TextValue)
     }
 }
 

@@ -131,7 +131,12 @@ fn parse_meta(line: usize, fields: &str) -> Result<Meta, RecipientsError> {
             .split_once('=')
             .ok_or_else(|| bad(format!("{word:?} is not key=value")))?;
         match k {
-            "key" => meta.key = Some(v.parse().map_err(|e: crate::keys::BadKeyId| bad(e.to_string()))?),
+            "key" => {
+                meta.key = Some(
+                    v.parse()
+                        .map_err(|e: crate::keys::BadKeyId| bad(e.to_string()))?,
+                )
+            }
             "cluster" => meta.cluster = Some(v.to_string()),
             "created" => {
                 meta.created = Some(

@@ -25,7 +25,9 @@ pub const DROPPED_ANNOTATIONS: &[&str] = &[
 /// Why a Secret manifest could not be sealed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealSecretError {
-    #[error("document {index}: the Secret has no namespace; give one with -n or in metadata.namespace")]
+    #[error(
+        "document {index}: the Secret has no namespace; give one with -n or in metadata.namespace"
+    )]
     NoNamespace { index: usize },
     #[error("document {index}: the Secret says namespace {manifest:?} but {given:?} was asked for")]
     NamespaceConflict {
@@ -338,7 +340,8 @@ data:
     fn namespace_conflict_is_an_error() {
         let m = &read_secrets(SECRET).unwrap()[0];
         let k = SecretKey::generate();
-        let e = seal_secret(m, Some("dev"), true, Scope::Strict, &[k.public().clone()]).unwrap_err();
+        let e =
+            seal_secret(m, Some("dev"), true, Scope::Strict, &[k.public().clone()]).unwrap_err();
         assert!(matches!(e, SealSecretError::NamespaceConflict { .. }));
     }
 
@@ -349,7 +352,11 @@ data:
         let e = unseal(&s, &ring).unwrap_err();
         assert_eq!(e.items.len(), 2);
         assert_eq!(e.reason(), "ScopeMismatch");
-        assert!(e.to_string().contains("sealed for shop/db item \"password\", found at shop/db2 item \"password\""));
+        assert!(
+            e.to_string().contains(
+                "sealed for shop/db item \"password\", found at shop/db2 item \"password\""
+            )
+        );
     }
 
     #[test]
@@ -362,7 +369,10 @@ data:
             .encrypted_data
             .insert("password".into(), "NEW".into());
         let merged = merge_into(&s, &update);
-        assert_eq!(merged.spec.encrypted_data["username"], s.spec.encrypted_data["username"]);
+        assert_eq!(
+            merged.spec.encrypted_data["username"],
+            s.spec.encrypted_data["username"]
+        );
         assert_eq!(merged.spec.encrypted_data["password"], "NEW");
     }
 }

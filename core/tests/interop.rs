@@ -12,7 +12,11 @@ use coffer_core::{Location, Scope, SecretKey, seal};
 
 fn decrypt_with(tool: &str, dir: &Path, key: &SecretKey, extra: &SecretKey) {
     let id_path = dir.join("identity.txt");
-    std::fs::write(&id_path, key.to_identity_file(&jiff::Timestamp::now()).as_bytes()).unwrap();
+    std::fs::write(
+        &id_path,
+        key.to_identity_file(&jiff::Timestamp::now()).as_bytes(),
+    )
+    .unwrap();
     let at = Location {
         namespace: "shop",
         name: "db",
@@ -21,7 +25,13 @@ fn decrypt_with(tool: &str, dir: &Path, key: &SecretKey, extra: &SecretKey) {
     // Two recipients: the tool must find its X25519 stanza among them and
     // skip the coffer-kid stanzas it does not know.
     let recipients = [extra.public().clone(), key.public().clone()];
-    let sealed = seal(b"correct horse battery staple", Scope::Strict, at, &recipients).unwrap();
+    let sealed = seal(
+        b"correct horse battery staple",
+        Scope::Strict,
+        at,
+        &recipients,
+    )
+    .unwrap();
     let ct_path = dir.join("value.age");
     std::fs::write(&ct_path, STANDARD.decode(&sealed).unwrap()).unwrap();
 
@@ -32,7 +42,9 @@ fn decrypt_with(tool: &str, dir: &Path, key: &SecretKey, extra: &SecretKey) {
         .arg(&ct_path)
         .output()
         .unwrap_or_else(|e| {
-            panic!("`{tool}` is required for this test and could not be run ({e}); .ci/run installs it")
+            panic!(
+                "`{tool}` is required for this test and could not be run ({e}); .ci/run installs it"
+            )
         });
     assert!(
         out.status.success(),
@@ -41,7 +53,9 @@ fn decrypt_with(tool: &str, dir: &Path, key: &SecretKey, extra: &SecretKey) {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.starts_with("coffer.dev/v1\nscope: strict\nnamespace: shop\nname: db\nkey: password\npad: "),
+        text.starts_with(
+            "coffer.dev/v1\nscope: strict\nnamespace: shop\nname: db\nkey: password\npad: "
+        ),
         "{tool} output did not start with the binding header"
     );
     assert!(text.ends_with("\n\ncorrect horse battery staple"));
@@ -50,11 +64,21 @@ fn decrypt_with(tool: &str, dir: &Path, key: &SecretKey, extra: &SecretKey) {
 #[test]
 fn stock_age_decrypts_a_sealed_value() {
     let dir = tempfile::tempdir().unwrap();
-    decrypt_with("age", dir.path(), &SecretKey::generate(), &SecretKey::generate());
+    decrypt_with(
+        "age",
+        dir.path(),
+        &SecretKey::generate(),
+        &SecretKey::generate(),
+    );
 }
 
 #[test]
 fn rage_decrypts_a_sealed_value() {
     let dir = tempfile::tempdir().unwrap();
-    decrypt_with("rage", dir.path(), &SecretKey::generate(), &SecretKey::generate());
+    decrypt_with(
+        "rage",
+        dir.path(),
+        &SecretKey::generate(),
+        &SecretKey::generate(),
+    );
 }

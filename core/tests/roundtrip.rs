@@ -5,7 +5,11 @@ use coffer_core::{Keyring, Location, Scope, SecretKey, envelope, open, seal};
 use proptest::prelude::*;
 
 fn scope() -> impl Strategy<Value = Scope> {
-    prop_oneof![Just(Scope::Strict), Just(Scope::Namespace), Just(Scope::Cluster)]
+    prop_oneof![
+        Just(Scope::Strict),
+        Just(Scope::Namespace),
+        Just(Scope::Cluster)
+    ]
 }
 
 proptest! {

@@ -55,7 +55,10 @@ fn value_under_other_item_key_is_refused() {
     let (_, ring, sealed) = setup();
     let at = Location { key: "user", ..AT };
     let err = open(&sealed, at, &ring).unwrap_err();
-    assert!(err.to_string().contains("found at shop/db item \"user\""), "{err}");
+    assert!(
+        err.to_string().contains("found at shop/db item \"user\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -63,9 +66,30 @@ fn namespace_scoped_value_opens_under_any_name_but_not_elsewhere() {
     let key = SecretKey::generate();
     let ring = Keyring::from_keys([key.clone()]);
     let sealed = seal(b"v", Scope::Namespace, AT, &[key.public().clone()]).unwrap();
-    assert!(open(&sealed, Location { name: "other", ..AT }, &ring).is_ok());
-    let err = open(&sealed, Location { namespace: "dev", ..AT }, &ring).unwrap_err();
-    assert!(err.to_string().starts_with("sealed for any name in namespace shop"));
+    assert!(
+        open(
+            &sealed,
+            Location {
+                name: "other",
+                ..AT
+            },
+            &ring
+        )
+        .is_ok()
+    );
+    let err = open(
+        &sealed,
+        Location {
+            namespace: "dev",
+            ..AT
+        },
+        &ring,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("sealed for any name in namespace shop")
+    );
 }
 
 #[test]
@@ -79,7 +103,17 @@ fn cluster_scoped_value_opens_anywhere_under_its_item_key() {
         key: "password",
     };
     assert!(open(&sealed, elsewhere, &ring).is_ok());
-    assert!(open(&sealed, Location { key: "k", ..elsewhere }, &ring).is_err());
+    assert!(
+        open(
+            &sealed,
+            Location {
+                key: "k",
+                ..elsewhere
+            },
+            &ring
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -156,8 +190,12 @@ fn unknown_format_version_is_refused() {
 fn plaintext_that_is_not_a_coffer_value_is_refused() {
     let key = SecretKey::generate();
     let ring = Keyring::from_keys([key.clone()]);
-    let sealed = envelope::seal_plaintext(b"just some age file\n", &[key.public().clone()]).unwrap();
-    assert!(matches!(open(&sealed, AT, &ring), Err(OpenError::Malformed(_))));
+    let sealed =
+        envelope::seal_plaintext(b"just some age file\n", &[key.public().clone()]).unwrap();
+    assert!(matches!(
+        open(&sealed, AT, &ring),
+        Err(OpenError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -213,7 +251,11 @@ fn non_canonical_base64_is_refused() {
         }
     }
     for c in cases {
-        assert_eq!(open(&c, AT, &ring).unwrap_err(), OpenError::Base64, "{c:.20}");
+        assert_eq!(
+            open(&c, AT, &ring).unwrap_err(),
+            OpenError::Base64,
+            "{c:.20}"
+        );
     }
 }
 
@@ -281,7 +323,10 @@ fn invalid_names_are_refused_when_sealing() {
     };
     assert!(matches!(
         seal(b"v", Scope::Strict, bad, &[key.public().clone()]),
-        Err(SealError::InvalidName { what: "namespace", .. })
+        Err(SealError::InvalidName {
+            what: "namespace",
+            ..
+        })
     ));
 }
 
@@ -292,7 +337,9 @@ fn ciphertext_length_shows_only_a_bucket() {
     // The payload (after the header's MAC line) is nonce + padded plaintext
     // + tag: the same for a 1-byte and a 100-byte value.
     let payload_len = |value: &[u8]| {
-        let bytes = STANDARD.decode(seal(value, Scope::Strict, AT, &r).unwrap()).unwrap();
+        let bytes = STANDARD
+            .decode(seal(value, Scope::Strict, AT, &r).unwrap())
+            .unwrap();
         let mac_line = bytes.windows(5).position(|w| w == b"\n--- ").unwrap() + 1;
         let end = mac_line + bytes[mac_line..].iter().position(|&b| b == b'\n').unwrap() + 1;
         bytes.len() - end

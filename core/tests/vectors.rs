@@ -52,7 +52,11 @@ fn docs_format_md_shows_the_same_vectors() {
     let doc = include_str!("../../docs/format.md");
     assert!(doc.contains(include_str!("vectors/identity.txt").trim()));
     for v in vectors() {
-        assert!(doc.contains(&v.sealed), "docs/format.md lacks vector {:?}", v.description);
+        assert!(
+            doc.contains(&v.sealed),
+            "docs/format.md lacks vector {:?}",
+            v.description
+        );
     }
     let _ = OpenError::Base64;
 }
@@ -62,22 +66,77 @@ fn docs_format_md_shows_the_same_vectors() {
 #[ignore = "generator, run by hand"]
 fn generate_vectors() {
     use coffer_core::{Scope, SecretKey, seal};
-    let key = parse_identity_file(include_str!("vectors/identity.txt")).unwrap().remove(0);
+    let key = parse_identity_file(include_str!("vectors/identity.txt"))
+        .unwrap()
+        .remove(0);
     let other = SecretKey::generate();
     let r = [key.public().clone()];
-    let at = Location { namespace: "shop", name: "db", key: "password" };
+    let at = Location {
+        namespace: "shop",
+        name: "db",
+        key: "password",
+    };
     let cases: Vec<(&str, String, [&str; 3], Option<&str>, Option<&str>)> = vec![
-        ("strict scope, opened where sealed", seal(b"hunter2", Scope::Strict, at, &r).unwrap(), ["shop", "db", "password"], Some("hunter2"), None),
-        ("namespace scope, opened under another name", seal(b"s3cret", Scope::Namespace, at, &r).unwrap(), ["shop", "web", "password"], Some("s3cret"), None),
-        ("cluster scope, opened in another namespace", seal(b"token-123", Scope::Cluster, at, &r).unwrap(), ["dev", "x", "password"], Some("token-123"), None),
-        ("two recipients, the first one unknown here", seal(b"multi", Scope::Strict, at, &[other.public().clone(), key.public().clone()]).unwrap(), ["shop", "db", "password"], Some("multi"), None),
-        ("strict scope copied to another namespace", seal(b"hunter2", Scope::Strict, at, &r).unwrap(), ["dev", "db", "password"], None, Some("ScopeMismatch")),
-        ("sealed only to a key this ring lacks", seal(b"nope", Scope::Strict, at, &[other.public().clone()]).unwrap(), ["shop", "db", "password"], None, Some("NoMatchingKey")),
+        (
+            "strict scope, opened where sealed",
+            seal(b"hunter2", Scope::Strict, at, &r).unwrap(),
+            ["shop", "db", "password"],
+            Some("hunter2"),
+            None,
+        ),
+        (
+            "namespace scope, opened under another name",
+            seal(b"s3cret", Scope::Namespace, at, &r).unwrap(),
+            ["shop", "web", "password"],
+            Some("s3cret"),
+            None,
+        ),
+        (
+            "cluster scope, opened in another namespace",
+            seal(b"token-123", Scope::Cluster, at, &r).unwrap(),
+            ["dev", "x", "password"],
+            Some("token-123"),
+            None,
+        ),
+        (
+            "two recipients, the first one unknown here",
+            seal(
+                b"multi",
+                Scope::Strict,
+                at,
+                &[other.public().clone(), key.public().clone()],
+            )
+            .unwrap(),
+            ["shop", "db", "password"],
+            Some("multi"),
+            None,
+        ),
+        (
+            "strict scope copied to another namespace",
+            seal(b"hunter2", Scope::Strict, at, &r).unwrap(),
+            ["dev", "db", "password"],
+            None,
+            Some("ScopeMismatch"),
+        ),
+        (
+            "sealed only to a key this ring lacks",
+            seal(b"nope", Scope::Strict, at, &[other.public().clone()]).unwrap(),
+            ["shop", "db", "password"],
+            None,
+            Some("NoMatchingKey"),
+        ),
     ];
     for (d, s, f, v, r) in cases {
-        println!("- description: {d}\n  found_at: [{}, {}, {}]", f[0], f[1], f[2]);
-        if let Some(v) = v { println!("  value: {v}"); }
-        if let Some(r) = r { println!("  refused: {r}"); }
+        println!(
+            "- description: {d}\n  found_at: [{}, {}, {}]",
+            f[0], f[1], f[2]
+        );
+        if let Some(v) = v {
+            println!("  value: {v}");
+        }
+        if let Some(r) = r {
+            println!("  refused: {r}");
+        }
         println!("  sealed: {s}");
     }
 }

@@ -32,7 +32,7 @@ type state struct {
 type paths struct {
 	dir, state, pki, etcd, kubeconfig, ready                                string
 	caCert, caKey, servingCert, servingKey, adminCert, adminKey, saKey, saPub string
-	apiserverLog, etcdLog, kcmLog                                           string
+	apiserverLog, etcdLog, kcmLog, kcmPid                                   string
 }
 
 func newPaths(dir string) paths {
@@ -55,6 +55,7 @@ func newPaths(dir string) paths {
 		apiserverLog: filepath.Join(dir, "apiserver.log"),
 		etcdLog:      filepath.Join(dir, "etcd.log"),
 		kcmLog:       filepath.Join(dir, "kcm.log"),
+		kcmPid:       filepath.Join(dir, "kcm.pid"),
 	}
 }
 

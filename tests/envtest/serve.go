@@ -172,6 +172,7 @@ func (s *server) run() error {
 		return fmt.Errorf("start kube-controller-manager: %w", err)
 	}
 	logger.Printf("kube-controller-manager started (pid %d, controllers %s)", s.kcm.cmd.Process.Pid, kcmControllers)
+	_ = writeFileAtomic(s.p.kcmPid, []byte(strconv.Itoa(s.kcm.cmd.Process.Pid)+"\n"), 0o644)
 	if err := s.waitKCM(); err != nil {
 		return err
 	}
@@ -210,6 +211,9 @@ func (s *server) startEtcd() error {
 	cfg.UnsafeNoFsync = true
 	cfg.Logger = "zap"
 	cfg.LogLevel = "warn"
+	// embed.NewConfig leaves this 0 (only etcd's flags default it), which
+	// would log every request as slow.
+	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	cfg.LogOutputs = []string{s.p.etcdLog}
 
 	e, err := embed.StartEtcd(cfg)
@@ -238,6 +242,9 @@ func (s *server) apiserverArgs() []string {
 		"--secure-port=" + strconv.Itoa(s.st.APIServerPort),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// The "kubernetes" Service cannot get a loopback endpoint (Endpoints
+		// validation rejects 127.0.0.0/8), so do not try to maintain one.
+		"--endpoint-reconciler-type=none",
 		"--tls-cert-file=" + p.servingCert,
 		"--tls-private-key-file=" + p.servingKey,
 		"--client-ca-file=" + p.caCert,
@@ -378,6 +385,7 @@ func (s *server) shutdown(bySignal bool) {
 	_ = os.Remove(s.p.ready)
 	if s.kcm != nil {
 		s.kcm.stop(kcmStopTimeout)
+		_ = os.Remove(s.p.kcmPid)
 	}
 	if s.apiAlive {
 		if !bySignal {

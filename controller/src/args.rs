@@ -1,0 +1,110 @@
+//! Command-line flags; each has an environment-variable equivalent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coffer-controller",
+    version,
+    about = "Unseals Coffer SealedSecrets into Secrets and keeps the sealing keys",
+    after_help = "Examples:\n  coffer-controller                       # in cluster, all namespaces\n  coffer-controller --kubeconfig ~/.kube/config --namespaces shop,web\n  coffer-controller crd > crds/sealedsecret.yaml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the SealedSecret CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Kubeconfig file; in-cluster configuration when unset.
+    #[arg(long, env = "KUBECONFIG", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, env = "COFFER_CONTEXT", global = true)]
+    pub context: Option<String>,
+    /// Namespaces to watch for SealedSecrets (comma-separated); all when unset.
+    #[arg(long, env = "COFFER_NAMESPACES", value_delimiter = ',', global = true)]
+    pub namespaces: Vec<String>,
+    /// Namespace holding the key Secrets and the recipients ConfigMap.
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "coffer-system",
+        global = true
+    )]
+    pub key_namespace: String,
+    /// SealedSecrets reconciled at once.
+    #[arg(long, env = "COFFER_CONCURRENCY", default_value_t = 16, global = true)]
+    pub concurrency: u16,
+    /// Kubernetes API requests per second (0: unlimited).
+    #[arg(long, env = "COFFER_KUBE_QPS", default_value_t = 50.0, global = true)]
+    pub kube_qps: f64,
+    /// Kubernetes API burst above the QPS.
+    #[arg(long, env = "COFFER_KUBE_BURST", default_value_t = 100, global = true)]
+    pub kube_burst: u32,
+    /// A new sealing key every period (e.g. 720h, 30d); 0 turns renewal off.
+    #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_duration, global = true)]
+    pub key_renewal_period: Duration,
+    /// Cluster name written into the published recipients file.
+    #[arg(long, env = "COFFER_CLUSTER_NAME", global = true)]
+    pub cluster_name: Option<String>,
+    /// Log filter (error, warn, info, debug, or a tracing directive).
+    #[arg(long, env = "COFFER_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "COFFER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Parses `0`, `90s`, `720h`, `30d`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 720h or 30d: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubernetes_users_write_them() {
+        assert_eq!(
+            parse_duration("720h").unwrap(),
+            Duration::from_secs(720 * 3600)
+        );
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn flags_have_documented_defaults() {
+        let cli = Cli::try_parse_from(["coffer-controller"]).unwrap();
+        assert_eq!(cli.run.key_namespace, "coffer-system");
+        assert_eq!(cli.run.key_renewal_period, Duration::from_secs(720 * 3600));
+        assert!(cli.run.namespaces.is_empty());
+    }
+}

@@ -1,0 +1,11 @@
+//! coffer-controller: the half of Coffer that holds the private keys. It
+//! turns each SealedSecret into a Secret (refusing values copied to a place
+//! they were not sealed for), keeps the key ring, and publishes the public
+//! side.
+
+pub mod args;
+pub mod keys;
+pub mod metrics;
+pub mod ratelimit;
+pub mod reconcile;
+pub mod run;
