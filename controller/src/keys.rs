@@ -193,8 +193,10 @@ fn wipe(secret: &mut Secret) {
 /// watch stream ends (it retries with backoff on API errors).
 pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()> {
     use kube::runtime::WatchStreamExt;
-    let cfg = watcher::Config::default().labels(KEY_ID_LABEL);
-    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    let cfg = crate::run::watch_config().labels(KEY_ID_LABEL);
+    let mut stream = watcher(api, cfg)
+        .backoff(crate::run::ShortBackoff::default())
+        .boxed();
     let mut current: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();
     let mut init: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();
     let mut synced = false;

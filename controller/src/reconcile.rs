@@ -283,7 +283,35 @@ async fn reconcile_inner(sealed: &SealedSecret, ctx: &Context) -> Result<Action,
     drop(desired);
     let applied = apply_secret(ctx, sealed, &secret).await;
     transform::wipe(&mut secret);
-    match applied? {
+    let applied = match applied {
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            // The API server refused the Secret we built (e.g. a type whose
+            // required keys are missing). Retrying cannot help; say which
+            // fields, never the API's free text, which may quote values.
+            let reason = "SecretInvalid";
+            ctx.metrics.unseal(reason);
+            let fields: Vec<String> = status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .map(|c| format!("{} ({})", c.field, c.reason))
+                .collect();
+            let message = format!(
+                "the API server refused Secret {ns}/{name}: invalid {}",
+                if fields.is_empty() {
+                    "content".to_string()
+                } else {
+                    fields.join(", ")
+                }
+            );
+            if set_status(ctx, sealed, false, reason, message.clone()).await? {
+                event(ctx, sealed, EventType::Warning, reason, message).await;
+            }
+            return Ok(Action::await_change());
+        }
+        other => other?,
+    };
+    match applied {
         Applied::NotOwned => {
             let reason = "SecretNotOwned";
             ctx.metrics.unseal(reason);

@@ -115,8 +115,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics: metrics.clone(),
         });
         let (sealed_store, sealed_writer) = reflector::store();
-        let sealed_stream = watcher(sealed_api, watcher::Config::default())
-            .default_backoff()
+        let sealed_stream = watcher(sealed_api, watch_config())
+            .backoff(ShortBackoff::default())
             .modify(|s: &mut SealedSecret| s.metadata.managed_fields = None)
             .reflect(sealed_writer)
             .touched_objects();
@@ -154,5 +154,37 @@ async fn key_metrics(keys: Arc<Keys>, metrics: Arc<Metrics>) {
             .unwrap_or(0.0);
         metrics.set_keys(i64::from(s.active().is_some()), usable, retired, age);
         tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    }
+}
+
+/// Watches list from the API server's watch cache ("any" resourceVersion).
+/// Cheaper at scale, and after an API server restart a consistent list was
+/// seen to return a resourceVersion older than the restarted cache can watch
+/// from, looping on 410 Gone for a minute (kube-apiserver 1.36); the e2e
+/// test `the_controller_recovers_when_the_api_server_restarts` covers it.
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().list_semantic(watcher::ListSemantic::Any)
+}
+
+/// Retry delay for watches: 0.25 s doubling to at most 5 s, so the
+/// controller is back within seconds after an API outage (kube's default
+/// grows to minutes).
+#[derive(Debug, Default)]
+pub struct ShortBackoff {
+    attempt: u32,
+}
+
+impl Iterator for ShortBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        let ms = 250u64.saturating_mul(1 << self.attempt.min(5)).min(5000);
+        self.attempt = self.attempt.saturating_add(1);
+        Some(std::time::Duration::from_millis(ms))
+    }
+}
+
+impl kube::runtime::utils::Backoff for ShortBackoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
     }
 }

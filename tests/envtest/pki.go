@@ -30,9 +30,9 @@ type state struct {
 
 // paths of the files serve keeps in DIR.
 type paths struct {
-	dir, state, pki, etcd, kubeconfig, ready                                string
+	dir, state, pki, etcd, kubeconfig, ready                                  string
 	caCert, caKey, servingCert, servingKey, adminCert, adminKey, saKey, saPub string
-	apiserverLog, etcdLog, kcmLog, kcmPid                                   string
+	apiserverLog, etcdLog, kcmLog, kcmPid                                     string
 }
 
 func newPaths(dir string) paths {

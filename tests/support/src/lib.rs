@@ -1,1 +1,415 @@
-//! Test support (filled in by the envtest work).
+//! Test support for Coffer's end-to-end tests: one real kube-apiserver (from
+//! `tests/envtest/`) shared by every test of a run, a fresh namespace per
+//! test, clients for the admin and for a ServiceAccount token, and the
+//! controller started under the RBAC that `deploy/` ships.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Client, Config};
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Where test artifacts (server dir, logs) go.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The envtest kubectl, built from the same Kubernetes module as the server.
+pub fn kubectl_bin() -> PathBuf {
+    std::env::var_os("COFFER_ENVTEST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("envtest/bin"))
+        .join("kubectl")
+}
+
+/// A running API server started by `tests/envtest/start`.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// The server shared by every test of this run (started on first use,
+    /// guarded by a file lock so parallel test binaries agree).
+    pub fn shared() -> &'static Server {
+        static SHARED: OnceLock<Server> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let dir = target_dir().join("envtest/shared");
+            std::fs::create_dir_all(&dir).expect("create envtest dir");
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(target_dir().join("envtest/shared.lock"))
+                .expect("lock file");
+            lock.lock().expect("lock envtest");
+            let server = Server { dir: dir.clone() };
+            if !server.answers() {
+                let _ = Command::new(root().join("tests/envtest/stop"))
+                    .arg(&dir)
+                    .status();
+                Server::start_in(&dir).expect("start the shared envtest API server");
+            }
+            drop(lock);
+            server
+        })
+    }
+
+    /// A private server in `dir` (for tests that restart it).
+    pub fn start_in(dir: &Path) -> anyhow::Result<Server> {
+        let status = Command::new(root().join("tests/envtest/start"))
+            .arg(dir)
+            .status()
+            .context("running tests/envtest/start")?;
+        if !status.success() {
+            bail!("tests/envtest/start {} failed", dir.display());
+        }
+        Ok(Server {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Stops the server; with `keep_data` a later `start_in` resumes it.
+    pub fn stop(&self, keep_data: bool) {
+        let mut c = Command::new(root().join("tests/envtest/stop"));
+        if keep_data {
+            c.arg("--keep-data");
+        }
+        let _ = c.arg(&self.dir).status();
+    }
+
+    fn answers(&self) -> bool {
+        self.kubeconfig().exists()
+            && self.dir.join("ready").exists()
+            && Command::new(kubectl_bin())
+                .arg("--kubeconfig")
+                .arg(self.kubeconfig())
+                .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// An admin client (system:masters).
+    pub async fn admin(&self) -> Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        let cfg = Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        Client::try_from(cfg).expect("client")
+    }
+
+    /// kubectl as admin.
+    pub fn kubectl(&self) -> Command {
+        let mut c = Command::new(kubectl_bin());
+        c.arg("--kubeconfig").arg(self.kubeconfig());
+        c
+    }
+
+    /// Runs kubectl as admin and returns stdout, failing on error.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl().args(args).output().expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies `deploy/` (CRD, namespace, RBAC, Deployment) once per
+    /// process and server.
+    pub fn install_deploy(&self) {
+        static DONE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+        let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+        if !done.contains(&self.dir) {
+            let deploy = root().join("deploy");
+            self.kubectl_ok(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-k",
+                deploy.to_str().unwrap(),
+            ]);
+            self.kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                "crd/sealedsecrets.coffer.dev",
+                "--timeout=60s",
+            ]);
+            done.push(self.dir.clone());
+        }
+    }
+
+    /// A kubeconfig file for a ServiceAccount token.
+    pub async fn token_kubeconfig(
+        &self,
+        namespace: &str,
+        sa: &str,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let client = self.admin().await;
+        let token = token(&client, namespace, sa).await?;
+        let admin = std::fs::read_to_string(self.kubeconfig())?;
+        let server = field(&admin, "server:")?;
+        let ca = field(&admin, "certificate-authority-data:")?;
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: {sa}\n  context:\n    cluster: envtest\n    user: {sa}\ncurrent-context: {sa}\n"
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// A client authenticated as a ServiceAccount.
+    pub async fn sa_client(&self, namespace: &str, sa: &str) -> anyhow::Result<Client> {
+        let dir = target_dir().join("e2e");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("sa-{namespace}-{sa}.kubeconfig"));
+        self.token_kubeconfig(namespace, sa, &path).await?;
+        let kc = kube::config::Kubeconfig::read_from(&path)?;
+        Ok(Client::try_from(
+            Config::from_custom_kubeconfig(kc, &Default::default()).await?,
+        )?)
+    }
+}
+
+fn field(text: &str, name: &str) -> anyhow::Result<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+        .with_context(|| format!("kubeconfig has no {name}"))
+}
+
+/// A token for a ServiceAccount through the TokenRequest API.
+pub async fn token(client: &Client, namespace: &str, sa: &str) -> anyhow::Result<String> {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    if sas.get_opt(sa).await?.is_none() {
+        sas.create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta(sa),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(6 * 3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let tr: TokenRequest = sas
+        .create_subresource("token", sa, &PostParams::default(), &req)
+        .await?;
+    Ok(tr.status.context("token request has no status")?.token)
+}
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+/// A random lowercase suffix.
+pub fn suffix() -> String {
+    let mut b = [0u8; 4];
+    getrandom::getrandom(&mut b).expect("random");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Creates a fresh namespace `PREFIX-xxxxxxxx`.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", suffix());
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &Namespace {
+            metadata: meta(&name),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("create namespace");
+    name
+}
+
+/// Gives the controller's ServiceAccount in `coffer-system` the shipped
+/// `coffer-controller` Role in `key_namespace` too, copied from the applied
+/// deploy/ (so a test's private key ring runs under the same rules).
+pub async fn grant_key_namespace(client: &Client, key_namespace: &str) {
+    let shipped: Api<Role> = Api::namespaced(client.clone(), "coffer-system");
+    let role = shipped
+        .get("coffer-controller")
+        .await
+        .expect("deploy/ is applied");
+    let roles: Api<Role> = Api::namespaced(client.clone(), key_namespace);
+    roles
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: meta("coffer-controller"),
+                rules: role.rules,
+            },
+        )
+        .await
+        .expect("create role");
+    let shipped_rb: Api<RoleBinding> = Api::namespaced(client.clone(), "coffer-system");
+    let rb = shipped_rb
+        .get("coffer-controller")
+        .await
+        .expect("deploy/ is applied");
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), key_namespace);
+    rbs.create(
+        &PostParams::default(),
+        &RoleBinding {
+            metadata: meta("coffer-controller"),
+            role_ref: rb.role_ref,
+            subjects: rb.subjects,
+        },
+    )
+    .await
+    .expect("create rolebinding");
+}
+
+/// A controller process, killed on drop.
+pub struct ControllerProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts `bin` (the coffer-controller binary) with a token of the
+    /// deploy/ ServiceAccount and `args`; output goes to `target/e2e/NAME.log`.
+    pub async fn start(
+        server: &Server,
+        bin: &Path,
+        name: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let dir = target_dir().join("e2e");
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        server
+            .token_kubeconfig("coffer-system", "coffer-controller", &kubeconfig)
+            .await?;
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env(
+                "COFFER_LOG_LEVEL",
+                "debug,hyper=info,tower=info,rustls=info,kube_client=info",
+            )
+            .env_remove("KUBECONFIG")
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null());
+        // The child dies with the test, even if the test panics.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().context("spawn coffer-controller")?;
+        Ok(ControllerProcess { child, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails if any of `values` appears in the log.
+    pub fn assert_log_free_of(&self, values: &[&str]) {
+        let text = self.log_text();
+        assert!(!text.is_empty(), "controller log is empty");
+        for v in values {
+            assert!(
+                !text.contains(v),
+                "controller log contains a plaintext value"
+            );
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,560 @@
+//! End to end against a real kube-apiserver (tests/envtest). The controller
+//! runs as a process with a token of the ServiceAccount that `deploy/`
+//! creates, after `deploy/` is applied: the RBAC tested is the RBAC shipped.
+//! Each test gets its own namespaces and its own key ring namespace.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use coffer_core::manifest::read_secrets;
+use coffer_core::recipients::RecipientsFile;
+use coffer_core::transform::seal_secret;
+use coffer_core::{PublicKey, Scope, SealedSecret, SecretKey};
+use coffer_test_support::{ControllerProcess, Server, eventually, grant_key_namespace, namespace};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coffer-controller");
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    server: Server,
+    admin: Client,
+    ns: String,
+    /// Every namespace the controller watches; `ns` is the first.
+    watched: Vec<String>,
+    key_ns: String,
+    ctrl: ControllerProcess,
+    recipients: Vec<PublicKey>,
+}
+
+async fn setup(name: &str, extra: &[&str]) -> Setup {
+    setup_on(Server::shared().clone(), name, extra, 1).await
+}
+
+async fn setup_on(server: Server, name: &str, extra: &[&str], extra_namespaces: usize) -> Setup {
+    server.install_deploy();
+    let admin = server.admin().await;
+    let ns = namespace(&admin, name).await;
+    let mut watched = vec![ns.clone()];
+    for _ in 1..extra_namespaces.max(1) {
+        watched.push(namespace(&admin, name).await);
+    }
+    let key_ns = namespace(&admin, &format!("{name}-keys")).await;
+    grant_key_namespace(&admin, &key_ns).await;
+    let namespaces = watched.join(",");
+    let mut args = vec!["--namespaces", &namespaces, "--key-namespace", &key_ns];
+    args.extend_from_slice(extra);
+    let ctrl = ControllerProcess::start(&server, Path::new(BIN), &ns, &args)
+        .await
+        .unwrap();
+    let recipients = published_recipients(&admin, &key_ns, None).await;
+    Setup {
+        server,
+        admin,
+        ns,
+        watched,
+        key_ns,
+        ctrl,
+        recipients,
+    }
+}
+
+/// Waits for the recipients ConfigMap (and, if given, for a file other than `not`).
+async fn published_recipients(admin: &Client, key_ns: &str, not: Option<&str>) -> Vec<PublicKey> {
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), key_ns);
+    let text = eventually(WAIT, "the recipients ConfigMap", || async {
+        let cm = cms.get_opt("coffer-recipients").await.ok()??;
+        let t = cm.data?.get("recipients.txt")?.clone();
+        (Some(t.as_str()) != not).then_some(t)
+    })
+    .await;
+    RecipientsFile::parse(&text).unwrap().keys()
+}
+
+impl Setup {
+    fn sealed(&self, yaml: &str, scope: Scope) -> SealedSecret {
+        self.sealed_to(yaml, scope, &self.recipients)
+    }
+
+    fn sealed_to(&self, yaml: &str, scope: Scope, to: &[PublicKey]) -> SealedSecret {
+        let m = &read_secrets(yaml).unwrap()[0];
+        seal_secret(m, Some(&self.ns), false, scope, to).unwrap()
+    }
+
+    fn sealed_api(&self, ns: &str) -> Api<SealedSecret> {
+        Api::namespaced(self.admin.clone(), ns)
+    }
+
+    fn secrets(&self, ns: &str) -> Api<Secret> {
+        Api::namespaced(self.admin.clone(), ns)
+    }
+
+    async fn apply(&self, s: &SealedSecret) {
+        let ns = s.namespace().unwrap();
+        self.sealed_api(&ns)
+            .patch(
+                &s.name_any(),
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(s),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the Ready condition has `reason` for the current generation.
+    async fn wait_reason(&self, ns: &str, name: &str, reason: &str) -> SealedSecret {
+        let api = self.sealed_api(ns);
+        eventually(WAIT, &format!("{ns}/{name} to be {reason}"), || async {
+            let s = api.get(name).await.ok()?;
+            let c = s.ready_condition()?;
+            let current = s.status.as_ref()?.observed_generation == s.metadata.generation;
+            (current && c.reason == reason).then_some(s.clone())
+        })
+        .await
+    }
+
+    async fn secret_data(&self, ns: &str, name: &str) -> BTreeMap<String, Vec<u8>> {
+        self.secrets(ns)
+            .get(name)
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    }
+}
+
+fn secret_yaml(name: &str, items: &[(&str, &str)]) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{app: shop}}\n  annotations: {{team: payments}}\ntype: Opaque\nstringData:\n"
+    );
+    for (k, v) in items {
+        y.push_str(&format!("  {k}: {v:?}\n"));
+    }
+    y
+}
+
+#[tokio::test]
+async fn applied_sealed_secret_becomes_a_secret_with_data_type_labels_annotations_and_owner() {
+    let t = setup("unseal", &[]).await;
+    let yaml = secret_yaml("db", &[("username", "admin"), ("password", "hunter2-e2e")])
+        .replace("type: Opaque", "type: kubernetes.io/basic-auth");
+    let s = t.sealed(&yaml, Scope::Strict);
+    t.apply(&s).await;
+    let ready = t.wait_reason(&t.ns, "db", "Unsealed").await;
+    let c = ready.ready_condition().unwrap();
+    assert_eq!(c.status, "True");
+    assert_eq!(ready.status.as_ref().unwrap().observed_generation, Some(1));
+
+    let secret = t.secrets(&t.ns).get("db").await.unwrap();
+    assert_eq!(secret.data.as_ref().unwrap()["password"].0, b"hunter2-e2e");
+    assert_eq!(secret.data.as_ref().unwrap()["username"].0, b"admin");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(secret.labels()["app"], "shop");
+    assert_eq!(secret.annotations()["team"], "payments");
+    let owner = &secret.owner_references()[0];
+    assert_eq!(owner.kind, "SealedSecret");
+    assert_eq!(owner.controller, Some(true));
+    assert_eq!(Some(&owner.uid), ready.metadata.uid.as_ref());
+    t.ctrl.assert_log_free_of(&["hunter2-e2e"]);
+}
+
+#[tokio::test]
+async fn item_and_template_changes_reach_the_secret() {
+    let t = setup("update", &[]).await;
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("a", "one-e2e"), ("b", "two-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+
+    // Update one item, add one, remove one, change a label.
+    let yaml = secret_yaml("db", &[("a", "uno-e2e"), ("c", "tres-e2e")])
+        .replace("app: shop", "app: shop2");
+    let mut s = t.sealed(&yaml, Scope::Strict);
+    s.metadata.namespace = Some(t.ns.clone());
+    t.apply(&s).await;
+    let data = eventually(WAIT, "the Secret to follow", || async {
+        let d = t.secret_data(&t.ns, "db").await;
+        (d.get("a").map(Vec::as_slice) == Some(b"uno-e2e".as_slice())).then_some(d)
+    })
+    .await;
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(data["c"], b"tres-e2e");
+    let secret = t.secrets(&t.ns).get("db").await.unwrap();
+    assert_eq!(secret.labels()["app"], "shop2");
+    let ready = t.wait_reason(&t.ns, "db", "Unsealed").await;
+    assert_eq!(ready.status.unwrap().observed_generation, Some(2));
+    t.ctrl
+        .assert_log_free_of(&["one-e2e", "two-e2e", "uno-e2e", "tres-e2e"]);
+}
+
+#[tokio::test]
+async fn hand_edits_are_undone_and_a_deleted_secret_is_recreated() {
+    let t = setup("drift", &[]).await;
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("password", "drift-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+
+    let secrets = t.secrets(&t.ns);
+    let mut edited = secrets.get("db").await.unwrap();
+    edited
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("password".into(), ByteString(b"tampered".to_vec()));
+    edited
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("extra".into(), ByteString(b"x".to_vec()));
+    secrets
+        .replace("db", &PostParams::default(), &edited)
+        .await
+        .unwrap();
+    eventually(WAIT, "the hand edit to be undone", || async {
+        let d = t.secret_data(&t.ns, "db").await;
+        (d.len() == 1 && d["password"] == b"drift-e2e").then_some(())
+    })
+    .await;
+
+    secrets
+        .delete("db", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, "the Secret to be re-created", || async {
+        let s = secrets.get_opt("db").await.ok()??;
+        (s.data?["password"].0 == b"drift-e2e").then_some(())
+    })
+    .await;
+    t.ctrl.assert_log_free_of(&["drift-e2e"]);
+}
+
+#[tokio::test]
+async fn values_copied_elsewhere_are_refused_unless_their_scope_allows_it() {
+    let t = setup_on(Server::shared().clone(), "scope", &[], 2).await;
+    let other_ns = t.watched[1].clone();
+    let strict = t.sealed(
+        &secret_yaml("db", &[("password", "scoped-e2e")]),
+        Scope::Strict,
+    );
+    t.apply(&strict).await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+
+    // Same ciphertext, another namespace.
+    let mut moved = strict.clone();
+    moved.metadata.namespace = Some(other_ns.clone());
+    t.apply(&moved).await;
+    let s = t.wait_reason(&other_ns, "db", "ScopeMismatch").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(
+        msg.contains(&format!(
+            "sealed for {}/db item \"password\", found at {other_ns}/db item \"password\"",
+            t.ns
+        )),
+        "{msg}"
+    );
+    assert!(t.secrets(&other_ns).get_opt("db").await.unwrap().is_none());
+
+    // Same ciphertext, another name.
+    let mut renamed = strict.clone();
+    renamed.metadata.name = Some("db2".into());
+    t.apply(&renamed).await;
+    t.wait_reason(&t.ns, "db2", "ScopeMismatch").await;
+
+    // Same ciphertext, another item key.
+    let mut rekeyed = strict.clone();
+    rekeyed.metadata.name = Some("db3".into());
+    let v = rekeyed.spec.encrypted_data.remove("password").unwrap();
+    rekeyed.spec.encrypted_data.insert("pw".into(), v);
+    t.apply(&rekeyed).await;
+    let s = t.wait_reason(&t.ns, "db3", "ScopeMismatch").await;
+    assert!(s.ready_condition().unwrap().message.contains("item \"pw\""));
+
+    // Namespace scope: any name in the namespace, not another namespace.
+    let mut ns_scoped = t.sealed(
+        &secret_yaml("web", &[("token", "ns-e2e")]),
+        Scope::Namespace,
+    );
+    ns_scoped.metadata.name = Some("web-renamed".into());
+    t.apply(&ns_scoped).await;
+    t.wait_reason(&t.ns, "web-renamed", "Unsealed").await;
+    ns_scoped.metadata.namespace = Some(other_ns.clone());
+    t.apply(&ns_scoped).await;
+    t.wait_reason(&other_ns, "web-renamed", "ScopeMismatch")
+        .await;
+
+    // Cluster scope: anywhere.
+    let mut cluster = t.sealed(
+        &secret_yaml("shared", &[("ca", "cluster-e2e")]),
+        Scope::Cluster,
+    );
+    cluster.metadata.namespace = Some(other_ns.clone());
+    cluster.metadata.name = Some("anything".into());
+    t.apply(&cluster).await;
+    t.wait_reason(&other_ns, "anything", "Unsealed").await;
+    assert_eq!(
+        t.secret_data(&other_ns, "anything").await["ca"],
+        b"cluster-e2e"
+    );
+    t.ctrl
+        .assert_log_free_of(&["scoped-e2e", "ns-e2e", "cluster-e2e"]);
+}
+
+#[tokio::test]
+async fn an_unowned_secret_is_left_alone_until_annotated_for_adoption() {
+    let t = setup("adopt", &[]).await;
+    let secrets = t.secrets(&t.ns);
+    let mut mine = Secret::default();
+    mine.metadata.name = Some("db".into());
+    mine.data = Some(BTreeMap::from([(
+        "password".into(),
+        ByteString(b"handmade".to_vec()),
+    )]));
+    let created = secrets.create(&PostParams::default(), &mine).await.unwrap();
+
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("password", "adopt-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    let s = t.wait_reason(&t.ns, "db", "SecretNotOwned").await;
+    assert!(
+        s.ready_condition()
+            .unwrap()
+            .message
+            .contains("coffer.dev/managed")
+    );
+    let still = secrets.get("db").await.unwrap();
+    assert_eq!(still.resource_version(), created.resource_version());
+    assert_eq!(still.data.unwrap()["password"].0, b"handmade");
+
+    let patch = serde_json::json!({"metadata": {"annotations": {"coffer.dev/managed": "true"}}});
+    secrets
+        .patch("db", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    // The controller looks again on its periodic requeue or on a change to
+    // the SealedSecret; touch it so the test does not wait minutes.
+    let touch = serde_json::json!({"metadata": {"annotations": {"touched": "1"}}});
+    t.sealed_api(&t.ns)
+        .patch("db", &PatchParams::default(), &Patch::Merge(touch))
+        .await
+        .unwrap();
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+    let adopted = secrets.get("db").await.unwrap();
+    assert_eq!(adopted.data.as_ref().unwrap()["password"].0, b"adopt-e2e");
+    assert_eq!(adopted.owner_references()[0].kind, "SealedSecret");
+    t.ctrl.assert_log_free_of(&["adopt-e2e", "handmade"]);
+}
+
+#[tokio::test]
+async fn a_secret_the_api_server_refuses_is_reported_with_the_fields_not_retried() {
+    let t = setup("invalid", &[]).await;
+    // A TLS Secret needs tls.crt and tls.key; this one has neither.
+    let yaml = secret_yaml("db", &[("password", "invalid-e2e")])
+        .replace("type: Opaque", "type: kubernetes.io/tls");
+    t.apply(&t.sealed(&yaml, Scope::Strict)).await;
+    let s = t.wait_reason(&t.ns, "db", "SecretInvalid").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(msg.contains("data[tls.crt]"), "{msg}");
+    t.ctrl.assert_log_free_of(&["invalid-e2e"]);
+}
+
+#[tokio::test]
+async fn a_value_sealed_to_an_unknown_key_names_that_key() {
+    let t = setup("nokey", &[]).await;
+    let stranger = SecretKey::generate();
+    let s = t.sealed_to(
+        &secret_yaml("db", &[("password", "nokey-e2e")]),
+        Scope::Strict,
+        &[stranger.public().clone()],
+    );
+    t.apply(&s).await;
+    let s = t.wait_reason(&t.ns, "db", "NoMatchingKey").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(msg.contains(&stranger.id().to_string()), "{msg}");
+    assert!(msg.contains("item \"password\""), "{msg}");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
+    eventually(WAIT, "a Warning event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("NoMatchingKey")
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn renewal_publishes_a_new_key_old_values_open_until_their_key_is_retired() {
+    let t = setup("renew", &["--key-renewal-period", "4s"]).await;
+    let first = t.recipients[0].clone();
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("password", "renew-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+
+    let cms: Api<ConfigMap> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let old_text =
+        cms.get("coffer-recipients").await.unwrap().data.unwrap()["recipients.txt"].clone();
+    let newer = published_recipients(&t.admin, &t.key_ns, Some(&old_text)).await;
+    assert_ne!(newer[0].id(), first.id());
+
+    // A value sealed to the old key after renewal still opens.
+    let s = t.sealed_to(
+        &secret_yaml("db2", &[("password", "renew2-e2e")]),
+        Scope::Strict,
+        &[first.clone()],
+    );
+    t.apply(&s).await;
+    t.wait_reason(&t.ns, "db2", "Unsealed").await;
+
+    // Retire the first key by label: its values stop opening, and say why.
+    let keys: Api<Secret> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let patch = serde_json::json!({"metadata": {"labels": {"coffer.dev/key-state": "retired"}}});
+    keys.patch(
+        &format!("coffer-key-{}", first.id()),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+    let s = t.wait_reason(&t.ns, "db", "KeyRetired").await;
+    assert!(
+        s.ready_condition()
+            .unwrap()
+            .message
+            .contains(&first.id().to_string())
+    );
+    t.ctrl.assert_log_free_of(&["renew-e2e", "renew2-e2e"]);
+}
+
+#[tokio::test]
+async fn a_restarted_controller_rewrites_nothing() {
+    let mut t = setup("restart", &[]).await;
+    for i in 0..5 {
+        t.apply(&t.sealed(
+            &secret_yaml(&format!("s{i}"), &[("k", "restart-e2e")]),
+            Scope::Strict,
+        ))
+        .await;
+    }
+    for i in 0..5 {
+        t.wait_reason(&t.ns, &format!("s{i}"), "Unsealed").await;
+    }
+    let versions = |list: Vec<Secret>| {
+        list.into_iter()
+            .map(|s| (s.name_any(), s.resource_version()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let sealed_versions = |list: Vec<SealedSecret>| {
+        list.into_iter()
+            .map(|s| (s.name_any(), s.resource_version()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = versions(
+        t.secrets(&t.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    let sealed_before = sealed_versions(
+        t.sealed_api(&t.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    t.ctrl.stop();
+
+    let key_ns = t.key_ns.clone();
+    let ns = t.ns.clone();
+    let args = [
+        "--namespaces",
+        ns.as_str(),
+        "--key-namespace",
+        key_ns.as_str(),
+    ];
+    let ctrl = ControllerProcess::start(&t.server, Path::new(BIN), &format!("{ns}-second"), &args)
+        .await
+        .unwrap();
+    eventually(WAIT, "the second controller to start", || async {
+        ctrl.log_text().contains("controller started").then_some(())
+    })
+    .await;
+    // Give it time to reconcile everything it would touch.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = versions(
+        t.secrets(&t.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    let sealed_after = sealed_versions(
+        t.sealed_api(&t.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    assert_eq!(before, after);
+    assert_eq!(sealed_before, sealed_after);
+    t.ctrl = ctrl;
+    t.ctrl.assert_log_free_of(&["restart-e2e"]);
+}
+
+#[tokio::test]
+async fn the_controller_recovers_when_the_api_server_restarts() {
+    let dir = coffer_test_support::target_dir()
+        .join(format!("envtest/restart-{}", coffer_test_support::suffix()));
+    let server = Server::start_in(&dir).unwrap();
+    struct StopOnDrop(Server);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.stop(false);
+        }
+    }
+    let guard = StopOnDrop(server.clone());
+    let t = setup_on(server.clone(), "apirestart", &[], 1).await;
+    t.apply(&t.sealed(
+        &secret_yaml("before", &[("k", "before-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "before", "Unsealed").await;
+
+    server.stop(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Server::start_in(&dir).unwrap();
+    let admin = server.admin().await;
+    let t2 = Setup { admin, ..t };
+    t2.apply(&t2.sealed(&secret_yaml("after", &[("k", "after-e2e")]), Scope::Strict))
+        .await;
+    t2.wait_reason(&t2.ns, "after", "Unsealed").await;
+    assert_eq!(t2.secret_data(&t2.ns, "before").await["k"], b"before-e2e");
+    assert_eq!(t2.secret_data(&t2.ns, "after").await["k"], b"after-e2e");
+    t2.ctrl.assert_log_free_of(&["before-e2e", "after-e2e"]);
+    drop(t2);
+    drop(guard);
+}
+
+#[tokio::test]
+async fn the_deploy_kustomization_passes_server_side_dry_run() {
+    let server = Server::shared();
+    let deploy = coffer_test_support::root().join("deploy");
+    server.kubectl_ok(&["apply", "--dry-run=server", "-k", deploy.to_str().unwrap()]);
+}
