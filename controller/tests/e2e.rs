@@ -416,7 +416,7 @@ async fn renewal_publishes_a_new_key_old_values_open_until_their_key_is_retired(
     let s = t.sealed_to(
         &secret_yaml("db2", &[("password", "renew2-e2e")]),
         Scope::Strict,
-        &[first.clone()],
+        std::slice::from_ref(&first),
     );
     t.apply(&s).await;
     t.wait_reason(&t.ns, "db2", "Unsealed").await;

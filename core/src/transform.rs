@@ -41,7 +41,7 @@ pub enum SealSecretError {
         namespace: String,
         name: String,
         key: String,
-        source: SealError,
+        source: Box<SealError>,
     },
 }
 
@@ -82,7 +82,7 @@ pub fn seal_secret(
                 namespace: ns.clone(),
                 name: name.clone(),
                 key: key.clone(),
-                source,
+                source: Box::new(source),
             }
         })?;
         encrypted.insert(key.clone(), sealed);

@@ -76,7 +76,14 @@ fn generate_vectors() {
         name: "db",
         key: "password",
     };
-    let cases: Vec<(&str, String, [&str; 3], Option<&str>, Option<&str>)> = vec![
+    type Case<'a> = (
+        &'a str,
+        String,
+        [&'a str; 3],
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "strict scope, opened where sealed",
             seal(b"hunter2", Scope::Strict, at, &r).unwrap(),
