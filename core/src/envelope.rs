@@ -207,7 +207,7 @@ impl OpenError {
 /// An age recipient that adds a `coffer-kid` stanza naming its key id beside
 /// the X25519 stanza. age implementations skip stanzas they do not know, and
 /// the header MAC covers it, so it cannot be changed without detection.
-struct KeyIdRecipient<'a>(&'a PublicKey);
+struct KeyIdRecipient<'a>(&'a PublicKey, Scope);
 
 impl age::Recipient for KeyIdRecipient<'_> {
     fn wrap_file_key(
@@ -217,7 +217,7 @@ impl age::Recipient for KeyIdRecipient<'_> {
         let (mut stanzas, labels) = self.0.recipient().wrap_file_key(file_key)?;
         stanzas.push(Stanza {
             tag: KEY_ID_STANZA.to_string(),
-            args: vec![self.0.id().to_string()],
+            args: vec![self.0.id().to_string(), self.1.to_string()],
             body: Vec::new(),
         });
         Ok((stanzas, labels))
@@ -313,13 +313,21 @@ pub fn seal(
         check_name("name", at.name, false)?;
     }
     check_name("item key", at.key, true)?;
-    seal_plaintext(&plaintext(&Binding::new(scope, at), value), recipients)
+    seal_plaintext(
+        &plaintext(&Binding::new(scope, at), value),
+        scope,
+        recipients,
+    )
 }
 
 /// Seals an already built plaintext. Public only for tests and
 /// re-encryption, which keeps a value's authenticated header as it is.
 #[doc(hidden)]
-pub fn seal_plaintext(plaintext: &[u8], recipients: &[PublicKey]) -> Result<String, SealError> {
+pub fn seal_plaintext(
+    plaintext: &[u8],
+    scope: Scope,
+    recipients: &[PublicKey],
+) -> Result<String, SealError> {
     if recipients.is_empty() {
         return Err(SealError::NoRecipients);
     }
@@ -328,7 +336,10 @@ pub fn seal_plaintext(plaintext: &[u8], recipients: &[PublicKey]) -> Result<Stri
             count: recipients.len(),
         });
     }
-    let wrapped: Vec<KeyIdRecipient<'_>> = recipients.iter().map(KeyIdRecipient).collect();
+    let wrapped: Vec<KeyIdRecipient<'_>> = recipients
+        .iter()
+        .map(|r| KeyIdRecipient(r, scope))
+        .collect();
     let encryptor =
         age::Encryptor::with_recipients(wrapped.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| SealError::Age(e.to_string()))?;
@@ -353,15 +364,23 @@ pub struct Envelope {
     pub key_stanza: Vec<Option<usize>>,
     /// Number of X25519 stanzas (one per recipient).
     pub x25519_stanzas: usize,
+    /// The scope the `coffer-kid` stanzas announce. Readable without a key
+    /// for inspection; the controller checks it equals the authenticated
+    /// binding header.
+    pub scope: Scope,
     /// Length of the binary ciphertext.
     pub ciphertext_len: usize,
+    /// Length of the age payload (after the header).
+    pub payload_len: usize,
 }
 
 impl Envelope {
-    /// Upper bound of the padded plaintext length: what the ciphertext
-    /// length reveals about the value.
-    pub fn size_bucket(&self, header_len: usize) -> usize {
-        self.ciphertext_len.saturating_sub(header_len + 32)
+    /// The padded plaintext length: all the ciphertext length reveals about
+    /// the value (age adds a 16-byte nonce, and a 16-byte tag per 64 KiB).
+    pub fn size_bucket(&self) -> usize {
+        let body = self.payload_len.saturating_sub(16);
+        let chunks = body.div_ceil(64 * 1024 + 16).max(1);
+        body.saturating_sub(16 * chunks)
     }
 }
 
@@ -384,6 +403,7 @@ pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
     let mut key_stanza = Vec::new();
     let mut x25519 = 0usize;
     let mut last_was_x25519 = false;
+    let mut scope: Option<Scope> = None;
     for line in lines {
         let Some(rest) = line.strip_prefix("-> ") else {
             continue;
@@ -402,11 +422,24 @@ pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
                 let id = words.next().and_then(|w| w.parse::<KeyId>().ok()).ok_or(
                     OpenError::Malformed("coffer-kid stanza without a valid key id"),
                 )?;
+                let announced: Scope =
+                    words
+                        .next()
+                        .and_then(|w| w.parse().ok())
+                        .ok_or(OpenError::Malformed(
+                            "coffer-kid stanza without a valid scope",
+                        ))?;
                 if words.next().is_some() {
                     return Err(OpenError::Malformed(
                         "coffer-kid stanza with extra arguments",
                     ));
                 }
+                if scope.is_some_and(|s| s != announced) {
+                    return Err(OpenError::Malformed(
+                        "coffer-kid stanzas announce different scopes",
+                    ));
+                }
+                scope = Some(announced);
                 if !key_ids.contains(&id) {
                     key_ids.push(id);
                     key_stanza.push(follows_x25519.then(|| x25519 - 1));
@@ -416,12 +449,24 @@ pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
             _ => {}
         }
     }
+    let Some(scope) = scope else {
+        return Err(OpenError::NoKeyId);
+    };
+    let mac_line_end = bytes[header_end..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| header_end + p + 1)
+        .ok_or(OpenError::Malformed(
+            "age header MAC line is not terminated",
+        ))?;
     Ok((
         Envelope {
             key_ids,
             key_stanza,
             x25519_stanzas: x25519,
+            scope,
             ciphertext_len: bytes.len(),
+            payload_len: bytes.len() - mac_line_end,
         },
         bytes,
     ))
@@ -512,6 +557,11 @@ pub fn open_unchecked(sealed: &str, ring: &Keyring) -> Result<Opened, OpenError>
         .read_to_end(&mut plain)
         .map_err(|_| OpenError::Tampered)?;
     let (binding, value) = parse_plaintext(&plain)?;
+    if binding.scope != envelope.scope {
+        return Err(OpenError::Malformed(
+            "the scope in the age header disagrees with the binding header",
+        ));
+    }
     Ok(Opened {
         binding,
         key_id: key.id(),

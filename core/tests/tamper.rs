@@ -179,7 +179,7 @@ fn unknown_format_version_is_refused() {
     let mut plain = b"coffer.dev/v2\nscope: cluster\nkey: password\npad: ".to_vec();
     plain.resize(254, b'.');
     plain.extend_from_slice(b"\n\nx");
-    let sealed = envelope::seal_plaintext(&plain, &[key.public().clone()]).unwrap();
+    let sealed = envelope::seal_plaintext(&plain, Scope::Cluster, &[key.public().clone()]).unwrap();
     assert_eq!(
         open(&sealed, AT, &ring).unwrap_err(),
         OpenError::UnsupportedVersion("coffer.dev/v2".into())
@@ -190,8 +190,12 @@ fn unknown_format_version_is_refused() {
 fn plaintext_that_is_not_a_coffer_value_is_refused() {
     let key = SecretKey::generate();
     let ring = Keyring::from_keys([key.clone()]);
-    let sealed =
-        envelope::seal_plaintext(b"just some age file\n", &[key.public().clone()]).unwrap();
+    let sealed = envelope::seal_plaintext(
+        b"just some age file\n",
+        Scope::Strict,
+        &[key.public().clone()],
+    )
+    .unwrap();
     assert!(matches!(
         open(&sealed, AT, &ring),
         Err(OpenError::Malformed(_))
@@ -203,7 +207,7 @@ fn unpadded_plaintext_is_refused() {
     let key = SecretKey::generate();
     let ring = Keyring::from_keys([key.clone()]);
     let plain = b"coffer.dev/v1\nscope: cluster\nkey: password\npad: \n\nx";
-    let sealed = envelope::seal_plaintext(plain, &[key.public().clone()]).unwrap();
+    let sealed = envelope::seal_plaintext(plain, Scope::Cluster, &[key.public().clone()]).unwrap();
     assert_eq!(
         open(&sealed, AT, &ring).unwrap_err(),
         OpenError::Malformed("plaintext is not padded to a size bucket")
@@ -293,6 +297,31 @@ fn value_larger_than_a_secret_is_not_sealed() {
         seal(&big, Scope::Strict, AT, &[key.public().clone()]).unwrap_err(),
         SealError::TooLarge { len: big.len() }
     );
+}
+
+#[test]
+fn scope_announced_in_the_header_must_match_the_binding() {
+    let key = SecretKey::generate();
+    let ring = Keyring::from_keys([key.clone()]);
+    // A plaintext bound to cluster scope, announced as strict.
+    let mut plain = b"coffer.dev/v1\nscope: cluster\nkey: password\npad: ".to_vec();
+    plain.resize(253, b'.');
+    plain.extend_from_slice(b"\n\nx");
+    let sealed = envelope::seal_plaintext(&plain, Scope::Strict, &[key.public().clone()]).unwrap();
+    assert_eq!(
+        open(&sealed, AT, &ring).unwrap_err(),
+        OpenError::Malformed("the scope in the age header disagrees with the binding header")
+    );
+}
+
+#[test]
+fn scope_and_size_bucket_are_readable_without_a_key() {
+    let key = SecretKey::generate();
+    let sealed = seal(&[1u8; 300], Scope::Namespace, AT, &[key.public().clone()]).unwrap();
+    let (env, _) = envelope::inspect(&sealed).unwrap();
+    assert_eq!(env.scope, Scope::Namespace);
+    assert_eq!(env.size_bucket(), 512);
+    assert_eq!(env.key_ids, vec![key.id()]);
 }
 
 #[test]
