@@ -94,3 +94,27 @@ pub fn crd_yaml() -> String {
         serde_saphyr::to_string(&crd).expect("the CRD serializes")
     )
 }
+
+/// Names shared by the controller and the CLI for the key ring, which lives
+/// as Secrets in the controller's namespace.
+pub mod ring {
+    /// Secret type of a sealing key.
+    pub const KEY_SECRET_TYPE: &str = "coffer.dev/sealing-key";
+    /// Label holding the key id.
+    pub const KEY_ID_LABEL: &str = "coffer.dev/key-id";
+    /// Label marking a key retired (`coffer.dev/key-state: retired`).
+    pub const KEY_STATE_LABEL: &str = "coffer.dev/key-state";
+    /// Annotation with the key's creation time (RFC 3339).
+    pub const CREATED_ANNOTATION: &str = "coffer.dev/created";
+    /// Annotation a key admin puts on the *active* key's Secret to ask for
+    /// a new key now (its value, the time of the request, is for people).
+    /// Once a newer key is active the request is fulfilled: no clocks are
+    /// compared, so a CLI with a skewed clock works too.
+    pub const ROTATION_ANNOTATION: &str = "coffer.dev/rotation-requested";
+    /// Data key of the private identity inside a key Secret.
+    pub const IDENTITY_KEY: &str = "identity";
+    /// ConfigMap that publishes the active key's recipients file.
+    pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
+    /// Key of the recipients file inside that ConfigMap.
+    pub const RECIPIENTS_KEY: &str = "recipients.txt";
+}

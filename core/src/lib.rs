@@ -4,6 +4,7 @@
 //! controller and the CLI fetch, call this crate, and write.
 
 pub mod api;
+pub mod backup;
 pub mod envelope;
 pub mod keyring;
 pub mod keys;

@@ -1,0 +1,133 @@
+//! Talking to the cluster: the client from kubeconfig flags, the published
+//! recipients file, and the controller's HTTP API through the API server's
+//! service proxy.
+
+use std::path::PathBuf;
+
+use coffer_core::RecipientsFile;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::error::{Failure, Result};
+
+/// Name of the ConfigMap and key the controller publishes.
+pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
+pub const RECIPIENTS_KEY: &str = "recipients.txt";
+/// Service of the controller (deploy/).
+pub const SERVICE: &str = "coffer-controller";
+
+/// Kubeconfig selection, as kubectl does it.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub controller_namespace: String,
+}
+
+impl Target {
+    fn kubeconfig(&self) -> Result<Option<Kubeconfig>> {
+        match &self.kubeconfig {
+            Some(p) => Kubeconfig::read_from(p).map(Some).map_err(|e| {
+                Failure::input(format!("{}: not a readable kubeconfig: {e}", p.display()))
+            }),
+            None => Ok(Kubeconfig::read().ok()),
+        }
+    }
+
+    /// The namespace of the current (or chosen) context, if any.
+    pub fn context_namespace(&self) -> Option<String> {
+        let kc = self.kubeconfig().ok()??;
+        let name = self.context.clone().or(kc.current_context.clone())?;
+        kc.contexts
+            .iter()
+            .find(|c| c.name == name)?
+            .context
+            .as_ref()?
+            .namespace
+            .clone()
+    }
+
+    /// A client for the chosen context.
+    pub async fn client(&self) -> Result<Client> {
+        let opts = KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match self.kubeconfig()? {
+            Some(kc) => Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| Failure::cluster(format!("cannot use the kubeconfig: {e}")))?,
+            None => Config::infer().await.map_err(|e| {
+                Failure::cluster(format!("no kubeconfig found and not inside a cluster: {e}"))
+                    .hint("pass --kubeconfig, or seal offline with --recipients FILE")
+            })?,
+        };
+        Client::try_from(config)
+            .map_err(|e| Failure::cluster(format!("cannot build a client: {e}")))
+    }
+
+    /// Fetches the recipients file: the ConfigMap through the Kubernetes API
+    /// (works where the service proxy is blocked), else `/v1/recipients`
+    /// through the service proxy.
+    pub async fn recipients_text(&self) -> Result<String> {
+        let client = self.client().await?;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &self.controller_namespace);
+        let from_cm = match cms.get_opt(RECIPIENTS_CONFIGMAP).await {
+            Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(RECIPIENTS_KEY)),
+            Ok(None) => None,
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(text) = from_cm {
+            return Ok(text);
+        }
+        match self.proxy_get(&client, "/v1/recipients").await {
+            Ok(text) => Ok(text),
+            Err(_) => Err(Failure::cluster(format!(
+                "no recipients published in namespace {} (ConfigMap {RECIPIENTS_CONFIGMAP}, or /v1/recipients of service {SERVICE})",
+                self.controller_namespace
+            ))
+            .hint("is the controller installed? use --controller-namespace, or seal offline with --recipients FILE")),
+        }
+    }
+
+    fn proxy_path(&self, path: &str) -> String {
+        format!(
+            "/api/v1/namespaces/{}/services/http:{SERVICE}:http/proxy{path}",
+            self.controller_namespace
+        )
+    }
+
+    async fn proxy_get(&self, client: &Client, path: &str) -> Result<String> {
+        let req = http::Request::get(self.proxy_path(path))
+            .body(Vec::new())
+            .map_err(|e| Failure::new(1, e.to_string()))?;
+        client.request_text(req).await.map_err(Failure::from)
+    }
+
+    /// POSTs JSON to the controller through the service proxy. Returns the
+    /// status code and body; transport errors are failures.
+    pub async fn proxy_post(
+        &self,
+        client: &Client,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, String)> {
+        let req = http::Request::post(self.proxy_path(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .map_err(|e| Failure::new(1, e.to_string()))?;
+        match client.request_text(req).await {
+            Ok(text) => Ok((200, text)),
+            Err(kube::Error::Api(s)) => Ok((s.code, s.message.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Parses recipients text with a name for errors.
+pub fn parse_recipients(name: &str, text: &str) -> Result<RecipientsFile> {
+    RecipientsFile::parse(text).map_err(|e| Failure::input(format!("{name}: {e}")))
+}

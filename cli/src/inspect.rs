@@ -1,0 +1,189 @@
+//! `coffer inspect`: what a SealedSecret holds, offline, without a key.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use coffer_core::envelope;
+
+use crate::cluster::parse_recipients;
+use crate::docs::read_sealed;
+use crate::error::{Failure, Result};
+use crate::io::{Format, read_file, read_inputs};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  coffer inspect sealed.yaml
+  coffer inspect --recipients recipients.txt k8s/*.yaml   # flag values sealed to keys not in the file")]
+pub struct InspectArgs {
+    /// SealedSecret files; stdin when none or `-`.
+    pub files: Vec<PathBuf>,
+    /// Flag values sealed to no key of these recipients files.
+    #[arg(long = "recipients", short = 'r', value_name = "FILE")]
+    pub recipients: Vec<PathBuf>,
+}
+
+#[derive(serde::Serialize)]
+struct Item {
+    key: String,
+    scope: Option<String>,
+    key_ids: Vec<String>,
+    recipients: usize,
+    size_bucket: Option<usize>,
+    problem: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    file: String,
+    document: usize,
+    namespace: Option<String>,
+    name: Option<String>,
+    scopes: Vec<String>,
+    items: Vec<Item>,
+    problems: Vec<String>,
+}
+
+pub fn run(args: InspectArgs, format: Format) -> Result<()> {
+    let known: Option<BTreeSet<String>> = if args.recipients.is_empty() {
+        None
+    } else {
+        let mut ids = BTreeSet::new();
+        for f in &args.recipients {
+            let input = read_file(f)?;
+            for k in parse_recipients(&input.name, &input.text)?.keys() {
+                ids.insert(k.id().to_string());
+            }
+        }
+        Some(ids)
+    };
+    let docs = read_sealed(&read_inputs(&args.files)?, true)?;
+    if docs.is_empty() {
+        return Err(Failure::input("no SealedSecret found in the input"));
+    }
+    let mut reports = Vec::new();
+    let mut any_problem = false;
+    for d in docs {
+        let mut items = Vec::new();
+        let mut problems = Vec::new();
+        let mut scopes = BTreeSet::new();
+        for (key, value) in &d.sealed.spec.encrypted_data {
+            match envelope::inspect(value) {
+                Ok((env, _)) => {
+                    scopes.insert(env.scope.to_string());
+                    let ids: Vec<String> = env.key_ids.iter().map(|k| k.to_string()).collect();
+                    let problem = known.as_ref().and_then(|known| {
+                        (!ids.iter().any(|i| known.contains(i))).then(|| {
+                            format!(
+                                "sealed only to key(s) {} that no given recipients file holds",
+                                ids.join(", ")
+                            )
+                        })
+                    });
+                    if let Some(p) = &problem {
+                        problems.push(format!("item {key:?}: {p}"));
+                    }
+                    items.push(Item {
+                        key: key.clone(),
+                        scope: Some(env.scope.to_string()),
+                        key_ids: ids,
+                        recipients: env.x25519_stanzas,
+                        size_bucket: Some(env.size_bucket()),
+                        problem,
+                    });
+                }
+                Err(e) => {
+                    problems.push(format!("item {key:?}: {e}"));
+                    items.push(Item {
+                        key: key.clone(),
+                        scope: None,
+                        key_ids: vec![],
+                        recipients: 0,
+                        size_bucket: None,
+                        problem: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        if scopes.len() > 1 {
+            problems.push(format!(
+                "mixed scopes: {}",
+                scopes.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if d.sealed.spec.encrypted_data.is_empty() {
+            problems.push("no items".into());
+        }
+        any_problem |= !problems.is_empty();
+        reports.push(Report {
+            file: d.file,
+            document: d.index,
+            namespace: d.sealed.metadata.namespace.clone(),
+            name: d.sealed.metadata.name.clone(),
+            scopes: scopes.into_iter().collect(),
+            items,
+            problems,
+        });
+    }
+    let text = match format {
+        Format::Json => {
+            serde_json::to_string_pretty(&reports).map_err(|e| Failure::new(1, e.to_string()))?
+                + "\n"
+        }
+        Format::Yaml => human(&reports),
+    };
+    print!("{text}");
+    if any_problem {
+        return Err(Failure::refused("problems found (see above)"));
+    }
+    Ok(())
+}
+
+fn human(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        out.push_str(&format!(
+            "{}: document {}: SealedSecret {}/{}\n  scope: {}\n",
+            r.file,
+            r.document,
+            r.namespace.as_deref().unwrap_or("?"),
+            r.name.as_deref().unwrap_or("?"),
+            if r.scopes.is_empty() {
+                "?".into()
+            } else {
+                r.scopes.join(", ")
+            }
+        ));
+        let width = r
+            .items
+            .iter()
+            .map(|i| i.key.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        out.push_str(&format!(
+            "  {:<width$}  {:<16}  {:>10}  {}\n",
+            "ITEM", "SIZE", "RECIPIENTS", "KEY IDS"
+        ));
+        for i in &r.items {
+            let size = i
+                .size_bucket
+                .map(|b| format!("<= {b} B"))
+                .unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "  {:<width$}  {:<16}  {:>10}  {}\n",
+                i.key,
+                size,
+                i.recipients,
+                if i.key_ids.is_empty() {
+                    "-".into()
+                } else {
+                    i.key_ids.join(",")
+                }
+            ));
+        }
+        for p in &r.problems {
+            out.push_str(&format!("  problem: {p}\n"));
+        }
+    }
+    out
+}

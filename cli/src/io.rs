@@ -1,0 +1,167 @@
+//! Reading inputs and writing outputs: stdin or files, YAML or JSON,
+//! atomic writes.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::error::{Failure, Result};
+
+/// Output format (`-o`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+/// An input: a file path, or `-`/none for stdin.
+pub struct Input {
+    pub name: String,
+    pub text: Zeroizing<String>,
+}
+
+/// Largest input file accepted.
+pub const MAX_INPUT: u64 = coffer_core::manifest::MAX_INPUT_LEN as u64;
+
+/// Reads every file, or stdin when `paths` is empty or holds `-`.
+pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
+    if paths.is_empty() {
+        return Ok(vec![read_stdin()?]);
+    }
+    paths
+        .iter()
+        .map(|p| {
+            if p.as_os_str() == "-" {
+                read_stdin()
+            } else {
+                read_file(p)
+            }
+        })
+        .collect()
+}
+
+fn read_stdin() -> Result<Input> {
+    let mut buf = Zeroizing::new(String::new());
+    std::io::stdin()
+        .take(MAX_INPUT + 1)
+        .read_to_string(&mut buf)
+        .map_err(|e| Failure::input(format!("<stdin>: cannot read: {e}")))?;
+    if buf.len() as u64 > MAX_INPUT {
+        return Err(Failure::input(format!(
+            "<stdin>: input is larger than {MAX_INPUT} bytes"
+        )));
+    }
+    Ok(Input {
+        name: "<stdin>".into(),
+        text: buf,
+    })
+}
+
+/// Reads one text file (size-capped), in a buffer wiped on drop.
+pub fn read_file(path: &Path) -> Result<Input> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::input(format!("{name}: cannot open: {}", io_reason(&e))))?;
+    let mut buf = Zeroizing::new(String::new());
+    file.take(MAX_INPUT + 1)
+        .read_to_string(&mut buf)
+        .map_err(|e| Failure::input(format!("{name}: cannot read: {}", io_reason(&e))))?;
+    if buf.len() as u64 > MAX_INPUT {
+        return Err(Failure::input(format!(
+            "{name}: file is larger than {MAX_INPUT} bytes"
+        )));
+    }
+    Ok(Input { name, text: buf })
+}
+
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::InvalidData => "not UTF-8 text".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Renders objects: YAML documents separated by `---`, or JSON (one
+/// object, or a `List` for several).
+pub fn render<T: Serialize>(items: &[T], format: Format) -> Result<String> {
+    match format {
+        Format::Yaml => {
+            let mut out = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("---\n");
+                }
+                out.push_str(
+                    &coffer_core::manifest::to_yaml(item)
+                        .map_err(|e| Failure::new(1, format!("cannot render YAML: {e}")))?,
+                );
+            }
+            Ok(out)
+        }
+        Format::Json => {
+            let value = if items.len() == 1 {
+                serde_json::to_value(&items[0])
+            } else {
+                serde_json::to_value(
+                    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
+                )
+            }
+            .map_err(|e| Failure::new(1, format!("cannot render JSON: {e}")))?;
+            let mut s =
+                serde_json::to_string_pretty(&value).map_err(|e| Failure::new(1, e.to_string()))?;
+            s.push('\n');
+            Ok(s)
+        }
+    }
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same
+/// directory, flushed and renamed over the target. Readers see the old
+/// content or the new, never half of it. `private` makes it mode 0600.
+pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<()> {
+    let name = path.display().to_string();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".coffer-")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            Failure::input(format!(
+                "{name}: cannot create a file in {}: {}",
+                dir.display(),
+                io_reason(&e)
+            ))
+        })?;
+    if !private && let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    } else if !private {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.write_all(data)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Failure::input(format!("{name}: cannot write: {}", io_reason(&e))))?;
+    tmp.persist(path)
+        .map_err(|e| Failure::input(format!("{name}: cannot replace: {}", io_reason(&e.error))))?;
+    Ok(())
+}
+
+/// Writes to `-w FILE` atomically, or to stdout.
+pub fn emit(output: Option<&Path>, data: &str) -> Result<()> {
+    match output {
+        Some(p) if p.as_os_str() != "-" => write_atomic(p, data.as_bytes(), false),
+        _ => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| Failure::new(1, format!("cannot write to stdout: {e}")))
+        }
+    }
+}

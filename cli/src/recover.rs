@@ -1,0 +1,99 @@
+//! `coffer recover`: offline disaster recovery. SealedSecrets -> Secrets
+//! with identities from an identity file or an encrypted key ring backup.
+//! Refuses scope mismatches just like the controller.
+
+use std::path::PathBuf;
+
+use coffer_core::keys::parse_identity_file;
+use coffer_core::transform::unseal;
+use coffer_core::{Keyring, SecretKey, backup};
+
+use crate::docs::read_sealed;
+use crate::error::{Failure, Result};
+use crate::io::{Format, emit, read_file, read_inputs, render};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  coffer recover --identity keys.txt sealed.yaml > secrets.yaml
+  coffer recover --identity admin.txt --backup ring-backup.age k8s/*.yaml -w secrets.yaml
+
+This prints plaintext Secrets: it exists for disaster recovery. Prefer piping
+into `kubectl apply -f -` over writing files.")]
+pub struct RecoverArgs {
+    /// SealedSecret files; stdin when none or `-`.
+    pub files: Vec<PathBuf>,
+    /// age identity file (AGE-SECRET-KEY-1… lines): sealing keys, or the admin key of --backup.
+    #[arg(long, short = 'i', value_name = "FILE", required = true)]
+    pub identity: Vec<PathBuf>,
+    /// An encrypted key ring backup (`coffer keys backup`), opened with --identity.
+    #[arg(long, value_name = "FILE")]
+    pub backup: Vec<PathBuf>,
+    /// Write the Secrets here (atomically, mode 0600) instead of stdout.
+    #[arg(short = 'w', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Loads identities, and the keys of any backups they open.
+pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<SecretKey>> {
+    let mut keys = Vec::new();
+    for p in identity {
+        let input = read_file(p)?;
+        keys.extend(
+            parse_identity_file(&input.text)
+                .map_err(|e| Failure::input(format!("{}: {e}", input.name)))?,
+        );
+    }
+    let admins = keys.clone();
+    for p in backups {
+        let data = std::fs::read(p).map_err(|e| {
+            Failure::input(format!(
+                "{}: cannot read: {}",
+                p.display(),
+                crate::io::io_reason(&e)
+            ))
+        })?;
+        let plain = backup::decrypt(&data, &admins).map_err(|e| {
+            Failure::input(format!("{}: {e}", p.display()))
+                .hint("give the admin identity the backup was made for with --identity")
+        })?;
+        let entries =
+            backup::parse(&plain).map_err(|e| Failure::input(format!("{}: {e}", p.display())))?;
+        keys.extend(entries.into_iter().map(|e| e.key));
+    }
+    Ok(keys)
+}
+
+pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
+    let ring = Keyring::from_keys(load_keys(&args.identity, &args.backup)?);
+    let docs = read_sealed(&read_inputs(&args.files)?, true)?;
+    if docs.is_empty() {
+        return Err(Failure::input("no SealedSecret found in the input"));
+    }
+    let mut secrets = Vec::new();
+    let mut refused = Vec::new();
+    for d in &docs {
+        match unseal(&d.sealed, &ring) {
+            Ok(desired) => secrets.push(desired.to_secret(None)),
+            Err(e) => refused.push(format!("{}: {e}", d.label())),
+        }
+    }
+    if !refused.is_empty() {
+        for s in secrets.iter_mut() {
+            coffer_core::transform::wipe(s);
+        }
+        return Err(Failure::refused(format!(
+            "{} of {} SealedSecrets did not open; nothing was written:\n  {}",
+            refused.len(),
+            docs.len(),
+            refused.join("\n  ")
+        )));
+    }
+    let text = zeroize::Zeroizing::new(render(&secrets, format)?);
+    for s in secrets.iter_mut() {
+        coffer_core::transform::wipe(s);
+    }
+    match &args.output {
+        Some(p) if p.as_os_str() != "-" => crate::io::write_atomic(p, text.as_bytes(), true),
+        _ => emit(None, &text),
+    }
+}

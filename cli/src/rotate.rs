@@ -1,0 +1,406 @@
+//! `coffer verify` and `coffer rotate`: ask the controller, through the API
+//! server's service proxy, whether values open, and re-encrypt them to the
+//! active key in place.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coffer_core::{SealedSecret, envelope};
+
+use crate::cluster::{Target, parse_recipients};
+use crate::docs::read_sealed;
+use crate::error::{Failure, Result};
+use crate::io::{read_file, read_inputs, write_atomic};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  coffer verify k8s/shop/*.yaml && echo all open")]
+pub struct VerifyArgs {
+    /// SealedSecret files; stdin when none or `-`.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  coffer rotate k8s/                       # new key, then re-encrypt every SealedSecret under k8s/
+  coffer rotate --dry-run k8s/             # show what would change
+  coffer rotate --no-new-key k8s/          # only re-encrypt to the current active key
+  coffer rotate -r other-cluster.txt k8s/  # keep values that also open in another cluster")]
+pub struct RotateArgs {
+    /// Files or directories (searched for *.yaml, *.yml, *.json); the current directory when none.
+    pub paths: Vec<PathBuf>,
+    /// Show what would change; write nothing and request no key.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not request a new key; re-encrypt to the active one.
+    #[arg(long)]
+    pub no_new_key: bool,
+    /// Recipients of other clusters some values are also sealed to: they are kept.
+    #[arg(long = "recipients", short = 'r', value_name = "FILE")]
+    pub recipients: Vec<PathBuf>,
+    /// How long to wait for the new key to become active.
+    #[arg(long, default_value = "120s", value_parser = crate::seal::parse_period)]
+    pub timeout: Duration,
+}
+
+fn doc_json(s: &SealedSecret) -> Result<Vec<u8>> {
+    serde_json::to_vec(s).map_err(|e| Failure::new(1, e.to_string()))
+}
+
+pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
+    let docs = read_sealed(&read_inputs(&args.files)?, true)?;
+    if docs.is_empty() {
+        return Err(Failure::input("no SealedSecret found in the input"));
+    }
+    let client = target.client().await?;
+    let mut failed = 0;
+    for d in &docs {
+        let (code, _) = target
+            .proxy_post(&client, "/v1/verify", doc_json(&d.sealed)?)
+            .await?;
+        match code {
+            200 => println!("{}: opens", d.label()),
+            409 => {
+                failed += 1;
+                println!("{}: does NOT open in this cluster", d.label());
+            }
+            other => {
+                return Err(Failure::cluster(format!(
+                    "{}: the controller answered HTTP {other}",
+                    d.label()
+                ))
+                .hint(
+                    "is the controller running and its Service reachable through the API server?",
+                ));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::refused(format!(
+            "{failed} of {} SealedSecrets do not open",
+            docs.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One YAML document of a file, with the comment lines around it kept.
+struct Chunk {
+    prefix: String,
+    body: String,
+    suffix: String,
+}
+
+fn split_yaml(text: &str) -> Vec<(String, Chunk)> {
+    // (separator line before the chunk, chunk)
+    let mut out = Vec::new();
+    let mut sep = String::new();
+    let mut cur = String::new();
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_end();
+        if t == "---" || t.starts_with("--- ") {
+            out.push((std::mem::take(&mut sep), chunk(&std::mem::take(&mut cur))));
+            sep = line.to_string();
+        } else {
+            cur.push_str(line);
+        }
+    }
+    out.push((sep, chunk(&cur)));
+    out
+}
+
+fn chunk(text: &str) -> Chunk {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let is_meta = |l: &&str| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    };
+    let start = lines
+        .iter()
+        .position(|l| !is_meta(l))
+        .unwrap_or(lines.len());
+    let end = lines
+        .iter()
+        .rposition(|l| !is_meta(l))
+        .map(|e| e + 1)
+        .unwrap_or(start);
+    Chunk {
+        prefix: lines[..start].concat(),
+        body: lines[start..end].concat(),
+        suffix: lines[end..].concat(),
+    }
+}
+
+fn files_under(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let roots = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    for root in roots {
+        walk(&root, &mut out)?;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(p)
+        .map_err(|e| Failure::input(format!("{}: {}", p.display(), crate::io::io_reason(&e))))?;
+    if meta.is_file() {
+        out.push(p.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(p)
+        .map_err(|e| Failure::input(format!("{}: {}", p.display(), crate::io::io_reason(&e))))?
+        .filter_map(|e| e.ok())
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        let ft = e
+            .file_type()
+            .map_err(|err| Failure::input(format!("{}: {err}", path.display())))?;
+        if ft.is_dir() {
+            walk(&path, out)?;
+        } else if ft.is_file()
+            && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_sealed(body: &str) -> bool {
+    let v: std::result::Result<serde_json::Value, _> = if body.trim_start().starts_with('{') {
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(body).map_err(|e| e.to_string())
+    };
+    v.ok().is_some_and(|v| {
+        v.get("kind").and_then(|k| k.as_str()) == Some("SealedSecret")
+            && v.get("apiVersion")
+                .and_then(|k| k.as_str())
+                .is_some_and(|a| a.starts_with("coffer.dev/"))
+    })
+}
+
+fn active_key_id(text: &str) -> Result<String> {
+    let f = parse_recipients("the cluster's recipients file", text)?;
+    Ok(f.entries
+        .first()
+        .map(|e| e.key.id().to_string())
+        .unwrap_or_default())
+}
+
+pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
+    let files = files_under(&args.paths)?;
+    let mut extra = Vec::new();
+    for f in &args.recipients {
+        let input = read_file(f)?;
+        for k in parse_recipients(&input.name, &input.text)?.keys() {
+            extra.push(k.to_string());
+        }
+    }
+    let client = target.client().await?;
+    let before = active_key_id(&target.recipients_text().await?)?;
+    let active = if args.dry_run || args.no_new_key {
+        before.clone()
+    } else {
+        let old = crate::keys::request_rotation(target).await?;
+        eprintln!("requested a new key to replace {old}; waiting for it to become active");
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        loop {
+            let now = active_key_id(&target.recipients_text().await?)?;
+            if now != old {
+                eprintln!("new active key: {now}");
+                break now;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Failure::cluster(format!(
+                    "the controller did not publish a new key within {}",
+                    humantime::format_duration(args.timeout)
+                ))
+                .hint("check the controller's logs and that it runs as leader"));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(files.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let (mut changed_files, mut values) = (0usize, 0usize);
+    let mut referenced: BTreeMap<String, usize> = BTreeMap::new();
+    for path in &files {
+        let input = read_file(path)?;
+        let json = input.text.trim_start().starts_with('{');
+        let chunks: Vec<(String, Chunk)> = if json {
+            vec![(
+                String::new(),
+                Chunk {
+                    prefix: String::new(),
+                    body: input.text.to_string(),
+                    suffix: String::new(),
+                },
+            )]
+        } else {
+            split_yaml(&input.text)
+        };
+        let mut out = String::new();
+        let mut file_changed = false;
+        for (i, (sep, c)) in chunks.iter().enumerate() {
+            out.push_str(sep);
+            out.push_str(&c.prefix);
+            if c.body.trim().is_empty() || !is_sealed(&c.body) {
+                out.push_str(&c.body);
+                out.push_str(&c.suffix);
+                continue;
+            }
+            let label = format!("{}: document {}", input.name, i + 1);
+            let sealed = crate::seal::parse_sealed(&label, &c.body)?;
+            let stale: Vec<&String> = sealed
+                .spec
+                .encrypted_data
+                .iter()
+                .filter(|(_, v)| {
+                    envelope::inspect(v)
+                        .map(|(e, _)| !e.key_ids.iter().any(|k| k.to_string() == active))
+                        .unwrap_or(true)
+                })
+                .map(|(k, _)| k)
+                .collect();
+            if stale.is_empty() {
+                count_ids(&sealed, &mut referenced);
+                out.push_str(&c.body);
+                out.push_str(&c.suffix);
+                continue;
+            }
+            if args.dry_run {
+                println!("{label}: would re-encrypt {} value(s)", stale.len());
+                values += stale.len();
+                file_changed = true;
+                count_ids(&sealed, &mut referenced);
+                out.push_str(&c.body);
+                out.push_str(&c.suffix);
+                continue;
+            }
+            let body = serde_json::to_vec(
+                &serde_json::json!({"sealedSecret": sealed, "additionalRecipients": extra}),
+            )
+            .map_err(|e| Failure::new(1, e.to_string()))?;
+            let (code, text) = target.proxy_post(&client, "/v1/reencrypt", body).await?;
+            if code != 200 {
+                return Err(Failure::cluster(format!("{label}: the controller refused to re-encrypt (HTTP {code}): {}", text.trim()))
+                    .hint("nothing was written for this file; fix it and run rotate again: finished files are skipped"));
+            }
+            let reply: SealedSecret = serde_json::from_str(&text).map_err(|e| {
+                Failure::cluster(format!("{label}: bad reply from the controller: {e}"))
+            })?;
+            let mut updated = sealed.clone();
+            for k in &stale {
+                if let Some(v) = reply.spec.encrypted_data.get(*k) {
+                    updated.spec.encrypted_data.insert((*k).clone(), v.clone());
+                    values += 1;
+                }
+            }
+            count_ids(&updated, &mut referenced);
+            let rendered = if json {
+                crate::io::render(&[updated], crate::io::Format::Json)?
+            } else {
+                crate::io::render(&[updated], crate::io::Format::Yaml)?
+            };
+            out.push_str(&rendered);
+            out.push_str(&c.suffix);
+            file_changed = true;
+        }
+        if file_changed {
+            changed_files += 1;
+            if !args.dry_run {
+                write_atomic(path, out.as_bytes(), false)?;
+            }
+        }
+        if let Some(b) = &bar {
+            b.inc(1);
+        } else if file_changed && !args.dry_run {
+            eprintln!("re-encrypted {}", input.name);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let verb = if args.dry_run {
+        "would change"
+    } else {
+        "changed"
+    };
+    println!(
+        "{verb} {changed_files} of {} file(s); {values} value(s) re-encrypted to key {active}",
+        files.len()
+    );
+    let others: BTreeSet<_> = referenced.keys().filter(|k| **k != active).collect();
+    if referenced.is_empty() {
+        println!("no SealedSecret found");
+    } else {
+        println!("key ids still referenced:");
+        for (k, n) in &referenced {
+            println!(
+                "  {k}  {n} value(s){}",
+                if *k == active { "  (active)" } else { "" }
+            );
+        }
+        if others.is_empty() && !args.dry_run {
+            println!(
+                "no value needs an older key of this cluster any more: retire them with `coffer keys retire ID`"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn count_ids(s: &SealedSecret, into: &mut BTreeMap<String, usize>) {
+    for v in s.spec.encrypted_data.values() {
+        if let Ok((e, _)) = envelope::inspect(v) {
+            for k in e.key_ids {
+                *into.entry(k.to_string()).or_default() += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_split_keeps_separators_and_comments() {
+        let text = "# top\na: 1\n# after a\n---\n# before b\nb: 2\n";
+        let parts = split_yaml(text);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].1.prefix, "# top\n");
+        assert_eq!(parts[0].1.body, "a: 1\n");
+        assert_eq!(parts[0].1.suffix, "# after a\n");
+        assert_eq!(parts[1].0, "---\n");
+        assert_eq!(parts[1].1.prefix, "# before b\n");
+        let joined: String = parts
+            .iter()
+            .map(|(s, c)| format!("{s}{}{}{}", c.prefix, c.body, c.suffix))
+            .collect();
+        assert_eq!(joined, text);
+    }
+}

@@ -1,0 +1,278 @@
+//! `coffer seal`: Secret manifests -> SealedSecrets, or one raw value.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use coffer_core::manifest::read_secrets;
+use coffer_core::transform::{SealSecretError, merge_into, seal_secret};
+use coffer_core::{Location, PublicKey, RecipientsFile, Scope, SealedSecret};
+use zeroize::Zeroizing;
+
+use crate::cluster::{Target, parse_recipients};
+use crate::error::{Failure, Result};
+use crate::io::{Format, emit, read_file, read_inputs, render, write_atomic};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  coffer seal --recipients recipients.txt secret.yaml -w sealed.yaml
+  kubectl create secret generic db --from-literal=password=s3cret --dry-run=client -o yaml \\
+    | coffer seal --recipients prod.txt --recipients staging.txt
+  coffer seal --recipients recipients.txt --merge-into sealed.yaml new-password.yaml
+  printf 's3cret' | coffer seal --raw --recipients recipients.txt -n shop --name db --key password")]
+pub struct SealArgs {
+    /// Secret manifests (YAML, several documents, JSON, kind List); stdin when none or `-`.
+    pub files: Vec<PathBuf>,
+    /// Recipients file (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
+    #[arg(long = "recipients", short = 'r', value_name = "FILE")]
+    pub recipients: Vec<PathBuf>,
+    /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere).
+    #[arg(long, default_value = "strict", value_parser = parse_scope)]
+    pub scope: Scope,
+    /// Write here (atomically) instead of stdout.
+    #[arg(short = 'w', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Re-seal only the given items into this SealedSecret file, keeping every other ciphertext byte for byte.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "output"])]
+    pub merge_into: Option<PathBuf>,
+    /// Seal one value (from --from-file or stdin) and print bare base64.
+    #[arg(long, requires = "key")]
+    pub raw: bool,
+    /// With --raw: the SealedSecret name (needed by --scope strict).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// With --raw: the item key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// With --raw: read the value from this file instead of stdin.
+    #[arg(long, value_name = "FILE", requires = "raw")]
+    pub from_file: Option<PathBuf>,
+    /// Warn when the newest key in a recipients file is older than this.
+    #[arg(long, env = "COFFER_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_period)]
+    pub renewal_period: Duration,
+}
+
+fn parse_scope(s: &str) -> std::result::Result<Scope, String> {
+    s.parse()
+}
+
+pub fn parse_period(s: &str) -> std::result::Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 720h: {e}"))
+}
+
+/// Resolves the recipients: every `--recipients` file, or the cluster's.
+pub async fn recipients(
+    files: &[PathBuf],
+    target: &Target,
+    period: Duration,
+) -> Result<Vec<PublicKey>> {
+    let mut keys: Vec<PublicKey> = Vec::new();
+    let mut add = |name: &str, file: RecipientsFile| {
+        warn_if_stale(name, &file, period);
+        for k in file.keys() {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    };
+    if files.is_empty() {
+        let text = target.recipients_text().await?;
+        add(
+            "the cluster's recipients file",
+            parse_recipients("the cluster's recipients file", &text)?,
+        );
+    } else {
+        for f in files {
+            let input = read_file(f)?;
+            add(&input.name, parse_recipients(&input.name, &input.text)?);
+        }
+    }
+    Ok(keys)
+}
+
+fn warn_if_stale(name: &str, file: &RecipientsFile, period: Duration) {
+    let Some(newest) = file.newest() else { return };
+    if period.is_zero() {
+        return;
+    }
+    let age = jiff::Timestamp::now().duration_since(newest);
+    if age.as_secs() > 0 && age.unsigned_abs() > period {
+        let days = age.as_secs() / 86_400;
+        eprintln!(
+            "warning: {name}: its newest key was created {days} days ago, longer than the renewal period ({}); \
+             fetch a fresh one with `coffer recipients -w FILE`",
+            humantime::format_duration(period)
+        );
+    }
+}
+
+pub async fn run(
+    args: SealArgs,
+    target: &Target,
+    namespace: Option<String>,
+    format: Format,
+) -> Result<()> {
+    if args.raw {
+        return raw(&args, target, namespace).await;
+    }
+    if args.name.is_some() || args.key.is_some() {
+        return Err(Failure::usage(
+            "--name and --key are only for --raw; a manifest names its Secret and items",
+        ));
+    }
+    let inputs = read_inputs(&args.files)?;
+    // Parse everything before fetching keys: a typo fails fast and offline.
+    let mut manifests = Vec::new();
+    for input in &inputs {
+        let secrets = read_secrets(&input.text).map_err(|e| {
+            Failure::input(format!("{}: {e}", input.name)).hint("give Secret manifests, e.g. from `kubectl create secret … --dry-run=client -o yaml`")
+        })?;
+        for s in secrets {
+            if s.data.is_empty() {
+                let name = s.metadata.name.clone().unwrap_or_default();
+                return Err(Failure::input(format!(
+                    "{}: document {} ({name}): the Secret has no data or stringData; there is nothing to seal",
+                    input.name, s.index
+                )));
+            }
+            manifests.push((input.name.clone(), s));
+        }
+    }
+    let (ns, explicit) = match namespace {
+        Some(n) => (Some(n), true),
+        None => (target.context_namespace(), false),
+    };
+    let keys = recipients(&args.recipients, target, args.renewal_period).await?;
+    let mut sealed = Vec::new();
+    for (file, m) in &manifests {
+        let s = seal_secret(m, ns.as_deref(), explicit, args.scope, &keys)
+            .map_err(|e| seal_failure(file, e))?;
+        sealed.push(s);
+    }
+    if let Some(path) = &args.merge_into {
+        return merge(path, sealed, format);
+    }
+    emit(args.output.as_deref(), &render(&sealed, format)?)
+}
+
+fn seal_failure(file: &str, e: SealSecretError) -> Failure {
+    let hint = match &e {
+        SealSecretError::NoNamespace { .. } => {
+            "add metadata.namespace, pass -n NAMESPACE, or set a namespace in your kubeconfig context"
+        }
+        SealSecretError::NamespaceConflict { .. } => {
+            "drop -n, or change metadata.namespace in the manifest"
+        }
+        SealSecretError::Item { .. } => "fix the name or value named above",
+    };
+    Failure::input(format!("{file}: {e}")).hint(hint)
+}
+
+fn merge(path: &std::path::Path, sealed: Vec<SealedSecret>, format: Format) -> Result<()> {
+    if sealed.len() != 1 {
+        return Err(Failure::usage(format!(
+            "--merge-into takes exactly one Secret, got {}",
+            sealed.len()
+        )));
+    }
+    let update = &sealed[0];
+    let input = read_file(path)?;
+    let existing: SealedSecret = parse_sealed(&input.name, &input.text)?;
+    if existing.metadata.name != update.metadata.name
+        || existing.metadata.namespace != update.metadata.namespace
+    {
+        return Err(Failure::input(format!(
+            "{}: holds SealedSecret {}/{}, but the Secret is {}/{}",
+            input.name,
+            existing.metadata.namespace.as_deref().unwrap_or("?"),
+            existing.metadata.name.as_deref().unwrap_or("?"),
+            update.metadata.namespace.as_deref().unwrap_or("?"),
+            update.metadata.name.as_deref().unwrap_or("?"),
+        ))
+        .hint("merge into the file of the same SealedSecret"));
+    }
+    let merged = merge_into(&existing, update);
+    let text = if input.text.trim_start().starts_with('{') {
+        render(&[merged], Format::Json)?
+    } else {
+        render(
+            &[merged],
+            if format == Format::Json {
+                Format::Json
+            } else {
+                Format::Yaml
+            },
+        )?
+    };
+    write_atomic(path, text.as_bytes(), false)
+}
+
+/// Parses one SealedSecret document (YAML or JSON).
+pub fn parse_sealed(name: &str, text: &str) -> Result<SealedSecret> {
+    let parsed: std::result::Result<SealedSecret, String> = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(text)
+            .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
+    };
+    let s = parsed.map_err(|e| Failure::input(format!("{name}: not a SealedSecret: {e}")))?;
+    if s.metadata.name.is_none() {
+        return Err(Failure::input(format!(
+            "{name}: the SealedSecret has no metadata.name"
+        )));
+    }
+    Ok(s)
+}
+
+async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Result<()> {
+    let key = args.key.clone().unwrap_or_default();
+    let namespace = namespace.or_else(|| target.context_namespace());
+    let ns = match (args.scope, namespace) {
+        (Scope::Cluster, n) => n.unwrap_or_default(),
+        (_, Some(n)) => n,
+        (_, None) => {
+            return Err(Failure::usage(
+                "--raw with --scope strict or namespace needs -n NAMESPACE",
+            ));
+        }
+    };
+    let name = match (args.scope, &args.name) {
+        (Scope::Strict, None) => {
+            return Err(Failure::usage("--raw with --scope strict needs --name"));
+        }
+        (_, n) => n.clone().unwrap_or_default(),
+    };
+    let mut value = Zeroizing::new(Vec::new());
+    match &args.from_file {
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|e| {
+                Failure::input(format!(
+                    "{}: cannot open: {}",
+                    p.display(),
+                    crate::io::io_reason(&e)
+                ))
+            })?;
+            f.take(coffer_core::envelope::MAX_VALUE_LEN as u64 + 1)
+                .read_to_end(&mut value)
+                .map_err(|e| Failure::input(format!("{}: {e}", p.display())))?;
+        }
+        None => {
+            std::io::stdin()
+                .take(coffer_core::envelope::MAX_VALUE_LEN as u64 + 1)
+                .read_to_end(&mut value)
+                .map_err(|e| Failure::input(format!("<stdin>: {e}")))?;
+        }
+    }
+    let keys = recipients(&args.recipients, target, args.renewal_period).await?;
+    let at = Location {
+        namespace: &ns,
+        name: &name,
+        key: &key,
+    };
+    let sealed = coffer_core::seal(&value, args.scope, at, &keys)
+        .map_err(|e| Failure::input(format!("item {key:?}: {e}")))?;
+    emit(args.output.as_deref(), &format!("{sealed}\n"))
+}
