@@ -65,6 +65,34 @@ pub struct RunArgs {
     /// Cluster name written into the published recipients file.
     #[arg(long, env = "COFFER_CLUSTER_NAME", global = true)]
     pub cluster_name: Option<String>,
+    /// HTTP listener for health, metrics and the public endpoints.
+    #[arg(
+        long,
+        env = "COFFER_LISTEN",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    pub listen: std::net::SocketAddr,
+    /// Elect one writer among replicas through a coordination.k8s.io Lease.
+    #[arg(long, env = "COFFER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub leader_elect: bool,
+    /// Name of the Lease in the key namespace.
+    #[arg(
+        long,
+        env = "COFFER_LEASE_NAME",
+        default_value = "coffer-controller",
+        global = true
+    )]
+    pub lease_name: String,
+    /// Lease duration: how long followers wait before taking over a silent leader.
+    #[arg(long, env = "COFFER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration, global = true)]
+    pub lease_duration: Duration,
+    /// Requests per second each client may make to the POST endpoints (0: unlimited).
+    #[arg(long, env = "COFFER_HTTP_RATE", default_value_t = 20.0, global = true)]
+    pub http_rate: f64,
+    /// Burst above that rate.
+    #[arg(long, env = "COFFER_HTTP_BURST", default_value_t = 40, global = true)]
+    pub http_burst: u32,
     /// Log filter (error, warn, info, debug, or a tracing directive).
     #[arg(long, env = "COFFER_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,

@@ -19,21 +19,10 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 use zeroize::Zeroize;
 
-/// Secret type of a sealing key.
-pub const KEY_SECRET_TYPE: &str = "coffer.dev/sealing-key";
-/// Label holding the key id.
-pub const KEY_ID_LABEL: &str = "coffer.dev/key-id";
-/// Label marking a key retired (`coffer.dev/key-state: retired`).
-pub const KEY_STATE_LABEL: &str = "coffer.dev/key-state";
-/// Annotation with the key's creation time (RFC 3339); the renewal schedule
-/// is computed from it, so it survives restarts and restores.
-pub const CREATED_ANNOTATION: &str = "coffer.dev/created";
-/// ConfigMap that publishes the active key's recipients file.
-pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
-/// Key of the recipients file inside that ConfigMap.
-pub const RECIPIENTS_KEY: &str = "recipients.txt";
-/// Data key of the private identity inside a key Secret.
-pub const IDENTITY_KEY: &str = "identity";
+pub use coffer_core::api::ring::{
+    CREATED_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, KEY_STATE_LABEL,
+    RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, ROTATION_ANNOTATION,
+};
 
 /// One key as the controller sees it.
 #[derive(Clone, Debug)]
@@ -43,6 +32,8 @@ pub struct KeyInfo {
     pub created: Timestamp,
     pub retired: bool,
     pub secret_name: String,
+    /// Whether a key admin asked for a new key to replace this one.
+    pub rotation_requested: bool,
 }
 
 /// A consistent view of the ring at one moment.
@@ -73,8 +64,16 @@ impl KeyState {
         })
     }
 
-    fn fingerprint(&self) -> Vec<(KeyId, bool)> {
-        self.keys.iter().map(|k| (k.id, k.retired)).collect()
+    fn fingerprint(&self) -> Vec<(KeyId, bool, bool)> {
+        self.keys
+            .iter()
+            .map(|k| (k.id, k.retired, k.rotation_requested))
+            .collect()
+    }
+
+    /// Whether a key admin asked to replace the active key.
+    pub fn rotation_pending(&self) -> bool {
+        self.active().is_some_and(|a| a.rotation_requested)
     }
 }
 
@@ -149,12 +148,18 @@ fn parse_key_secret(secret: &Secret) -> Result<(SecretKey, KeyInfo), String> {
         .or_else(|| secret.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(Timestamp::UNIX_EPOCH);
     let retired = labels.get(KEY_STATE_LABEL).map(String::as_str) == Some("retired");
+    let rotation_requested = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ROTATION_ANNOTATION));
     let info = KeyInfo {
         id: key.id(),
         public: key.public().clone(),
         created,
         retired,
         secret_name: name,
+        rotation_requested,
     };
     Ok((key, info))
 }
@@ -350,6 +355,10 @@ impl KeyManager {
             return Ok(Some(Duration::from_secs(10)));
         };
         self.publish_recipients(state).await?;
+        if state.rotation_pending() {
+            self.create_key("rotation requested").await?;
+            return Ok(Some(Duration::from_secs(10)));
+        }
         if self.renewal_period.is_zero() {
             return Ok(None);
         }

@@ -4,6 +4,7 @@
 //! side.
 
 pub mod args;
+pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod ratelimit;

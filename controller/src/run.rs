@@ -1,6 +1,8 @@
-//! Wiring: client, key ring, controllers, shutdown.
+//! Wiring: client, key ring, HTTP, leader election, controllers, shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use coffer_core::SealedSecret;
@@ -10,8 +12,10 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::sync::watch;
 
 use crate::args::RunArgs;
+use crate::http::{ClientLimiter, HttpState};
 use crate::keys::{self, KeyManager, Keys};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Bucket, RateLimitLayer};
@@ -41,21 +45,32 @@ pub async fn client(args: &RunArgs, metrics: &Metrics) -> anyhow::Result<Client>
     Ok(builder.with_layer(&layer).build())
 }
 
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// A shutdown future from a watch channel.
+async fn on(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let client = client(&args, &metrics).await?;
     let keys = Keys::new();
-
-    let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &args.key_namespace);
-    let manager = KeyManager {
-        secrets: key_secrets.clone(),
-        configmaps,
-        keys: keys.clone(),
-        renewal_period: args.key_renewal_period,
-        cluster_name: args.cluster_name.clone(),
-    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
 
     // Fail early with a clear message when the CRD is missing.
     let probe: Api<SealedSecret> = Api::all(client.clone());
@@ -64,15 +79,140 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("cannot list SealedSecrets: is crds/sealedsecret.yaml installed and does RBAC allow it?")?;
 
-    let watch = tokio::spawn(keys::watch_keys(key_secrets, keys.clone()));
-    let manage = tokio::spawn(async move { manager.run().await });
+    let ready = Arc::new(AtomicBool::new(false));
+    let http_state = Arc::new(HttpState {
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        cluster_name: args.cluster_name.clone(),
+        limiter: ClientLimiter::new(args.http_rate, args.http_burst),
+    });
+    let http = tokio::spawn(crate::http::serve(
+        args.listen,
+        http_state,
+        on(stop_rx.clone()),
+    ));
+
+    let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);
+    let watch = tokio::spawn(keys::watch_keys(key_secrets.clone(), keys.clone()));
     let key_metrics = tokio::spawn(key_metrics(keys.clone(), metrics.clone()));
-    tracing::info!(namespace = %args.key_namespace, "waiting for the key ring");
-    tokio::select! {
-        _ = keys::wait_ready(&keys) => {}
-        r = watch => { r??; anyhow::bail!("key watch ended"); }
+    {
+        let keys = keys.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            keys::wait_ready(&keys).await;
+            ready.store(true, Ordering::Release);
+            tracing::info!(active = %keys.current().active().map(|k| k.id.to_string()).unwrap_or_default(), "key ring loaded");
+        });
     }
-    tracing::info!(active = %keys.current().active().map(|k| k.id.to_string()).unwrap_or_default(), "key ring loaded");
+
+    let result = if args.leader_elect {
+        lead_when_elected(&args, &client, &keys, &metrics, stop_rx.clone()).await
+    } else {
+        leader(&args, &client, &keys, &metrics, stop_rx.clone()).await
+    };
+    watch.abort();
+    key_metrics.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    tracing::info!(
+        api_requests = metrics.api_request_count(),
+        "controller stopped"
+    );
+    result
+}
+
+/// Waits for the Lease, leads while holding it, and exits with an error if
+/// it is lost (the pod restarts as a follower, like client-go controllers).
+async fn lead_when_elected(
+    args: &RunArgs,
+    client: &Client,
+    keys: &Arc<Keys>,
+    metrics: &Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+            std::process::id()
+        )
+    });
+    let duration = args.lease_duration.as_secs().max(2);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.key_namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .context("setting up leader election")?;
+    let (mut leading, lease_task) = manager.watch().await;
+    tracing::info!(%identity, lease = %args.lease_name, "waiting to become leader; serving HTTP as a follower meanwhile");
+    let result = loop {
+        if *leading.borrow_and_update() {
+            tracing::info!(%identity, "became leader");
+            let (lead_stop_tx, lead_stop_rx) = watch::channel(false);
+            let mut work = Box::pin(leader(args, client, keys, metrics, lead_stop_rx));
+            let outcome = tokio::select! {
+                r = &mut work => Some(r),
+                _ = leading.wait_for(|l| !*l) => None,
+                _ = stop.wait_for(|s| *s) => {
+                    let _ = lead_stop_tx.send(true);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), &mut work).await;
+                    break Ok(());
+                }
+            };
+            match outcome {
+                Some(r) => break r,
+                None => {
+                    let _ = lead_stop_tx.send(true);
+                    break Err(anyhow::anyhow!(
+                        "lost the leader lease; exiting so a follower can take over"
+                    ));
+                }
+            }
+        }
+        tokio::select! {
+            r = leading.changed() => if r.is_err() { break Err(anyhow::anyhow!("leader election stopped")); },
+            _ = stop.wait_for(|s| *s) => break Ok(()),
+        }
+    };
+    // Dropping the receiver makes the lease task release the Lease.
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+        _ => tracing::warn!(
+            "could not release the leader lease; followers take over when it expires"
+        ),
+    }
+    result
+}
+
+/// What only the leader does: manage keys and reconcile.
+async fn leader(
+    args: &RunArgs,
+    client: &Client,
+    keys: &Arc<Keys>,
+    metrics: &Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let manager = KeyManager {
+        secrets: Api::namespaced(client.clone(), &args.key_namespace),
+        configmaps: Api::<ConfigMap>::namespaced(client.clone(), &args.key_namespace),
+        keys: keys.clone(),
+        renewal_period: args.key_renewal_period,
+        cluster_name: args.cluster_name.clone(),
+    };
+    let manage = async move { manager.run().await };
+    tokio::pin!(manage);
+    // The key manager creates the first key; reconciling waits for it.
+    tokio::select! {
+        _ = keys::wait_ready(keys) => {}
+        r = &mut manage => return r,
+        _ = on(stop.clone()) => return Ok(()),
+    }
 
     let reporter = Reporter {
         controller: "coffer-controller".into(),
@@ -98,11 +238,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
         let (store, writer) = reflector::store();
+        // Errors of both watches are spaced by the controller's trigger
+        // backoff below.
         let owned = watcher(
             secret_api,
-            watcher::Config::default().labels(reconcile::owned_selector()),
+            watch_config().labels(reconcile::owned_selector()),
         )
-        .default_backoff()
         .modify(move |s: &mut Secret| digest_in_place(s, &salt))
         .reflect(writer)
         .touched_objects();
@@ -116,27 +257,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
         let (sealed_store, sealed_writer) = reflector::store();
         let sealed_stream = watcher(sealed_api, watch_config())
-            .backoff(ShortBackoff::default())
             .modify(|s: &mut SealedSecret| s.metadata.managed_fields = None)
             .reflect(sealed_writer)
             .touched_objects();
         let controller = Controller::for_stream(sealed_stream, sealed_store)
             .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
+            .trigger_backoff(ShortBackoff::default())
             .owns_stream(owned)
-            .reconcile_all_on(keys::changes(&keys))
-            .shutdown_on_signal()
+            .reconcile_all_on(keys::changes(keys))
+            .graceful_shutdown_on(on(stop.clone()))
             .run(reconcile::reconcile, reconcile::error_policy, ctx)
             .for_each(|_| futures::future::ready(()));
         controllers.push(controller);
     }
     tracing::info!("controller started");
     tokio::select! {
-        _ = futures::future::join_all(controllers) => {}
-        r = manage => { r??; }
+        _ = futures::future::join_all(controllers) => Ok(()),
+        r = &mut manage => r,
     }
-    key_metrics.abort();
-    tracing::info!("controller stopped");
-    Ok(())
 }
 
 async fn key_metrics(keys: Arc<Keys>, metrics: Arc<Metrics>) {
@@ -153,7 +291,7 @@ async fn key_metrics(keys: Arc<Keys>, metrics: Arc<Metrics>) {
             })
             .unwrap_or(0.0);
         metrics.set_keys(i64::from(s.active().is_some()), usable, retired, age);
-        tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+        tokio::time::sleep(Duration::from_secs(15)).await;
     }
 }
 
@@ -175,11 +313,11 @@ pub struct ShortBackoff {
 }
 
 impl Iterator for ShortBackoff {
-    type Item = std::time::Duration;
+    type Item = Duration;
     fn next(&mut self) -> Option<Self::Item> {
         let ms = 250u64.saturating_mul(1 << self.attempt.min(5)).min(5000);
         self.attempt = self.attempt.saturating_add(1);
-        Some(std::time::Duration::from_millis(ms))
+        Some(Duration::from_millis(ms))
     }
 }
 

@@ -3,142 +3,19 @@
 //! creates, after `deploy/` is applied: the RBAC tested is the RBAC shipped.
 //! Each test gets its own namespaces and its own key ring namespace.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use coffer_core::manifest::read_secrets;
-use coffer_core::recipients::RecipientsFile;
-use coffer_core::transform::seal_secret;
-use coffer_core::{PublicKey, Scope, SealedSecret, SecretKey};
-use coffer_test_support::{ControllerProcess, Server, eventually, grant_key_namespace, namespace};
+use coffer_core::{Scope, SealedSecret, SecretKey};
+use coffer_test_support::{ControllerProcess, Server, eventually};
+use common::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
-
-const BIN: &str = env!("CARGO_BIN_EXE_coffer-controller");
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Setup {
-    server: Server,
-    admin: Client,
-    ns: String,
-    /// Every namespace the controller watches; `ns` is the first.
-    watched: Vec<String>,
-    key_ns: String,
-    ctrl: ControllerProcess,
-    recipients: Vec<PublicKey>,
-}
-
-async fn setup(name: &str, extra: &[&str]) -> Setup {
-    setup_on(Server::shared().clone(), name, extra, 1).await
-}
-
-async fn setup_on(server: Server, name: &str, extra: &[&str], extra_namespaces: usize) -> Setup {
-    server.install_deploy();
-    let admin = server.admin().await;
-    let ns = namespace(&admin, name).await;
-    let mut watched = vec![ns.clone()];
-    for _ in 1..extra_namespaces.max(1) {
-        watched.push(namespace(&admin, name).await);
-    }
-    let key_ns = namespace(&admin, &format!("{name}-keys")).await;
-    grant_key_namespace(&admin, &key_ns).await;
-    let namespaces = watched.join(",");
-    let mut args = vec!["--namespaces", &namespaces, "--key-namespace", &key_ns];
-    args.extend_from_slice(extra);
-    let ctrl = ControllerProcess::start(&server, Path::new(BIN), &ns, &args)
-        .await
-        .unwrap();
-    let recipients = published_recipients(&admin, &key_ns, None).await;
-    Setup {
-        server,
-        admin,
-        ns,
-        watched,
-        key_ns,
-        ctrl,
-        recipients,
-    }
-}
-
-/// Waits for the recipients ConfigMap (and, if given, for a file other than `not`).
-async fn published_recipients(admin: &Client, key_ns: &str, not: Option<&str>) -> Vec<PublicKey> {
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), key_ns);
-    let text = eventually(WAIT, "the recipients ConfigMap", || async {
-        let cm = cms.get_opt("coffer-recipients").await.ok()??;
-        let t = cm.data?.get("recipients.txt")?.clone();
-        (Some(t.as_str()) != not).then_some(t)
-    })
-    .await;
-    RecipientsFile::parse(&text).unwrap().keys()
-}
-
-impl Setup {
-    fn sealed(&self, yaml: &str, scope: Scope) -> SealedSecret {
-        self.sealed_to(yaml, scope, &self.recipients)
-    }
-
-    fn sealed_to(&self, yaml: &str, scope: Scope, to: &[PublicKey]) -> SealedSecret {
-        let m = &read_secrets(yaml).unwrap()[0];
-        seal_secret(m, Some(&self.ns), false, scope, to).unwrap()
-    }
-
-    fn sealed_api(&self, ns: &str) -> Api<SealedSecret> {
-        Api::namespaced(self.admin.clone(), ns)
-    }
-
-    fn secrets(&self, ns: &str) -> Api<Secret> {
-        Api::namespaced(self.admin.clone(), ns)
-    }
-
-    async fn apply(&self, s: &SealedSecret) {
-        let ns = s.namespace().unwrap();
-        self.sealed_api(&ns)
-            .patch(
-                &s.name_any(),
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(s),
-            )
-            .await
-            .unwrap();
-    }
-
-    /// Waits until the Ready condition has `reason` for the current generation.
-    async fn wait_reason(&self, ns: &str, name: &str, reason: &str) -> SealedSecret {
-        let api = self.sealed_api(ns);
-        eventually(WAIT, &format!("{ns}/{name} to be {reason}"), || async {
-            let s = api.get(name).await.ok()?;
-            let c = s.ready_condition()?;
-            let current = s.status.as_ref()?.observed_generation == s.metadata.generation;
-            (current && c.reason == reason).then_some(s.clone())
-        })
-        .await
-    }
-
-    async fn secret_data(&self, ns: &str, name: &str) -> BTreeMap<String, Vec<u8>> {
-        self.secrets(ns)
-            .get(name)
-            .await
-            .unwrap()
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect()
-    }
-}
-
-fn secret_yaml(name: &str, items: &[(&str, &str)]) -> String {
-    let mut y = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{app: shop}}\n  annotations: {{team: payments}}\ntype: Opaque\nstringData:\n"
-    );
-    for (k, v) in items {
-        y.push_str(&format!("  {k}: {v:?}\n"));
-    }
-    y
-}
 
 #[tokio::test]
 async fn applied_sealed_secret_becomes_a_secret_with_data_type_labels_annotations_and_owner() {

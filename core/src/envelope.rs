@@ -320,6 +320,17 @@ pub fn seal(
     )
 }
 
+/// Seals an opened value again, to other recipients, with exactly the
+/// binding it was sealed with: re-encryption can never widen where a value
+/// opens.
+pub fn reseal(opened: &Opened, recipients: &[PublicKey]) -> Result<String, SealError> {
+    seal_plaintext(
+        &plaintext(&opened.binding, &opened.value),
+        opened.binding.scope,
+        recipients,
+    )
+}
+
 /// Seals an already built plaintext. Public only for tests and
 /// re-encryption, which keeps a value's authenticated header as it is.
 #[doc(hidden)]

@@ -245,6 +245,14 @@ fn flatten(doc: RawDoc, out: &mut Vec<SecretManifest>) -> Result<(), ManifestErr
     }
 }
 
+/// YAML as Coffer writes it: block style, every string on one line (no
+/// folded `>` blocks), so sealed values stay greppable and diffs stay small.
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(value, options).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,12 +291,4 @@ mod tests {
             "document 2: kind \"ConfigMap\" is not a Secret"
         );
     }
-}
-
-/// YAML as Coffer writes it: block style, every string on one line (no
-/// folded `>` blocks), so sealed values stay greppable and diffs stay small.
-pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    let mut options = serde_saphyr::SerializerOptions::default();
-    options.prefer_block_scalars = false;
-    serde_saphyr::to_string_with_options(value, options).map_err(|e| e.to_string())
 }

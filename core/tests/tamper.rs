@@ -377,3 +377,31 @@ fn ciphertext_length_shows_only_a_bucket() {
     assert_eq!(payload_len(&[b'y'; 100]), 16 + 256 + 16);
     assert_eq!(payload_len(&[b'y'; 300]), 16 + 512 + 16);
 }
+
+#[test]
+fn resealing_keeps_the_binding_and_moves_to_the_new_key() {
+    let (_, ring, sealed) = setup();
+    let opened = envelope::open_unchecked(&sealed, &ring).unwrap();
+    let new_key = SecretKey::generate();
+    let resealed = envelope::reseal(&opened, &[new_key.public().clone()]).unwrap();
+    let new_ring = Keyring::from_keys([new_key.clone()]);
+    assert_eq!(
+        open(&resealed, AT, &new_ring).unwrap().as_slice(),
+        b"hunter2"
+    );
+    assert!(
+        open(
+            &resealed,
+            Location {
+                name: "other",
+                ..AT
+            },
+            &new_ring
+        )
+        .is_err()
+    );
+    assert_eq!(
+        envelope::inspect(&resealed).unwrap().0.key_ids,
+        vec![new_key.id()]
+    );
+}

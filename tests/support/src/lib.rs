@@ -299,10 +299,20 @@ pub async fn grant_key_namespace(client: &Client, key_namespace: &str) {
     .expect("create rolebinding");
 }
 
+/// A free loopback port (bound, then released for the caller to use).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A controller process, killed on drop.
 pub struct ControllerProcess {
     child: Child,
     pub log: PathBuf,
+    /// Its HTTP listener, on loopback.
+    pub http: std::net::SocketAddr,
 }
 
 impl ControllerProcess {
@@ -322,9 +332,12 @@ impl ControllerProcess {
             .await?;
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log)?;
+        let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--kubeconfig")
             .arg(&kubeconfig)
+            .arg("--listen")
+            .arg(http.to_string())
             .args(args)
             .env(
                 "COFFER_LOG_LEVEL",
@@ -343,7 +356,7 @@ impl ControllerProcess {
             });
         }
         let child = cmd.spawn().context("spawn coffer-controller")?;
-        Ok(ControllerProcess { child, log })
+        Ok(ControllerProcess { child, log, http })
     }
 
     pub fn pid(&self) -> u32 {

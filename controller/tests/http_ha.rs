@@ -1,0 +1,328 @@
+//! End to end: the HTTP endpoints, rotation and retirement through the
+//! Kubernetes API, metrics, and high availability with two replicas.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use coffer_core::{Scope, SealedSecret, envelope};
+use coffer_test_support::{ControllerProcess, eventually};
+use common::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn get(t: &Setup, path: &str) -> (u16, String) {
+    let mut r = agent()
+        .get(format!("http://{}{path}", t.ctrl.http))
+        .call()
+        .expect("HTTP GET");
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn post(t: &Setup, path: &str, body: &[u8]) -> (u16, String) {
+    let mut r = agent()
+        .post(format!("http://{}{path}", t.ctrl.http))
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("HTTP POST");
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn json(s: &SealedSecret) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap()
+}
+
+async fn wait_http_ready(t: &Setup) {
+    eventually(WAIT, "/readyz", || async {
+        let a = t.ctrl.http;
+        tokio::task::spawn_blocking(move || {
+            agent()
+                .get(format!("http://{a}/readyz"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        })
+        .await
+        .ok()?
+    })
+    .await
+}
+
+/// Asks for a new key the way `coffer rotate` does: annotate the active key.
+async fn request_rotation(t: &Setup, active: &str) {
+    let keys: Api<Secret> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"coffer.dev/rotation-requested": "now"}}});
+    keys.patch(
+        &format!("coffer-key-{active}"),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn public_endpoints_answer_and_reencryption_never_widens_scope() {
+    let t = setup("http", &[]).await;
+    wait_http_ready(&t).await;
+
+    // /v1/recipients is the ConfigMap.
+    let cms: Api<ConfigMap> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let cm = cms.get("coffer-recipients").await.unwrap().data.unwrap()["recipients.txt"].clone();
+    let (code, text) = get(&t, "/v1/recipients");
+    assert_eq!((code, text), (200, cm.clone()));
+
+    // verify: 200 where sealed, 409 when copied elsewhere, nothing else said.
+    let good = t.sealed(
+        &secret_yaml("db", &[("password", "http-e2e")]),
+        Scope::Strict,
+    );
+    assert_eq!(post(&t, "/v1/verify", &json(&good)).0, 200);
+    let mut moved = good.clone();
+    moved.metadata.namespace = Some("elsewhere".into());
+    let (code, body) = post(&t, "/v1/verify", &json(&moved));
+    assert_eq!(code, 409);
+    assert_eq!(body, "{\"opens\":false}");
+
+    // Rotate, then re-encrypt: new key, same place only.
+    let old = t.recipients[0].id().to_string();
+    request_rotation(&t, &old).await;
+    let new = published_recipients(&t.admin, &t.key_ns, Some(&cm)).await[0].clone();
+    assert_ne!(new.id().to_string(), old);
+    eventually(WAIT, "the HTTP side to see the new key", || async {
+        let a = t.ctrl.http;
+        let text = tokio::task::spawn_blocking(move || {
+            agent()
+                .get(format!("http://{a}/v1/recipients"))
+                .call()
+                .ok()?
+                .body_mut()
+                .read_to_string()
+                .ok()
+        })
+        .await
+        .ok()??;
+        text.contains(&new.to_string()).then_some(())
+    })
+    .await;
+
+    // A request claiming a wider scope in annotations and template.
+    let mut claim = good.clone();
+    claim.metadata.annotations =
+        Some([("coffer.dev/scope".to_string(), "cluster".to_string())].into());
+    let (code, body) = post(&t, "/v1/reencrypt", &json(&claim));
+    assert_eq!(code, 200, "{body}");
+    let re: SealedSecret = serde_json::from_str(&body).unwrap();
+    let value = &re.spec.encrypted_data["password"];
+    let (env, _) = envelope::inspect(value).unwrap();
+    assert_eq!(env.key_ids, vec![new.id()]);
+    assert_eq!(env.scope, Scope::Strict);
+    t.apply(&re).await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+    assert_eq!(t.secret_data(&t.ns, "db").await["password"], b"http-e2e");
+    let mut re_moved = re.clone();
+    re_moved.metadata.name = Some("db-copy".into());
+    assert_eq!(post(&t, "/v1/verify", &json(&re_moved)).0, 409);
+    t.apply(&re_moved).await;
+    t.wait_reason(&t.ns, "db-copy", "ScopeMismatch").await;
+
+    // A copy elsewhere is not re-encrypted at all.
+    assert_eq!(post(&t, "/v1/reencrypt", &json(&moved)).0, 409);
+    t.ctrl.assert_log_free_of(&["http-e2e"]);
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_reason_and_the_process_stays_up() {
+    let t = setup("httpbad", &["--http-rate", "5", "--http-burst", "10"]).await;
+    wait_http_ready(&t).await;
+    let good = t.sealed(
+        &secret_yaml("db", &[("password", "bad-e2e")]),
+        Scope::Strict,
+    );
+
+    let (code, body) = post(&t, "/v1/verify", b"{not json");
+    assert_eq!(code, 400);
+    assert!(body.contains("not valid JSON"), "{body}");
+
+    let mut wrong = serde_json::to_value(&good).unwrap();
+    wrong["kind"] = "Secret".into();
+    let (code, body) = post(&t, "/v1/verify", &serde_json::to_vec(&wrong).unwrap());
+    assert_eq!(code, 400);
+    assert!(body.contains("SealedSecret"), "{body}");
+
+    let huge = vec![b' '; 3 * 1024 * 1024];
+    assert_eq!(post(&t, "/v1/reencrypt", &huge).0, 413);
+
+    let codes: Vec<u16> = (0..30)
+        .map(|_| post(&t, "/v1/verify", &json(&good)).0)
+        .collect();
+    assert!(codes.contains(&429), "no 429 in {codes:?}");
+    assert_eq!(get(&t, "/healthz").0, 200);
+    t.ctrl.assert_log_free_of(&["bad-e2e"]);
+}
+
+#[tokio::test]
+async fn rotation_request_publishes_a_new_key_and_retirement_refuses_old_values() {
+    let t = setup("rotate", &[]).await;
+    let old = t.recipients[0].id().to_string();
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("password", "rot-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+    let cms: Api<ConfigMap> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let before =
+        cms.get("coffer-recipients").await.unwrap().data.unwrap()["recipients.txt"].clone();
+
+    let asked = std::time::Instant::now();
+    request_rotation(&t, &old).await;
+    let new = published_recipients(&t.admin, &t.key_ns, Some(&before)).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_ne!(new[0].id().to_string(), old);
+
+    // Old values still open (a new object sealed to the old key).
+    let old_key = t.recipients.clone();
+    t.apply(&t.sealed_to(
+        &secret_yaml("db2", &[("password", "rot2-e2e")]),
+        Scope::Strict,
+        &old_key,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db2", "Unsealed").await;
+
+    let keys: Api<Secret> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let patch = serde_json::json!({"metadata": {"labels": {"coffer.dev/key-state": "retired"}}});
+    keys.patch(
+        &format!("coffer-key-{old}"),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+    let s = t.wait_reason(&t.ns, "db", "KeyRetired").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(
+        msg.contains(&format!("sealed for key {old}, which has been retired")),
+        "{msg}"
+    );
+    t.ctrl.assert_log_free_of(&["rot-e2e", "rot2-e2e"]);
+}
+
+#[tokio::test]
+async fn metrics_expose_the_named_series() {
+    let t = setup("metrics", &[]).await;
+    t.apply(&t.sealed(&secret_yaml("ok", &[("k", "m-e2e")]), Scope::Strict))
+        .await;
+    t.wait_reason(&t.ns, "ok", "Unsealed").await;
+    let mut moved = t.sealed(&secret_yaml("ok", &[("k", "m-e2e")]), Scope::Strict);
+    moved.metadata.name = Some("moved".into());
+    t.apply(&moved).await;
+    t.wait_reason(&t.ns, "moved", "ScopeMismatch").await;
+    let _ = get(&t, "/v1/recipients");
+    let (code, text) = get(&t, "/metrics");
+    assert_eq!(code, 200);
+    for series in [
+        "coffer_unseal_total{reason=\"Unsealed\"}",
+        "coffer_unseal_total{reason=\"ScopeMismatch\"}",
+        "coffer_reconcile_duration_seconds_bucket",
+        "coffer_keys{state=\"active\"}",
+        "coffer_active_key_age_seconds",
+        "coffer_http_requests_total{path=\"/v1/recipients\",code=\"200\"}",
+        "coffer_kube_api_requests_total",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    assert!(!text.contains(&t.ns), "object names must not be labels");
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_writer_and_a_follower_takes_over() {
+    let mut t = setup("ha", &["--lease-duration", "3s"]).await;
+    // A second replica with the same key ring and namespaces.
+    let args = [
+        "--namespaces",
+        t.ns.as_str(),
+        "--key-namespace",
+        t.key_ns.as_str(),
+        "--lease-duration",
+        "3s",
+    ];
+    let mut second =
+        ControllerProcess::start(&t.server, Path::new(BIN), &format!("{}-b", t.ns), &args)
+            .await
+            .unwrap();
+    eventually(WAIT, "the second replica to follow", || async {
+        second
+            .log_text()
+            .contains("waiting to become leader")
+            .then_some(())
+    })
+    .await;
+    t.apply(&t.sealed(&secret_yaml("before", &[("k", "ha-e2e")]), Scope::Strict))
+        .await;
+    t.wait_reason(&t.ns, "before", "Unsealed").await;
+    let leaders = [&t.ctrl, &second]
+        .iter()
+        .filter(|c| c.log_text().contains("became leader"))
+        .count();
+    assert_eq!(leaders, 1, "exactly one replica leads");
+    assert!(
+        !second.log_text().contains("created Secret"),
+        "the follower wrote"
+    );
+    // The follower serves HTTP with the same keys.
+    let a = second.http;
+    let code = tokio::task::spawn_blocking(move || {
+        agent()
+            .get(format!("http://{a}/v1/recipients"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+
+    t.ctrl.kill();
+    t.apply(&t.sealed(&secret_yaml("after", &[("k", "ha2-e2e")]), Scope::Strict))
+        .await;
+    t.wait_reason(&t.ns, "after", "Unsealed").await;
+    assert!(second.log_text().contains("became leader"));
+    let secrets: Api<Secret> = Api::namespaced(t.admin.clone(), &t.ns);
+    assert_eq!(
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    second.stop();
+    assert!(second.log_text().contains("released the leader lease"));
+    second.assert_log_free_of(&["ha-e2e", "ha2-e2e"]);
+    t.ctrl.assert_log_free_of(&["ha-e2e", "ha2-e2e"]);
+}
