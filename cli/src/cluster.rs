@@ -24,6 +24,9 @@ pub struct Target {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
     pub controller_namespace: String,
+    /// Reach the controller's HTTP API directly (e.g. through
+    /// `kubectl port-forward`) instead of through the API server's proxy.
+    pub controller_url: Option<String>,
 }
 
 impl Target {
@@ -101,6 +104,12 @@ impl Target {
     }
 
     async fn proxy_get(&self, client: &Client, path: &str) -> Result<String> {
+        if let Some(base) = &self.controller_url {
+            let url = format!("{}{path}", base.trim_end_matches('/'));
+            return tokio::task::spawn_blocking(move || direct_get(&url))
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))?;
+        }
         let req = http::Request::get(self.proxy_path(path))
             .body(Vec::new())
             .map_err(|e| Failure::new(1, e.to_string()))?;
@@ -111,10 +120,20 @@ impl Target {
     /// status code and body; transport errors are failures.
     pub async fn proxy_post(
         &self,
-        client: &Client,
+        client: Option<&Client>,
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
+        if let Some(base) = &self.controller_url {
+            let url = format!("{}{path}", base.trim_end_matches('/'));
+            return tokio::task::spawn_blocking(move || direct_post(&url, &body))
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))?;
+        }
+        let client = match client {
+            Some(c) => c,
+            None => &self.client().await?,
+        };
         let req = http::Request::post(self.proxy_path(path))
             .header("content-type", "application/json")
             .body(body)
@@ -130,4 +149,43 @@ impl Target {
 /// Parses recipients text with a name for errors.
 pub fn parse_recipients(name: &str, text: &str) -> Result<RecipientsFile> {
     RecipientsFile::parse(text).map_err(|e| Failure::input(format!("{name}: {e}")))
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn direct_post(url: &str, body: &[u8]) -> Result<(u16, String)> {
+    let mut r = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    // Refusals come as {"error": "…"}; show the reason alone.
+    let msg = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) if v.get("error").is_some() => v["error"].as_str().unwrap_or_default().to_string(),
+        _ => text,
+    };
+    Ok((r.status().as_u16(), msg))
+}
+
+fn direct_get(url: &str) -> Result<String> {
+    let mut r = agent()
+        .get(url)
+        .call()
+        .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
+    if r.status() != 200 {
+        return Err(Failure::cluster(format!(
+            "the controller answered HTTP {} for {url}",
+            r.status()
+        )));
+    }
+    r.body_mut()
+        .read_to_string()
+        .map_err(|e| Failure::cluster(e.to_string()))
 }

@@ -55,6 +55,9 @@ struct Cli {
         default_value = "coffer-system"
     )]
     controller_namespace: String,
+    /// Reach the controller's HTTP API at this URL (e.g. after `kubectl port-forward`) instead of through the API server's service proxy.
+    #[arg(long, global = true, env = "COFFER_CONTROLLER_URL")]
+    controller_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,6 +111,7 @@ async fn run(cli: Cli) -> Result<()> {
         kubeconfig: cli.kubeconfig.clone(),
         context: cli.context.clone(),
         controller_namespace: cli.controller_namespace.clone(),
+        controller_url: cli.controller_url.clone(),
     };
     match cli.command {
         Command::Seal(args) => seal::run(args, &target, cli.namespace, cli.format).await,

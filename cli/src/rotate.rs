@@ -53,11 +53,14 @@ pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
     if docs.is_empty() {
         return Err(Failure::input("no SealedSecret found in the input"));
     }
-    let client = target.client().await?;
+    let client = match target.controller_url {
+        Some(_) => None,
+        None => Some(target.client().await?),
+    };
     let mut failed = 0;
     for d in &docs {
         let (code, _) = target
-            .proxy_post(&client, "/v1/verify", doc_json(&d.sealed)?)
+            .proxy_post(client.as_ref(), "/v1/verify", doc_json(&d.sealed)?)
             .await?;
         match code {
             200 => println!("{}: opens", d.label()),
@@ -304,7 +307,9 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 &serde_json::json!({"sealedSecret": sealed, "additionalRecipients": extra}),
             )
             .map_err(|e| Failure::new(1, e.to_string()))?;
-            let (code, text) = target.proxy_post(&client, "/v1/reencrypt", body).await?;
+            let (code, text) = target
+                .proxy_post(Some(&client), "/v1/reencrypt", body)
+                .await?;
             if code != 200 {
                 return Err(Failure::cluster(format!("{label}: the controller refused to re-encrypt (HTTP {code}): {}", text.trim()))
                     .hint("nothing was written for this file; fix it and run rotate again: finished files are skipped"));

@@ -1,0 +1,526 @@
+//! The coffer command offline: every subcommand that needs no cluster, and
+//! every error path a user hits, with its message and exit code.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+const SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: shop
+  labels: {app: shop}
+stringData:
+  password: cli-plaintext-1
+  username: admin
+";
+
+struct Dir {
+    tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    /// A temp dir with a key (identity.txt) and its recipients file.
+    fn new() -> Self {
+        let d = Dir {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        d.coffer()
+            .args(["keygen", "-w", "identity.txt", "--recipients-out", "r.txt"])
+            .assert()
+            .success();
+        d
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+    fn coffer(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        c.current_dir(self.tmp.path())
+            .env_remove("KUBECONFIG")
+            .env("HOME", self.tmp.path())
+            .env_remove("COFFER_CONTROLLER_URL");
+        c
+    }
+    fn seal(&self, input: &str) -> String {
+        let out = self
+            .coffer()
+            .args(["seal", "-r", "r.txt"])
+            .write_stdin(input)
+            .assert()
+            .success();
+        String::from_utf8(out.get_output().stdout.clone()).unwrap()
+    }
+}
+
+fn no_plaintext() -> impl Predicate<str> {
+    predicate::str::contains("cli-plaintext").not()
+}
+
+#[test]
+fn seal_reads_stdin_and_writes_a_sealed_secret_that_recover_opens() {
+    let d = Dir::new();
+    let sealed = d.seal(SECRET);
+    assert!(sealed.starts_with("apiVersion: coffer.dev/v1alpha1\nkind: SealedSecret\n"));
+    assert!(!sealed.contains("cli-plaintext"));
+    d.write("sealed.yaml", &sealed);
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("kind: Secret"))
+        .stdout(predicate::str::contains("password: Y2xpLXBsYWludGV4dC0x"));
+}
+
+#[test]
+fn seal_handles_several_documents_json_and_lists_in_order() {
+    let d = Dir::new();
+    let two = format!("{SECRET}---\n{}", SECRET.replace("name: db", "name: db2"));
+    let out = d.seal(&two);
+    assert_eq!(out.matches("kind: SealedSecret").count(), 2);
+    assert!(out.find("name: db\n").unwrap() < out.find("name: db2").unwrap());
+
+    let json = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a","namespace":"n"},"data":{"k":"djE="}}]}"#;
+    let out = d
+        .coffer()
+        .args(["seal", "-r", "r.txt", "-o", "json"])
+        .write_stdin(json)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["kind"], "SealedSecret");
+    assert_eq!(v["metadata"]["name"], "a");
+}
+
+#[test]
+fn seal_writes_the_output_file_atomically_and_leaves_no_temp_files() {
+    let d = Dir::new();
+    d.write("secret.yaml", SECRET);
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "secret.yaml", "-w", "out.yaml"])
+        .assert()
+        .success()
+        .stdout("");
+    assert!(d.read("out.yaml").contains("kind: SealedSecret"));
+    let leftovers: Vec<_> = std::fs::read_dir(d.tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".coffer-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn malformed_yaml_is_one_clear_error_naming_the_file() {
+    let d = Dir::new();
+    d.write("bad.yaml", "apiVersion: v1\nkind: Secret\nmetadata: [unclosed\nstringData: {password: cli-plaintext-2}\n");
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "bad.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: bad.yaml: input is not valid YAML",
+        ))
+        .stderr(no_plaintext())
+        .stdout("");
+}
+
+#[test]
+fn a_secret_with_no_data_is_refused() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin("apiVersion: v1\nkind: Secret\nmetadata: {name: empty, namespace: shop}\n")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "<stdin>: document 1 (empty): the Secret has no data or stringData; there is nothing to seal",
+        ));
+}
+
+#[test]
+fn conflicting_namespaces_are_refused_with_a_hint() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "-n", "dev"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "document 1: the Secret says namespace \"shop\" but \"dev\" was asked for",
+        ))
+        .stderr(predicate::str::contains("hint: drop -n"))
+        .stderr(no_plaintext());
+}
+
+#[test]
+fn a_secret_without_any_namespace_says_where_to_give_one() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(SECRET.replace("  namespace: shop\n", ""))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("has no namespace"))
+        .stderr(predicate::str::contains("pass -n NAMESPACE"));
+}
+
+#[test]
+fn a_missing_recipients_file_is_an_input_error() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "nope.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(3)
+        .stderr("error: nope.txt: cannot open: no such file\n");
+}
+
+#[test]
+fn a_non_string_value_is_refused_without_echoing_it() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin("kind: Secret\nmetadata: {name: a, namespace: b}\nstringData: {port: 5432}\n")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("quote it"))
+        .stderr(predicate::str::contains("5432").not());
+}
+
+#[test]
+fn sealing_to_two_recipients_files_opens_with_either_key() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["keygen", "-w", "id2.txt", "--recipients-out", "r2.txt"])
+        .assert()
+        .success();
+    let out = d
+        .coffer()
+        .args(["seal", "-r", "r.txt", "-r", "r2.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success();
+    d.write(
+        "sealed.yaml",
+        &String::from_utf8(out.get_output().stdout.clone()).unwrap(),
+    );
+    for id in ["identity.txt", "id2.txt"] {
+        d.coffer()
+            .args(["recover", "-i", id, "sealed.yaml"])
+            .assert()
+            .success();
+    }
+    d.coffer()
+        .args(["inspect", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("         2  "));
+}
+
+#[test]
+fn merge_into_changes_only_the_given_item() {
+    let d = Dir::new();
+    d.write("sealed.yaml", &d.seal(SECRET));
+    let before = d.read("sealed.yaml");
+    let update = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: cli-plaintext-3}\n";
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "--merge-into", "sealed.yaml"])
+        .write_stdin(update)
+        .assert()
+        .success();
+    let after = d.read("sealed.yaml");
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(before.lines().count(), after.lines().count());
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(changed[0].0.trim_start().starts_with("password: "));
+    let user = |t: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("username:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(user(&before), user(&after));
+}
+
+#[test]
+fn merge_into_a_file_of_another_secret_is_refused_and_leaves_it_untouched() {
+    let d = Dir::new();
+    d.write("sealed.yaml", &d.seal(SECRET));
+    let before = d.read("sealed.yaml");
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "--merge-into", "sealed.yaml"])
+        .write_stdin(SECRET.replace("name: db", "name: other"))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "holds SealedSecret shop/db, but the Secret is shop/other",
+        ));
+    assert_eq!(before, d.read("sealed.yaml"));
+}
+
+#[test]
+fn raw_seals_one_value_to_bare_base64() {
+    let d = Dir::new();
+    let out = d
+        .coffer()
+        .args([
+            "seal", "--raw", "-r", "r.txt", "-n", "shop", "--name", "db", "--key", "password",
+        ])
+        .write_stdin("cli-plaintext-4")
+        .assert()
+        .success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.trim().starts_with("YWdlLWVuY3J5cHRpb24ub3JnL3Yx"));
+    assert_eq!(text.trim().lines().count(), 1);
+    d.coffer()
+        .args([
+            "seal", "--raw", "-r", "r.txt", "-n", "shop", "--key", "password",
+        ])
+        .write_stdin("x")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--scope strict needs --name"));
+}
+
+#[test]
+fn inspect_shows_scope_items_key_ids_and_buckets_offline() {
+    let d = Dir::new();
+    d.write("sealed.yaml", &d.seal(SECRET));
+    let id = d
+        .read("r.txt")
+        .lines()
+        .find_map(|l| l.strip_prefix("# coffer: key="))
+        .unwrap()[..16]
+        .to_string();
+    d.coffer()
+        .args(["inspect", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "sealed.yaml: document 1: SealedSecret shop/db",
+        ))
+        .stdout(predicate::str::contains("scope: strict"))
+        .stdout(predicate::str::contains(format!(
+            "password  <= 256 B                   1  {id}"
+        )));
+}
+
+#[test]
+fn inspect_flags_values_sealed_to_unknown_keys_and_mixed_scopes() {
+    let d = Dir::new();
+    let a = d.seal(SECRET);
+    let b = String::from_utf8(
+        d.coffer()
+            .args(["seal", "-r", "r.txt", "--scope", "cluster"])
+            .write_stdin(SECRET)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    // Splice one cluster-scoped value into the strict SealedSecret.
+    let cluster_user = b
+        .lines()
+        .find(|l| l.trim_start().starts_with("username:"))
+        .unwrap();
+    let mixed: String = a
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("username:") {
+                cluster_user
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    d.write("mixed.yaml", &mixed);
+    d.coffer()
+        .args(["inspect", "mixed.yaml"])
+        .assert()
+        .code(5)
+        .stdout(predicate::str::contains(
+            "problem: mixed scopes: cluster, strict",
+        ));
+    d.coffer()
+        .args([
+            "keygen",
+            "-w",
+            "other.txt",
+            "--recipients-out",
+            "other-r.txt",
+        ])
+        .assert()
+        .success();
+    d.write("a.yaml", &a);
+    d.coffer()
+        .args(["inspect", "-r", "other-r.txt", "a.yaml"])
+        .assert()
+        .code(5)
+        .stdout(predicate::str::contains(
+            "that no given recipients file holds",
+        ));
+}
+
+#[test]
+fn recover_refuses_a_tampered_file_and_writes_nothing() {
+    let d = Dir::new();
+    let sealed = d.seal(SECRET);
+    // Flip one base64 character inside the password value's payload.
+    let tampered: String = sealed
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("password: ") {
+                let mut s = l.to_string();
+                let i = s.len() - 10;
+                let c = if &s[i..i + 1] == "A" { "B" } else { "A" };
+                s.replace_range(i..i + 1, c);
+                s
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    d.write("tampered.yaml", &tampered);
+    d.coffer()
+        .args([
+            "recover",
+            "-i",
+            "identity.txt",
+            "tampered.yaml",
+            "-w",
+            "out.yaml",
+        ])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "tampered.yaml: document 1 (shop/db): item \"password\"",
+        ))
+        .stderr(no_plaintext());
+    assert!(!d.path("out.yaml").exists());
+}
+
+#[test]
+fn recover_refuses_a_value_moved_to_another_namespace() {
+    let d = Dir::new();
+    d.write(
+        "moved.yaml",
+        &d.seal(SECRET).replace("namespace: shop", "namespace: dev"),
+    );
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "moved.yaml"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "sealed for shop/db item \"password\", found at dev/db item \"password\"",
+        ))
+        .stdout("");
+}
+
+#[test]
+fn recover_with_the_wrong_key_names_the_key_the_value_needs() {
+    let d = Dir::new();
+    d.write("sealed.yaml", &d.seal(SECRET));
+    d.coffer()
+        .args(["keygen", "-w", "other.txt"])
+        .assert()
+        .success();
+    d.coffer()
+        .args(["recover", "-i", "other.txt", "sealed.yaml"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("which this cluster does not hold"));
+}
+
+#[test]
+fn keygen_never_overwrites_a_key_and_writes_it_private() {
+    let d = Dir::new();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.path("identity.txt"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    d.coffer()
+        .args(["keygen", "-w", "identity.txt"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "already exists; refusing to overwrite a key",
+        ));
+}
+
+#[test]
+fn completion_version_and_help_with_examples() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["completion", "bash"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("coffer"));
+    d.coffer()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("coffer "));
+    for sub in [
+        "seal",
+        "recipients",
+        "inspect",
+        "verify",
+        "rotate",
+        "recover",
+        "keygen",
+        "completion",
+    ] {
+        d.coffer()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Example"));
+    }
+    for sub in ["list", "retire", "backup", "restore"] {
+        d.coffer()
+            .args(["keys", sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Example"));
+    }
+    d.coffer().arg("frobnicate").assert().code(2);
+}
+
+#[test]
+fn commands_that_need_a_cluster_fail_cleanly_without_one() {
+    let d = Dir::new();
+    let kubeconfig = d.write("kc", "apiVersion: v1\nkind: Config\nclusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: x, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\ncurrent-context: x\n");
+    d.coffer()
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "seal"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains(
+            "error: could not reach the cluster",
+        ))
+        .stderr(predicate::str::contains("--recipients FILE"))
+        .stderr(no_plaintext());
+    let _ = Path::new(".");
+}
