@@ -116,8 +116,29 @@ impl Target {
         client.request_text(req).await.map_err(Failure::from)
     }
 
-    /// POSTs JSON to the controller through the service proxy. Returns the
-    /// status code and body; transport errors are failures.
+    /// Like [`Self::proxy_post`], but waits and retries while the
+    /// controller answers 429 (its per-client rate limit), up to a minute.
+    pub async fn post_with_retry(
+        &self,
+        client: Option<&Client>,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, String)> {
+        let mut delay = std::time::Duration::from_millis(200);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (code, text) = self.proxy_post(client, path, body.clone()).await?;
+            if code != 429 || tokio::time::Instant::now() > deadline {
+                return Ok((code, text));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(3));
+        }
+    }
+
+    /// POSTs JSON to the controller (directly with --controller-url, else
+    /// through the service proxy). Returns the status code and body;
+    /// transport errors are failures.
     pub async fn proxy_post(
         &self,
         client: Option<&Client>,

@@ -60,7 +60,7 @@ pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
     let mut failed = 0;
     for d in &docs {
         let (code, _) = target
-            .proxy_post(client.as_ref(), "/v1/verify", doc_json(&d.sealed)?)
+            .post_with_retry(client.as_ref(), "/v1/verify", doc_json(&d.sealed)?)
             .await?;
         match code {
             200 => println!("{}: opens", d.label()),
@@ -215,6 +215,9 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     }
     let client = target.client().await?;
     let before = active_key_id(&target.recipients_text().await?)?;
+    // A dry run requests no key; it shows what a rotation would touch:
+    // every value, unless --no-new-key.
+    let pretend_new = args.dry_run && !args.no_new_key;
     let active = if args.dry_run || args.no_new_key {
         before.clone()
     } else {
@@ -282,9 +285,10 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 .encrypted_data
                 .iter()
                 .filter(|(_, v)| {
-                    envelope::inspect(v)
-                        .map(|(e, _)| !e.key_ids.iter().any(|k| k.to_string() == active))
-                        .unwrap_or(true)
+                    pretend_new
+                        || envelope::inspect(v)
+                            .map(|(e, _)| !e.key_ids.iter().any(|k| k.to_string() == active))
+                            .unwrap_or(true)
                 })
                 .map(|(k, _)| k)
                 .collect();
@@ -308,7 +312,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
             )
             .map_err(|e| Failure::new(1, e.to_string()))?;
             let (code, text) = target
-                .proxy_post(Some(&client), "/v1/reencrypt", body)
+                .post_with_retry(Some(&client), "/v1/reencrypt", body)
                 .await?;
             if code != 200 {
                 return Err(Failure::cluster(format!("{label}: the controller refused to re-encrypt (HTTP {code}): {}", text.trim()))
@@ -354,8 +358,13 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     } else {
         "changed"
     };
+    let to = if pretend_new {
+        "a new key".to_string()
+    } else {
+        format!("key {active}")
+    };
     println!(
-        "{verb} {changed_files} of {} file(s); {values} value(s) re-encrypted to key {active}",
+        "{verb} {changed_files} of {} file(s); {values} value(s) re-encrypted to {to}",
         files.len()
     );
     let others: BTreeSet<_> = referenced.keys().filter(|k| **k != active).collect();

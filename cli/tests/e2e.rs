@@ -1,0 +1,398 @@
+//! The coffer command against a real API server and a running controller
+//! (tests/envtest): seal -> apply -> Secret, recipients, verify, rotate over
+//! a folder, key backup -> recover, and one value for two clusters.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use coffer_test_support::{
+    ControllerProcess, Server, eventually, grant_key_namespace, namespace, root, target_dir,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Client;
+use kube::api::{Api, ListParams};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn controller_bin() -> PathBuf {
+    let bin = target_dir().join("debug/coffer-controller");
+    if !bin.exists() {
+        let ok = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "coffer-controller"])
+            .current_dir(root())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building coffer-controller");
+    }
+    bin
+}
+
+struct Cluster {
+    server: Server,
+    admin: Client,
+    ns: String,
+    key_ns: String,
+    ctrl: ControllerProcess,
+    dir: tempfile::TempDir,
+}
+
+async fn cluster_on(server: Server, name: &str) -> Cluster {
+    server.install_deploy();
+    let admin = server.admin().await;
+    let ns = namespace(&admin, name).await;
+    let key_ns = namespace(&admin, &format!("{name}-keys")).await;
+    grant_key_namespace(&admin, &key_ns).await;
+    let args = [
+        "--namespaces",
+        ns.as_str(),
+        "--key-namespace",
+        key_ns.as_str(),
+    ];
+    let ctrl = ControllerProcess::start(&server, &controller_bin(), &ns, &args)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &key_ns);
+    eventually(WAIT, "recipients", || async {
+        cms.get_opt("coffer-recipients").await.ok()?
+    })
+    .await;
+    Cluster {
+        server,
+        admin,
+        ns,
+        key_ns,
+        ctrl,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Cluster {
+    fn coffer(&self, args: &[&str]) -> Output {
+        self.coffer_in(self.dir.path(), args, None)
+    }
+
+    fn coffer_in(&self, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
+        c.current_dir(dir)
+            .arg("--kubeconfig")
+            .arg(self.server.kubeconfig())
+            .args(["--controller-namespace", &self.key_ns])
+            .args(["--controller-url", &format!("http://{}", self.ctrl.http)])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(s) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.server.kubectl_ok(args)
+    }
+
+    async fn wait_ready(&self, name: &str) {
+        self.wait_reason(name, "Unsealed").await;
+    }
+
+    async fn wait_reason(&self, name: &str, reason: &str) {
+        let api: Api<coffer_core::SealedSecret> = Api::namespaced(self.admin.clone(), &self.ns);
+        eventually(WAIT, &format!("{name} {reason}"), || async {
+            let s = api.get(name).await.ok()?;
+            let c = s.ready_condition()?;
+            (c.reason == reason && s.status.as_ref()?.observed_generation == s.metadata.generation)
+                .then_some(())
+        })
+        .await
+    }
+
+    async fn secret_value(&self, name: &str, key: &str) -> Vec<u8> {
+        let api: Api<Secret> = Api::namespaced(self.admin.clone(), &self.ns);
+        api.get(name).await.unwrap().data.unwrap()[key].0.clone()
+    }
+
+    async fn active_key(&self) -> String {
+        let cms: Api<ConfigMap> = Api::namespaced(self.admin.clone(), &self.key_ns);
+        let text =
+            cms.get("coffer-recipients").await.unwrap().data.unwrap()["recipients.txt"].clone();
+        coffer_core::RecipientsFile::parse(&text).unwrap().entries[0]
+            .key
+            .id()
+            .to_string()
+    }
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "coffer failed ({:?}): {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn secret(ns: &str, name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\nstringData:\n  password: {value}\n"
+    )
+}
+
+#[tokio::test]
+async fn sealed_with_the_cli_applied_with_kubectl_becomes_a_secret() {
+    let c = cluster_on(Server::shared().clone(), "cli-seal").await;
+    // No --recipients: fetched from the cluster's ConfigMap.
+    let sealed = ok(&c.coffer_in(
+        c.dir.path(),
+        &["seal"],
+        Some(&secret(&c.ns, "db", "cli-e2e-1")),
+    ));
+    std::fs::write(c.dir.path().join("sealed.yaml"), &sealed).unwrap();
+    c.kubectl(&[
+        "apply",
+        "-f",
+        c.dir.path().join("sealed.yaml").to_str().unwrap(),
+    ]);
+    c.wait_ready("db").await;
+    assert_eq!(c.secret_value("db", "password").await, b"cli-e2e-1");
+
+    // recipients equals the ConfigMap.
+    let text = ok(&c.coffer(&["recipients"]));
+    let cms: Api<ConfigMap> = Api::namespaced(c.admin.clone(), &c.key_ns);
+    assert_eq!(
+        text,
+        cms.get("coffer-recipients").await.unwrap().data.unwrap()["recipients.txt"]
+    );
+
+    // verify: 0 when it opens, 5 when a copy does not.
+    ok(&c.coffer(&["verify", "sealed.yaml"]));
+    std::fs::write(
+        c.dir.path().join("moved.yaml"),
+        sealed.replace(&c.ns, "elsewhere"),
+    )
+    .unwrap();
+    let o = c.coffer(&["verify", "moved.yaml"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does NOT open"));
+    c.ctrl.assert_log_free_of(&["cli-e2e-1"]);
+}
+
+#[tokio::test]
+async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_nothing() {
+    let c = cluster_on(Server::shared().clone(), "cli-rotate").await;
+    ok(&c.coffer(&["recipients", "-w", "r.txt"]));
+    let repo = c.dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    let n = 200;
+    for i in 0..n {
+        let sealed = ok(&c.coffer_in(
+            c.dir.path(),
+            &["seal", "-r", "r.txt"],
+            Some(&secret(&c.ns, &format!("s{i}"), &format!("rot-e2e-{i}"))),
+        ));
+        let dir = if i % 2 == 0 {
+            repo.clone()
+        } else {
+            repo.join("sub")
+        };
+        // A comment outside the SealedSecret and a second, unrelated document.
+        let text = format!(
+            "# secret {i}, owned by team shop\n{sealed}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"
+        );
+        std::fs::write(dir.join(format!("s{i}.yaml")), text).unwrap();
+    }
+    std::fs::write(repo.join("README.md"), "not yaml").unwrap();
+    c.kubectl(&["apply", "-R", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
+    for i in [0, n / 2, n - 1] {
+        c.wait_ready(&format!("s{i}")).await;
+    }
+    let old = c.active_key().await;
+
+    let dry = ok(&c.coffer_in(&repo, &["rotate", "--dry-run", "."], None));
+    assert!(
+        dry.contains(&format!(
+            "would change {n} of {n} file(s); {n} value(s) re-encrypted to a new key"
+        )),
+        "{dry}"
+    );
+    assert_eq!(c.active_key().await, old, "a dry run requests no key");
+
+    let out = ok(&c.coffer_in(&repo, &["rotate", "."], None));
+    let new = c.active_key().await;
+    assert_ne!(new, old);
+    assert!(
+        out.contains(&format!(
+            "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {new}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("  {new}  {n} value(s)  (active)")),
+        "{out}"
+    );
+    assert!(!out.contains(&old), "old key still referenced: {out}");
+    let sample = std::fs::read_to_string(repo.join("s0.yaml")).unwrap();
+    assert!(sample.starts_with("# secret 0, owned by team shop\napiVersion: coffer.dev/v1alpha1"));
+    assert!(sample.contains("kind: ConfigMap"));
+    assert_eq!(
+        std::fs::read_to_string(repo.join("README.md")).unwrap(),
+        "not yaml"
+    );
+
+    c.kubectl(&["apply", "-R", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
+    ok(&c.coffer(&["keys", "retire", &old]));
+    // Every Secret still opens with only the new key usable.
+    let api: Api<coffer_core::SealedSecret> = Api::namespaced(c.admin.clone(), &c.ns);
+    eventually(WAIT, "all SealedSecrets Ready after retirement", || async {
+        let list = api.list(&ListParams::default()).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|s| {
+                s.ready_condition().is_some_and(|c| c.reason == "Unsealed")
+                    && s.status.as_ref().and_then(|st| st.observed_generation)
+                        == s.metadata.generation
+            })
+            .count();
+        (ready == n).then_some(())
+    })
+    .await;
+    assert_eq!(c.secret_value("s7", "password").await, b"rot-e2e-7");
+    let list = ok(&c.coffer(&["keys", "list"]));
+    assert!(list.contains(&format!("{old}  retired")), "{list}");
+    assert!(list.contains(&format!("{new}  active")), "{list}");
+}
+
+#[tokio::test]
+async fn a_key_backup_recovers_the_secrets_offline() {
+    let c = cluster_on(Server::shared().clone(), "cli-backup").await;
+    let sealed = ok(&c.coffer_in(
+        c.dir.path(),
+        &["seal"],
+        Some(&secret(&c.ns, "db", "backup-e2e")),
+    ));
+    std::fs::write(c.dir.path().join("sealed.yaml"), &sealed).unwrap();
+    ok(&c.coffer(&["keygen", "-w", "admin.txt", "--recipients-out", "admin.pub"]));
+    let admin_pub = std::fs::read_to_string(c.dir.path().join("admin.pub")).unwrap();
+    let admin_recipient = admin_pub
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .unwrap()
+        .to_string();
+    ok(&c.coffer(&["keys", "backup", "--to", &admin_recipient, "-w", "ring.age"]));
+    let backup = std::fs::read_to_string(c.dir.path().join("ring.age")).unwrap();
+    assert!(backup.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    assert!(!backup.contains("AGE-SECRET-KEY"));
+
+    let out = ok(&c.coffer(&[
+        "recover",
+        "--identity",
+        "admin.txt",
+        "--backup",
+        "ring.age",
+        "sealed.yaml",
+    ]));
+    assert!(out.contains("kind: Secret"));
+    let v: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
+    use base64::Engine;
+    let pw = base64::engine::general_purpose::STANDARD
+        .decode(v["data"]["password"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(pw, b"backup-e2e");
+
+    // Restoring into a fresh key namespace brings the same keys back.
+    let fresh = namespace(&c.admin, "cli-restore").await;
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .current_dir(c.dir.path())
+        .arg("--kubeconfig")
+        .arg(c.server.kubeconfig())
+        .args([
+            "--controller-namespace",
+            &fresh,
+            "keys",
+            "restore",
+            "ring.age",
+            "--identity",
+            "admin.txt",
+        ])
+        .output()
+        .unwrap();
+    ok(&o);
+    let keys: Api<Secret> = Api::namespaced(c.admin.clone(), &fresh);
+    let restored = keys
+        .list(&ListParams::default().labels("coffer.dev/key-id"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(restored.len(), 1);
+    assert_eq!(
+        restored[0].metadata.labels.as_ref().unwrap()["coffer.dev/key-id"],
+        c.active_key().await
+    );
+}
+
+#[tokio::test]
+async fn one_value_sealed_for_two_clusters_opens_in_both() {
+    let a = cluster_on(Server::shared().clone(), "cli-multi").await;
+    let dir = target_dir().join(format!("envtest/second-{}", coffer_test_support::suffix()));
+    let second = Server::start_in(&dir).unwrap();
+    struct Stop(Server);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.stop(false);
+        }
+    }
+    let _stop = Stop(second.clone());
+    let b = cluster_on(second, "cli-multi").await;
+    ok(&a.coffer(&["recipients", "-w", "a.txt"]));
+    ok(&b.coffer_in(a.dir.path(), &["recipients", "-w", "b.txt"], None));
+
+    // The same namespace name in both clusters.
+    b.kubectl(&["create", "namespace", &a.ns]);
+    let sealed = ok(&a.coffer_in(
+        a.dir.path(),
+        &["seal", "-r", "a.txt", "-r", "b.txt"],
+        Some(&secret(&a.ns, "db", "multi-e2e")),
+    ));
+    let file = a.dir.path().join("sealed.yaml");
+    std::fs::write(&file, &sealed).unwrap();
+    a.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    a.wait_ready("db").await;
+    assert_eq!(a.secret_value("db", "password").await, b"multi-e2e");
+
+    // Replace cluster b's controller by one that watches a.ns (a graceful
+    // stop releases the leader lease at once).
+    let mut b = b;
+    b.ctrl.stop();
+    let bkeys = b.key_ns.clone();
+    let args = [
+        "--namespaces",
+        a.ns.as_str(),
+        "--key-namespace",
+        bkeys.as_str(),
+    ];
+    let ctrl_b =
+        ControllerProcess::start(&b.server, &controller_bin(), &format!("{}-b2", a.ns), &args)
+            .await
+            .unwrap();
+    b.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    let api: Api<coffer_core::SealedSecret> = Api::namespaced(b.admin.clone(), &a.ns);
+    eventually(WAIT, "cluster b to unseal", || async {
+        let s = api.get("db").await.ok()?;
+        (s.ready_condition()?.reason == "Unsealed").then_some(())
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(b.admin.clone(), &a.ns);
+    assert_eq!(
+        secrets.get("db").await.unwrap().data.unwrap()["password"].0,
+        b"multi-e2e"
+    );
+    ctrl_b.assert_log_free_of(&["multi-e2e"]);
+    a.ctrl.assert_log_free_of(&["multi-e2e"]);
+}
