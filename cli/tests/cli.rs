@@ -524,3 +524,47 @@ fn commands_that_need_a_cluster_fail_cleanly_without_one() {
         .stderr(no_plaintext());
     let _ = Path::new(".");
 }
+
+#[test]
+fn an_old_recipients_file_gets_a_warning_but_still_seals() {
+    let d = Dir::new();
+    let text = d.read("r.txt");
+    let old: String = text
+        .lines()
+        .map(|l| match l.find("created=") {
+            Some(i) => format!("{}created=2020-01-01T00:00:00Z", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    d.write("old.txt", &old);
+    d.coffer()
+        .args(["seal", "-r", "old.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: old.txt: its newest key was created",
+        ))
+        .stderr(predicate::str::contains("coffer recipients -w FILE"));
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn bad_base64_in_data_is_refused_without_echoing_it() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(
+            "kind: Secret\nmetadata: {name: a, namespace: b}\ndata: {pw: cli-plaintext-5!!}\n",
+        )
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("not valid base64"))
+        .stderr(no_plaintext());
+}

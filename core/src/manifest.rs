@@ -41,7 +41,7 @@ impl ValueVisitor {
             // Kubernetes prints `data` as canonical standard base64.
             let mut bytes = Zeroizing::new(Vec::with_capacity(s.len() * 3 / 4));
             STANDARD.decode_vec(s.trim(), &mut bytes).map_err(|_| {
-                E::custom("a `data` value is not valid base64 (use stringData for plain text)")
+                E::custom("a data value is not valid base64 (use stringData for plain text)")
             })?;
             Ok(SecretValue(bytes))
         } else {
@@ -196,6 +196,7 @@ pub fn read_secrets(text: &str) -> Result<Vec<SecretManifest>, ManifestError> {
 /// value: keep only the first line and drop any quoted snippet.
 fn scrub(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
     let cut = first
         .find(['"', '`', '\''])
         .map(|i| &first[..i])
