@@ -75,6 +75,12 @@ impl Target {
     /// (works where the service proxy is blocked), else `/v1/recipients`
     /// through the service proxy.
     pub async fn recipients_text(&self) -> Result<String> {
+        if let Some(base) = &self.controller_url {
+            let url = format!("{}/v1/recipients", base.trim_end_matches('/'));
+            return tokio::task::spawn_blocking(move || direct_get(&url))
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))?;
+        }
         let client = self.client().await?;
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &self.controller_namespace);
         let from_cm = match cms.get_opt(RECIPIENTS_CONFIGMAP).await {

@@ -31,16 +31,69 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     if paths.is_empty() {
         return Ok(vec![read_stdin()?]);
     }
-    paths
-        .iter()
-        .map(|p| {
-            if p.as_os_str() == "-" {
-                read_stdin()
-            } else {
-                read_file(p)
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(read_stdin()?);
+        } else if p.is_dir() {
+            // A directory means every *.yaml, *.yml and *.json under it.
+            for f in files_under(std::slice::from_ref(p))? {
+                out.push(read_file(&f)?);
             }
-        })
-        .collect()
+        } else {
+            out.push(read_file(p)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Files under `paths`: files as given, directories searched recursively
+/// for *.yaml, *.yml and *.json (hidden entries skipped), sorted.
+pub fn files_under(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let roots = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    for root in roots {
+        walk(&root, &mut out)?;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(p)
+        .map_err(|e| Failure::input(format!("{}: {}", p.display(), io_reason(&e))))?;
+    if meta.is_file() {
+        out.push(p.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(p)
+        .map_err(|e| Failure::input(format!("{}: {}", p.display(), io_reason(&e))))?
+        .filter_map(|e| e.ok())
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        let ft = e
+            .file_type()
+            .map_err(|err| Failure::input(format!("{}: {err}", path.display())))?;
+        if ft.is_dir() {
+            walk(&path, out)?;
+        } else if ft.is_file()
+            && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 fn read_stdin() -> Result<Input> {

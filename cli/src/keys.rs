@@ -265,23 +265,24 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
     }
 }
 
-/// Asks the controller for a new key by annotating the active key's Secret;
-/// returns the id of the key being replaced.
-pub async fn request_rotation(target: &Target) -> Result<String> {
+/// Asks the controller for a new key by annotating the active key's Secret
+/// (the key the controller publishes, so CLI and controller agree on which
+/// one is active); returns the id of the key being replaced.
+pub async fn request_rotation(target: &Target, active: &str) -> Result<String> {
     let (api, mut items) = key_secrets(target).await?;
-    let active = items
+    let found = items
         .iter()
-        .find(|s| !retired(s))
-        .map(|s| (key_id(s), s.metadata.name.clone().unwrap_or_default()));
+        .find(|s| key_id(s) == active && !retired(s))
+        .and_then(|s| s.metadata.name.clone());
     wipe_all(&mut items);
-    let Some((id, name)) = active else {
+    let Some(name) = found else {
         return Err(Failure::cluster(format!(
-            "no usable key in namespace {}",
+            "the published active key {active} has no usable key Secret in namespace {}",
             target.controller_namespace
         )));
     };
     let patch = serde_json::json!({"metadata": {"annotations": {ROTATION_ANNOTATION: jiff::Timestamp::now().to_string()}}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
-    Ok(id)
+    Ok(active.to_string())
 }

@@ -35,8 +35,8 @@ use crate::io::Format;
 Exit codes: 0 ok, 1 failure, 2 usage, 3 bad input, 4 cluster error, 5 refused (see docs/cli.md)."
 )]
 struct Cli {
-    /// Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
-    #[arg(long, global = true, env = "KUBECONFIG")]
+    /// Kubeconfig file (default: $KUBECONFIG, which may list several files, or ~/.kube/config).
+    #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
     #[arg(long, global = true)]

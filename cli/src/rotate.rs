@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use coffer_core::{SealedSecret, envelope};
@@ -135,48 +135,24 @@ fn chunk(text: &str) -> Chunk {
     }
 }
 
-fn files_under(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let roots = if paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        paths.to_vec()
-    };
-    for root in roots {
-        walk(&root, &mut out)?;
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::metadata(p)
-        .map_err(|e| Failure::input(format!("{}: {}", p.display(), crate::io::io_reason(&e))))?;
-    if meta.is_file() {
-        out.push(p.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<_> = std::fs::read_dir(p)
-        .map_err(|e| Failure::input(format!("{}: {}", p.display(), crate::io::io_reason(&e))))?
-        .filter_map(|e| e.ok())
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue;
-        }
-        let ft = e
-            .file_type()
-            .map_err(|err| Failure::input(format!("{}: {err}", path.display())))?;
-        if ft.is_dir() {
-            walk(&path, out)?;
-        } else if ft.is_file()
-            && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
-        {
-            out.push(path);
+/// `kind: List` documents holding SealedSecrets are not rewritten in place
+/// (their items have no text of their own to keep); refuse before anything
+/// changes, so the summary of key ids still referenced is never wrong.
+fn refuse_lists(files: &[PathBuf]) -> Result<()> {
+    for f in files {
+        let input = read_file(f)?;
+        if let Ok(docs) = read_sealed(std::slice::from_ref(&input), true) {
+            let listed = split_yaml(&input.text).iter().any(|(_, c)| {
+                let v: Option<serde_json::Value> = serde_saphyr::from_str(&c.body).ok();
+                v.is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("List"))
+            });
+            if listed && !docs.is_empty() {
+                return Err(Failure::input(format!(
+                    "{}: holds SealedSecrets inside a kind: List, which rotate does not rewrite",
+                    input.name
+                ))
+                .hint("split the List into one document per SealedSecret (separated by ---), then run rotate again"));
+            }
         }
     }
     Ok(())
@@ -205,7 +181,8 @@ fn active_key_id(text: &str) -> Result<String> {
 }
 
 pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
-    let files = files_under(&args.paths)?;
+    let files = crate::io::files_under(&args.paths)?;
+    refuse_lists(&files)?;
     let mut extra = Vec::new();
     for f in &args.recipients {
         let input = read_file(f)?;
@@ -221,7 +198,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     let active = if args.dry_run || args.no_new_key {
         before.clone()
     } else {
-        let old = crate::keys::request_rotation(target).await?;
+        let old = crate::keys::request_rotation(target, &before).await?;
         eprintln!("requested a new key to replace {old}; waiting for it to become active");
         let deadline = tokio::time::Instant::now() + args.timeout;
         loop {
@@ -316,7 +293,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 .await?;
             if code != 200 {
                 return Err(Failure::cluster(format!("{label}: the controller refused to re-encrypt (HTTP {code}): {}", text.trim()))
-                    .hint("nothing was written for this file; fix it and run rotate again: finished files are skipped"));
+                    .hint("nothing was written for this file; after fixing it, run `coffer rotate --no-new-key` to finish without another key"));
             }
             let reply: SealedSecret = serde_json::from_str(&text).map_err(|e| {
                 Failure::cluster(format!("{label}: bad reply from the controller: {e}"))

@@ -48,7 +48,7 @@ pub struct SealArgs {
     #[arg(long, value_name = "FILE", requires = "raw")]
     pub from_file: Option<PathBuf>,
     /// Warn when the newest key in a recipients file is older than this.
-    #[arg(long, env = "COFFER_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_period)]
+    #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_period)]
     pub renewal_period: Duration,
 }
 

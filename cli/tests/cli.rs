@@ -568,3 +568,27 @@ fn bad_base64_in_data_is_refused_without_echoing_it() {
         .stderr(predicate::str::contains("not valid base64"))
         .stderr(no_plaintext());
 }
+
+#[test]
+fn inspect_and_recover_search_directories() {
+    let d = Dir::new();
+    std::fs::create_dir_all(d.path("k8s/shop")).unwrap();
+    d.write("k8s/shop/db.yaml", &d.seal(SECRET));
+    d.write("k8s/shop/notes.txt", "not yaml");
+    d.write(
+        "k8s/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    );
+    d.coffer()
+        .args(["inspect", "k8s"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "k8s/shop/db.yaml: document 1: SealedSecret shop/db",
+        ));
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "k8s"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("name: db"));
+}

@@ -34,7 +34,8 @@ pub enum LogFormat {
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Kubeconfig file; in-cluster configuration when unset.
-    #[arg(long, env = "KUBECONFIG", global = true)]
+    /// ($KUBECONFIG, which may list several files, is honoured when unset.)
+    #[arg(long, global = true)]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
     #[arg(long, env = "COFFER_CONTEXT", global = true)]

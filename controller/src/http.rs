@@ -29,7 +29,7 @@ pub const MAX_BODY: usize = 2 * 1024 * 1024;
 pub struct HttpState {
     pub keys: Arc<Keys>,
     pub metrics: Arc<Metrics>,
-    /// Set once the key ring is loaded and (on the leader) the watches synced.
+    /// Set once the key ring's watch has synced and an active key exists.
     pub ready: Arc<AtomicBool>,
     pub cluster_name: Option<String>,
     pub limiter: ClientLimiter,
@@ -140,7 +140,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: key ring or watches not loaded\n",
+            "not ready: the key ring is not loaded yet\n",
         )
             .into_response()
     }
