@@ -54,11 +54,12 @@ pub struct RunArgs {
     /// SealedSecrets reconciled at once.
     #[arg(long, env = "COFFER_CONCURRENCY", default_value_t = 16, global = true)]
     pub concurrency: u16,
-    /// Kubernetes API requests per second (0: unlimited).
-    #[arg(long, env = "COFFER_KUBE_QPS", default_value_t = 50.0, global = true)]
+    /// Kubernetes API requests per second (0: unlimited). A reconcile that
+    /// writes costs about 3 requests (Secret, status, Event).
+    #[arg(long, env = "COFFER_KUBE_QPS", default_value_t = 200.0, global = true)]
     pub kube_qps: f64,
     /// Kubernetes API burst above the QPS.
-    #[arg(long, env = "COFFER_KUBE_BURST", default_value_t = 100, global = true)]
+    #[arg(long, env = "COFFER_KUBE_BURST", default_value_t = 400, global = true)]
     pub kube_burst: u32,
     /// A new sealing key every period (e.g. 720h, 30d); 0 turns renewal off.
     #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_duration, global = true)]
