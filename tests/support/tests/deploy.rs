@@ -381,8 +381,8 @@ fn helm_chart_passes_server_side_dry_run() {
         json!([
             "--log-format=json",
             "--log-level=info",
-            "--kube-qps=50",
-            "--kube-burst=100",
+            "--kube-qps=200",
+            "--kube-burst=400",
             "--leader-elect=false",
             "--namespaces=shop,web",
             "--cluster-name=prod-eu",
