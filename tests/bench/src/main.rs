@@ -1,0 +1,1036 @@
+//! bench-controller: how fast the controller turns N SealedSecrets into
+//! Secrets against a real kube-apiserver, and what it costs (RSS, CPU, API
+//! requests). Driven by `tests/bench/controller`, which builds the binaries,
+//! starts a private envtest server and applies `deploy/` first.
+//!
+//! Steps: a sealing key Secret is created in `coffer-system` exactly as the
+//! controller would create it; N SealedSecrets (3 items each) are sealed to
+//! it with coffer-core and created before the controller runs; then the
+//! release controller starts under the deploy/ ServiceAccount and a watch
+//! counts Ready=True until all are. The controller is stopped with SIGTERM
+//! once idle, and reports its API request count in its last log line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use coffer_controller::keys::{
+    CREATED_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, RECIPIENTS_CONFIGMAP,
+    RECIPIENTS_KEY,
+};
+use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
+use coffer_core::transform::seal_secret;
+use coffer_core::{RecipientsFile, Scope, SealedSecret, SecretKey};
+use coffer_test_support::Server;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use zeroize::Zeroizing;
+
+/// Label on every benchmark SealedSecret (the readiness watch selects it).
+const BENCH_LABEL: &str = "coffer.dev/bench";
+/// What a client-side `kubectl apply` adds.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+const ITEMS: [&str; 3] = ["password", "url", "username"];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bench-controller",
+    about = "Controller throughput benchmark; run it through tests/bench/controller"
+)]
+struct Args {
+    /// envtest DIR (started, with deploy/ applied).
+    #[arg(long)]
+    envtest_dir: PathBuf,
+    /// The coffer-controller binary to measure.
+    #[arg(long)]
+    controller: PathBuf,
+    /// Number of SealedSecrets.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    n: u32,
+    /// Namespaces to spread them over.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    namespaces: u32,
+    /// Controller --kube-qps (0: unlimited); the controller's default when unset.
+    #[arg(long)]
+    qps: Option<f64>,
+    /// Controller --kube-burst; the controller's default when unset.
+    #[arg(long)]
+    burst: Option<u32>,
+    /// Controller --concurrency (the controller's default when unset).
+    #[arg(long)]
+    concurrency: Option<u16>,
+    /// Seconds from controller start until all must be Ready.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// SealedSecrets created at once before the controller starts.
+    #[arg(long, default_value_t = 32)]
+    create_concurrency: usize,
+    /// Give every SealedSecret the `kubectl.kubernetes.io/last-applied-configuration`
+    /// annotation that a client-side `kubectl apply` (and Argo CD by
+    /// default) writes: a second, JSON copy of the whole object.
+    #[arg(long)]
+    last_applied: bool,
+    /// Secrets whose data is checked at the end.
+    #[arg(long, default_value_t = 20)]
+    sample: usize,
+    /// Markdown report to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Controller log file.
+    #[arg(long)]
+    log: PathBuf,
+    /// What is measured (e.g. `git describe --dirty`), for the report.
+    #[arg(long, default_value = "")]
+    revision: String,
+    /// Extra controller flags.
+    #[arg(last = true)]
+    controller_args: Vec<String>,
+}
+
+/// One benchmark object and the plaintext its Secret must hold.
+struct Item {
+    namespace: String,
+    name: String,
+    expected: BTreeMap<String, Vec<u8>>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench-controller: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let n = args.n as usize;
+    let server = Server {
+        dir: args.envtest_dir.canonicalize().context("envtest dir")?,
+    };
+    let admin = server.admin().await;
+    let mut report = Report::default();
+    report.row(
+        "SealedSecrets",
+        format!(
+            "{n} × {} items, {} namespaces, scope strict{}",
+            ITEMS.len(),
+            args.namespaces,
+            if args.last_applied {
+                ", with a last-applied-configuration annotation"
+            } else {
+                ""
+            }
+        ),
+    );
+    // The limits in force: as given, else the controller's defaults.
+    let qps = args.qps.map(|q| q.to_string()).unwrap_or_else(|| {
+        controller_default(&args.controller, "--kube-qps").unwrap_or_else(|| "default".into())
+    });
+    let burst = args.burst.map(|b| b.to_string()).unwrap_or_else(|| {
+        controller_default(&args.controller, "--kube-burst").unwrap_or_else(|| "default".into())
+    });
+    let mut flags = format!(
+        "--kube-qps {qps}{} --kube-burst {burst}{}",
+        if args.qps.is_none() { " (default)" } else { "" },
+        if args.burst.is_none() {
+            " (default)"
+        } else {
+            ""
+        }
+    );
+    if let Some(c) = args.concurrency {
+        write!(flags, " --concurrency {c}")?;
+    }
+    for a in &args.controller_args {
+        write!(flags, " {a}")?;
+    }
+    report.row("controller flags", format!("`{flags}`"));
+    report.row(
+        "controller binary",
+        format!("`{}`", args.controller.display()),
+    );
+    if !args.revision.is_empty() {
+        report.row("source tree", format!("`{}`", args.revision));
+    }
+
+    // The sealing key, stored the way KeyManager::create_key stores it, so
+    // the controller loads it instead of creating one.
+    let key = SecretKey::generate();
+    create_key_secret(&admin, &key).await?;
+    let recipients = vec![key.public().clone()];
+
+    let namespaces: Vec<String> = (0..args.namespaces)
+        .map(|i| format!("bench-{i:02}"))
+        .collect();
+    let ns_api: Api<Namespace> = Api::all(admin.clone());
+    for ns in &namespaces {
+        let obj = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match ns_api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e).context("creating namespace"),
+        }
+    }
+
+    // Seal.
+    say(format!("sealing {n} SealedSecrets"));
+    let t = Instant::now();
+    let (items, mut sealed) = seal_all(n, &namespaces, &recipients)?;
+    if args.last_applied {
+        for s in &mut sealed {
+            let copy = format!("{}\n", serde_json::to_string(s)?);
+            s.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(LAST_APPLIED.into(), copy);
+        }
+    }
+    let seal_time = t.elapsed();
+    let sealed_bytes: usize = sealed
+        .iter()
+        .flat_map(|s| s.spec.encrypted_data.values())
+        .map(String::len)
+        .sum();
+    let json_bytes: usize = sealed
+        .iter()
+        .map(|s| serde_json::to_vec(s).map(|v| v.len()).unwrap_or(0))
+        .sum();
+    report.row(
+        "seal (coffer-core)",
+        format!(
+            "{} ({:.0}/s); sealed values {:.0} B/object, JSON {:.0} B/object",
+            secs(seal_time),
+            n as f64 / seal_time.as_secs_f64(),
+            sealed_bytes as f64 / n as f64,
+            json_bytes as f64 / n as f64
+        ),
+    );
+
+    // Create, before the controller runs.
+    say(format!(
+        "creating them ({} at once)",
+        args.create_concurrency
+    ));
+    let t = Instant::now();
+    create_all(&admin, sealed, args.create_concurrency).await?;
+    let create_time = t.elapsed();
+    report.row(
+        "create (kube-rs, before the controller starts)",
+        format!(
+            "{} ({:.0}/s, {} in flight)",
+            secs(create_time),
+            n as f64 / create_time.as_secs_f64(),
+            args.create_concurrency
+        ),
+    );
+
+    // Watch readiness from before the controller starts.
+    let sealed_api: Api<SealedSecret> = Api::all(admin.clone());
+    let mut watch = watcher(sealed_api, watcher::Config::default().labels(BENCH_LABEL)).boxed();
+    let mut ready: HashMap<String, bool> = HashMap::with_capacity(n);
+    let mut init: HashMap<String, bool> = HashMap::new();
+    loop {
+        match watch.try_next().await? {
+            Some(watcher::Event::InitDone) => {
+                ready = std::mem::take(&mut init);
+                break;
+            }
+            Some(ev) => apply_event(&mut ready, &mut init, ev),
+            None => bail!("SealedSecret watch ended"),
+        }
+    }
+    if ready.len() != n {
+        bail!("watch sees {} SealedSecrets, expected {n}", ready.len());
+    }
+
+    // Start the controller under the deploy/ ServiceAccount.
+    let kubeconfig = server.dir.join("bench-controller.kubeconfig");
+    server
+        .token_kubeconfig("coffer-system", "coffer-controller", &kubeconfig)
+        .await?;
+    let apiserver_pid = read_pid(&server.dir.join("pid"));
+    let kcm_pid = read_pid(&server.dir.join("kcm.pid"));
+    let before = Snapshot::take(None, apiserver_pid, kcm_pid);
+    let start = Instant::now();
+    let mut ctrl = Controller::spawn(&args, &kubeconfig)?;
+    say(format!(
+        "controller started (pid {}), log {}",
+        ctrl.pid,
+        args.log.display()
+    ));
+
+    // Wait until every SealedSecret is Ready.
+    let deadline = start + Duration::from_secs(args.timeout);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut marks: [Option<Duration>; 3] = [None; 3]; // first, 50 %, 90 %
+    let mut all_ready: Option<Duration> = None;
+    let mut peak_sampled_rss = 0u64;
+    let mut last_progress = Instant::now();
+    let mut count = ready.values().filter(|r| **r).count();
+    while count < n {
+        tokio::select! {
+            ev = watch.try_next() => {
+                match ev? {
+                    Some(ev) => apply_event(&mut ready, &mut init, ev),
+                    None => bail!("SealedSecret watch ended"),
+                }
+                count = ready.values().filter(|r| **r).count();
+                let el = start.elapsed();
+                for (i, frac) in [0.0, 0.5, 0.9].into_iter().enumerate() {
+                    if marks[i].is_none() && count > 0 && count as f64 >= frac * n as f64 {
+                        marks[i] = Some(el);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(exit) = ctrl.try_reap() {
+                    bail!("the controller exited early ({exit}); see {}", args.log.display());
+                }
+                let rss = proc_status_kib(ctrl.pid, "VmRSS:").unwrap_or(0);
+                peak_sampled_rss = peak_sampled_rss.max(rss);
+                if last_progress.elapsed() >= Duration::from_secs(10) {
+                    last_progress = Instant::now();
+                    say(format!(
+                        "{:>6.1}s: {count}/{n} Ready, controller RSS {:.1} MiB, CPU {:.1} s",
+                        start.elapsed().as_secs_f64(),
+                        mib(rss),
+                        proc_cpu(ctrl.pid).unwrap_or(0.0)
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+    }
+    if count == n {
+        all_ready = Some(start.elapsed());
+    }
+    let at_ready = Snapshot::take(Some(ctrl.pid), apiserver_pid, kcm_pid);
+    let rss_at_ready = Rss::of(ctrl.pid);
+    drop(watch);
+    match all_ready {
+        Some(d) => say(format!("all {n} Ready after {}", secs(d))),
+        None => say(format!(
+            "TIMEOUT: {count}/{n} Ready after {}s",
+            args.timeout
+        )),
+    }
+
+    // Let the controller finish its tail (events, re-reconciles after its
+    // own status writes), then stop it and read its counters.
+    let settle_start = Instant::now();
+    let mut prev = proc_cpu(ctrl.pid).unwrap_or(0.0);
+    let mut idle = 0;
+    while idle < 2 && settle_start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = proc_cpu(ctrl.pid).unwrap_or(0.0);
+        idle = if now - prev < 0.02 { idle + 1 } else { 0 };
+        prev = now;
+    }
+    let hwm = proc_status_kib(ctrl.pid, "VmHWM:").unwrap_or(0);
+    let rss_at_stop = Rss::of(ctrl.pid);
+    let threads = proc_status_kib(ctrl.pid, "Threads:").unwrap_or(0);
+    let (exit, rusage_cpu, rusage_maxrss) = ctrl.stop()?;
+    let api_requests = api_requests_from_log(&args.log);
+
+    // Correctness of a sample, and of the key ring.
+    let checked = verify_sample(&admin, &items, args.sample).await?;
+    let key_ok = verify_key_ring(&admin, &key).await?;
+
+    // Report.
+    let total = all_ready.unwrap_or_else(|| at_ready.at.duration_since(start));
+    let ready_n = if all_ready.is_some() { n } else { count };
+    let mark = |d: Option<Duration>| d.map(secs).unwrap_or_else(|| "-".into());
+    report.row(
+        "controller start → first / 50 % / 90 % Ready",
+        format!(
+            "{} / {} / {}",
+            mark(marks[0]),
+            mark(marks[1]),
+            mark(marks[2])
+        ),
+    );
+    report.row(
+        "**controller start → all Ready**",
+        match all_ready {
+            Some(d) => format!("**{}**", secs(d)),
+            None => format!("**TIMEOUT after {}s: {count}/{n} Ready**", args.timeout),
+        },
+    );
+    report.row(
+        "**throughput**",
+        format!("**{:.1} objects/s**", ready_n as f64 / total.as_secs_f64()),
+    );
+    report.row(
+        "**controller peak RSS** (VmHWM)",
+        format!(
+            "**{:.1} MiB** (wait4 maxrss {:.1} MiB)",
+            mib(hwm),
+            mib(rusage_maxrss)
+        ),
+    );
+    report.row(
+        "controller RSS when all Ready / when idle",
+        format!("{rss_at_ready} / {rss_at_stop} ({threads} threads)"),
+    );
+    let ctrl_cpu_ready = at_ready.controller - before.controller;
+    report.row(
+        "**controller CPU** until all Ready / whole run",
+        format!(
+            "**{:.2} s** ({:.0} % of one core) / {:.2} s",
+            ctrl_cpu_ready,
+            100.0 * ctrl_cpu_ready / total.as_secs_f64(),
+            rusage_cpu
+        ),
+    );
+    report.row(
+        "**controller API requests** (whole run)",
+        match api_requests {
+            Some(r) => format!(
+                "**{r}** ({:.2}/object, {:.1}/s until all Ready at most)",
+                r as f64 / n as f64,
+                r as f64 / total.as_secs_f64()
+            ),
+            None => "not found in the controller log".into(),
+        },
+    );
+    let window = total.as_secs_f64();
+    report.row(
+        "API server + etcd CPU until all Ready",
+        format!(
+            "{:.1} s ({:.0} % of one core)",
+            at_ready.apiserver - before.apiserver,
+            100.0 * (at_ready.apiserver - before.apiserver) / window
+        ),
+    );
+    report.row(
+        "controller-manager (GC) CPU until all Ready",
+        format!("{:.1} s", at_ready.kcm - before.kcm),
+    );
+    report.row(
+        "bench process (its watch) CPU until all Ready",
+        format!("{:.1} s", at_ready.own - before.own),
+    );
+    let (busy, cores) = at_ready.machine_busy_since(&before);
+    let others = busy
+        - (at_ready.controller - before.controller)
+        - (at_ready.apiserver - before.apiserver)
+        - (at_ready.kcm - before.kcm)
+        - (at_ready.own - before.own);
+    report.row(
+        "machine CPU busy until all Ready",
+        format!(
+            "{:.0} % of {cores} cores ({busy:.1} core-s; other processes {others:.1} core-s){}",
+            100.0 * busy / (window * cores as f64),
+            // Another build on the machine slows the API server and the
+            // controller: times and CPU figures are then not comparable.
+            if others > 0.1 * window * cores as f64 {
+                " ⚠ other processes took over 10 % of the machine: times are perturbed"
+            } else {
+                ""
+            }
+        ),
+    );
+    report.row(
+        "correctness",
+        format!(
+            "{checked}/{} sampled Secrets hold the sealed data; key ring {}",
+            args.sample.min(n),
+            if key_ok {
+                "is the bench key only"
+            } else {
+                "WRONG"
+            }
+        ),
+    );
+    report.row("controller exit", exit.clone());
+
+    let title = format!("# Controller benchmark: {n} SealedSecrets, qps {qps} burst {burst}");
+    let text = report.render(&title, &machine_line());
+    print!("{text}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    say(format!("report written to {}", args.out.display()));
+
+    let ok = all_ready.is_some()
+        && checked == args.sample.min(n)
+        && key_ok
+        && api_requests.is_some()
+        && exit == "exit 0";
+    if !ok {
+        say("FAILED (see the report above)");
+    }
+    Ok(ok)
+}
+
+fn apply_event(
+    ready: &mut HashMap<String, bool>,
+    init: &mut HashMap<String, bool>,
+    ev: watcher::Event<SealedSecret>,
+) {
+    let key = |s: &SealedSecret| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+    let is_ready = |s: &SealedSecret| {
+        s.ready_condition().is_some_and(|c| c.status == "True")
+            && s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
+    };
+    match ev {
+        watcher::Event::Init => init.clear(),
+        watcher::Event::InitApply(s) => {
+            init.insert(key(&s), is_ready(&s));
+        }
+        watcher::Event::InitDone => *ready = std::mem::take(init),
+        watcher::Event::Apply(s) => {
+            ready.insert(key(&s), is_ready(&s));
+        }
+        watcher::Event::Delete(s) => {
+            ready.remove(&key(&s));
+        }
+    }
+}
+
+async fn create_key_secret(admin: &Client, key: &SecretKey) -> anyhow::Result<()> {
+    let id = key.id();
+    let identity = key.to_secret_string();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("coffer-key-{id}")),
+            labels: Some(BTreeMap::from([(KEY_ID_LABEL.to_string(), id.to_string())])),
+            annotations: Some(BTreeMap::from([
+                (
+                    CREATED_ANNOTATION.to_string(),
+                    jiff::Timestamp::now().to_string(),
+                ),
+                (
+                    "coffer.dev/public-key".to_string(),
+                    key.public().to_string(),
+                ),
+            ])),
+            ..Default::default()
+        },
+        type_: Some(KEY_SECRET_TYPE.to_string()),
+        data: Some(BTreeMap::from([(
+            IDENTITY_KEY.to_string(),
+            ByteString(identity.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    };
+    let api: Api<Secret> = Api::namespaced(admin.clone(), "coffer-system");
+    api.create(&PostParams::default(), &secret)
+        .await
+        .context("creating the key Secret in coffer-system")?;
+    Ok(())
+}
+
+/// Seals `n` Secrets of 3 items, spread over `namespaces`, on every core.
+fn seal_all(
+    n: usize,
+    namespaces: &[String],
+    recipients: &[coffer_core::PublicKey],
+) -> anyhow::Result<(Vec<Item>, Vec<SealedSecret>)> {
+    let mut random = vec![0u8; n * 18];
+    getrandom::getrandom(&mut random).context("no randomness")?;
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let chunk = n.div_ceil(threads);
+    let results: Vec<anyhow::Result<Vec<(Item, SealedSecret)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk.max(1))
+            .map(|lo| {
+                let random = &random;
+                s.spawn(move || {
+                    (lo..(lo + chunk).min(n))
+                        .map(|i| seal_one(i, namespaces, &random[i * 18..(i + 1) * 18], recipients))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sealing thread"))
+            .collect()
+    });
+    let mut items = Vec::with_capacity(n);
+    let mut sealed = Vec::with_capacity(n);
+    for r in results {
+        for (i, s) in r? {
+            items.push(i);
+            sealed.push(s);
+        }
+    }
+    Ok((items, sealed))
+}
+
+fn seal_one(
+    i: usize,
+    namespaces: &[String],
+    random: &[u8],
+    recipients: &[coffer_core::PublicKey],
+) -> anyhow::Result<(Item, SealedSecret)> {
+    let namespace = namespaces[i % namespaces.len()].clone();
+    let name = format!("app-{i:05}");
+    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let user = format!("user-{i}");
+    let expected = BTreeMap::from([
+        ("username".to_string(), user.clone().into_bytes()),
+        ("password".to_string(), password.clone().into_bytes()),
+        (
+            "url".to_string(),
+            format!("postgres://{user}:{password}@db-{i}.{namespace}.svc:5432/app?sslmode=require")
+                .into_bytes(),
+        ),
+    ]);
+    let manifest = SecretManifest {
+        index: i + 1,
+        metadata: ManifestMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.clone()),
+            labels: Some(BTreeMap::from([("app".into(), format!("app-{i:05}"))])),
+            annotations: Some(BTreeMap::from([("team".into(), "bench".into())])),
+        },
+        type_: Some("Opaque".into()),
+        immutable: None,
+        data: expected
+            .iter()
+            .map(|(k, v)| (k.clone(), SecretValue(Zeroizing::new(v.clone()))))
+            .collect(),
+    };
+    let mut sealed = seal_secret(&manifest, None, false, Scope::Strict, recipients)?;
+    sealed
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(BENCH_LABEL.into(), "controller".into());
+    Ok((
+        Item {
+            namespace,
+            name,
+            expected,
+        },
+        sealed,
+    ))
+}
+
+async fn create_all(
+    admin: &Client,
+    sealed: Vec<SealedSecret>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    futures::stream::iter(sealed)
+        .map(|s| {
+            let api: Api<SealedSecret> =
+                Api::namespaced(admin.clone(), &s.namespace().unwrap_or_default());
+            async move {
+                let mut attempt = 0;
+                loop {
+                    match api.create(&PostParams::default(), &s).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) if attempt < 5 => {
+                            attempt += 1;
+                            say(format!("create {} failed ({e}); retrying", s.name_any()));
+                            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                        }
+                        Err(e) => return Err(anyhow::Error::new(e).context("creating")),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<()>()
+        .await
+}
+
+/// Checks `sample` random Secrets against the plaintext that was sealed.
+async fn verify_sample(admin: &Client, items: &[Item], sample: usize) -> anyhow::Result<usize> {
+    let mut picks: Vec<usize> = Vec::new();
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).context("no randomness")?;
+    let mut x = u64::from_le_bytes(seed) | 1;
+    while picks.len() < sample.min(items.len()) {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = (x % items.len() as u64) as usize;
+        if !picks.contains(&i) {
+            picks.push(i);
+        }
+    }
+    let mut ok = 0;
+    for i in picks {
+        let item = &items[i];
+        let api: Api<Secret> = Api::namespaced(admin.clone(), &item.namespace);
+        let Some(secret) = api.get_opt(&item.name).await? else {
+            say(format!("{}/{}: no Secret", item.namespace, item.name));
+            continue;
+        };
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let owned = secret
+            .labels()
+            .get(coffer_core::api::OWNED_LABEL)
+            .is_some_and(|v| v == &item.name);
+        if data == item.expected && owned && secret.type_.as_deref() == Some("Opaque") {
+            ok += 1;
+        } else {
+            say(format!(
+                "{}/{}: Secret differs from what was sealed",
+                item.namespace, item.name
+            ));
+        }
+    }
+    Ok(ok)
+}
+
+/// The controller used the bench key: no other key Secret, and the
+/// published recipients file names it.
+async fn verify_key_ring(admin: &Client, key: &SecretKey) -> anyhow::Result<bool> {
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), "coffer-system");
+    let keys = secrets
+        .list_metadata(&ListParams::default().labels(KEY_ID_LABEL))
+        .await?;
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "coffer-system");
+    let published = cms
+        .get_opt(RECIPIENTS_CONFIGMAP)
+        .await?
+        .and_then(|cm| cm.data?.get(RECIPIENTS_KEY).cloned())
+        .and_then(|t| RecipientsFile::parse(&t).ok())
+        .map(|f| f.keys());
+    let ok = keys.items.len() == 1 && published.as_deref() == Some(&[key.public().clone()][..]);
+    if !ok {
+        say(format!(
+            "key ring: {} key Secrets, recipients file {:?}",
+            keys.items.len(),
+            published.map(|k| k.iter().map(|p| p.id().to_string()).collect::<Vec<_>>())
+        ));
+    }
+    Ok(ok)
+}
+
+/// The running controller process.
+struct Controller {
+    pid: i32,
+    reaped: bool,
+}
+
+impl Controller {
+    fn spawn(args: &Args, kubeconfig: &Path) -> anyhow::Result<Self> {
+        let log =
+            File::create(&args.log).with_context(|| format!("creating {}", args.log.display()))?;
+        let mut cmd = Command::new(&args.controller);
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+        if let Some(q) = args.qps {
+            cmd.arg("--kube-qps").arg(q.to_string());
+        }
+        if let Some(b) = args.burst {
+            cmd.arg("--kube-burst").arg(b.to_string());
+        }
+        cmd
+            // Warnings from everything; the few INFO lines of run.rs,
+            // whose last one carries the API request count.
+            .args(["--log-level", "warn,coffer_controller::run=info"])
+            .args(["--log-format", "json"]);
+        if let Some(c) = args.concurrency {
+            cmd.arg("--concurrency").arg(c.to_string());
+        }
+        cmd.args(&args.controller_args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("COFFER_") {
+                cmd.env_remove(k);
+            }
+        }
+        // Loopback only. An environment variable rather than --listen: a
+        // controller without an HTTP listener ignores it.
+        cmd.env("COFFER_LISTEN", "127.0.0.1:0")
+            .env_remove("KUBECONFIG")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // The controller dies with the bench, even on panic.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", args.controller.display()))?;
+        Ok(Controller {
+            pid: child.id() as i32,
+            reaped: false,
+        })
+    }
+
+    /// Reaps the process if it has exited: (exit description, CPU seconds,
+    /// max RSS KiB).
+    fn reap(&mut self, flags: i32) -> Option<(String, f64, u64)> {
+        if self.reaped {
+            return None;
+        }
+        let mut status = 0;
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(self.pid, &mut status, flags, &mut ru) };
+        if r != self.pid {
+            return None;
+        }
+        self.reaped = true;
+        let exit = if libc::WIFEXITED(status) {
+            format!("exit {}", libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            format!("killed by signal {}", libc::WTERMSIG(status))
+        } else {
+            format!("status {status}")
+        };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Some((exit, tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64))
+    }
+
+    fn try_reap(&mut self) -> Option<String> {
+        self.reap(libc::WNOHANG).map(|r| r.0)
+    }
+
+    /// SIGTERM, wait up to 30 s (then SIGKILL).
+    fn stop(&mut self) -> anyhow::Result<(String, f64, u64)> {
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Some(r) = self.reap(libc::WNOHANG) {
+                return Ok(r);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        say("the controller ignored SIGTERM for 30 s; killing it");
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        self.reap(0).context("reaping the controller")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if !self.reaped {
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.reap(0);
+        }
+    }
+}
+
+/// The `[default: X]` of a flag in `controller --help`.
+fn controller_default(controller: &Path, flag: &str) -> Option<String> {
+    let out = Command::new(controller).arg("--help").output().ok()?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    let after = &help[help.find(&format!("{flag} "))?..];
+    let start = after.find("[default: ")? + "[default: ".len();
+    let len = after[start..].find(']')?;
+    Some(after[start..start + len].to_string())
+}
+
+/// `api_requests` from the controller's JSON "controller stopped" line.
+fn api_requests_from_log(log: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let fields = v.get("fields")?;
+        (fields.get("message")?.as_str()? == "controller stopped")
+            .then(|| fields.get("api_requests")?.as_u64())?
+    })
+}
+
+/// CPU seconds of every process involved, and of the machine.
+struct Snapshot {
+    at: Instant,
+    controller: f64,
+    apiserver: f64,
+    kcm: f64,
+    own: f64,
+    /// (busy, total) jiffies over all CPUs from /proc/stat.
+    machine: (u64, u64),
+}
+
+impl Snapshot {
+    fn take(controller: Option<i32>, apiserver: Option<i32>, kcm: Option<i32>) -> Self {
+        let cpu = |pid: Option<i32>| pid.and_then(proc_cpu).unwrap_or(0.0);
+        Snapshot {
+            at: Instant::now(),
+            controller: cpu(controller),
+            apiserver: cpu(apiserver),
+            kcm: cpu(kcm),
+            own: cpu(Some(std::process::id() as i32)),
+            machine: machine_jiffies(),
+        }
+    }
+
+    /// Busy core-seconds since `earlier`, and the number of cores.
+    fn machine_busy_since(&self, earlier: &Snapshot) -> (f64, usize) {
+        let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+        let busy = self.machine.0.saturating_sub(earlier.machine.0) as f64 / clk_tck();
+        (busy, cores)
+    }
+}
+
+fn clk_tck() -> f64 {
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// utime + stime of a process, in seconds.
+fn proc_cpu(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / clk_tck())
+}
+
+/// A `Name:  N kB` (or plain number) line of /proc/PID/status.
+fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Resident memory, split into heap and stacks (anonymous) and mapped
+/// files (mostly the executable's own pages).
+struct Rss {
+    total: u64,
+    anon: u64,
+    file: u64,
+}
+
+impl Rss {
+    fn of(pid: i32) -> Self {
+        let f = |name| proc_status_kib(pid, name).unwrap_or(0);
+        Rss {
+            total: f("VmRSS:"),
+            anon: f("RssAnon:"),
+            file: f("RssFile:") + f("RssShmem:"),
+        }
+    }
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1} MiB (anon {:.1} + file {:.1})",
+            mib(self.total),
+            mib(self.anon),
+            mib(self.file)
+        )
+    }
+}
+
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn machine_line() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let mem = proc_meminfo_total_gib();
+    format!(
+        "{} · {cores} CPUs ({model}) · {mem:.0} GiB RAM · envtest kube-apiserver + etcd on loopback",
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+fn proc_meminfo_total_gib() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<(String, String)>,
+}
+
+impl Report {
+    fn row(&mut self, k: &str, v: String) {
+        self.rows.push((k.to_string(), v));
+    }
+
+    fn render(&self, title: &str, machine: &str) -> String {
+        let mut s = format!("{title}\n\n{machine}\n\n| measure | value |\n| --- | --- |\n");
+        for (k, v) in &self.rows {
+            let _ = writeln!(s, "| {k} | {v} |");
+        }
+        s
+    }
+}
