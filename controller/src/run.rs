@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use coffer_core::SealedSecret;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -214,10 +213,7 @@ async fn leader(
         _ = on(stop.clone()) => return Ok(()),
     }
 
-    let reporter = Reporter {
-        controller: "coffer-controller".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| "coffer-controller".into());
     let salt = {
         let mut s = [0u8; 32];
         getrandom::getrandom(&mut s).context("no randomness")?;
@@ -251,7 +247,7 @@ async fn leader(
             client: client.clone(),
             keys: keys.clone(),
             secrets: store,
-            recorder: Recorder::new(client.clone(), reporter.clone()),
+            instance: instance.clone(),
             digest_salt: salt,
             metrics: metrics.clone(),
         });

@@ -39,6 +39,16 @@ async fn applied_sealed_secret_becomes_a_secret_with_data_type_labels_annotation
     assert_eq!(owner.kind, "SealedSecret");
     assert_eq!(owner.controller, Some(true));
     assert_eq!(Some(&owner.uid), ready.metadata.uid.as_ref());
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
+    let ev = eventually(WAIT, "a Normal Unsealed event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.type_.as_deref() == Some("Normal") && e.reason.as_deref() == Some("Unsealed")
+        })
+    })
+    .await;
+    assert_eq!(ev.regarding.unwrap().name.as_deref(), Some("db"));
+    assert!(!ev.note.unwrap_or_default().contains("hunter2"));
     t.ctrl.assert_log_free_of(&["hunter2-e2e"]);
 }
 
