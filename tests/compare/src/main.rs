@@ -364,6 +364,7 @@ impl Drop for Running {
 #[derive(Default, Clone)]
 struct ColdRun {
     flags: String,
+    flags_note: String,
     create: Duration,
     all_ok: Option<Duration>,
     marks: [Option<Duration>; 3],
@@ -1030,6 +1031,22 @@ async fn cold_start(
     let start = Instant::now();
     let mut ctrl = env.spawn(tool, mode, &mode.label())?;
     r.flags = ctrl.flags.clone();
+    if mode == Mode::Defaults {
+        // Name the client limits the defaults amount to, from --help.
+        let (bin, q, b) = match tool {
+            Tool::Coffer => (&env.args_coffer_controller, "--kube-qps", "--kube-burst"),
+            Tool::Bitnami => (
+                &env.args_ss_controller,
+                "--kubeclient-qps",
+                "--kubeclient-burst",
+            ),
+        };
+        r.flags_note = format!(
+            " (client QPS {} / burst {}: its defaults)",
+            help_default(bin, q),
+            help_default(bin, b)
+        );
+    }
     say(format!(
         "{} {} started (pid {})",
         tool.label(),
@@ -1397,7 +1414,7 @@ async fn reencrypt_bitnami(
         values,
         ctrl_cpu: cpu,
         note: format!(
-            "`kubeseal --re-encrypt` is not measurable here: it reaches the controller only through the API server's service proxy, which proxies to Pod endpoints; envtest has no Pods and refuses Endpoints on loopback (\"{}\"); kubeseal said: \"{}\". Measured instead: one POST per SealedSecret to the controller's own `/v1/rotate` on loopback (the server side of `kubeseal --re-encrypt`, without kubeseal's process start and the proxy hop)",
+            "`kubeseal --re-encrypt` is not measurable here: it reaches the controller only through the API server's service proxy, which proxies to Pod endpoints; envtest has no Pods and refuses Endpoints on loopback (\"{}\"); kubeseal found the Service, then its POST through the proxy got: \"{}\" (the proxy finds no endpoints). Measured instead: one POST per SealedSecret to the controller's own `/v1/rotate` on loopback (the server side of `kubeseal --re-encrypt`, without kubeseal's process start and the proxy hop)",
             ep_err.replace('|', "/"),
             first.replace('|', "/")
         ),
@@ -1442,6 +1459,31 @@ fn proc_io(pid: i32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("rchar:") + get("wchar:"), get("syscr:") + get("syscw:"))
+}
+
+/// The default of FLAG as `--help` prints it (`[default: X]` or `(default X)`).
+fn help_default(bin: &Path, flag: &str) -> String {
+    let out = Command::new(bin).arg("--help").output();
+    let text = out
+        .map(|o| {
+            let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+            t.push_str(&String::from_utf8_lossy(&o.stderr));
+            t
+        })
+        .unwrap_or_default();
+    let Some(at) = text.find(&format!("{flag} ")) else {
+        return "?".into();
+    };
+    let rest = &text[at + flag.len()..];
+    let end = rest.find("\n  -").unwrap_or(rest.len());
+    let part = &rest[..end];
+    for (open, close) in [("[default: ", ']'), ("(default ", ')')] {
+        if let Some(i) = part.find(open) {
+            let v = &part[i + open.len()..];
+            return v[..v.find(close).unwrap_or(v.len())].to_string();
+        }
+    }
+    "?".into()
 }
 
 fn read_pid(path: &Path) -> Option<i32> {
@@ -1607,8 +1649,8 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         };
         row(
             &format!("**[{title}] controller flags**"),
-            format!("`{}`", x.flags),
-            format!("`{}`", y.flags),
+            format!("`{}`{}", x.flags, x.flags_note),
+            format!("`{}`{}", y.flags, y.flags_note),
             String::new(),
         );
         let t = |r: &ColdRun| r.all_ok.map_or(f64::NAN, |d| d.as_secs_f64());
