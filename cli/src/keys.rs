@@ -1,16 +1,13 @@
 //! `coffer keys`: the key ring through the Kubernetes API (key admins only,
 //! by RBAC on Secrets in the controller's namespace).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use coffer_core::api::ring::*;
 use coffer_core::backup::{self, BackupEntry};
 use coffer_core::{PublicKey, SecretKey};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use zeroize::Zeroize;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
 use crate::cluster::Target;
 use crate::error::{Failure, Result};
@@ -227,33 +224,7 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
                     skipped += 1;
                     continue;
                 }
-                let mut labels = BTreeMap::from([(KEY_ID_LABEL.to_string(), id.clone())]);
-                if e.retired {
-                    labels.insert(KEY_STATE_LABEL.into(), "retired".into());
-                }
-                let mut annotations = BTreeMap::from([(
-                    "coffer.dev/public-key".to_string(),
-                    e.key.public().to_string(),
-                )]);
-                if let Some(c) = e.created {
-                    annotations.insert(CREATED_ANNOTATION.into(), c.to_string());
-                }
-                let mut identity = e.key.to_secret_string();
-                let mut secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(format!("coffer-key-{id}")),
-                        labels: Some(labels),
-                        annotations: Some(annotations),
-                        ..Default::default()
-                    },
-                    type_: Some(KEY_SECRET_TYPE.into()),
-                    data: Some(BTreeMap::from([(
-                        IDENTITY_KEY.to_string(),
-                        ByteString(identity.as_bytes().to_vec()),
-                    )])),
-                    ..Default::default()
-                };
-                identity.zeroize();
+                let mut secret = coffer_core::api::key_secret(&e.key, e.created, e.retired);
                 let r = api.create(&PostParams::default(), &secret).await;
                 coffer_core::transform::wipe(&mut secret);
                 r?;

@@ -3,7 +3,7 @@
 //! their key id. This module watches them, creates the first key, renews the
 //! active key on schedule and publishes its recipients file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -11,9 +11,7 @@ use coffer_core::recipients::{RecipientEntry, RecipientsFile};
 use coffer_core::{KeyId, Keyring, PublicKey, SecretKey};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use tokio::sync::watch;
@@ -257,29 +255,7 @@ impl KeyManager {
         let key = SecretKey::generate();
         let id = key.id();
         let created = Timestamp::now();
-        let mut identity = key.to_secret_string();
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(format!("coffer-key-{id}")),
-                labels: Some(BTreeMap::from([(KEY_ID_LABEL.to_string(), id.to_string())])),
-                annotations: Some(BTreeMap::from([
-                    (CREATED_ANNOTATION.to_string(), created.to_string()),
-                    (
-                        "coffer.dev/public-key".to_string(),
-                        key.public().to_string(),
-                    ),
-                ])),
-                ..Default::default()
-            },
-            type_: Some(KEY_SECRET_TYPE.to_string()),
-            data: Some(BTreeMap::from([(
-                IDENTITY_KEY.to_string(),
-                ByteString(identity.as_bytes().to_vec()),
-            )])),
-            ..Default::default()
-        };
-        identity.zeroize();
-        let mut secret = secret;
+        let mut secret = coffer_core::api::key_secret(&key, Some(created), false);
         let result = self.secrets.create(&PostParams::default(), &secret).await;
         wipe(&mut secret);
         result?;

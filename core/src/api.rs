@@ -118,3 +118,45 @@ pub mod ring {
     /// Key of the recipients file inside that ConfigMap.
     pub const RECIPIENTS_KEY: &str = "recipients.txt";
 }
+
+/// The Secret that holds one sealing key, as the controller creates it and
+/// `coffer keys restore` brings it back. It holds the private key: wipe it
+/// with [`crate::transform::wipe`] once sent.
+pub fn key_secret(
+    key: &crate::SecretKey,
+    created: Option<jiff::Timestamp>,
+    retired: bool,
+) -> k8s_openapi::api::core::v1::Secret {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    let id = key.id().to_string();
+    let mut labels = BTreeMap::from([(ring::KEY_ID_LABEL.to_string(), id.clone())]);
+    if retired {
+        labels.insert(ring::KEY_STATE_LABEL.into(), "retired".into());
+    }
+    let mut annotations = BTreeMap::from([(
+        "coffer.dev/public-key".to_string(),
+        key.public().to_string(),
+    )]);
+    if let Some(c) = created {
+        annotations.insert(ring::CREATED_ANNOTATION.into(), c.to_string());
+    }
+    let identity = key.to_secret_string();
+    k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("coffer-key-{id}")),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        type_: Some(ring::KEY_SECRET_TYPE.into()),
+        data: Some(BTreeMap::from([(
+            ring::IDENTITY_KEY.to_string(),
+            ByteString(identity.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
