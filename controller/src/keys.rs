@@ -42,6 +42,10 @@ pub struct KeyState {
     pub keys: Vec<KeyInfo>,
     /// Whether the first full list of key Secrets has been read.
     pub synced: bool,
+    /// Grows whenever a key that was usable stops being usable (retired or
+    /// deleted). Adding a key leaves it: whatever opened still opens, so an
+    /// outcome remembered under the same epoch still holds.
+    pub epoch: u64,
 }
 
 impl KeyState {
@@ -99,9 +103,16 @@ impl Keys {
         self.changed.subscribe()
     }
 
-    fn publish(&self, new: KeyState) {
+    fn publish(&self, mut new: KeyState) {
         let mut guard = self.state.write().expect("key state lock");
         let differs = guard.fingerprint() != new.fingerprint() || guard.synced != new.synced;
+        let still_usable = new.ring.usable_ids();
+        let lost_a_key = guard
+            .ring
+            .usable_ids()
+            .iter()
+            .any(|id| !still_usable.contains(id));
+        new.epoch = guard.epoch + u64::from(lost_a_key);
         *guard = Arc::new(new);
         drop(guard);
         if differs {
@@ -183,6 +194,7 @@ fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> Ke
         ring,
         keys: infos,
         synced,
+        epoch: 0,
     }
 }
 

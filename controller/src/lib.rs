@@ -4,6 +4,8 @@
 //! side.
 
 pub mod args;
+pub mod cache;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod metrics;

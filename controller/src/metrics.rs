@@ -42,6 +42,7 @@ pub struct Metrics {
     pub keys: Family<StateLabel, Gauge>,
     pub active_key_age: Gauge<f64, AtomicU64>,
     pub http: Family<HttpLabel, Counter>,
+    events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -89,7 +90,14 @@ impl Default for Metrics {
             "HTTP requests by path and status code",
             http.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Normal Events not published because too many were waiting for spare API tokens",
+            events_dropped.clone(),
+        );
         Metrics {
+            events_dropped,
             registry,
             unseal,
             errors,
@@ -103,6 +111,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
     pub fn unseal(&self, reason: &str) {
         self.unseal
             .get_or_create(&ReasonLabel {

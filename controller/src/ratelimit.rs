@@ -1,6 +1,11 @@
 //! Client-side QPS/burst limit on Kubernetes API requests (a token bucket,
 //! like client-go's), and the request counter behind the
 //! `coffer_kube_api_requests` metric.
+//!
+//! Two priorities share one bucket: writes that make Secrets right take
+//! tokens as they come (queueing behind each other), while background
+//! requests (Normal Events) only take a token that is free, so they go out
+//! when the writes leave room and never delay them.
 
 use std::future::Future as _;
 use std::pin::Pin;
@@ -30,6 +35,25 @@ impl Bucket {
         })
     }
 
+    /// Takes one token if a whole one is free, without going into debt;
+    /// otherwise returns how long until one may be.
+    fn take_spare(&self) -> Result<(), Duration> {
+        if self.qps <= 0.0 {
+            return Ok(());
+        }
+        let mut s = self.state.lock().expect("bucket lock");
+        let now = Instant::now();
+        let refill = now.duration_since(s.1).as_secs_f64() * self.qps;
+        s.0 = (s.0 + refill).min(self.burst);
+        s.1 = now;
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - s.0) / self.qps))
+        }
+    }
+
     /// Takes one token, returning how long to wait for it.
     fn take(&self) -> Duration {
         if self.qps <= 0.0 {
@@ -49,11 +73,21 @@ impl Bucket {
     }
 }
 
+/// Who waits for whom at the bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Queues for tokens in order (reconcile reads and writes).
+    Normal,
+    /// Takes only spare tokens (Events that can wait).
+    Background,
+}
+
 /// Layer adding the limit and the counter.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     pub bucket: Arc<Bucket>,
     pub counter: Counter,
+    pub priority: Priority,
 }
 
 impl<S> Layer<S> for RateLimitLayer {
@@ -63,6 +97,7 @@ impl<S> Layer<S> for RateLimitLayer {
             inner,
             bucket: self.bucket.clone(),
             counter: self.counter.clone(),
+            priority: self.priority,
             sleep: None,
             reserved: false,
         }
@@ -75,6 +110,7 @@ pub struct RateLimited<S> {
     inner: S,
     bucket: Arc<Bucket>,
     counter: Counter,
+    priority: Priority,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     reserved: bool,
 }
@@ -88,6 +124,19 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.priority == Priority::Background {
+            while !self.reserved {
+                if let Some(sleep) = self.sleep.as_mut() {
+                    std::task::ready!(sleep.as_mut().poll(cx));
+                    self.sleep = None;
+                }
+                match self.bucket.take_spare() {
+                    Ok(()) => self.reserved = true,
+                    Err(wait) => self.sleep = Some(Box::pin(tokio::time::sleep(wait))),
+                }
+            }
+            return self.inner.poll_ready(cx);
+        }
         if !self.reserved {
             self.reserved = true;
             let wait = self.bucket.take();
@@ -124,6 +173,20 @@ mod tests {
             w > Duration::from_millis(90) && w <= Duration::from_millis(100),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn background_takes_only_spare_tokens() {
+        let b = Bucket::new(10.0, 2);
+        assert_eq!(b.take_spare(), Ok(()));
+        assert_eq!(b.take(), Duration::ZERO);
+        // Normal requests go into debt; background ones wait until the
+        // debt is paid and a whole token has come back.
+        let w = b.take();
+        assert!(w > Duration::from_millis(90), "{w:?}");
+        let spare = b.take_spare().unwrap_err();
+        assert!(spare > Duration::from_millis(190), "{spare:?}");
+        assert_eq!(Bucket::new(0.0, 1).take_spare(), Ok(()));
     }
 
     #[test]

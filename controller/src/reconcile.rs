@@ -1,27 +1,22 @@
 //! Reconcile: SealedSecret -> Secret. read -> unseal (coffer-core) -> apply
 //! the Secret -> status and events.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffer_core::SealedSecret;
 use coffer_core::api::{MANAGED_ANNOTATION, OWNED_LABEL};
-use coffer_core::transform::{self, owner_reference, unseal};
+use coffer_core::transform::{self, DesiredSecret, UnsealError, open_items};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use sha2::{Digest, Sha256};
 
-use crate::keys::Keys;
+use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret, secret_digest, to_btree};
+use crate::events::{EventType, Events};
+use crate::keys::{KeyState, Keys};
 use crate::metrics::Metrics;
-
-/// In-memory annotation that replaces a cached Secret's data: the
-/// controller keeps a salted digest of owned Secrets, never their values.
-pub const DIGEST_ANNOTATION: &str = "coffer.dev/internal-digest";
 
 /// Errors that make a reconcile retry.
 #[derive(Debug, thiserror::Error)]
@@ -45,42 +40,12 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub keys: Arc<Keys>,
-    /// Owned Secrets, data replaced by a digest (see [`digest_in_place`]).
-    pub secrets: Store<Secret>,
-    /// `reportingInstance` of the Events it publishes (the pod name).
-    pub instance: String,
-    pub digest_salt: [u8; 32],
+    /// Owned Secrets, as digests.
+    pub secrets: Store<OwnedSecret>,
+    /// The last successful unseal of each SealedSecret.
+    pub outcomes: Arc<Outcomes>,
+    pub events: Events,
     pub metrics: Arc<Metrics>,
-}
-
-/// Replaces a Secret's data with a salted digest of it, wiping the values.
-/// Used on every owned Secret before it enters the cache.
-pub fn digest_in_place(secret: &mut Secret, salt: &[u8; 32]) {
-    let d = data_digest(secret.data.as_ref(), salt);
-    transform::wipe(secret);
-    secret.data = None;
-    secret.string_data = None;
-    secret.metadata.managed_fields = None;
-    secret
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(DIGEST_ANNOTATION.into(), d);
-}
-
-fn data_digest(
-    data: Option<&BTreeMap<String, k8s_openapi::ByteString>>,
-    salt: &[u8; 32],
-) -> String {
-    let mut h = Sha256::new();
-    h.update(salt);
-    for (k, v) in data.into_iter().flatten() {
-        h.update((k.len() as u64).to_be_bytes());
-        h.update(k.as_bytes());
-        h.update((v.0.len() as u64).to_be_bytes());
-        h.update(&v.0);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 enum Applied {
@@ -90,7 +55,12 @@ enum Applied {
     NotOwned,
 }
 
-fn owned_by(secret: &Secret, sealed: &SealedSecret) -> bool {
+fn owned_by(secret: &OwnedSecret, sealed: &CachedSealed) -> bool {
+    secret.controller_uid.is_some()
+        && secret.controller_uid.as_deref() == sealed.metadata.uid.as_deref()
+}
+
+fn live_owned_by(secret: &Secret, sealed: &CachedSealed) -> bool {
     let uid = sealed.uid();
     secret
         .owner_references()
@@ -106,23 +76,11 @@ fn adoptable(secret: &Secret) -> bool {
         == Some("true")
 }
 
-/// Whether the cached (digested) Secret already equals the desired one.
-fn same(existing: &Secret, desired: &Secret, salt: &[u8; 32]) -> bool {
-    let mut ann = existing.metadata.annotations.clone().unwrap_or_default();
-    let digest = ann.remove(DIGEST_ANNOTATION);
-    digest.as_deref() == Some(&data_digest(desired.data.as_ref(), salt))
-        && existing.type_ == desired.type_
-        && existing.immutable.unwrap_or(false) == desired.immutable.unwrap_or(false)
-        && existing.metadata.labels.clone().unwrap_or_default()
-            == desired.metadata.labels.clone().unwrap_or_default()
-        && ann == desired.metadata.annotations.clone().unwrap_or_default()
-        && existing.metadata.owner_references == desired.metadata.owner_references
-}
-
 async fn apply_secret(
     ctx: &Context,
-    sealed: &SealedSecret,
+    sealed: &CachedSealed,
     desired: &Secret,
+    desired_digest: &[u8; 32],
 ) -> Result<Applied, kube::Error> {
     let ns = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
@@ -138,23 +96,22 @@ async fn apply_secret(
                 Err(e) => return Err(e),
             }
             let mut live = api.get(&name).await?;
-            if !owned_by(&live, sealed) && !adoptable(&live) {
+            if !live_owned_by(&live, sealed) && !adoptable(&live) {
                 transform::wipe(&mut live);
                 return Ok(Applied::NotOwned);
             }
-            digest_in_place(&mut live, &ctx.digest_salt);
-            Arc::new(live)
+            Arc::new(OwnedSecret::from(live))
         }
     };
-    if same(&existing, desired, &ctx.digest_salt) {
+    if existing.digest == *desired_digest {
         return Ok(Applied::Unchanged);
     }
-    let must_recreate = existing.immutable == Some(true) || existing.type_ != desired.type_;
+    let must_recreate = existing.immutable || existing.type_.as_deref() != desired.type_.as_deref();
     if must_recreate {
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
-                resource_version: existing.resource_version(),
-                uid: existing.uid(),
+                resource_version: existing.metadata.resource_version.clone(),
+                uid: existing.metadata.uid.clone(),
             }),
             ..Default::default()
         };
@@ -167,7 +124,7 @@ async fn apply_secret(
         return Ok(Applied::Updated);
     }
     let mut replacement = desired.clone();
-    replacement.metadata.resource_version = existing.resource_version();
+    replacement.metadata.resource_version = existing.metadata.resource_version.clone();
     let r = api
         .replace(&name, &PostParams::default(), &replacement)
         .await;
@@ -201,14 +158,14 @@ fn condition(
 /// Writes the status when it differs; returns whether it changed.
 async fn set_status(
     ctx: &Context,
-    sealed: &SealedSecret,
+    sealed: &CachedSealed,
     ready: bool,
     reason: &str,
     message: String,
 ) -> Result<bool, kube::Error> {
     let generation = sealed.metadata.generation;
-    let old = sealed.ready_condition();
-    let observed = sealed.status.as_ref().and_then(|s| s.observed_generation);
+    let old = sealed.ready.as_ref();
+    let observed = sealed.observed_generation;
     if let Some(o) = old
         && o.status == if ready { "True" } else { "False" }
         && o.reason == reason
@@ -218,7 +175,7 @@ async fn set_status(
         return Ok(false);
     }
     let cond = condition(ready, reason, message, generation, old);
-    let api: Api<SealedSecret> =
+    let api: Api<CachedSealed> =
         Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "status": { "observedGeneration": generation, "conditions": [cond] }
@@ -232,60 +189,15 @@ async fn set_status(
     Ok(true)
 }
 
-/// Event severity.
-#[derive(Clone, Copy)]
-enum EventType {
-    Normal,
-    Warning,
-}
-
-/// Publishes an `events.k8s.io/v1` Event about `sealed`. Events are only
-/// published when the outcome changes (a write, or a new status), so
-/// kube-runtime's `Recorder` and its six-minute de-duplication cache (about
-/// 26 MiB at 10,000 objects) are not needed.
-async fn event(ctx: &Context, sealed: &SealedSecret, type_: EventType, reason: &str, note: String) {
-    use k8s_openapi::api::events::v1::Event;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-    let ns = sealed.namespace().unwrap_or_default();
-    let now = jiff::Timestamp::now();
-    let ev = Event {
-        metadata: ObjectMeta {
-            // As client-go names them: object name, then the time in hex.
-            name: Some(format!("{}.{:x}", sealed.name_any(), now.as_nanosecond())),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        },
-        event_time: Some(MicroTime(now)),
-        type_: Some(
-            match type_ {
-                EventType::Normal => "Normal",
-                EventType::Warning => "Warning",
-            }
-            .into(),
-        ),
-        reason: Some(reason.into()),
-        note: Some(note.chars().take(1000).collect()),
-        action: Some("Unseal".into()),
-        regarding: Some(sealed.object_ref(&())),
-        reporting_controller: Some("coffer.dev/coffer-controller".into()),
-        reporting_instance: Some(ctx.instance.clone()),
-        ..Default::default()
-    };
-    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
-    if let Err(e) = api.create(&PostParams::default(), &ev).await {
-        tracing::warn!(error = %e, "could not publish an Event");
-    }
-}
-
 /// Reconciles one SealedSecret.
-pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(sealed: Arc<CachedSealed>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let result = reconcile_inner(&sealed, &ctx).await;
     ctx.metrics.observe_reconcile(start.elapsed());
     result
 }
 
-async fn reconcile_inner(sealed: &SealedSecret, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(sealed: &CachedSealed, ctx: &Context) -> Result<Action, Error> {
     let state = ctx.keys.current();
     if !state.synced || state.ring.is_empty() {
         return Err(Error::KeysNotReady);
@@ -295,15 +207,26 @@ async fn reconcile_inner(sealed: &SealedSecret, ctx: &Context) -> Result<Action,
     }
     let ns = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
-    let desired = match unseal(sealed, &state.ring) {
+    if let Some(items) = still_unsealed(sealed, ctx, &state) {
+        // The Secret is exactly what this generation unsealed to with these
+        // keys: nothing to decrypt; only the status may lag behind.
+        set_status(ctx, sealed, true, "Unsealed", unsealed(items, &ns, &name)).await?;
+        return Ok(Action::await_change());
+    }
+    let desired = match desired_secret(sealed, &ns, &name, &state) {
         Ok(d) => d,
         Err(e) => {
+            if let Some(uid) = sealed.metadata.uid.as_deref() {
+                ctx.outcomes.forget(uid);
+            }
             let reason = e.reason();
             ctx.metrics.unseal(reason);
             let message = format!("Secret {ns}/{name} not written: {e}");
             tracing::warn!(namespace = %ns, name = %name, reason, "{message}");
             if set_status(ctx, sealed, false, reason, message.clone()).await? {
-                event(ctx, sealed, EventType::Warning, reason, message).await;
+                ctx.events
+                    .publish(sealed, EventType::Warning, reason, message)
+                    .await;
             }
             // A key-ring change re-queues every object; nothing else can
             // make this value open.
@@ -311,9 +234,10 @@ async fn reconcile_inner(sealed: &SealedSecret, ctx: &Context) -> Result<Action,
         }
     };
     let items = desired.data.len();
-    let mut secret = desired.to_secret(owner_reference(sealed));
+    let mut secret = desired.to_secret(sealed.controller_owner_ref(&()));
     drop(desired);
-    let applied = apply_secret(ctx, sealed, &secret).await;
+    let digest = secret_digest(&secret);
+    let applied = apply_secret(ctx, sealed, &secret, &digest).await;
     transform::wipe(&mut secret);
     let applied = match applied {
         Err(kube::Error::Api(status)) if status.code == 422 => {
@@ -337,7 +261,9 @@ async fn reconcile_inner(sealed: &SealedSecret, ctx: &Context) -> Result<Action,
                 }
             );
             if set_status(ctx, sealed, false, reason, message.clone()).await? {
-                event(ctx, sealed, EventType::Warning, reason, message).await;
+                ctx.events
+                    .publish(sealed, EventType::Warning, reason, message)
+                    .await;
             }
             return Ok(Action::await_change());
         }
@@ -351,22 +277,39 @@ async fn reconcile_inner(sealed: &SealedSecret, ctx: &Context) -> Result<Action,
                 "Secret {ns}/{name} exists and is not managed by this SealedSecret; annotate it {MANAGED_ANNOTATION}=\"true\" to let Coffer adopt it"
             );
             if set_status(ctx, sealed, false, reason, message.clone()).await? {
-                event(ctx, sealed, EventType::Warning, reason, message).await;
+                ctx.events
+                    .publish(sealed, EventType::Warning, reason, message)
+                    .await;
             }
             Ok(Action::requeue(Duration::from_secs(300)))
         }
         outcome => {
             ctx.metrics.unseal("Unsealed");
-            let message = format!("unsealed {items} item(s) into Secret {ns}/{name}");
+            if let Some(uid) = sealed.metadata.uid.as_deref() {
+                ctx.outcomes.set(
+                    uid,
+                    Outcome {
+                        generation: sealed.metadata.generation,
+                        key_epoch: state.epoch,
+                        items,
+                        digest,
+                    },
+                );
+            }
+            let message = unsealed(items, &ns, &name);
             set_status(ctx, sealed, true, "Unsealed", message.clone()).await?;
             match outcome {
                 Applied::Created => {
                     tracing::info!(namespace = %ns, name = %name, items, "created Secret");
-                    event(ctx, sealed, EventType::Normal, "Unsealed", message).await;
+                    ctx.events
+                        .publish(sealed, EventType::Normal, "Unsealed", message)
+                        .await;
                 }
                 Applied::Updated => {
                     tracing::info!(namespace = %ns, name = %name, items, "updated Secret");
-                    event(ctx, sealed, EventType::Normal, "Updated", message).await;
+                    ctx.events
+                        .publish(sealed, EventType::Normal, "Updated", message)
+                        .await;
                 }
                 _ => {}
             }
@@ -375,8 +318,53 @@ async fn reconcile_inner(sealed: &SealedSecret, ctx: &Context) -> Result<Action,
     }
 }
 
+fn unsealed(items: usize, ns: &str, name: &str) -> String {
+    format!("unsealed {items} item(s) into Secret {ns}/{name}")
+}
+
+/// The number of items, when the last successful unseal of `sealed` still
+/// holds: same generation, no key lost since, and its Secret in the cache
+/// unchanged since it was written.
+fn still_unsealed(sealed: &CachedSealed, ctx: &Context, state: &KeyState) -> Option<usize> {
+    let outcome = ctx.outcomes.get(sealed.metadata.uid.as_deref()?)?;
+    let secret = ctx.secrets.get(
+        &ObjectRef::new(sealed.metadata.name.as_deref()?)
+            .within(sealed.metadata.namespace.as_deref()?),
+    )?;
+    (outcome.generation == sealed.metadata.generation
+        && outcome.key_epoch == state.epoch
+        && owned_by(&secret, sealed)
+        && secret.digest == outcome.digest)
+        .then_some(outcome.items)
+}
+
+/// Opens every item; the Secret they make.
+fn desired_secret(
+    sealed: &CachedSealed,
+    ns: &str,
+    name: &str,
+    state: &KeyState,
+) -> Result<DesiredSecret, UnsealError> {
+    let data = open_items(
+        ns,
+        name,
+        sealed.items.iter().map(|(k, c)| (&**k, c.item())),
+        &state.ring,
+    )?;
+    let t = &sealed.template;
+    Ok(DesiredSecret {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        type_: t.type_.as_deref().unwrap_or("Opaque").to_string(),
+        immutable: t.immutable,
+        labels: to_btree(&t.labels),
+        annotations: to_btree(&t.annotations),
+        data,
+    })
+}
+
 /// Retry policy after an error.
-pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(sealed: Arc<CachedSealed>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(error.metric_label());
     tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), error = %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(match error {

@@ -6,22 +6,32 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coffer_core::SealedSecret;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::args::RunArgs;
+use crate::cache::{CachedSealed, Outcomes, OwnedSecret};
+use crate::events::Events;
 use crate::http::{ClientLimiter, HttpState};
 use crate::keys::{self, KeyManager, Keys};
 use crate::metrics::Metrics;
-use crate::ratelimit::{Bucket, RateLimitLayer};
-use crate::reconcile::{self, Context, digest_in_place};
+use crate::ratelimit::{Bucket, Priority, RateLimitLayer};
+use crate::reconcile::{self, Context};
 
-/// Builds a client from the flags, with the QPS/burst limit and request counter.
-pub async fn client(args: &RunArgs, metrics: &Metrics) -> anyhow::Result<Client> {
+/// API clients built from the flags, sharing one QPS/burst limit and the
+/// request counter.
+pub struct Clients {
+    pub main: Client,
+    /// Takes only the tokens `main` leaves free (Normal Events).
+    pub background: Client,
+}
+
+/// Builds the clients from the flags.
+pub async fn client(args: &RunArgs, metrics: &Metrics) -> anyhow::Result<Clients> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -39,9 +49,19 @@ pub async fn client(args: &RunArgs, metrics: &Metrics) -> anyhow::Result<Client>
     let layer = RateLimitLayer {
         bucket: Bucket::new(args.kube_qps, args.kube_burst),
         counter: metrics.api_requests.clone(),
+        priority: Priority::Normal,
     };
-    let builder = kube::client::ClientBuilder::try_from(config)?;
-    Ok(builder.with_layer(&layer).build())
+    let background = RateLimitLayer {
+        priority: Priority::Background,
+        ..layer.clone()
+    };
+    let main = kube::client::ClientBuilder::try_from(config.clone())?
+        .with_layer(&layer)
+        .build();
+    let background = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&background)
+        .build();
+    Ok(Clients { main, background })
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -62,7 +82,8 @@ async fn on(mut rx: watch::Receiver<bool>) {
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let client = client(&args, &metrics).await?;
+    let clients = client(&args, &metrics).await?;
+    let client = clients.main.clone();
     let keys = Keys::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -106,9 +127,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let result = if args.leader_elect {
-        lead_when_elected(&args, &client, &keys, &metrics, stop_rx.clone()).await
+        lead_when_elected(&args, &clients, &keys, &metrics, stop_rx.clone()).await
     } else {
-        leader(&args, &client, &keys, &metrics, stop_rx.clone()).await
+        leader(&args, &clients, &keys, &metrics, stop_rx.clone()).await
     };
     watch.abort();
     key_metrics.abort();
@@ -124,7 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// it is lost (the pod restarts as a follower, like client-go controllers).
 async fn lead_when_elected(
     args: &RunArgs,
-    client: &Client,
+    clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
@@ -139,21 +160,22 @@ async fn lead_when_elected(
         )
     });
     let duration = args.lease_duration.as_secs().max(2);
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&args.key_namespace)
-        .with_identity(&identity)
-        .with_duration(duration)
-        .with_grace((duration / 3).max(1))
-        .build()
-        .await
-        .context("setting up leader election")?;
+    let manager =
+        kube_lease_manager::LeaseManagerBuilder::new(clients.main.clone(), &args.lease_name)
+            .with_namespace(&args.key_namespace)
+            .with_identity(&identity)
+            .with_duration(duration)
+            .with_grace((duration / 3).max(1))
+            .build()
+            .await
+            .context("setting up leader election")?;
     let (mut leading, lease_task) = manager.watch().await;
     tracing::info!(%identity, lease = %args.lease_name, "waiting to become leader; serving HTTP as a follower meanwhile");
     let result = loop {
         if *leading.borrow_and_update() {
             tracing::info!(%identity, "became leader");
             let (lead_stop_tx, lead_stop_rx) = watch::channel(false);
-            let mut work = Box::pin(leader(args, client, keys, metrics, lead_stop_rx));
+            let mut work = Box::pin(leader(args, clients, keys, metrics, lead_stop_rx));
             let outcome = tokio::select! {
                 r = &mut work => Some(r),
                 _ = leading.wait_for(|l| !*l) => None,
@@ -192,14 +214,14 @@ async fn lead_when_elected(
 /// What only the leader does: manage keys and reconcile.
 async fn leader(
     args: &RunArgs,
-    client: &Client,
+    clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let manager = KeyManager {
-        secrets: Api::namespaced(client.clone(), &args.key_namespace),
-        configmaps: Api::<ConfigMap>::namespaced(client.clone(), &args.key_namespace),
+        secrets: Api::namespaced(clients.main.clone(), &args.key_namespace),
+        configmaps: Api::<ConfigMap>::namespaced(clients.main.clone(), &args.key_namespace),
         keys: keys.clone(),
         renewal_period: args.key_renewal_period,
         cluster_name: args.cluster_name.clone(),
@@ -213,12 +235,8 @@ async fn leader(
         _ = on(stop.clone()) => return Ok(()),
     }
 
+    let client = &clients.main;
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| "coffer-controller".into());
-    let salt = {
-        let mut s = [0u8; 32];
-        getrandom::getrandom(&mut s).context("no randomness")?;
-        s
-    };
     let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
@@ -226,49 +244,58 @@ async fn leader(
     };
     let mut controllers = Vec::new();
     for ns in namespaces {
-        let (sealed_api, secret_api): (Api<SealedSecret>, Api<Secret>) = match &ns {
+        let (sealed_api, secret_api): (Api<CachedSealed>, Api<OwnedSecret>) = match &ns {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
+        // Both caches hold compact types (crate::cache): owned Secrets as
+        // salted digests, never their values; SealedSecrets without their
+        // metadata maps, so the JSON copy of the object that a client-side
+        // `kubectl apply` (and Argo CD) keeps in an annotation (~30 MiB at
+        // 10,000 SealedSecrets) is dropped as it arrives. Errors of both
+        // watches are spaced by the controller's trigger backoff below.
         let (store, writer) = reflector::store();
-        // Errors of both watches are spaced by the controller's trigger
-        // backoff below.
+        let outcomes = Arc::new(Outcomes::default());
+        let written = outcomes.clone();
         let owned = watcher(
             secret_api,
             watch_config().labels(reconcile::owned_selector()),
         )
-        .modify(move |s: &mut Secret| digest_in_place(s, &salt))
         .reflect(writer)
-        .touched_objects();
+        .try_filter_map(move |event| futures::future::ready(Ok(needs_reconcile(&written, event))));
         let ctx = Arc::new(Context {
             client: client.clone(),
             keys: keys.clone(),
             secrets: store,
-            instance: instance.clone(),
-            digest_salt: salt,
+            outcomes: outcomes.clone(),
+            events: Events::start(
+                client.clone(),
+                clients.background.clone(),
+                instance.clone(),
+                metrics.clone(),
+            ),
             metrics: metrics.clone(),
         });
         let (sealed_store, sealed_writer) = reflector::store();
+        let live = sealed_store.clone();
         let sealed_stream = watcher(sealed_api, watch_config())
-            // The cache keeps what reconciling reads. Also dropped: the
-            // JSON copy of the whole object that a client-side `kubectl
-            // apply` (and Argo CD) stores in an annotation, ~30 MiB at
-            // 10,000 SealedSecrets (tests/bench/controller --last-applied).
-            .modify(|s: &mut SealedSecret| {
-                s.metadata.managed_fields = None;
-                if let Some(a) = s.metadata.annotations.as_mut() {
-                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                }
-            })
             .reflect(sealed_writer)
+            .inspect_ok(move |event| forget_deleted(&outcomes, &live, event))
             .touched_objects();
         let controller = Controller::for_stream(sealed_stream, sealed_store)
             .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
             .trigger_backoff(ShortBackoff::default())
-            .owns_stream(owned)
+            // An owned Secret has the name of its SealedSecret.
+            .watches_stream(owned, |s: OwnedSecret| {
+                let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+                s.metadata
+                    .name
+                    .as_deref()
+                    .map(|n| ObjectRef::new(n).within(ns))
+            })
             .reconcile_all_on(keys::changes(keys))
             .graceful_shutdown_on(on(stop.clone()))
             .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -279,6 +306,49 @@ async fn leader(
     tokio::select! {
         _ = futures::future::join_all(controllers) => Ok(()),
         r = &mut manage => r,
+    }
+}
+
+/// The owned Secret whose event should reconcile its SealedSecret: any
+/// change, except a Secret arriving exactly as the controller last wrote it
+/// (the echo of its own write, which would reconcile for nothing).
+fn needs_reconcile(outcomes: &Outcomes, event: watcher::Event<OwnedSecret>) -> Option<OwnedSecret> {
+    match event {
+        watcher::Event::Apply(s) => {
+            let echo = s
+                .controller_uid
+                .as_deref()
+                .and_then(|uid| outcomes.get(uid))
+                .is_some_and(|o| o.digest == s.digest);
+            (!echo).then_some(s)
+        }
+        watcher::Event::Delete(s) | watcher::Event::InitApply(s) => Some(s),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
+}
+
+/// Drops the remembered outcome of SealedSecrets that are gone.
+fn forget_deleted(
+    outcomes: &Outcomes,
+    live: &reflector::Store<CachedSealed>,
+    event: &watcher::Event<CachedSealed>,
+) {
+    match event {
+        watcher::Event::Delete(s) => {
+            if let Some(uid) = s.metadata.uid.as_deref() {
+                outcomes.forget(uid);
+            }
+        }
+        // A re-list reports no deletions: keep what is still there.
+        watcher::Event::InitDone => {
+            let uids = live
+                .state()
+                .iter()
+                .filter_map(|s| s.metadata.uid.clone())
+                .collect();
+            outcomes.retain(&uids);
+        }
+        _ => {}
     }
 }
 

@@ -251,10 +251,71 @@ async fn metrics_expose_the_named_series() {
         "coffer_active_key_age_seconds",
         "coffer_http_requests_total{path=\"/v1/recipients\",code=\"200\"}",
         "coffer_kube_api_requests_total",
+        "coffer_events_dropped_total",
     ] {
         assert!(text.contains(series), "missing {series} in\n{text}");
     }
     assert!(!text.contains(&t.ns), "object names must not be labels");
+}
+
+/// `coffer_unseal_total{reason="Unsealed"}`: how many times values were
+/// decrypted into a Secret.
+fn unsealed_count(t: &Setup) -> u64 {
+    let (_, text) = get(t, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("coffer_unseal_total{reason=\"Unsealed\"} "))
+        .map(|v| v.trim().parse().expect("a counter value"))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn echoes_of_its_own_writes_decrypt_nothing_but_drift_and_new_generations_do() {
+    let t = setup("once", &[]).await;
+    t.apply(&t.sealed(&secret_yaml("db", &[("k", "once-e2e")]), Scope::Strict))
+        .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+    // The Secret it created and the status it wrote both come back through
+    // its watches and are reconciled; neither may decrypt again.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
+    eventually(WAIT, "the Normal event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Unsealed"))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(unsealed_count(&t), 1);
+
+    // A hand edit is drift: decrypted again and restored.
+    let secrets = t.secrets(&t.ns);
+    secrets
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"k": "ZWRpdGVk"}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the edit undone", || async {
+        let d = t.secret_data(&t.ns, "db").await;
+        (d["k"] == b"once-e2e").then_some(())
+    })
+    .await;
+    assert_eq!(unsealed_count(&t), 2);
+
+    // A new generation is decrypted again.
+    t.apply(&t.sealed(&secret_yaml("db", &[("k", "twice-e2e")]), Scope::Strict))
+        .await;
+    eventually(WAIT, "the new value", || async {
+        let d = t.secret_data(&t.ns, "db").await;
+        (d["k"] == b"twice-e2e").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(unsealed_count(&t), 3);
+    t.ctrl.assert_log_free_of(&["once-e2e", "twice-e2e"]);
 }
 
 #[tokio::test]

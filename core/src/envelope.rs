@@ -398,11 +398,24 @@ impl Envelope {
 /// Decodes a sealed value's base64 and reads its age header: key ids and
 /// stanza count. Needs no key. Enforces the size and stanza caps.
 pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
+    let bytes = decode(sealed)?;
+    let envelope = inspect_bytes(&bytes)?;
+    Ok((envelope, bytes))
+}
+
+/// Decodes a sealed value's base64, enforcing the size cap. The bytes are
+/// what [`inspect_bytes`] and [`open_bytes`] take; a value that decodes is
+/// canonical base64, so encoding the bytes again gives the same text.
+pub fn decode(sealed: &str) -> Result<Vec<u8>, OpenError> {
     if sealed.len() > MAX_SEALED_LEN {
         return Err(OpenError::TooLarge { len: sealed.len() });
     }
-    let bytes = STANDARD.decode(sealed).map_err(|_| OpenError::Base64)?;
-    let header_end = find_header_end(&bytes)?;
+    STANDARD.decode(sealed).map_err(|_| OpenError::Base64)
+}
+
+/// [`inspect`] of a value already decoded by [`decode`].
+pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
+    let header_end = find_header_end(bytes)?;
     let header = std::str::from_utf8(&bytes[..header_end])
         .map_err(|_| OpenError::Malformed("age header is not text"))?;
     let mut lines = header.split('\n');
@@ -470,17 +483,14 @@ pub fn inspect(sealed: &str) -> Result<(Envelope, Vec<u8>), OpenError> {
         .ok_or(OpenError::Malformed(
             "age header MAC line is not terminated",
         ))?;
-    Ok((
-        Envelope {
-            key_ids,
-            key_stanza,
-            x25519_stanzas: x25519,
-            scope,
-            ciphertext_len: bytes.len(),
-            payload_len: bytes.len() - mac_line_end,
-        },
-        bytes,
-    ))
+    Ok(Envelope {
+        key_ids,
+        key_stanza,
+        x25519_stanzas: x25519,
+        scope,
+        ciphertext_len: bytes.len(),
+        payload_len: bytes.len() - mac_line_end,
+    })
 }
 
 /// Index just past the `\n` before the header's `---` line.
@@ -519,7 +529,16 @@ pub fn open(
     at: Location<'_>,
     ring: &Keyring,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-    let opened = open_unchecked(sealed, ring)?;
+    open_bytes(&decode(sealed)?, at, ring)
+}
+
+/// [`open`] of a value already decoded by [`decode`].
+pub fn open_bytes(
+    sealed: &[u8],
+    at: Location<'_>,
+    ring: &Keyring,
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    let opened = open_unchecked_bytes(sealed, ring)?;
     if !opened.binding.allows(at) {
         return Err(OpenError::ScopeMismatch {
             sealed_for: opened.binding.to_string(),
@@ -533,7 +552,12 @@ pub fn open(
 /// must check [`Binding::allows`]; re-encryption uses this to keep the
 /// binding exactly as sealed.
 pub fn open_unchecked(sealed: &str, ring: &Keyring) -> Result<Opened, OpenError> {
-    let (envelope, bytes) = inspect(sealed)?;
+    open_unchecked_bytes(&decode(sealed)?, ring)
+}
+
+/// [`open_unchecked`] of a value already decoded by [`decode`].
+pub fn open_unchecked_bytes(bytes: &[u8], ring: &Keyring) -> Result<Opened, OpenError> {
+    let envelope = inspect_bytes(bytes)?;
     if envelope.key_ids.is_empty() {
         return Err(OpenError::NoKeyId);
     }
@@ -554,7 +578,7 @@ pub fn open_unchecked(sealed: &str, ring: &Keyring) -> Result<Opened, OpenError>
             });
         }
     };
-    let decryptor = age::Decryptor::new(&bytes[..]).map_err(map_age_error)?;
+    let decryptor = age::Decryptor::new(bytes).map_err(map_age_error)?;
     let mut reader = decryptor
         .decrypt(std::iter::once(&OneStanza {
             identity: key.identity(),

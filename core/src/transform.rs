@@ -195,27 +195,16 @@ impl fmt::Display for UnsealError {
 pub fn unseal(sealed: &SealedSecret, ring: &Keyring) -> Result<DesiredSecret, UnsealError> {
     let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
     let name = sealed.metadata.name.clone().unwrap_or_default();
-    let mut data = BTreeMap::new();
-    let mut items = Vec::new();
-    for (key, value) in &sealed.spec.encrypted_data {
-        let at = Location {
-            namespace: &namespace,
-            name: &name,
-            key,
-        };
-        match envelope::open(value, at, ring) {
-            Ok(v) => {
-                data.insert(key.clone(), v);
-            }
-            Err(error) => items.push(ItemError {
-                key: key.clone(),
-                error,
-            }),
-        }
-    }
-    if !items.is_empty() {
-        return Err(UnsealError { items });
-    }
+    let data = open_items(
+        &namespace,
+        &name,
+        sealed
+            .spec
+            .encrypted_data
+            .iter()
+            .map(|(k, v)| (k.as_str(), SealedItem::Base64(v))),
+        ring,
+    )?;
     let template = sealed.spec.template.clone().unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     Ok(DesiredSecret {
@@ -227,6 +216,52 @@ pub fn unseal(sealed: &SealedSecret, ring: &Keyring) -> Result<DesiredSecret, Un
         annotations: meta.annotations,
         data,
     })
+}
+
+/// One sealed value as stored: the base64 text of `encryptedData`, or its
+/// bytes as [`envelope::decode`] returned them.
+#[derive(Clone, Copy)]
+pub enum SealedItem<'a> {
+    Base64(&'a str),
+    Bytes(&'a [u8]),
+}
+
+/// Opens every item found at `namespace/name` with the ring, refusing any
+/// whose binding does not allow where it was found. All or nothing: the
+/// error lists every item that did not open.
+pub fn open_items<'a>(
+    namespace: &str,
+    name: &str,
+    items: impl IntoIterator<Item = (&'a str, SealedItem<'a>)>,
+    ring: &Keyring,
+) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, UnsealError> {
+    let mut data = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (key, value) in items {
+        let at = Location {
+            namespace,
+            name,
+            key,
+        };
+        let opened = match value {
+            SealedItem::Base64(text) => envelope::open(text, at, ring),
+            SealedItem::Bytes(bytes) => envelope::open_bytes(bytes, at, ring),
+        };
+        match opened {
+            Ok(v) => {
+                data.insert(key.to_string(), v);
+            }
+            Err(error) => failed.push(ItemError {
+                key: key.to_string(),
+                error,
+            }),
+        }
+    }
+    if failed.is_empty() {
+        Ok(data)
+    } else {
+        Err(UnsealError { items: failed })
+    }
 }
 
 impl DesiredSecret {

@@ -1,0 +1,421 @@
+//! What the controller keeps in memory between reconciles: a compact copy of
+//! every SealedSecret, a salted digest of every Secret it owns, and the
+//! outcome of the last successful unseal of each SealedSecret.
+//!
+//! At 10,000 objects the caches are most of the controller's memory, so they
+//! hold only what reconciling reads: ciphertexts as bytes (a quarter smaller
+//! than their base64), small maps as slices (a `BTreeMap` node is ~540 B even
+//! for one entry), no labels, annotations or managed fields of the
+//! SealedSecret, and no Secret values at all.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+
+use coffer_core::SealedSecret;
+use coffer_core::api::SealedSecretStatus;
+use coffer_core::envelope;
+use coffer_core::transform::{self, SealedItem};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use kube::Resource;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// A string map that is usually empty or tiny.
+pub type SmallMap = Box<[(Box<str>, Box<str>)]>;
+
+fn small_map(m: BTreeMap<String, String>) -> SmallMap {
+    m.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+}
+
+pub fn to_btree(m: &SmallMap) -> BTreeMap<String, String> {
+    m.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// One sealed value: its decoded bytes, or, when it is not valid base64 or
+/// is over the size cap, the text as found (opening it reports why).
+#[derive(Clone, Debug)]
+pub enum Ciphertext {
+    Bytes(Box<[u8]>),
+    Text(Box<str>),
+}
+
+impl Ciphertext {
+    fn new(text: String) -> Self {
+        match envelope::decode(&text) {
+            Ok(bytes) => Ciphertext::Bytes(bytes.into()),
+            Err(_) => Ciphertext::Text(text.into()),
+        }
+    }
+
+    pub fn item(&self) -> SealedItem<'_> {
+        match self {
+            Ciphertext::Bytes(b) => SealedItem::Bytes(b),
+            Ciphertext::Text(t) => SealedItem::Base64(t),
+        }
+    }
+}
+
+/// The parts of `spec.template` a Secret is built from.
+#[derive(Clone, Debug, Default)]
+pub struct Template {
+    pub type_: Option<Box<str>>,
+    pub immutable: Option<bool>,
+    pub labels: SmallMap,
+    pub annotations: SmallMap,
+}
+
+/// A SealedSecret as the controller caches it. Deserializes from the API's
+/// JSON through [`SealedSecret`], so it accepts exactly what the CRD type
+/// accepts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "SealedSecret")]
+pub struct CachedSealed {
+    /// Name, namespace, uid, generation, resourceVersion and deletion
+    /// timestamp only.
+    pub metadata: ObjectMeta,
+    pub items: Box<[(Box<str>, Ciphertext)]>,
+    pub template: Template,
+    pub observed_generation: Option<i64>,
+    pub ready: Option<Condition>,
+}
+
+impl From<SealedSecret> for CachedSealed {
+    fn from(s: SealedSecret) -> Self {
+        let m = s.metadata;
+        let metadata = ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            generation: m.generation,
+            resource_version: m.resource_version,
+            deletion_timestamp: m.deletion_timestamp,
+            ..Default::default()
+        };
+        let items = s
+            .spec
+            .encrypted_data
+            .into_iter()
+            .map(|(k, v)| (k.into(), Ciphertext::new(v)))
+            .collect();
+        let t = s.spec.template.unwrap_or_default();
+        let tm = t.metadata.unwrap_or_default();
+        let template = Template {
+            type_: t.type_.map(Into::into),
+            immutable: t.immutable,
+            labels: small_map(tm.labels),
+            annotations: small_map(tm.annotations),
+        };
+        let status = s.status.unwrap_or_default();
+        let SealedSecretStatus {
+            observed_generation,
+            conditions,
+        } = status;
+        CachedSealed {
+            metadata,
+            items,
+            template,
+            observed_generation,
+            ready: conditions.into_iter().find(|c| c.type_ == "Ready"),
+        }
+    }
+}
+
+impl Resource for CachedSealed {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        SealedSecret::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        SealedSecret::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        SealedSecret::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        SealedSecret::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Key of the salted digests: random per process, so a digest says nothing
+/// outside it.
+static SALT: LazyLock<[u8; 32]> = LazyLock::new(|| {
+    let mut s = [0u8; 32];
+    getrandom::getrandom(&mut s).expect("the operating system has no randomness");
+    s
+});
+
+/// Salted digest of everything of a Secret that the controller writes: data,
+/// type, immutability, labels, annotations and owner references. Two Secrets
+/// with equal digests need no write.
+pub fn secret_digest(s: &Secret) -> [u8; 32] {
+    fn field(h: &mut Sha256, bytes: &[u8]) {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    }
+    fn map<'a>(h: &mut Sha256, entries: impl Iterator<Item = (&'a str, &'a [u8])>) {
+        let entries: Vec<_> = entries.collect();
+        h.update((entries.len() as u64).to_be_bytes());
+        for (k, v) in entries {
+            field(h, k.as_bytes());
+            field(h, v);
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(*SALT);
+    field(&mut h, s.type_.as_deref().unwrap_or("Opaque").as_bytes());
+    h.update([u8::from(s.immutable.unwrap_or(false))]);
+    fn strings(m: &Option<BTreeMap<String, String>>) -> impl Iterator<Item = (&str, &[u8])> {
+        m.iter().flatten().map(|(k, v)| (k.as_str(), v.as_bytes()))
+    }
+    map(&mut h, strings(&s.metadata.labels));
+    map(&mut h, strings(&s.metadata.annotations));
+    let owners = s.metadata.owner_references.as_deref().unwrap_or_default();
+    h.update((owners.len() as u64).to_be_bytes());
+    for o in owners {
+        for f in [&o.api_version, &o.kind, &o.name, &o.uid] {
+            field(&mut h, f.as_bytes());
+        }
+        h.update([
+            u8::from(o.controller.unwrap_or(false)),
+            u8::from(o.block_owner_deletion.unwrap_or(false)),
+        ]);
+    }
+    let no_data = BTreeMap::new();
+    let data = s.data.as_ref().unwrap_or(&no_data);
+    map(
+        &mut h,
+        data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())),
+    );
+    h.finalize().into()
+}
+
+/// A Secret the controller owns, as it caches it: no values, only a digest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "Secret")]
+pub struct OwnedSecret {
+    /// Name, namespace, uid and resourceVersion only.
+    pub metadata: ObjectMeta,
+    /// uid of the controller owner reference, if any.
+    pub controller_uid: Option<Box<str>>,
+    pub type_: Option<Box<str>>,
+    pub immutable: bool,
+    pub digest: [u8; 32],
+}
+
+impl From<Secret> for OwnedSecret {
+    fn from(mut s: Secret) -> Self {
+        let digest = secret_digest(&s);
+        transform::wipe(&mut s);
+        let m = s.metadata;
+        let controller_uid = m
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid.into());
+        OwnedSecret {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                ..Default::default()
+            },
+            controller_uid,
+            type_: s.type_.map(Into::into),
+            immutable: s.immutable.unwrap_or(false),
+            digest,
+        }
+    }
+}
+
+impl Resource for OwnedSecret {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Secret::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        Secret::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        Secret::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Secret::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The last successful unseal of one SealedSecret: while its generation,
+/// the key epoch and its Secret's digest are unchanged, reconciling it again
+/// (after its own status write or Secret write echoes back, a resync, a new
+/// key) needs no decryption.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub generation: Option<i64>,
+    pub key_epoch: u64,
+    pub items: usize,
+    pub digest: [u8; 32],
+}
+
+/// [`Outcome`]s by SealedSecret uid.
+#[derive(Default)]
+pub struct Outcomes(Mutex<HashMap<Box<str>, Outcome>>);
+
+impl Outcomes {
+    pub fn get(&self, uid: &str) -> Option<Outcome> {
+        self.0.lock().expect("outcomes lock").get(uid).copied()
+    }
+
+    pub fn set(&self, uid: &str, o: Outcome) {
+        self.0.lock().expect("outcomes lock").insert(uid.into(), o);
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().expect("outcomes lock").remove(uid);
+    }
+
+    /// Keeps only the uids in `live` (after a re-list, which reports no
+    /// deletions).
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.0
+            .lock()
+            .expect("outcomes lock")
+            .retain(|uid, _| live.contains(&**uid));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn secret() -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("app".into()),
+                labels: Some([("a".to_string(), "1".to_string())].into()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "coffer.dev/v1alpha1".into(),
+                    kind: "SealedSecret".into(),
+                    name: "db".into(),
+                    uid: "u1".into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some([("password".to_string(), ByteString(b"hunter2".to_vec()))].into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_digest_covers_everything_the_controller_writes() {
+        let base = secret_digest(&secret());
+        assert_eq!(base, secret_digest(&secret()));
+        type Change = Box<dyn Fn(&mut Secret)>;
+        let mut changes: Vec<Change> = vec![
+            Box::new(|s| {
+                s.data
+                    .as_mut()
+                    .unwrap()
+                    .get_mut("password")
+                    .unwrap()
+                    .0
+                    .push(b'!')
+            }),
+            Box::new(|s| {
+                s.data
+                    .as_mut()
+                    .unwrap()
+                    .insert("user".into(), ByteString(vec![]));
+            }),
+            Box::new(|s| s.type_ = Some("kubernetes.io/tls".into())),
+            Box::new(|s| s.immutable = Some(true)),
+            Box::new(|s| {
+                s.metadata
+                    .labels
+                    .as_mut()
+                    .unwrap()
+                    .insert("a".into(), "2".into());
+            }),
+            Box::new(|s| s.metadata.annotations = Some([("n".into(), "".into())].into())),
+            Box::new(|s| s.metadata.owner_references.as_mut().unwrap()[0].uid = "u2".into()),
+            Box::new(|s| s.metadata.owner_references.as_mut().unwrap()[0].controller = None),
+            // The boundary between key and value is part of the digest.
+            Box::new(|s| {
+                s.data = Some([("passwordh".to_string(), ByteString(b"unter2".to_vec()))].into())
+            }),
+        ];
+        for (i, change) in changes.drain(..).enumerate() {
+            let mut s = secret();
+            change(&mut s);
+            assert_ne!(secret_digest(&s), base, "change {i} not seen");
+        }
+        // What the API server fills in does not count.
+        let mut s = secret();
+        s.metadata.resource_version = Some("7".into());
+        s.metadata.uid = Some("x".into());
+        assert_eq!(secret_digest(&s), base);
+    }
+
+    #[test]
+    fn an_owned_secret_keeps_no_values() {
+        let o = OwnedSecret::from(secret());
+        assert_eq!(o.controller_uid.as_deref(), Some("u1"));
+        assert_eq!(o.digest, secret_digest(&secret()));
+        assert!(!format!("{o:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_cached_sealed_secret_reencodes_to_the_same_text() {
+        let json = serde_json::json!({
+            "apiVersion": "coffer.dev/v1alpha1",
+            "kind": "SealedSecret",
+            "metadata": {"name": "db", "namespace": "app", "uid": "u1", "generation": 2,
+                         "labels": {"x": "y"}},
+            "spec": {"encryptedData": {"a": "aGVsbG8=", "b": "not base64!"},
+                     "template": {"type": "Opaque", "metadata": {"labels": {"l": "1"}}}},
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True",
+              "reason": "Unsealed", "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        });
+        let c: CachedSealed = serde_json::from_value(json).unwrap();
+        assert_eq!(c.metadata.generation, Some(2));
+        assert!(c.metadata.labels.is_none());
+        assert!(matches!(&c.items[0].1, Ciphertext::Bytes(b) if &b[..] == b"hello"));
+        assert!(matches!(&c.items[1].1, Ciphertext::Text(t) if &**t == "not base64!"));
+        assert_eq!(
+            to_btree(&c.template.labels).get("l").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            c.ready.as_ref().map(|r| r.reason.as_str()),
+            Some("Unsealed")
+        );
+        assert_eq!(c.observed_generation, Some(2));
+    }
+}
