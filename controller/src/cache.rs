@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use coffer_core::SealedSecret;
 use coffer_core::api::SealedSecretStatus;
@@ -78,7 +78,10 @@ pub struct CachedSealed {
     /// Name, namespace, uid, generation, resourceVersion and deletion
     /// timestamp only.
     pub metadata: ObjectMeta,
-    pub items: Box<[(Box<str>, Ciphertext)]>,
+    /// Shared, because kube's reflector clones each object into its store:
+    /// the clone then costs a reference count, not a copy of every
+    /// ciphertext.
+    pub items: Arc<[(Box<str>, Ciphertext)]>,
     pub template: Template,
     pub observed_generation: Option<i64>,
     pub ready: Option<Condition>,

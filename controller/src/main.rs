@@ -3,13 +3,26 @@
 use clap::Parser;
 use coffer_controller::args::{Cli, Command, LogFormat};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Crd) = cli.command {
         print!("{}", coffer_core::api::crd_yaml());
         return std::process::ExitCode::SUCCESS;
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(cli.run.worker_threads))
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.run.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

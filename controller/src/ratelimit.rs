@@ -73,6 +73,9 @@ impl Bucket {
     }
 }
 
+/// How often, at most, a background request looks for a spare token.
+const BACKGROUND_POLL: Duration = Duration::from_millis(100);
+
 /// Who waits for whom at the bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Priority {
@@ -132,7 +135,12 @@ where
                 }
                 match self.bucket.take_spare() {
                     Ok(()) => self.reserved = true,
-                    Err(wait) => self.sleep = Some(Box::pin(tokio::time::sleep(wait))),
+                    // While writes keep the bucket empty, look again only
+                    // now and then: waking at every token would cost as
+                    // many wakeups as the writes themselves.
+                    Err(wait) => {
+                        self.sleep = Some(Box::pin(tokio::time::sleep(wait.max(BACKGROUND_POLL))))
+                    }
                 }
             }
             return self.inner.poll_ready(cx);
