@@ -14,6 +14,9 @@ use zeroize::{Zeroize, Zeroizing};
 /// Largest manifest input accepted (many Secrets of up to 1 MiB each).
 pub const MAX_INPUT_LEN: usize = 64 * 1024 * 1024;
 
+/// Most YAML documents read from one input.
+pub const MAX_DOCUMENTS: usize = 100_000;
+
 /// A secret value from a manifest; `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(pub Zeroizing<Vec<u8>>);
@@ -177,7 +180,18 @@ pub fn read_secrets(text: &str) -> Result<Vec<SecretManifest>, ManifestError> {
         })?;
         vec![doc]
     } else {
-        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Syntax {
+        // The parser's default budget (1,024 documents, 250,000 nodes) is
+        // for configuration files; a repository's Secrets in one stream can
+        // be many more. The input is capped at MAX_INPUT_LEN and anchors and
+        // aliases keep their default limits, so alias bombs stay refused.
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_documents: MAX_DOCUMENTS,
+                max_nodes: 40 * MAX_DOCUMENTS,
+                max_events: 80 * MAX_DOCUMENTS,
+            },
+        };
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| ManifestError::Syntax {
             format: "YAML",
             why: scrub(&e.to_string()),
         })?
@@ -266,6 +280,19 @@ mod tests {
         assert_eq!(s[0].data["x"].0.as_slice(), b"hi");
         assert_eq!(s[0].data["y"].0.as_slice(), b"there");
         assert_eq!(s[1].index, 2);
+    }
+
+    #[test]
+    fn reads_a_stream_of_ten_thousand_secrets() {
+        let one = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: n\n  labels: {app: a}\ntype: Opaque\nstringData:\n  a: one\n  b: two\n  c: three\n";
+        let text = vec![one; 10_000].join("---\n");
+        let s = read_secrets(&text).unwrap();
+        assert_eq!(s.len(), 10_000);
+        assert_eq!(s[9_999].data["c"].0.as_slice(), b"three");
+        // Past the cap: one clear error, not a partial read.
+        let text = vec!["kind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n"; MAX_DOCUMENTS + 1].join("---\n");
+        let e = read_secrets(&text).unwrap_err().to_string();
+        assert!(e.contains("document"), "{e}");
     }
 
     #[test]
