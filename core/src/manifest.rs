@@ -191,9 +191,11 @@ pub fn read_secrets(text: &str) -> Result<Vec<SecretManifest>, ManifestError> {
                 max_events: 80 * MAX_DOCUMENTS,
             },
         };
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| ManifestError::Syntax {
-            format: "YAML",
-            why: scrub(&e.to_string()),
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
+            ManifestError::Syntax {
+                format: "YAML",
+                why: scrub(&e.to_string()),
+            }
         })?
     };
     let mut out = Vec::new();
@@ -290,7 +292,9 @@ mod tests {
         assert_eq!(s.len(), 10_000);
         assert_eq!(s[9_999].data["c"].0.as_slice(), b"three");
         // Past the cap: one clear error, not a partial read.
-        let text = vec!["kind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n"; MAX_DOCUMENTS + 1].join("---\n");
+        let text =
+            vec!["kind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n"; MAX_DOCUMENTS + 1]
+                .join("---\n");
         let e = read_secrets(&text).unwrap_err().to_string();
         assert!(e.contains("document"), "{e}");
     }

@@ -19,16 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use coffer_controller::keys::{
-    CREATED_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, RECIPIENTS_CONFIGMAP,
-    RECIPIENTS_KEY,
-};
+use coffer_controller::keys::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
 use coffer_core::transform::seal_secret;
 use coffer_core::{RecipientsFile, Scope, SealedSecret, SecretKey};
 use coffer_test_support::Server;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams};
@@ -512,31 +508,8 @@ fn apply_event(
 }
 
 async fn create_key_secret(admin: &Client, key: &SecretKey) -> anyhow::Result<()> {
-    let id = key.id();
-    let identity = key.to_secret_string();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(format!("coffer-key-{id}")),
-            labels: Some(BTreeMap::from([(KEY_ID_LABEL.to_string(), id.to_string())])),
-            annotations: Some(BTreeMap::from([
-                (
-                    CREATED_ANNOTATION.to_string(),
-                    jiff::Timestamp::now().to_string(),
-                ),
-                (
-                    "coffer.dev/public-key".to_string(),
-                    key.public().to_string(),
-                ),
-            ])),
-            ..Default::default()
-        },
-        type_: Some(KEY_SECRET_TYPE.to_string()),
-        data: Some(BTreeMap::from([(
-            IDENTITY_KEY.to_string(),
-            ByteString(identity.as_bytes().to_vec()),
-        )])),
-        ..Default::default()
-    };
+    // Exactly the Secret the controller makes for a new key.
+    let secret = coffer_core::api::key_secret(key, Some(jiff::Timestamp::now()), false);
     let api: Api<Secret> = Api::namespaced(admin.clone(), "coffer-system");
     api.create(&PostParams::default(), &secret)
         .await
