@@ -128,29 +128,37 @@ impl From<SealedSecret> for CachedSealed {
     }
 }
 
-impl Resource for CachedSealed {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+/// A compact cached type is the Kubernetes resource `$full` (same kind,
+/// group, version and URL), keeping only part of it.
+macro_rules! resource_as {
+    ($compact:ty, $full:ty) => {
+        impl Resource for $compact {
+            type DynamicType = ();
+            type Scope = NamespaceResourceScope;
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        SealedSecret::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        SealedSecret::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        SealedSecret::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        SealedSecret::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn kind(dt: &()) -> Cow<'_, str> {
+                <$full>::kind(dt)
+            }
+            fn group(dt: &()) -> Cow<'_, str> {
+                <$full>::group(dt)
+            }
+            fn version(dt: &()) -> Cow<'_, str> {
+                <$full>::version(dt)
+            }
+            fn plural(dt: &()) -> Cow<'_, str> {
+                <$full>::plural(dt)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+
+resource_as!(CachedSealed, SealedSecret);
 
 /// Key of the salted digests: random per process, so a digest says nothing
 /// outside it.
@@ -245,29 +253,7 @@ impl From<Secret> for OwnedSecret {
     }
 }
 
-impl Resource for OwnedSecret {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Secret::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        Secret::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        Secret::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Secret::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+resource_as!(OwnedSecret, Secret);
 
 /// The last successful unseal of one SealedSecret: while its generation,
 /// the key epoch and its Secret's digest are unchanged, reconciling it again

@@ -238,7 +238,12 @@ fn guard(state: &HttpState, addr: SocketAddr) -> Option<Reject> {
     None
 }
 
-fn json_body(body: &Bytes) -> Result<serde_json::Value, Reject> {
+/// The POST endpoints' admission: the client's rate limit and readiness
+/// ([`guard`]), then a JSON body.
+fn admit(state: &HttpState, addr: SocketAddr, body: &Bytes) -> Result<serde_json::Value, Reject> {
+    if let Some(r) = guard(state, addr) {
+        return Err(r);
+    }
     serde_json::from_slice(body)
         .map_err(|_| reject(StatusCode::BAD_REQUEST, "body is not valid JSON"))
 }
@@ -250,10 +255,7 @@ async fn verify(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = guard(&state, addr) {
-        return r.into_response();
-    }
-    let sealed = match json_body(&body).and_then(parse_sealed) {
+    let sealed = match admit(&state, addr, &body).and_then(parse_sealed) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -297,10 +299,7 @@ async fn reencrypt(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = guard(&state, addr) {
-        return r.into_response();
-    }
-    let value = match json_body(&body) {
+    let value = match admit(&state, addr, &body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };

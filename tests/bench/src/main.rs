@@ -24,6 +24,9 @@ use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
 use coffer_core::transform::seal_secret;
 use coffer_core::{RecipientsFile, Scope, SealedSecret, SecretKey};
 use coffer_test_support::Server;
+use coffer_test_support::procfs::{
+    Child, clk_tck, cpu_model, mem_total_gib, proc_cpu, proc_status_kib, read_pid,
+};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -303,7 +306,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 }
             }
             _ = tick.tick() => {
-                if let Some(exit) = ctrl.try_reap() {
+                if let Some(exit) = ctrl.exited() {
                     bail!("the controller exited early ({exit}); see {}", args.log.display());
                 }
                 let rss = proc_status_kib(ctrl.pid, "VmRSS:").unwrap_or(0);
@@ -351,7 +354,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let hwm = proc_status_kib(ctrl.pid, "VmHWM:").unwrap_or(0);
     let rss_at_stop = Rss::of(ctrl.pid);
     let threads = proc_status_kib(ctrl.pid, "Threads:").unwrap_or(0);
-    let (exit, rusage_cpu) = ctrl.stop()?;
+    let (exit, rusage_cpu, killed) = ctrl.stop(Duration::from_secs(30));
+    if killed {
+        say("the controller ignored SIGTERM for 30 s; killed it");
+    }
     let api_requests = api_requests_from_log(&args.log);
 
     // Correctness of a sample, and of the key ring.
@@ -707,13 +713,10 @@ async fn verify_key_ring(admin: &Client, key: &SecretKey) -> anyhow::Result<bool
 }
 
 /// The running controller process.
-struct Controller {
-    pid: i32,
-    reaped: bool,
-}
+struct Controller;
 
 impl Controller {
-    fn spawn(args: &Args, kubeconfig: &Path) -> anyhow::Result<Self> {
+    fn spawn(args: &Args, kubeconfig: &Path) -> anyhow::Result<Child> {
         let log =
             File::create(&args.log).with_context(|| format!("creating {}", args.log.display()))?;
         let mut cmd = Command::new(&args.controller);
@@ -748,75 +751,7 @@ impl Controller {
             .stdout(log.try_clone()?)
             .stderr(log);
         // The controller dies with the bench, even on panic.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", args.controller.display()))?;
-        Ok(Controller {
-            pid: child.id() as i32,
-            reaped: false,
-        })
-    }
-
-    /// Reaps the process if it has exited: (exit description, CPU seconds).
-    /// Its `ru_maxrss` is not a peak of the controller: with a pre_exec hook
-    /// the child is a fork of this process until exec, and the kernel keeps
-    /// that copy's RSS (the bench's, holding every sealed object) as the
-    /// child's maximum. VmHWM is read from /proc instead.
-    fn reap(&mut self, flags: i32) -> Option<(String, f64)> {
-        if self.reaped {
-            return None;
-        }
-        let mut status = 0;
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(self.pid, &mut status, flags, &mut ru) };
-        if r != self.pid {
-            return None;
-        }
-        self.reaped = true;
-        let exit = if libc::WIFEXITED(status) {
-            format!("exit {}", libc::WEXITSTATUS(status))
-        } else if libc::WIFSIGNALED(status) {
-            format!("killed by signal {}", libc::WTERMSIG(status))
-        } else {
-            format!("status {status}")
-        };
-        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        Some((exit, tv(ru.ru_utime) + tv(ru.ru_stime)))
-    }
-
-    fn try_reap(&mut self) -> Option<String> {
-        self.reap(libc::WNOHANG).map(|r| r.0)
-    }
-
-    /// SIGTERM, wait up to 30 s (then SIGKILL).
-    fn stop(&mut self) -> anyhow::Result<(String, f64)> {
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(30) {
-            if let Some(r) = self.reap(libc::WNOHANG) {
-                return Ok(r);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        say("the controller ignored SIGTERM for 30 s; killing it");
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        self.reap(0).context("reaping the controller")
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if !self.reaped {
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = self.reap(0);
-        }
+        Child::spawn(&mut cmd).with_context(|| format!("starting {}", args.controller.display()))
     }
 }
 
@@ -873,34 +808,6 @@ impl Snapshot {
     }
 }
 
-fn clk_tck() -> f64 {
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
-}
-
-/// utime + stime of a process, in seconds.
-fn proc_cpu(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / clk_tck())
-}
-
-/// A `Name:  N kB` (or plain number) line of /proc/PID/status.
-fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Resident memory, split into heap and stacks (anonymous) and mapped
 /// files (mostly the executable's own pages).
 struct Rss {
@@ -948,36 +855,14 @@ fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-fn read_pid(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 fn machine_line() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default();
-    let mem = proc_meminfo_total_gib();
+    let model = cpu_model();
+    let mem = mem_total_gib();
     format!(
         "{} · {cores} CPUs ({model}) · {mem:.0} GiB RAM · envtest kube-apiserver + etcd on loopback",
         jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")
     )
-}
-
-fn proc_meminfo_total_gib() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0 / 1024.0)
 }
 
 fn secs(d: Duration) -> String {

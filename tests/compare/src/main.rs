@@ -29,6 +29,9 @@ use coffer_core::api::ring::{
     KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, ROTATION_ANNOTATION,
 };
 use coffer_test_support::Server;
+use coffer_test_support::procfs::{
+    Child, cpu_model, mem_total_gib, proc_cpu, proc_status_kib, read_pid,
+};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Secret, Service, ServiceAccount,
@@ -207,8 +210,7 @@ impl Mode {
 }
 
 struct Running {
-    pid: i32,
-    reaped: bool,
+    child: Child,
     http: String,
     flags: String,
 }
@@ -292,19 +294,9 @@ impl Env {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", tool.label()))?;
+        let child = Child::spawn(&mut cmd).with_context(|| format!("starting {}", tool.label()))?;
         Ok(Running {
-            pid: child.id() as i32,
-            reaped: false,
+            child,
             http,
             flags: flags.join(" "),
         })
@@ -312,50 +304,24 @@ impl Env {
 }
 
 impl Running {
-    fn reap(&mut self, flags: i32) -> Option<(String, f64, u64)> {
-        if self.reaped {
-            return None;
-        }
-        let mut status = 0;
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(self.pid, &mut status, flags, &mut ru) };
-        if r != self.pid {
-            return None;
-        }
-        self.reaped = true;
-        let exit = if libc::WIFEXITED(status) {
-            format!("exit {}", libc::WEXITSTATUS(status))
-        } else if libc::WIFSIGNALED(status) {
-            format!("signal {}", libc::WTERMSIG(status))
-        } else {
-            format!("status {status}")
-        };
-        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        Some((exit, tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64))
-    }
-    fn exited(&mut self) -> Option<String> {
-        self.reap(libc::WNOHANG).map(|r| r.0)
-    }
     fn stop(&mut self) -> String {
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(30) {
-            if let Some(r) = self.reap(libc::WNOHANG) {
-                return r.0;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match self.child.stop(Duration::from_secs(30)) {
+            (exit, _, false) => exit,
+            (exit, _, true) => exit + " (SIGKILL after 30 s)",
         }
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        self.reap(0).map(|r| r.0).unwrap_or_default() + " (SIGKILL after 30 s)"
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if !self.reaped {
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = self.reap(0);
-        }
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
     }
 }
 
@@ -1423,32 +1389,6 @@ async fn reencrypt_bitnami(
 
 // ---------------------------------------------------------------- /proc
 
-fn clk_tck() -> f64 {
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
-}
-
-/// utime + stime of a process, in seconds.
-fn proc_cpu(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / clk_tck())
-}
-
-fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// rchar + wchar + syscalls of /proc/PID/io (socket I/O included).
 fn proc_io(pid: i32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
@@ -1486,30 +1426,12 @@ fn help_default(bin: &Path, flag: &str) -> String {
     "?".into()
 }
 
-fn read_pid(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 // ---------------------------------------------------------------- report
 
 fn machine_line() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default();
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let model = cpu_model();
+    let mem = mem_total_gib();
     format!(
         "{} · {cores} vCPU ({model}) · {mem:.0} GiB RAM · one envtest kube-apiserver + etcd on loopback",
         jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")

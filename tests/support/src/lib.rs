@@ -3,6 +3,8 @@
 //! test, clients for the admin and for a ServiceAccount token, and the
 //! controller started under the RBAC that `deploy/` ships.
 
+pub mod procfs;
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
