@@ -484,8 +484,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let items = make_items(n, k, &namespaces)?;
     let plain = work.join("plain");
     std::fs::create_dir_all(&plain)?;
-    // For one `coffer seal` process over all N: files of 1000 documents
-    // (coffer's YAML reader refuses more than 1024 documents in one file).
+    // For one `coffer seal` process over all N: one file of N documents.
     let mut chunks: Vec<PathBuf> = Vec::new();
     let mut all = String::new();
     for (i, it) in items.iter().enumerate() {
@@ -493,7 +492,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         std::fs::write(plain.join(format!("{i:05}.yaml")), &y)?;
         all.push_str("---\n");
         all.push_str(&y);
-        if (i + 1) % 1000 == 0 || i + 1 == items.len() {
+        if i + 1 == items.len() {
             let p = work.join(format!("plain-all-{:02}.yaml", chunks.len()));
             std::fs::write(&p, std::mem::take(&mut all))?;
             chunks.push(p);
@@ -1526,10 +1525,7 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         adv(c.seal.cpu, b.seal.cpu, true),
     );
     row(
-        &format!(
-            "seal all {n} in one process (`coffer seal` of {} files of ≤ 1000 documents: it refuses > 1024 documents in one file)",
-            n.div_ceil(1000)
-        ),
+        &format!("seal all {n} in one process (`coffer seal` of one file of {n} documents)"),
         c.seal
             .one_process
             .map(|d| format!("{} ({:.0} values/s)", secs(d), values / d.as_secs_f64()))
