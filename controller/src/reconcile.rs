@@ -207,7 +207,7 @@ async fn reconcile_inner(sealed: &CachedSealed, ctx: &Context) -> Result<Action,
     }
     let ns = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
-    if let Some(items) = still_unsealed(sealed, ctx, &state) {
+    if let Some(items) = still_unsealed(sealed, ctx, &state).await {
         // The Secret is exactly what this generation unsealed to with these
         // keys: nothing to decrypt; only the status may lag behind.
         set_status(ctx, sealed, true, "Unsealed", unsealed(items, &ns, &name)).await?;
@@ -323,19 +323,25 @@ fn unsealed(items: usize, ns: &str, name: &str) -> String {
 }
 
 /// The number of items, when the last successful unseal of `sealed` still
-/// holds: same generation, no key lost since, and its Secret in the cache
-/// unchanged since it was written.
-fn still_unsealed(sealed: &CachedSealed, ctx: &Context, state: &KeyState) -> Option<usize> {
+/// holds: same generation, no key lost since, and its Secret unchanged since
+/// it was written. The Secret is read from the cache; when the cache does
+/// not have it (its watch can lag behind the controller's own write, or it
+/// was deleted), from the API: one GET instead of decrypting every value.
+async fn still_unsealed(sealed: &CachedSealed, ctx: &Context, state: &KeyState) -> Option<usize> {
     let outcome = ctx.outcomes.get(sealed.metadata.uid.as_deref()?)?;
-    let secret = ctx.secrets.get(
-        &ObjectRef::new(sealed.metadata.name.as_deref()?)
-            .within(sealed.metadata.namespace.as_deref()?),
-    )?;
-    (outcome.generation == sealed.metadata.generation
-        && outcome.key_epoch == state.epoch
-        && owned_by(&secret, sealed)
-        && secret.digest == outcome.digest)
-        .then_some(outcome.items)
+    if outcome.generation != sealed.metadata.generation || outcome.key_epoch != state.epoch {
+        return None;
+    }
+    let ns = sealed.metadata.namespace.as_deref()?;
+    let name = sealed.metadata.name.as_deref()?;
+    let secret = match ctx.secrets.get(&ObjectRef::new(name).within(ns)) {
+        Some(cached) => cached,
+        None => {
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            Arc::new(OwnedSecret::from(api.get_opt(name).await.ok()??))
+        }
+    };
+    (owned_by(&secret, sealed) && secret.digest == outcome.digest).then_some(outcome.items)
 }
 
 /// Opens every item; the Secret they make.
