@@ -176,23 +176,19 @@ pub fn secret_digest(s: &Secret) -> [u8; 32] {
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(bytes);
     }
-    fn map<'a>(h: &mut Sha256, entries: impl Iterator<Item = (&'a str, &'a [u8])>) {
-        let entries: Vec<_> = entries.collect();
-        h.update((entries.len() as u64).to_be_bytes());
-        for (k, v) in entries {
+    fn map<V>(h: &mut Sha256, m: Option<&BTreeMap<String, V>>, bytes: impl Fn(&V) -> &[u8]) {
+        h.update((m.map_or(0, BTreeMap::len) as u64).to_be_bytes());
+        for (k, v) in m.into_iter().flatten() {
             field(h, k.as_bytes());
-            field(h, v);
+            field(h, bytes(v));
         }
     }
     let mut h = Sha256::new();
     h.update(*SALT);
     field(&mut h, s.type_.as_deref().unwrap_or("Opaque").as_bytes());
     h.update([u8::from(s.immutable.unwrap_or(false))]);
-    fn strings(m: &Option<BTreeMap<String, String>>) -> impl Iterator<Item = (&str, &[u8])> {
-        m.iter().flatten().map(|(k, v)| (k.as_str(), v.as_bytes()))
-    }
-    map(&mut h, strings(&s.metadata.labels));
-    map(&mut h, strings(&s.metadata.annotations));
+    map(&mut h, s.metadata.labels.as_ref(), |v| v.as_bytes());
+    map(&mut h, s.metadata.annotations.as_ref(), |v| v.as_bytes());
     let owners = s.metadata.owner_references.as_deref().unwrap_or_default();
     h.update((owners.len() as u64).to_be_bytes());
     for o in owners {
@@ -204,12 +200,7 @@ pub fn secret_digest(s: &Secret) -> [u8; 32] {
             u8::from(o.block_owner_deletion.unwrap_or(false)),
         ]);
     }
-    let no_data = BTreeMap::new();
-    let data = s.data.as_ref().unwrap_or(&no_data);
-    map(
-        &mut h,
-        data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())),
-    );
+    map(&mut h, s.data.as_ref(), |v| &v.0);
     h.finalize().into()
 }
 

@@ -306,12 +306,6 @@ pub fn wipe(secret: &mut Secret) {
     }
 }
 
-/// The controller owner reference a Secret gets from its SealedSecret.
-pub fn owner_reference(sealed: &SealedSecret) -> Option<OwnerReference> {
-    use kube::Resource;
-    sealed.controller_owner_ref(&())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
