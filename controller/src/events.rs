@@ -19,7 +19,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
@@ -130,8 +129,7 @@ async fn publish(client: &Client, instance: &str, p: Pending) {
         reporting_instance: Some(instance.to_string()),
         ..Default::default()
     };
-    let api: Api<Event> = Api::namespaced(client.clone(), &ns);
-    if let Err(e) = api.create(&PostParams::default(), &ev).await {
+    if let Err(e) = crate::write::create::<Event>(client, &ns, &ev).await {
         tracing::warn!(namespace = %ns, name = %ev.name_any(), error = %e, "could not publish an Event");
     }
 }

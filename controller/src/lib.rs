@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod run;
+pub mod write;

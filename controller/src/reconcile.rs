@@ -8,7 +8,7 @@ use coffer_core::api::{MANAGED_ANNOTATION, OWNED_LABEL};
 use coffer_core::transform::{self, DesiredSecret, UnsealError, open_items};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
@@ -17,6 +17,7 @@ use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret, secret_digest, 
 use crate::events::{EventType, Events};
 use crate::keys::{KeyState, Keys};
 use crate::metrics::Metrics;
+use crate::write;
 
 /// Errors that make a reconcile retry.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +91,7 @@ async fn apply_secret(
         Some(s) if owned_by(&s, sealed) => s,
         _ => {
             // Not in the owned cache: create it, or find out who has it.
-            match api.create(&PostParams::default(), desired).await {
+            match write::create::<Secret>(&ctx.client, &ns, desired).await {
                 Ok(_) => return Ok(Applied::Created),
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -120,14 +121,12 @@ async fn apply_secret(
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
-        api.create(&PostParams::default(), desired).await?;
+        write::create::<Secret>(&ctx.client, &ns, desired).await?;
         return Ok(Applied::Updated);
     }
     let mut replacement = desired.clone();
     replacement.metadata.resource_version = existing.metadata.resource_version.clone();
-    let r = api
-        .replace(&name, &PostParams::default(), &replacement)
-        .await;
+    let r = write::replace::<Secret>(&ctx.client, &ns, &name, &replacement).await;
     transform::wipe(&mut replacement);
     r?;
     Ok(Applied::Updated)
@@ -175,15 +174,14 @@ async fn set_status(
         return Ok(false);
     }
     let cond = condition(ready, reason, message, generation, old);
-    let api: Api<CachedSealed> =
-        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "status": { "observedGeneration": generation, "conditions": [cond] }
     });
-    api.patch_status(
+    write::patch_status::<CachedSealed>(
+        &ctx.client,
+        &sealed.namespace().unwrap_or_default(),
         &sealed.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
+        &patch,
     )
     .await?;
     Ok(true)
