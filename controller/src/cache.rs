@@ -12,13 +12,13 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use coffer_core::SealedSecret;
-use coffer_core::api::SealedSecretStatus;
+use coffer_core::api::{SealedSecretSpec, SealedSecretStatus};
 use coffer_core::envelope;
 use coffer_core::transform::{self, SealedItem};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
 use kube::Resource;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -69,11 +69,50 @@ pub struct Template {
     pub annotations: SmallMap,
 }
 
-/// A SealedSecret as the controller caches it. Deserializes from the API's
-/// JSON through [`SealedSecret`], so it accepts exactly what the CRD type
-/// accepts.
+/// The metadata the caches keep. Parsing into it skips everything else
+/// unread, without allocating: `managedFields` (a tree of JSON objects on
+/// every write), and on a SealedSecret its labels and annotations, where a
+/// client-side `kubectl apply` (and Argo CD) keeps a JSON copy of the object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    generation: Option<i64>,
+    resource_version: Option<String>,
+    deletion_timestamp: Option<Time>,
+}
+
+impl From<WireMeta> for ObjectMeta {
+    fn from(m: WireMeta) -> Self {
+        ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            generation: m.generation,
+            resource_version: m.resource_version,
+            deletion_timestamp: m.deletion_timestamp,
+            ..Default::default()
+        }
+    }
+}
+
+/// A SealedSecret as the API sends it, with [`WireMeta`] for its metadata
+/// and the CRD's own types for the rest, so the cache accepts exactly the
+/// spec and status the CRD type accepts.
+#[derive(Deserialize)]
+struct WireSealed {
+    #[serde(default)]
+    metadata: WireMeta,
+    spec: SealedSecretSpec,
+    #[serde(default)]
+    status: Option<SealedSecretStatus>,
+}
+
+/// A SealedSecret as the controller caches it.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(from = "SealedSecret")]
+#[serde(from = "WireSealed")]
 pub struct CachedSealed {
     /// Name, namespace, uid, generation, resourceVersion and deletion
     /// timestamp only.
@@ -87,18 +126,8 @@ pub struct CachedSealed {
     pub ready: Option<Condition>,
 }
 
-impl From<SealedSecret> for CachedSealed {
-    fn from(s: SealedSecret) -> Self {
-        let m = s.metadata;
-        let metadata = ObjectMeta {
-            name: m.name,
-            namespace: m.namespace,
-            uid: m.uid,
-            generation: m.generation,
-            resource_version: m.resource_version,
-            deletion_timestamp: m.deletion_timestamp,
-            ..Default::default()
-        };
+impl From<WireSealed> for CachedSealed {
+    fn from(s: WireSealed) -> Self {
         let items = s
             .spec
             .encrypted_data
@@ -113,13 +142,12 @@ impl From<SealedSecret> for CachedSealed {
             labels: small_map(tm.labels),
             annotations: small_map(tm.annotations),
         };
-        let status = s.status.unwrap_or_default();
         let SealedSecretStatus {
             observed_generation,
             conditions,
-        } = status;
+        } = s.status.unwrap_or_default();
         CachedSealed {
-            metadata,
+            metadata: s.metadata.into(),
             items,
             template,
             observed_generation,
@@ -158,7 +186,7 @@ macro_rules! resource_as {
     };
 }
 
-resource_as!(CachedSealed, SealedSecret);
+resource_as!(CachedSealed, coffer_core::SealedSecret);
 
 /// Key of the salted digests: random per process, so a digest says nothing
 /// outside it.
@@ -204,9 +232,56 @@ pub fn secret_digest(s: &Secret) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The metadata of an owned Secret that the cache reads: what the digest
+/// covers and what identifies it; `managedFields` is skipped unread.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireSecretMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    owner_references: Option<Vec<OwnerReference>>,
+}
+
+/// A Secret as the API sends it, as far as [`OwnedSecret`] reads it.
+#[derive(Deserialize)]
+struct WireSecret {
+    #[serde(default)]
+    metadata: WireSecretMeta,
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    immutable: Option<bool>,
+    data: Option<BTreeMap<String, ByteString>>,
+}
+
+impl From<WireSecret> for OwnedSecret {
+    fn from(s: WireSecret) -> Self {
+        let m = s.metadata;
+        OwnedSecret::from(Secret {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                labels: m.labels,
+                annotations: m.annotations,
+                owner_references: m.owner_references,
+                ..Default::default()
+            },
+            type_: s.type_,
+            immutable: s.immutable,
+            data: s.data,
+            ..Default::default()
+        })
+    }
+}
+
 /// A Secret the controller owns, as it caches it: no values, only a digest.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(from = "Secret")]
+#[serde(from = "WireSecret")]
 pub struct OwnedSecret {
     /// Name, namespace, uid and resourceVersion only.
     pub metadata: ObjectMeta,
@@ -288,8 +363,6 @@ impl Outcomes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::ByteString;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn secret() -> Secret {
         Secret {
@@ -372,12 +445,36 @@ mod tests {
     }
 
     #[test]
+    fn an_owned_secret_parsed_from_the_api_has_the_digest_of_the_secret() {
+        let mut json = serde_json::to_value(secret()).unwrap();
+        json["metadata"]["uid"] = "s1".into();
+        json["metadata"]["resourceVersion"] = "42".into();
+        json["metadata"]["managedFields"] = serde_json::json!([{"manager": "coffer-controller",
+            "operation": "Update", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:data": {"f:password": {}}}}]);
+        let o: OwnedSecret = serde_json::from_value(json).unwrap();
+        assert_eq!(o.digest, secret_digest(&secret()));
+        assert_eq!(o.controller_uid.as_deref(), Some("u1"));
+        assert_eq!(o.metadata.uid.as_deref(), Some("s1"));
+        assert_eq!(o.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(o.type_.as_deref(), Some("Opaque"));
+        // A label the controller did not write changes the digest.
+        let mut other = serde_json::to_value(secret()).unwrap();
+        other["metadata"]["labels"]["b"] = "2".into();
+        let o: OwnedSecret = serde_json::from_value(other).unwrap();
+        assert_ne!(o.digest, secret_digest(&secret()));
+    }
+
+    #[test]
     fn a_cached_sealed_secret_reencodes_to_the_same_text() {
         let json = serde_json::json!({
             "apiVersion": "coffer.dev/v1alpha1",
             "kind": "SealedSecret",
             "metadata": {"name": "db", "namespace": "app", "uid": "u1", "generation": 2,
-                         "labels": {"x": "y"}},
+                         "labels": {"x": "y"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Update",
+                           "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {".": {}}}}]},
             "spec": {"encryptedData": {"a": "aGVsbG8=", "b": "not base64!"},
                      "template": {"type": "Opaque", "metadata": {"labels": {"l": "1"}}}},
             "status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True",
@@ -386,6 +483,8 @@ mod tests {
         let c: CachedSealed = serde_json::from_value(json).unwrap();
         assert_eq!(c.metadata.generation, Some(2));
         assert!(c.metadata.labels.is_none());
+        assert!(c.metadata.annotations.is_none());
+        assert!(c.metadata.managed_fields.is_none());
         assert!(matches!(&c.items[0].1, Ciphertext::Bytes(b) if &b[..] == b"hello"));
         assert!(matches!(&c.items[1].1, Ciphertext::Text(t) if &**t == "not base64!"));
         assert_eq!(
