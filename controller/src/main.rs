@@ -14,7 +14,14 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build();
     match runtime {
-        Ok(rt) => rt.block_on(run(cli)),
+        // Everything runs on the worker threads. Driven from this thread
+        // instead, the controller would hand every API request to a worker
+        // and take every answer back: two wakeups between threads each.
+        Ok(rt) => rt.block_on(async move {
+            tokio::spawn(run(cli))
+                .await
+                .unwrap_or(std::process::ExitCode::FAILURE)
+        }),
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE

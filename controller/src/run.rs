@@ -79,6 +79,12 @@ async fn on(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Waits until the watched flag satisfies `f`, holding no borrow of the
+/// channel when it returns (so the future stays `Send`).
+async fn until(rx: &mut watch::Receiver<bool>, f: impl Fn(bool) -> bool) {
+    let _ = rx.wait_for(|v| f(*v)).await;
+}
+
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
@@ -178,8 +184,8 @@ async fn lead_when_elected(
             let mut work = Box::pin(leader(args, clients, keys, metrics, lead_stop_rx));
             let outcome = tokio::select! {
                 r = &mut work => Some(r),
-                _ = leading.wait_for(|l| !*l) => None,
-                _ = stop.wait_for(|s| *s) => {
+                _ = until(&mut leading, |l| !l) => None,
+                _ = until(&mut stop, |s| s) => {
                     let _ = lead_stop_tx.send(true);
                     let _ = tokio::time::timeout(Duration::from_secs(10), &mut work).await;
                     break Ok(());
@@ -197,7 +203,7 @@ async fn lead_when_elected(
         }
         tokio::select! {
             r = leading.changed() => if r.is_err() { break Err(anyhow::anyhow!("leader election stopped")); },
-            _ = stop.wait_for(|s| *s) => break Ok(()),
+            _ = until(&mut stop, |s| s) => break Ok(()),
         }
     };
     // Dropping the receiver makes the lease task release the Lease.
