@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::keyring::Keyring;
-use crate::keys::{KeyId, PublicKey};
+use crate::keys::{KeyId, PublicKey, SecretKey};
 
 /// First line of every v1 plaintext.
 pub const MAGIC_V1: &str = "coffer.dev/v1";
@@ -581,7 +581,7 @@ pub fn open_unchecked_bytes(bytes: &[u8], ring: &Keyring) -> Result<Opened, Open
     let decryptor = age::Decryptor::new(bytes).map_err(map_age_error)?;
     let mut reader = decryptor
         .decrypt(std::iter::once(&OneStanza {
-            identity: key.identity(),
+            key,
             index: stanza_index,
         } as &dyn age::Identity))
         .map_err(map_age_error)?;
@@ -608,20 +608,20 @@ pub fn open_unchecked_bytes(bytes: &[u8], ring: &Keyring) -> Result<Opened, Open
 /// opening a value sealed to many clusters costs one X25519 operation. A
 /// header whose stanzas were reordered only loses that shortcut.
 struct OneStanza<'a> {
-    identity: &'a age::x25519::Identity,
+    key: &'a SecretKey,
     index: Option<usize>,
 }
 
 impl age::Identity for OneStanza<'_> {
     fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
-        self.identity.unwrap_stanza(stanza)
+        self.key.unwrap_x25519(stanza)
     }
 
     fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
         let mut x25519 = stanzas.iter().filter(|s| s.tag == "X25519");
         match self.index.and_then(|i| x25519.nth(i)) {
-            Some(stanza) => self.identity.unwrap_stanza(stanza),
-            None => stanzas.iter().find_map(|s| self.identity.unwrap_stanza(s)),
+            Some(stanza) => self.key.unwrap_x25519(stanza),
+            None => stanzas.iter().find_map(|s| self.key.unwrap_x25519(s)),
         }
     }
 }
