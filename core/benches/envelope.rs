@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
     let ids: Vec<_> = keys.iter().map(|k| k.identity().clone()).collect();
     g.bench_function("32B/24-keys-trial-decryption-without-ids", |b| {
         b.iter(|| {
-            let d = age::Decryptor::new(black_box(&bytes[..])).unwrap();
+            let d = age::Decryptor::new_buffered(black_box(&bytes[..])).unwrap();
             let mut r = d
                 .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
                 .unwrap();

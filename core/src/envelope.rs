@@ -578,7 +578,9 @@ pub fn open_unchecked_bytes(bytes: &[u8], ring: &Keyring) -> Result<Opened, Open
             });
         }
     };
-    let decryptor = age::Decryptor::new(bytes).map_err(map_age_error)?;
+    // `new_buffered` reads the header a line at a time; `new` re-parses it
+    // from the start after every few bytes it reads, quadratic in its length.
+    let decryptor = age::Decryptor::new_buffered(bytes).map_err(map_age_error)?;
     let mut reader = decryptor
         .decrypt(std::iter::once(&OneStanza {
             key,
