@@ -160,12 +160,7 @@ pub async fn patch_status<K: Resource<DynamicType = ()>>(
     patch: &serde_json::Value,
 ) -> Result<Written, kube::Error> {
     let req = request::<K>(ns)
-        .patch_subresource(
-            "status",
-            name,
-            &Default::default(),
-            &Patch::Merge(patch),
-        )
+        .patch_subresource("status", name, &Default::default(), &Patch::Merge(patch))
         .map_err(kube::Error::BuildRequest)?;
     send(client, req, "patch_status").await
 }

@@ -318,7 +318,11 @@ mod tests {
         let other = SecretKey::generate();
         let file_key = || FileKey::new(Box::new([7u8; FILE_KEY_BYTES]));
         let (mine, _) = key.public().recipient().wrap_file_key(&file_key()).unwrap();
-        let (theirs, _) = other.public().recipient().wrap_file_key(&file_key()).unwrap();
+        let (theirs, _) = other
+            .public()
+            .recipient()
+            .wrap_file_key(&file_key())
+            .unwrap();
         let copy = |s: &Stanza| Stanza {
             tag: s.tag.clone(),
             args: s.args.clone(),
@@ -334,19 +338,30 @@ mod tests {
             ("for this key", copy(&stanza)),
             ("for another key", copy(&theirs[0])),
             ("body flipped", with(&|s| s.body[3] ^= 1)),
-            ("body short", with(&|s| { s.body.pop(); })),
-            ("share flipped", with(&|s| {
-                let mut a = s.args[0].clone().into_bytes();
-                a[5] = if a[5] == b'A' { b'B' } else { b'A' };
-                s.args[0] = String::from_utf8(a).unwrap();
-            })),
+            (
+                "body short",
+                with(&|s| {
+                    s.body.pop();
+                }),
+            ),
+            (
+                "share flipped",
+                with(&|s| {
+                    let mut a = s.args[0].clone().into_bytes();
+                    a[5] = if a[5] == b'A' { b'B' } else { b'A' };
+                    s.args[0] = String::from_utf8(a).unwrap();
+                }),
+            ),
             // Last character with non-zero trailing bits: not canonical.
-            ("share not canonical", with(&|s| {
-                let mut a = s.args[0].clone().into_bytes();
-                let last = a.len() - 1;
-                a[last] = if a[last] == b'A' { b'B' } else { b'A' };
-                s.args[0] = String::from_utf8(a).unwrap();
-            })),
+            (
+                "share not canonical",
+                with(&|s| {
+                    let mut a = s.args[0].clone().into_bytes();
+                    let last = a.len() - 1;
+                    a[last] = if a[last] == b'A' { b'B' } else { b'A' };
+                    s.args[0] = String::from_utf8(a).unwrap();
+                }),
+            ),
             ("share padded", with(&|s| s.args[0].push('='))),
             ("two arguments", with(&|s| s.args.push("x".into()))),
             ("no argument", with(&|s| s.args.clear())),
@@ -364,7 +379,9 @@ mod tests {
             };
             assert_eq!(show(&ours), show(&ages), "{what}");
         }
-        assert!(matches!(key.unwrap_x25519(&stanza), Some(Ok(k)) if k.expose_secret() == &[7u8; 16]));
+        assert!(
+            matches!(key.unwrap_x25519(&stanza), Some(Ok(k)) if k.expose_secret() == &[7u8; 16])
+        );
         // A key parsed from its text unwraps the same.
         let again = SecretKey::parse(&key.to_secret_string()).unwrap();
         assert!(matches!(again.unwrap_x25519(&stanza), Some(Ok(_))));
