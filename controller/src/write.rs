@@ -164,3 +164,124 @@ pub async fn patch_status<K: Resource<DynamicType = ()>>(
         .map_err(kube::Error::BuildRequest)?;
     send(client, req, "patch_status").await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::Full;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+    /// A client whose "API server" records each request and answers
+    /// `code` with `answer`.
+    fn client(code: u16, answer: &'static str) -> (Client, Seen) {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let svc = tower::service_fn(move |req: http::Request<Body>| {
+            let log = log.clone();
+            async move {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let body = req.into_body().collect().await?.to_bytes().to_vec();
+                log.lock().unwrap().push((method, uri, body));
+                Ok::<_, kube::Error>(
+                    http::Response::builder()
+                        .status(code)
+                        .body(Full::new(Bytes::from_static(answer.as_bytes())))
+                        .unwrap(),
+                )
+            }
+        });
+        (Client::new(svc, "default"), seen)
+    }
+
+    fn secret() -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                ..Default::default()
+            },
+            data: Some([("password".to_string(), ByteString(b"hunter2".to_vec()))].into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn create_posts_the_object_and_reads_back_only_its_metadata() {
+        let (c, seen) = client(
+            201,
+            r#"{"metadata":{"name":"db","resourceVersion":"7"},"data":{"password":"aHVudGVyMg=="}}"#,
+        );
+        let w = create::<Secret>(&c, "shop", &secret()).await.unwrap();
+        assert_eq!(w.metadata.resource_version.as_deref(), Some("7"));
+        let seen = seen.lock().unwrap();
+        let (method, uri, body) = &seen[0];
+        assert_eq!(method, "POST");
+        assert_eq!(uri, "/api/v1/namespaces/shop/secrets?");
+        let sent: Secret = serde_json::from_slice(body).unwrap();
+        assert_eq!(sent, secret());
+    }
+
+    #[tokio::test]
+    async fn replace_puts_and_status_is_a_merge_patch_of_the_subresource() {
+        let (c, seen) = client(200, r#"{"metadata":{"resourceVersion":"8"}}"#);
+        replace::<Secret>(&c, "shop", "db", &secret())
+            .await
+            .unwrap();
+        let patch = serde_json::json!({"status": {"observedGeneration": 2}});
+        patch_status::<coffer_core::SealedSecret>(&c, "shop", "db", &patch)
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].0, "PUT");
+        assert_eq!(seen[0].1, "/api/v1/namespaces/shop/secrets/db?");
+        assert_eq!(seen[1].0, "PATCH");
+        assert_eq!(
+            seen[1].1,
+            "/apis/coffer.dev/v1alpha1/namespaces/shop/sealedsecrets/db/status?"
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&seen[1].2).unwrap(),
+            patch
+        );
+    }
+
+    #[tokio::test]
+    async fn an_api_status_is_an_api_error_with_its_code_and_reason() {
+        let (c, _) = client(
+            409,
+            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"secrets \"db\" already exists","reason":"AlreadyExists","code":409}"#,
+        );
+        match create::<Secret>(&c, "shop", &secret()).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 409);
+                assert_eq!(s.reason, "AlreadyExists");
+            }
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_body_that_is_not_a_status_is_never_quoted() {
+        // A proxy answering with a page that echoes the request.
+        let (c, _) = client(502, "bad gateway: password=hunter2");
+        let err = create::<Secret>(&c, "shop", &secret()).await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("502"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_json_is_an_error_without_its_text() {
+        let (c, _) = client(201, "password=hunter2");
+        let err = create::<Secret>(&c, "shop", &secret()).await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
