@@ -67,15 +67,18 @@ fn body(obj: &impl Serialize) -> Result<Zeroizing<Vec<u8>>, kube::Error> {
     Ok(buf)
 }
 
-/// Puts `data` into a request built with an empty body, so no copy of it is
-/// made and none is dropped unwiped if building fails.
-fn with_body(
+/// Sends `obj` as the body of a request built with an empty one, so no
+/// copy of the body is made and none is dropped unwiped if building fails.
+async fn send_object(
+    client: &Client,
     built: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
-    mut data: Zeroizing<Vec<u8>>,
-) -> Result<http::Request<Vec<u8>>, kube::Error> {
+    obj: &impl Serialize,
+    verb: &'static str,
+) -> Result<Written, kube::Error> {
+    let mut data = body(obj)?;
     let mut req = built.map_err(kube::Error::BuildRequest)?;
     *req.body_mut() = std::mem::take(&mut *data);
-    Ok(req)
+    send(client, req, verb).await
 }
 
 /// Sends a request; returns the parsed `metadata` of the answer, or the
@@ -128,12 +131,8 @@ pub async fn create<K: Resource<DynamicType = ()>>(
     ns: &str,
     obj: &impl Serialize,
 ) -> Result<Written, kube::Error> {
-    let data = body(obj)?;
-    let req = with_body(
-        request::<K>(ns).create(&PostParams::default(), Vec::new()),
-        data,
-    )?;
-    send(client, req, "create").await
+    let built = request::<K>(ns).create(&PostParams::default(), Vec::new());
+    send_object(client, built, obj, "create").await
 }
 
 /// `PUT`s `obj` as `K` `ns/name` (it must carry the resourceVersion it
@@ -144,12 +143,8 @@ pub async fn replace<K: Resource<DynamicType = ()>>(
     name: &str,
     obj: &impl Serialize,
 ) -> Result<Written, kube::Error> {
-    let data = body(obj)?;
-    let req = with_body(
-        request::<K>(ns).replace(name, &PostParams::default(), Vec::new()),
-        data,
-    )?;
-    send(client, req, "replace").await
+    let built = request::<K>(ns).replace(name, &PostParams::default(), Vec::new());
+    send_object(client, built, obj, "replace").await
 }
 
 /// Merge-patches the status of `K` `ns/name`.
