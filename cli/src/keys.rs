@@ -1,28 +1,45 @@
 //! `coffer keys`: the key ring through the Kubernetes API (key admins only,
 //! by RBAC on Secrets in the controller's namespace).
+//!
+//! A key Secret is read with [`coffer_core::api::read_key_secret`], as the
+//! controller reads it, so both agree on states, order and the active key.
+//! Private keys are written only through [`create_key_secret`], which wipes
+//! what it sends and what comes back.
 
 use std::path::PathBuf;
 
-use coffer_core::api::ring::*;
+use bytes::Bytes;
+use coffer_core::api::{KeyStatus, RingKey, active_key, key_secret, read_key_secret, ring::*};
 use coffer_core::backup::{self, BackupEntry};
-use coffer_core::{PublicKey, SecretKey};
+use coffer_core::transform::{WireSecret, to_json_wiped, wipe};
+use coffer_core::{KeyId, PublicKey};
+use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::client::Body;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::cluster::Target;
+use crate::cluster::{Target, parse_recipients};
 use crate::error::{Failure, Result};
-use crate::io::{emit, write_atomic};
+use crate::io::{emit, read_file, write_atomic};
 use crate::recover::load_keys;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCmd {
-    /// List the sealing keys: id, state, creation time.
+    /// List the sealing keys: id, state, sequence, creation time.
     #[command(after_help = "Example:\n  coffer keys list")]
     List,
     /// Retire a key: values sealed only to it stop opening. Re-encrypt first (`coffer rotate`).
     #[command(after_help = "Example:\n  coffer keys retire 3f2a9c0d11e4b7a5")]
     Retire {
-        /// Key id (16 hex digits).
+        /// Key id: the 64 hex digits, or a prefix of at least 8 that names one key.
+        id: String,
+    },
+    /// Make a key the active sealing key (e.g. a restored, open-only key). Logged by the controller.
+    #[command(after_help = "Example:\n  coffer keys activate 3f2a9c0d11e4b7a5\n  \
+        coffer recipients -w clusters/prod.txt   # then commit the new recipients file")]
+    Activate {
+        /// Key id: the 64 hex digits, or a prefix of at least 8 that names one key.
         id: String,
     },
     /// Write the whole key ring, age-encrypted to an admin's recipient. Never plaintext on disk.
@@ -35,120 +52,175 @@ pub enum KeysCmd {
         #[arg(short = 'w', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Restore keys from a backup into the cluster (existing keys are left as they are).
-    #[command(after_help = "Example:\n  coffer keys restore coffer-keys.age --identity admin.txt")]
+    /// Restore keys from a backup, as open-only keys: they open values and seal nothing.
+    ///
+    /// A backup is encrypted to the admin's *public* key, so anyone can
+    /// write one. Each key is printed, and refused unless its public key is
+    /// in a recipients file named with --trust (e.g. the one committed in
+    /// git). Restored keys never become the active key by themselves; see
+    /// `coffer keys activate`.
+    #[command(
+        after_help = "Example:\n  coffer keys restore coffer-keys.age --identity admin.txt \
+        --trust clusters/prod.txt\n  \
+        coffer keys restore coffer-keys.age -i admin.txt --trust <(git show v1.2:clusters/prod.txt)"
+    )]
     Restore {
         /// The backup file.
         file: PathBuf,
         /// The admin identity that opens it.
         #[arg(long, short = 'i', required = true, value_name = "FILE")]
         identity: Vec<PathBuf>,
+        /// Recipients file listing the keys this cluster is known to have
+        /// had (repeatable). Keys not listed are refused.
+        #[arg(long, value_name = "FILE", required_unless_present = "trust_any")]
+        trust: Vec<PathBuf>,
+        /// Restore keys not listed in any --trust file, once you have checked
+        /// the key ids printed by a first run some other way.
+        #[arg(long, conflicts_with = "trust")]
+        trust_any: bool,
     },
 }
 
-async fn key_secrets(target: &Target) -> Result<(Api<Secret>, Vec<Secret>)> {
+/// The key Secrets of the controller's namespace, read and checked. Bad
+/// ones are reported and left out, as the controller leaves them out.
+async fn ring(target: &Target) -> Result<(Api<Secret>, Vec<RingKey>)> {
     let client = target.client().await?;
     let api: Api<Secret> = Api::namespaced(client, &target.controller_namespace);
-    let list = api
+    let mut list = api
         .list(&ListParams::default().labels(KEY_ID_LABEL))
         .await?;
-    let mut items: Vec<Secret> = list
+    let now = jiff::Timestamp::now();
+    let mut keys = Vec::new();
+    for s in list
         .items
-        .into_iter()
+        .iter()
         .filter(|s| s.type_.as_deref() == Some(KEY_SECRET_TYPE))
-        .collect();
-    items.sort_by_key(|s| std::cmp::Reverse(created(s)));
-    Ok((api, items))
+    {
+        match read_key_secret(s, now) {
+            Ok(k) => {
+                if let Some(why) = &k.suspect {
+                    eprintln!("warning: {why}");
+                }
+                keys.push(k)
+            }
+            Err(why) => eprintln!("warning: ignored, as the controller does: {why}"),
+        }
+    }
+    for s in &mut list.items {
+        wipe(s);
+    }
+    keys.sort_by(RingKey::newest_first);
+    Ok((api, keys))
 }
 
-fn created(s: &Secret) -> Option<jiff::Timestamp> {
-    s.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CREATED_ANNOTATION))
-        .and_then(|t| t.parse().ok())
-        .or_else(|| s.metadata.creation_timestamp.as_ref().map(|t| t.0))
+/// The one key `id` names: the whole id or an unambiguous prefix of at
+/// least 8 hex digits. Naming a key is a person's convenience; the key then
+/// found is acted on by its whole id.
+fn find<'a>(keys: &'a [RingKey], id: &str, target: &Target) -> Result<&'a RingKey> {
+    if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Failure::usage(format!(
+            "{id:?} is not a key id: give at least 8 hex digits (see `coffer keys list`)"
+        )));
+    }
+    let id = id.to_ascii_lowercase();
+    let found: Vec<&RingKey> = keys.iter().filter(|k| k.id().starts_with(&id)).collect();
+    match found[..] {
+        [one] => Ok(one),
+        [] => Err(Failure::input(format!(
+            "no key {id} in namespace {}",
+            target.controller_namespace
+        ))
+        .hint("list the keys with `coffer keys list`")),
+        _ => Err(Failure::usage(format!(
+            "{id} names {} keys; give more digits",
+            found.len()
+        ))),
+    }
 }
 
-fn retired(s: &Secret) -> bool {
-    s.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(KEY_STATE_LABEL))
-        .map(String::as_str)
-        == Some("retired")
-}
-
-fn key_id(s: &Secret) -> String {
-    s.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(KEY_ID_LABEL))
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn wipe_all(items: &mut [Secret]) {
-    for s in items {
-        coffer_core::transform::wipe(s);
+fn state_word(k: &RingKey, active: Option<KeyId>) -> &'static str {
+    if Some(k.id()) == active {
+        "active"
+    } else {
+        k.status.as_str()
     }
 }
 
 pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
     match cmd {
         KeysCmd::List => {
-            let (_, mut items) = key_secrets(target).await?;
-            let active = items.iter().find(|s| !retired(s)).map(key_id);
+            let (_, keys) = ring(target).await?;
+            let active = active_key(&keys).map(RingKey::id);
             let mut out = format!(
-                "{:<16}  {:<8}  {:<25}  SECRET\n",
-                "KEY ID", "STATE", "CREATED"
+                "{:<16}  {:<9}  {:>3}  {:<20}  SECRET\n",
+                "KEY ID", "STATE", "SEQ", "CREATED"
             );
-            for s in &items {
-                let id = key_id(s);
-                let state = if retired(s) {
-                    "retired"
-                } else if Some(&id) == active.as_ref() {
-                    "active"
-                } else {
-                    "usable"
-                };
+            for k in &keys {
                 out.push_str(&format!(
-                    "{:<16}  {:<8}  {:<25}  {}\n",
-                    id,
-                    state,
-                    created(s)
+                    "{:<16}  {:<9}  {:>3}  {:<20}  {}\n",
+                    k.id().short(),
+                    state_word(k, active),
+                    k.sequence,
+                    k.created
                         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
                         .unwrap_or_default(),
-                    s.metadata.name.as_deref().unwrap_or("")
+                    k.secret_name
                 ));
             }
-            wipe_all(&mut items);
             emit(None, &out)
         }
         KeysCmd::Retire { id } => {
-            let (api, mut items) = key_secrets(target).await?;
-            let usable: Vec<String> = items.iter().filter(|s| !retired(s)).map(key_id).collect();
-            let found = items
-                .iter()
-                .find(|s| key_id(s) == id)
-                .and_then(|s| s.metadata.name.clone());
-            wipe_all(&mut items);
-            let Some(name) = found else {
-                return Err(Failure::input(format!(
-                    "no key {id} in namespace {}",
-                    target.controller_namespace
-                ))
-                .hint("list the keys with `coffer keys list`"));
-            };
-            if usable.first() == Some(&id) {
+            let (api, keys) = ring(target).await?;
+            let key = find(&keys, &id, target)?;
+            if active_key(&keys).map(RingKey::id) == Some(key.id()) {
                 eprintln!(
-                    "warning: {id} is the active key; the controller will make the next usable key active, or create a new one"
+                    "warning: {} is the active key; the controller will make the next usable key active, or create a new one",
+                    key.id().short()
                 );
             }
             let patch = serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: "retired"}}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                .await?;
-            eprintln!("retired key {id}: values sealed only to it no longer open");
+            api.patch(
+                &key.secret_name,
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await?;
+            eprintln!(
+                "retired key {}: values sealed only to it no longer open",
+                key.id()
+            );
+            Ok(())
+        }
+        KeysCmd::Activate { id } => {
+            let (api, keys) = ring(target).await?;
+            let key = find(&keys, &id, target)?;
+            let next = keys.iter().map(|k| k.sequence).max().unwrap_or(0) + 1;
+            let by = whoami(target.client().await?).await;
+            let mut annotations = serde_json::json!({
+                SEQUENCE_ANNOTATION: next.to_string(),
+                ACTIVATED_ANNOTATION: jiff::Timestamp::now().to_string(),
+            });
+            if let Some(by) = &by {
+                annotations[ACTIVATED_BY_ANNOTATION] = serde_json::Value::String(by.clone());
+            }
+            // A merge patch with `null` removes the state label: usable.
+            let patch = serde_json::json!({"metadata": {
+                "labels": {KEY_STATE_LABEL: null},
+                "annotations": annotations,
+            }});
+            api.patch(
+                &key.secret_name,
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await?;
+            eprintln!(
+                "activated key {} (was {}), sequence {next}{}: new values are sealed to it once the controller publishes it\n\
+                 next: coffer recipients -w FILE, and commit the recipients file",
+                key.id(),
+                state_word(key, active_key(&keys).map(RingKey::id)),
+                by.map(|b| format!(", by {b}")).unwrap_or_default(),
+            );
             Ok(())
         }
         KeysCmd::Backup { to, output } => {
@@ -159,34 +231,21 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
                         .map_err(|e| Failure::usage(format!("--to {r}: {e}")))
                 })
                 .collect::<Result<_>>()?;
-            let (_, mut items) = key_secrets(target).await?;
-            let mut entries = Vec::new();
-            for s in &items {
-                let Some(data) = s.data.as_ref().and_then(|d| d.get(IDENTITY_KEY)) else {
-                    continue;
-                };
-                let Ok(text) = std::str::from_utf8(&data.0) else {
-                    continue;
-                };
-                match SecretKey::parse(text) {
-                    Ok(key) => entries.push(BackupEntry {
-                        key,
-                        created: created(s),
-                        retired: retired(s),
-                    }),
-                    Err(_) => eprintln!(
-                        "warning: key Secret {} holds no valid identity; skipped",
-                        s.metadata.name.as_deref().unwrap_or("?")
-                    ),
-                }
-            }
-            wipe_all(&mut items);
-            if entries.is_empty() {
+            let (_, keys) = ring(target).await?;
+            if keys.is_empty() {
                 return Err(Failure::cluster(format!(
                     "no sealing key found in namespace {}",
                     target.controller_namespace
                 )));
             }
+            let entries: Vec<BackupEntry> = keys
+                .iter()
+                .map(|k| BackupEntry {
+                    key: k.key.clone(),
+                    created: k.created_claimed.or(k.created),
+                    retired: k.status == KeyStatus::Retired,
+                })
+                .collect();
             let plain = backup::render(&entries, jiff::Timestamp::now());
             let armored =
                 backup::encrypt(&plain, &admins).map_err(|e| Failure::new(1, e.to_string()))?;
@@ -201,59 +260,176 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
             );
             Ok(())
         }
-        KeysCmd::Restore { file, identity } => {
-            let admins = load_keys(&identity, &[])?;
-            let data = std::fs::read(&file).map_err(|e| {
-                Failure::input(format!(
-                    "{}: cannot read: {}",
-                    file.display(),
-                    crate::io::io_reason(&e)
-                ))
-            })?;
-            let plain = backup::decrypt(&data, &admins)
-                .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
-            let entries = backup::parse(&plain)
-                .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
-            let (api, mut existing) = key_secrets(target).await?;
-            let have: Vec<String> = existing.iter().map(key_id).collect();
-            wipe_all(&mut existing);
-            let (mut restored, mut skipped) = (0, 0);
-            for e in entries {
-                let id = e.key.id().to_string();
-                if have.contains(&id) {
-                    skipped += 1;
-                    continue;
-                }
-                let mut secret = coffer_core::api::key_secret(&e.key, e.created, e.retired);
-                let r = api.create(&PostParams::default(), &secret).await;
-                coffer_core::transform::wipe(&mut secret);
-                r?;
-                restored += 1;
+        KeysCmd::Restore {
+            file,
+            identity,
+            trust,
+            trust_any,
+        } => restore(target, &file, &identity, &trust, trust_any).await,
+    }
+}
+
+async fn restore(
+    target: &Target,
+    file: &std::path::Path,
+    identity: &[PathBuf],
+    trust: &[PathBuf],
+    trust_any: bool,
+) -> Result<()> {
+    let admins = load_keys(identity, &[])?;
+    let data = std::fs::read(file).map_err(|e| {
+        Failure::input(format!(
+            "{}: cannot read: {}",
+            file.display(),
+            crate::io::io_reason(&e)
+        ))
+    })?;
+    let plain = backup::decrypt(&data, &admins)
+        .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
+    let entries = backup::parse(&plain, jiff::Timestamp::now())
+        .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
+    let mut trusted: Vec<PublicKey> = Vec::new();
+    for t in trust {
+        let input = read_file(t)?;
+        trusted.extend(parse_recipients(&input.name, &input.text)?.keys());
+    }
+    eprintln!("{} holds {} key(s):", file.display(), entries.len());
+    let mut untrusted = Vec::new();
+    for e in &entries {
+        let listed = trusted.contains(e.key.public());
+        eprintln!(
+            "  {}  {}  {}{}",
+            e.key.id(),
+            e.key.public(),
+            if e.retired { "retired" } else { "usable" },
+            match (trust_any, listed) {
+                (_, true) => "  (listed in --trust)",
+                (true, false) => "  (NOT listed; restored because of --trust-any)",
+                (false, false) => "  (NOT listed in any --trust file)",
             }
-            eprintln!("restored {restored} key(s); {skipped} already present");
-            Ok(())
+        );
+        if !listed {
+            untrusted.push(e.key.id().short());
         }
+    }
+    if !trust_any && !untrusted.is_empty() {
+        return Err(Failure::refused(format!(
+            "refusing the whole backup: {} of its keys ({}) are in no recipients file named with --trust; nothing was restored",
+            untrusted.len(),
+            untrusted.join(", ")
+        ))
+        .hint("a backup can be written by anyone who knows the admin's public key: name the committed recipients files that list these keys (git history holds the older ones), or check the ids above another way and pass --trust-any"));
+    }
+    let (api, existing) = ring(target).await?;
+    let client = target.client().await?;
+    let (mut restored, mut skipped) = (0, 0);
+    for e in entries {
+        if existing.iter().any(|k| k.id() == e.key.id()) {
+            skipped += 1;
+            continue;
+        }
+        let status = if e.retired {
+            KeyStatus::Retired
+        } else {
+            KeyStatus::OpenOnly
+        };
+        let mut secret = key_secret(&e.key, e.created, status, None);
+        let r = create_key_secret(&client, &target.controller_namespace, &secret).await;
+        wipe(&mut secret);
+        r?;
+        restored += 1;
+    }
+    drop(api);
+    eprintln!(
+        "restored {restored} key(s) as open-only (or retired, as the backup says); {skipped} already present\n\
+         they open values sealed to them and seal nothing: the active key is unchanged\n\
+         to seal with a restored key: coffer keys activate ID"
+    );
+    Ok(())
+}
+
+/// The user name the API server knows this client as (SelfSubjectReview),
+/// for the activation annotation; `None` when the server does not say.
+async fn whoami(client: kube::Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: Api<SelfSubjectReview> = Api::all(client);
+    let review = api
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .ok()?;
+    review.status?.user_info?.username
+}
+
+/// Creates a key Secret through [`WireSecret`]: the request body is wiped
+/// once sent and the answer, which echoes the private key, is wiped unread
+/// but for its status.
+pub async fn create_key_secret(client: &kube::Client, ns: &str, secret: &Secret) -> Result<()> {
+    let mut json = to_json_wiped(&WireSecret(secret))
+        .map_err(|e| Failure::new(1, format!("cannot encode the key Secret: {e}")))?;
+    let mut req = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/secrets"))
+        .create(&PostParams::default(), Vec::new())
+        .map_err(|e| Failure::new(1, format!("cannot build the request: {e}")))?;
+    *req.body_mut() = std::mem::take(&mut *json);
+    let (parts, body) = req.into_parts();
+    let body = Bytes::from_owner(WipedBody(Zeroizing::new(body)));
+    let res = client
+        .send(http::Request::from_parts(parts, Body::from(body)))
+        .await
+        .map_err(|e| Failure::cluster(format!("cannot create a key Secret: {e}")))?;
+    let code = res.status();
+    let mut answer = res
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let status = (!code.is_success())
+        .then(|| serde_json::from_slice::<kube::core::Status>(&answer).ok())
+        .flatten();
+    if let Ok(mut unique) = std::mem::take(&mut answer).try_into_mut() {
+        unique.as_mut().zeroize();
+    }
+    if code.is_success() {
+        return Ok(());
+    }
+    Err(Failure::cluster(format!(
+        "the API server refused the key Secret ({code}){}",
+        status
+            .map(|s| format!(": {}", s.message))
+            .unwrap_or_default()
+    )))
+}
+
+/// A request body wiped when the HTTP stack lets go of it.
+struct WipedBody(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for WipedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
 /// Asks the controller for a new key by annotating the active key's Secret
 /// (the key the controller publishes, so CLI and controller agree on which
 /// one is active); returns the id of the key being replaced.
-pub async fn request_rotation(target: &Target, active: &str) -> Result<String> {
-    let (api, mut items) = key_secrets(target).await?;
-    let found = items
+pub async fn request_rotation(target: &Target, active: &KeyId) -> Result<KeyId> {
+    let (api, keys) = ring(target).await?;
+    let Some(key) = keys
         .iter()
-        .find(|s| key_id(s) == active && !retired(s))
-        .and_then(|s| s.metadata.name.clone());
-    wipe_all(&mut items);
-    let Some(name) = found else {
+        .find(|k| k.id() == *active && k.status == KeyStatus::Usable)
+    else {
         return Err(Failure::cluster(format!(
-            "the published active key {active} has no usable key Secret in namespace {}",
+            "the published active key {} has no usable key Secret in namespace {}",
+            active.short(),
             target.controller_namespace
         )));
     };
     let patch = serde_json::json!({"metadata": {"annotations": {ROTATION_ANNOTATION: jiff::Timestamp::now().to_string()}}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
-    Ok(active.to_string())
+    api.patch(
+        &key.secret_name,
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
+    Ok(*active)
 }

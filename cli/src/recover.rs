@@ -56,8 +56,8 @@ pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<Secret
             Failure::input(format!("{}: {e}", p.display()))
                 .hint("give the admin identity the backup was made for with --identity")
         })?;
-        let entries =
-            backup::parse(&plain).map_err(|e| Failure::input(format!("{}: {e}", p.display())))?;
+        let entries = backup::parse(&plain, jiff::Timestamp::now())
+            .map_err(|e| Failure::input(format!("{}: {e}", p.display())))?;
         keys.extend(entries.into_iter().map(|e| e.key));
     }
     Ok(keys)

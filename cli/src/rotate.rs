@@ -172,12 +172,13 @@ fn is_sealed(body: &str) -> bool {
     })
 }
 
-fn active_key_id(text: &str) -> Result<String> {
+fn active_key_id(text: &str) -> Result<coffer_core::KeyId> {
     let f = parse_recipients("the cluster's recipients file", text)?;
-    Ok(f.entries
+    // parse_recipients refuses a file without entries.
+    f.entries
         .first()
-        .map(|e| e.key.id().to_string())
-        .unwrap_or_default())
+        .map(|e| e.key.id())
+        .ok_or_else(|| Failure::cluster("the cluster's recipients file lists no key"))
 }
 
 pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
@@ -196,15 +197,18 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     // every value, unless --no-new-key.
     let pretend_new = args.dry_run && !args.no_new_key;
     let active = if args.dry_run || args.no_new_key {
-        before.clone()
+        before
     } else {
         let old = crate::keys::request_rotation(target, &before).await?;
-        eprintln!("requested a new key to replace {old}; waiting for it to become active");
+        eprintln!(
+            "requested a new key to replace {}; waiting for it to become active",
+            old.short()
+        );
         let deadline = tokio::time::Instant::now() + args.timeout;
         loop {
             let now = active_key_id(&target.recipients_text().await?)?;
             if now != old {
-                eprintln!("new active key: {now}");
+                eprintln!("new active key: {}", now.short());
                 break now;
             }
             if tokio::time::Instant::now() > deadline {
@@ -229,7 +233,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
         None
     };
     let (mut changed_files, mut values) = (0usize, 0usize);
-    let mut referenced: BTreeMap<String, usize> = BTreeMap::new();
+    let mut referenced: BTreeMap<coffer_core::KeyId, usize> = BTreeMap::new();
     for path in &files {
         let input = read_file(path)?;
         let json = input.text.trim_start().starts_with('{');
@@ -264,7 +268,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 .filter(|(_, v)| {
                     pretend_new
                         || envelope::inspect(v)
-                            .map(|(e, _)| !e.key_ids.iter().any(|k| k.to_string() == active))
+                            .map(|(e, _)| !e.key_ids.contains(&active))
                             .unwrap_or(true)
                 })
                 .map(|(k, _)| k)
@@ -338,7 +342,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     let to = if pretend_new {
         "a new key".to_string()
     } else {
-        format!("key {active}")
+        format!("key {}", active.short())
     };
     println!(
         "{verb} {changed_files} of {} file(s); {values} value(s) re-encrypted to {to}",
@@ -351,7 +355,8 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
         println!("key ids still referenced:");
         for (k, n) in &referenced {
             println!(
-                "  {k}  {n} value(s){}",
+                "  {}  {n} value(s){}",
+                k.short(),
                 if *k == active { "  (active)" } else { "" }
             );
         }
@@ -364,11 +369,11 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn count_ids(s: &SealedSecret, into: &mut BTreeMap<String, usize>) {
+fn count_ids(s: &SealedSecret, into: &mut BTreeMap<coffer_core::KeyId, usize>) {
     for v in s.spec.encrypted_data.values() {
         if let Ok((e, _)) = envelope::inspect(v) {
             for k in e.key_ids {
-                *into.entry(k.to_string()).or_default() += 1;
+                *into.entry(k).or_default() += 1;
             }
         }
     }

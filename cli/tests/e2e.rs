@@ -306,24 +306,39 @@ async fn a_key_backup_recovers_the_secrets_offline() {
         .unwrap();
     assert_eq!(pw, b"backup-e2e");
 
-    // Restoring into a fresh key namespace brings the same keys back.
+    // Restoring into a fresh key namespace brings the same keys back, as
+    // open-only keys, once they are checked against the committed
+    // recipients file.
+    ok(&c.coffer(&["recipients", "-w", "prod.txt"]));
     let fresh = namespace(&c.admin, "cli-restore").await;
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .current_dir(c.dir.path())
-        .arg("--kubeconfig")
-        .arg(c.server.kubeconfig())
-        .args([
-            "--controller-namespace",
-            &fresh,
-            "keys",
-            "restore",
-            "ring.age",
-            "--identity",
-            "admin.txt",
-        ])
-        .output()
-        .unwrap();
+    let restore = |trust: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .current_dir(c.dir.path())
+            .arg("--kubeconfig")
+            .arg(c.server.kubeconfig())
+            .args([
+                "--controller-namespace",
+                &fresh,
+                "keys",
+                "restore",
+                "ring.age",
+                "--identity",
+                "admin.txt",
+            ])
+            .args(trust)
+            .output()
+            .unwrap()
+    };
+    // Without a trust anchor, restore refuses to run at all.
+    assert!(!restore(&[]).status.success());
+    let o = restore(&["--trust", "prod.txt"]);
     ok(&o);
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    let active = c.active_key().await;
+    assert!(
+        said.contains(&active),
+        "restore prints each whole key id: {said}"
+    );
     let keys: Api<Secret> = Api::namespaced(c.admin.clone(), &fresh);
     let restored = keys
         .list(&ListParams::default().labels("coffer.dev/key-id"))
@@ -331,10 +346,148 @@ async fn a_key_backup_recovers_the_secrets_offline() {
         .unwrap()
         .items;
     assert_eq!(restored.len(), 1);
-    assert_eq!(
-        restored[0].metadata.labels.as_ref().unwrap()["coffer.dev/key-id"],
-        c.active_key().await
+    let labels = restored[0].metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["coffer.dev/key-id"], active[..16]);
+    assert_eq!(labels["coffer.dev/key-state"], "open-only");
+}
+
+/// Finding 1 of the adversarial review: a backup is encrypted to the
+/// admin's *public* key, so anyone can forge one with stock `age`. The
+/// forged key, dated in the future, became the active sealing key. Now a
+/// forged backup is refused (a future date; a key in no trusted recipients
+/// file), and even forced in with --trust-any it only opens values: the
+/// sealing key changes only through `coffer keys activate`, which the
+/// controller logs.
+#[tokio::test]
+async fn a_forged_backup_made_with_stock_age_cannot_change_the_sealing_key() {
+    let c = cluster_on(Server::shared().clone(), "cli-forged").await;
+    let genuine = c.active_key().await;
+    ok(&c.coffer(&["recipients", "-w", "prod.txt"]));
+    ok(&c.coffer(&["keygen", "-w", "admin.txt", "--recipients-out", "admin.pub"]));
+    let admin_pub = std::fs::read_to_string(c.dir.path().join("admin.pub")).unwrap();
+    let admin_recipient = admin_pub.lines().find(|l| l.starts_with("age1")).unwrap();
+
+    // The attacker: a key of their own, a backup written by hand, and stock
+    // age with nothing but the admin's public recipient.
+    ok(&c.coffer(&[
+        "keygen",
+        "-w",
+        "attacker.txt",
+        "--recipients-out",
+        "attacker.pub",
+    ]));
+    let attacker = std::fs::read_to_string(c.dir.path().join("attacker.txt")).unwrap();
+    let attacker_secret = attacker
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap();
+    let attacker_id = coffer_core::keys::parse_identity_file(&attacker).unwrap()[0].id();
+    let forge = |file: &str, created: &str| {
+        let plain = format!(
+            "# Coffer key ring backup\n# coffer: created={created} state=usable\n{attacker_secret}\n"
+        );
+        std::fs::write(c.dir.path().join(format!("{file}.txt")), plain).unwrap();
+        let st = std::process::Command::new("age")
+            .current_dir(c.dir.path())
+            .args([
+                "-a",
+                "-r",
+                admin_recipient,
+                "-o",
+                file,
+                &format!("{file}.txt"),
+            ])
+            .status()
+            .expect("stock age (tests/setup installs it)");
+        assert!(st.success());
+    };
+    forge("future.age", "2099-01-01T00:00:00Z");
+    forge("past.age", "2026-01-01T00:00:00Z");
+    let key_secrets = || async {
+        let api: Api<Secret> = Api::namespaced(c.admin.clone(), &c.key_ns);
+        api.list(&ListParams::default().labels("coffer.dev/key-id"))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    let before = key_secrets().await;
+
+    let o = c.coffer(&[
+        "keys",
+        "restore",
+        "future.age",
+        "-i",
+        "admin.txt",
+        "--trust-any",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in the future"));
+    let o = c.coffer(&[
+        "keys",
+        "restore",
+        "past.age",
+        "-i",
+        "admin.txt",
+        "--trust",
+        "prod.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "refused");
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        said.contains(&attacker_id.to_string()),
+        "prints the key id: {said}"
     );
+    assert!(
+        said.contains("in no recipients file named with --trust"),
+        "{said}"
+    );
+    assert_eq!(key_secrets().await, before, "nothing restored");
+
+    // Forced in: it opens values sealed to it, and seals nothing.
+    ok(&c.coffer(&[
+        "keys",
+        "restore",
+        "past.age",
+        "-i",
+        "admin.txt",
+        "--trust-any",
+    ]));
+    assert_eq!(key_secrets().await, before + 1);
+    let sealed = ok(&c.coffer_in(
+        c.dir.path(),
+        &["seal", "-r", "attacker.pub"],
+        Some(&secret(&c.ns, "forged", "opens-here")),
+    ));
+    std::fs::write(c.dir.path().join("forged.yaml"), &sealed).unwrap();
+    c.kubectl(&[
+        "apply",
+        "-f",
+        c.dir.path().join("forged.yaml").to_str().unwrap(),
+    ]);
+    c.wait_ready("forged").await;
+    assert_eq!(
+        c.active_key().await,
+        genuine,
+        "the sealing key is unchanged"
+    );
+    let published = ok(&c.coffer(&["recipients"]));
+    assert!(published.contains(&genuine) && !published.contains(&attacker_id.to_string()));
+
+    // Only an explicit, logged activation makes it seal.
+    ok(&c.coffer(&["keys", "activate", &attacker_id.short()]));
+    eventually(WAIT, "the activated key is published", || async {
+        (c.active_key().await == attacker_id.to_string()).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the controller logs the change", || async {
+        c.ctrl
+            .log_text()
+            .contains("the active sealing key changed")
+            .then_some(())
+    })
+    .await;
+    c.ctrl.assert_log_free_of(&["opens-here", attacker_secret]);
 }
 
 #[tokio::test]

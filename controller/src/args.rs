@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// is waiting on the API server, and fewer threads mean fewer wakeups.
     #[arg(long, env = "COFFER_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
     pub worker_threads: u16,
+    /// Threads that open large SealedSecrets and serve /v1/verify and
+    /// /v1/reencrypt, off the async thread (objects under 16 KiB of
+    /// ciphertext open in place).
+    #[arg(long, env = "COFFER_UNSEAL_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
+    pub unseal_threads: u16,
     /// Kubernetes API requests per second (0: unlimited). A reconcile that
     /// writes costs 2 requests (Secret, status) plus a Normal Event, which
     /// only takes tokens the writes leave free.

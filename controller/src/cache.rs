@@ -52,6 +52,14 @@ impl Ciphertext {
         }
     }
 
+    /// Bytes held: what opening it costs, roughly.
+    pub fn size(&self) -> usize {
+        match self {
+            Ciphertext::Bytes(b) => b.len(),
+            Ciphertext::Text(t) => t.len(),
+        }
+    }
+
     pub fn item(&self) -> SealedItem<'_> {
         match self {
             Ciphertext::Bytes(b) => SealedItem::Bytes(b),

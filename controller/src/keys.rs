@@ -12,33 +12,61 @@ use coffer_core::{KeyId, Keyring, PublicKey, SecretKey};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use tokio::sync::watch;
-use zeroize::Zeroize;
 
 pub use coffer_core::api::ring::{
-    CREATED_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, KEY_STATE_LABEL,
-    RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, ROTATION_ANNOTATION,
+    ACTIVATED_BY_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, RECIPIENTS_CONFIGMAP,
+    RECIPIENTS_KEY,
 };
+use coffer_core::api::{KeyStatus, RingKey};
 
 /// One key as the controller sees it.
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
     pub id: KeyId,
     pub public: PublicKey,
-    pub created: Timestamp,
-    pub retired: bool,
+    pub status: KeyStatus,
+    /// Place in the ring (the controller's counter).
+    pub sequence: u64,
+    /// When the API server created the key Secret.
+    pub created: Option<Timestamp>,
+    /// Since when the key seals (server creation time, or activation).
+    pub sealing_since: Timestamp,
     pub secret_name: String,
     /// Whether a key admin asked for a new key to replace this one.
     pub rotation_requested: bool,
+    /// Who activated it, when an admin did (for the log).
+    pub activated_by: Option<String>,
+}
+
+impl KeyInfo {
+    fn new(k: &RingKey, secret: &Secret) -> Self {
+        KeyInfo {
+            id: k.id(),
+            public: k.key.public().clone(),
+            status: k.status,
+            sequence: k.sequence,
+            created: k.created,
+            sealing_since: k.sealing_since(),
+            secret_name: k.secret_name.clone(),
+            rotation_requested: k.rotation_requested,
+            activated_by: secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ACTIVATED_BY_ANNOTATION))
+                .cloned(),
+        }
+    }
 }
 
 /// A consistent view of the ring at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct KeyState {
     pub ring: Keyring,
-    /// Every key, newest first.
+    /// Every key, newest (highest sequence) first.
     pub keys: Vec<KeyInfo>,
     /// Whether the first full list of key Secrets has been read.
     pub synced: bool,
@@ -49,9 +77,21 @@ pub struct KeyState {
 }
 
 impl KeyState {
-    /// The newest usable key: new seals use it.
+    /// The usable key with the highest sequence: new seals use it.
+    /// Open-only keys (restored from a backup) never seal.
     pub fn active(&self) -> Option<&KeyInfo> {
-        self.keys.iter().find(|k| !k.retired)
+        self.keys.iter().find(|k| k.status == KeyStatus::Usable)
+    }
+
+    /// The sequence the next key gets: one more than any key in the ring,
+    /// so it is the newest whatever the others claim.
+    pub fn next_sequence(&self) -> u64 {
+        self.keys
+            .iter()
+            .map(|k| k.sequence)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
     }
 
     /// The recipients file of the active key.
@@ -61,19 +101,21 @@ impl KeyState {
             entries: vec![RecipientEntry {
                 key: a.public.clone(),
                 cluster: cluster.map(str::to_string),
-                created: Some(a.created),
+                created: Some(a.sealing_since),
             }],
         })
     }
 
-    fn fingerprint(&self) -> Vec<(KeyId, bool, bool)> {
+    fn fingerprint(&self) -> Vec<(KeyId, KeyStatus, u64, bool)> {
         self.keys
             .iter()
-            .map(|k| (k.id, k.retired, k.rotation_requested))
+            .map(|k| (k.id, k.status, k.sequence, k.rotation_requested))
             .collect()
     }
 
-    /// Whether a key admin asked to replace the active key.
+    /// Whether a key admin asked to replace the active key. Done once a
+    /// key with a higher sequence is active: the request then sits on a
+    /// key that is no longer active.
     pub fn rotation_pending(&self) -> bool {
         self.active().is_some_and(|a| a.rotation_requested)
     }
@@ -113,6 +155,19 @@ impl Keys {
             .iter()
             .any(|id| !still_usable.contains(id));
         new.epoch = guard.epoch + u64::from(lost_a_key);
+        let (was, now) = (guard.active().map(|k| k.id), new.active().map(|k| k.id));
+        if new.synced && was != now {
+            // Which key seals is the ring's most sensitive fact: say every
+            // change, and who activated the key when an admin did.
+            let active = new.active();
+            tracing::warn!(
+                key_id = %now.map(|k| k.to_string()).unwrap_or_default(),
+                previous = %was.map(|k| k.to_string()).unwrap_or_default(),
+                sequence = active.map(|k| k.sequence).unwrap_or_default(),
+                activated_by = %active.and_then(|k| k.activated_by.clone()).unwrap_or_default(),
+                "the active sealing key changed"
+            );
+        }
         *guard = Arc::new(new);
         drop(guard);
         if differs {
@@ -121,75 +176,31 @@ impl Keys {
     }
 }
 
-/// Reads one key Secret. Never logs or returns the identity.
-fn parse_key_secret(secret: &Secret) -> Result<(SecretKey, KeyInfo), String> {
-    let name = secret.metadata.name.clone().unwrap_or_default();
-    if secret.type_.as_deref() != Some(KEY_SECRET_TYPE) {
-        return Err(format!(
-            "key Secret {name} is not of type {KEY_SECRET_TYPE}"
-        ));
-    }
-    let data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(IDENTITY_KEY))
-        .ok_or_else(|| format!("key Secret {name} has no data.{IDENTITY_KEY}"))?;
-    let text = std::str::from_utf8(&data.0)
-        .map_err(|_| format!("key Secret {name}: data.{IDENTITY_KEY} is not text"))?;
-    let key = SecretKey::parse(text).map_err(|_| {
-        format!("key Secret {name}: data.{IDENTITY_KEY} is not an age X25519 identity")
-    })?;
-    let labels = secret.metadata.labels.clone().unwrap_or_default();
-    if let Some(label) = labels.get(KEY_ID_LABEL)
-        && label != &key.id().to_string()
-    {
-        return Err(format!(
-            "key Secret {name} is labelled {KEY_ID_LABEL}={label} but holds key {}",
-            key.id()
-        ));
-    }
-    let created = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CREATED_ANNOTATION))
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .or_else(|| secret.metadata.creation_timestamp.as_ref().map(|t| t.0))
-        .unwrap_or(Timestamp::UNIX_EPOCH);
-    let retired = labels.get(KEY_STATE_LABEL).map(String::as_str) == Some("retired");
-    let rotation_requested = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(ROTATION_ANNOTATION));
-    let info = KeyInfo {
-        id: key.id(),
-        public: key.public().clone(),
-        created,
-        retired,
-        secret_name: name,
-        rotation_requested,
-    };
-    Ok((key, info))
-}
-
 fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> KeyState {
     let mut ring = Keyring::new();
     let mut infos: Vec<KeyInfo> = Vec::new();
     for (key, info) in keys.values() {
-        // The same key may exist twice (a restore beside the original): a
-        // single usable copy keeps it usable.
+        // The same key may exist twice (a restore beside the original): the
+        // copy that may do most decides (usable, then open-only, then
+        // retired).
+        let rank = |s: KeyStatus| match s {
+            KeyStatus::Usable => 0,
+            KeyStatus::OpenOnly => 1,
+            KeyStatus::Retired => 2,
+        };
         if let Some(existing) = infos.iter_mut().find(|i| i.id == info.id) {
-            if existing.retired && !info.retired {
+            if rank(info.status) < rank(existing.status) {
                 *existing = info.clone();
-                ring.insert(key.clone(), false);
+                ring.insert(key.clone(), info.status == KeyStatus::Retired);
             }
             continue;
         }
-        ring.insert(key.clone(), info.retired);
+        ring.insert(key.clone(), info.status == KeyStatus::Retired);
         infos.push(info.clone());
     }
-    infos.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+    // The order of `coffer_core::api::RingKey::newest_first`, which the
+    // CLI uses too.
+    infos.sort_by_key(|k| std::cmp::Reverse((k.sequence, k.created, k.id)));
     KeyState {
         ring,
         keys: infos,
@@ -199,9 +210,7 @@ fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> Ke
 }
 
 fn wipe(secret: &mut Secret) {
-    for v in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
-        v.0.zeroize();
-    }
+    coffer_core::transform::wipe(secret);
 }
 
 /// Watches the key Secrets and keeps `keys` up to date. Runs until the
@@ -217,9 +226,13 @@ pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()>
     let mut synced = false;
     let apply = |map: &mut HashMap<String, (SecretKey, KeyInfo)>, mut s: Secret| {
         let name = s.metadata.name.clone().unwrap_or_default();
-        match parse_key_secret(&s) {
-            Ok(parsed) => {
-                map.insert(name, parsed);
+        match coffer_core::api::read_key_secret(&s, Timestamp::now()) {
+            Ok(k) => {
+                if let Some(why) = &k.suspect {
+                    tracing::warn!(secret = %name, key_id = %k.id(), "{why}");
+                }
+                let info = KeyInfo::new(&k, &s);
+                map.insert(name, (k.key, info));
             }
             Err(why) => {
                 map.remove(&name);
@@ -253,26 +266,59 @@ pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()>
 
 /// What the key manager needs.
 pub struct KeyManager {
-    pub secrets: Api<Secret>,
+    pub client: kube::Client,
+    pub namespace: String,
     pub configmaps: Api<ConfigMap>,
     pub keys: Arc<Keys>,
     /// Zero turns automatic renewal off.
     pub renewal_period: Duration,
     pub cluster_name: Option<String>,
+    /// The key this manager created last and when, until the watch shows
+    /// it: no second key is made while the first is on its way.
+    pub pending: std::sync::Mutex<Option<(KeyId, std::time::Instant)>>,
 }
 
+/// How long a created key may take to appear in the watch before the
+/// manager may create another.
+const PENDING_FOR: Duration = Duration::from_secs(60);
+
 impl KeyManager {
-    /// Creates a new key Secret and returns its id.
-    pub async fn create_key(&self, reason: &str) -> anyhow::Result<KeyId> {
+    /// Creates a new key Secret, newest in the ring, and returns its id.
+    /// The private key is sent through the wiping write path.
+    pub async fn create_key(&self, state: &KeyState, reason: &str) -> anyhow::Result<KeyId> {
         let key = SecretKey::generate();
         let id = key.id();
-        let created = Timestamp::now();
-        let mut secret = coffer_core::api::key_secret(&key, Some(created), false);
-        let result = self.secrets.create(&PostParams::default(), &secret).await;
+        let sequence = state.next_sequence();
+        let mut secret = coffer_core::api::key_secret(
+            &key,
+            Some(Timestamp::now()),
+            KeyStatus::Usable,
+            Some(sequence),
+        );
+        let result = crate::write::create_secret(&self.client, &self.namespace, &secret).await;
         wipe(&mut secret);
         result?;
-        tracing::info!(key_id = %id, reason, "created a new sealing key");
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((id, std::time::Instant::now()));
+        tracing::info!(key_id = %id, sequence, reason, "created a new sealing key");
         Ok(id)
+    }
+
+    /// Whether a key this manager created is not in the ring yet (and not
+    /// overdue): then no other key is created.
+    fn waiting_for_created_key(&self, state: &KeyState) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match *pending {
+            Some((id, at))
+                if at.elapsed() < PENDING_FOR && !state.keys.iter().any(|k| k.id == id) =>
+            {
+                true
+            }
+            _ => {
+                *pending = None;
+                false
+            }
+        }
     }
 
     /// Publishes the active key's recipients file when it differs.
@@ -332,28 +378,34 @@ impl KeyManager {
 
     /// One step; returns how long until the next renewal is due.
     async fn tick(&self, state: &KeyState) -> anyhow::Result<Option<Duration>> {
+        if self.waiting_for_created_key(state) {
+            return Ok(Some(Duration::from_secs(2)));
+        }
         let Some(active) = state.active() else {
             let reason = if state.keys.is_empty() {
                 "first start"
             } else {
-                "every key is retired"
+                "no usable key (every key is retired or open-only)"
             };
-            self.create_key(reason).await?;
+            self.create_key(state, reason).await?;
             // The watch will deliver the new key and wake the loop.
             return Ok(Some(Duration::from_secs(10)));
         };
         self.publish_recipients(state).await?;
         if state.rotation_pending() {
-            self.create_key("rotation requested").await?;
+            self.create_key(state, "rotation requested").await?;
             return Ok(Some(Duration::from_secs(10)));
         }
         if self.renewal_period.is_zero() {
             return Ok(None);
         }
-        let due = active.created + jiff::SignedDuration::try_from(self.renewal_period)?;
+        // Counted from when the API server created the key Secret (or an
+        // admin activated it): a clock value written into the Secret can
+        // neither postpone nor stop renewal.
+        let due = active.sealing_since + jiff::SignedDuration::try_from(self.renewal_period)?;
         let now = Timestamp::now();
         if now >= due {
-            self.create_key("renewal period elapsed").await?;
+            self.create_key(state, "renewal period elapsed").await?;
             return Ok(Some(Duration::from_secs(10)));
         }
         let left = due.duration_since(now).unsigned_abs();

@@ -9,6 +9,7 @@ pub mod events;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod pool;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod run;

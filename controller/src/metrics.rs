@@ -142,8 +142,20 @@ impl Metrics {
             .expect("metrics encode");
         out
     }
-    pub fn set_keys(&self, active: i64, usable: i64, retired: i64, active_age: f64) {
-        for (state, n) in [("active", active), ("usable", usable), ("retired", retired)] {
+    pub fn set_keys(
+        &self,
+        active: i64,
+        usable: i64,
+        open_only: i64,
+        retired: i64,
+        active_age: f64,
+    ) {
+        for (state, n) in [
+            ("active", active),
+            ("usable", usable),
+            ("open-only", open_only),
+            ("retired", retired),
+        ] {
             self.keys
                 .get_or_create(&StateLabel {
                     state: state.into(),

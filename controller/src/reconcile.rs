@@ -17,6 +17,7 @@ use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret, secret_digest, 
 use crate::events::{EventType, Events};
 use crate::keys::{KeyState, Keys};
 use crate::metrics::Metrics;
+use crate::pool::UnsealPool;
 use crate::write;
 
 /// Errors that make a reconcile retry.
@@ -47,6 +48,8 @@ pub struct Context {
     pub outcomes: Arc<Outcomes>,
     pub events: Events,
     pub metrics: Arc<Metrics>,
+    /// Where large objects are opened, off the async thread.
+    pub pool: UnsealPool,
 }
 
 enum Applied {
@@ -91,7 +94,7 @@ async fn apply_secret(
         Some(s) if owned_by(&s, sealed) => s,
         _ => {
             // Not in the owned cache: create it, or find out who has it.
-            match write::create::<Secret>(&ctx.client, &ns, desired).await {
+            match write::create_secret(&ctx.client, &ns, desired).await {
                 Ok(_) => return Ok(Applied::Created),
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -121,12 +124,12 @@ async fn apply_secret(
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
-        write::create::<Secret>(&ctx.client, &ns, desired).await?;
+        write::create_secret(&ctx.client, &ns, desired).await?;
         return Ok(Applied::Updated);
     }
     let mut replacement = desired.clone();
     replacement.metadata.resource_version = existing.metadata.resource_version.clone();
-    let r = write::replace::<Secret>(&ctx.client, &ns, &name, &replacement).await;
+    let r = write::replace_secret(&ctx.client, &ns, &name, &replacement).await;
     transform::wipe(&mut replacement);
     r?;
     Ok(Applied::Updated)
@@ -195,7 +198,7 @@ pub async fn reconcile(sealed: Arc<CachedSealed>, ctx: Arc<Context>) -> Result<A
     result
 }
 
-async fn reconcile_inner(sealed: &CachedSealed, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Action, Error> {
     let state = ctx.keys.current();
     if !state.synced || state.ring.is_empty() {
         return Err(Error::KeysNotReady);
@@ -211,7 +214,14 @@ async fn reconcile_inner(sealed: &CachedSealed, ctx: &Context) -> Result<Action,
         set_status(ctx, sealed, true, "Unsealed", unsealed(items, &ns, &name)).await?;
         return Ok(Action::await_change());
     }
-    let desired = match desired_secret(sealed, &ns, &name, &state) {
+    let bytes = sealed.items.iter().map(|(_, c)| c.size()).sum();
+    let opened = {
+        let (sealed, ns, name, state) = (sealed.clone(), ns.clone(), name.clone(), state.clone());
+        ctx.pool
+            .run_sized(bytes, move || desired_secret(&sealed, &ns, &name, &state))
+            .await
+    };
+    let desired = match opened {
         Ok(d) => d,
         Err(e) => {
             if let Some(uid) = sealed.metadata.uid.as_deref() {

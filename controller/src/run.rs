@@ -19,8 +19,10 @@ use crate::events::Events;
 use crate::http::{ClientLimiter, HttpState};
 use crate::keys::{self, KeyManager, Keys};
 use crate::metrics::Metrics;
+use crate::pool::UnsealPool;
 use crate::ratelimit::{Bucket, Priority, RateLimitLayer};
 use crate::reconcile::{self, Context};
+use coffer_core::api::KeyStatus;
 
 /// API clients built from the flags, sharing one QPS/burst limit and the
 /// request counter.
@@ -106,6 +108,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot list SealedSecrets: is crds/sealedsecret.yaml installed and does RBAC allow it?")?;
 
     let ready = Arc::new(AtomicBool::new(false));
+    let pool = UnsealPool::new(usize::from(args.unseal_threads));
     let http_state = Arc::new(HttpState {
         keys: keys.clone(),
         metrics: metrics.clone(),
@@ -133,9 +136,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let result = if args.leader_elect {
-        lead_when_elected(&args, &clients, &keys, &metrics, stop_rx.clone()).await
+        lead_when_elected(&args, &clients, &keys, &metrics, &pool, stop_rx.clone()).await
     } else {
-        leader(&args, &clients, &keys, &metrics, stop_rx.clone()).await
+        leader(&args, &clients, &keys, &metrics, &pool, stop_rx.clone()).await
     };
     watch.abort();
     key_metrics.abort();
@@ -154,6 +157,7 @@ async fn lead_when_elected(
     clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
+    pool: &UnsealPool,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
@@ -181,7 +185,7 @@ async fn lead_when_elected(
         if *leading.borrow_and_update() {
             tracing::info!(%identity, "became leader");
             let (lead_stop_tx, lead_stop_rx) = watch::channel(false);
-            let mut work = Box::pin(leader(args, clients, keys, metrics, lead_stop_rx));
+            let mut work = Box::pin(leader(args, clients, keys, metrics, pool, lead_stop_rx));
             let outcome = tokio::select! {
                 r = &mut work => Some(r),
                 _ = until(&mut leading, |l| !l) => None,
@@ -223,14 +227,17 @@ async fn leader(
     clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
+    pool: &UnsealPool,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let manager = KeyManager {
-        secrets: Api::namespaced(clients.main.clone(), &args.key_namespace),
+        client: clients.main.clone(),
+        namespace: args.key_namespace.clone(),
         configmaps: Api::<ConfigMap>::namespaced(clients.main.clone(), &args.key_namespace),
         keys: keys.clone(),
         renewal_period: args.key_renewal_period,
         cluster_name: args.cluster_name.clone(),
+        pending: Default::default(),
     };
     let manage = async move { manager.run().await };
     tokio::pin!(manage);
@@ -284,6 +291,7 @@ async fn leader(
                 metrics.clone(),
             ),
             metrics: metrics.clone(),
+            pool: pool.clone(),
         });
         let (sealed_store, sealed_writer) = reflector::store();
         let live = sealed_store.clone();
@@ -361,17 +369,22 @@ fn forget_deleted(
 async fn key_metrics(keys: Arc<Keys>, metrics: Arc<Metrics>) {
     loop {
         let s = keys.current();
-        let retired = s.keys.iter().filter(|k| k.retired).count() as i64;
-        let usable = s.keys.len() as i64 - retired;
+        let count = |status| s.keys.iter().filter(|k| k.status == status).count() as i64;
         let age = s
             .active()
             .map(|k| {
                 jiff::Timestamp::now()
-                    .duration_since(k.created)
+                    .duration_since(k.sealing_since)
                     .as_secs_f64()
             })
             .unwrap_or(0.0);
-        metrics.set_keys(i64::from(s.active().is_some()), usable, retired, age);
+        metrics.set_keys(
+            i64::from(s.active().is_some()),
+            count(KeyStatus::Usable),
+            count(KeyStatus::OpenOnly),
+            count(KeyStatus::Retired),
+            age,
+        );
         tokio::time::sleep(Duration::from_secs(15)).await;
     }
 }

@@ -12,7 +12,9 @@
 //! CPU on fields it throws away.
 
 use bytes::Bytes;
+use coffer_core::transform::WireSecret;
 use http_body_util::BodyExt as _;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PostParams};
 use kube::client::Body;
 use kube::core::{Request, Status};
@@ -43,28 +45,9 @@ impl AsRef<[u8]> for Wiped {
     }
 }
 
-/// Counts what is written to it.
-struct Count(usize);
-
-impl std::io::Write for Count {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Serializes `obj` as JSON into a buffer that is wiped on drop. The
-/// buffer is sized first, so it never grows: growing would leave the old
-/// allocation behind unwiped.
+/// Serializes `obj` as JSON into a buffer that is wiped on drop.
 fn body(obj: &impl Serialize) -> Result<Zeroizing<Vec<u8>>, kube::Error> {
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, obj).map_err(kube::Error::SerdeError)?;
-    let mut buf = Zeroizing::new(Vec::with_capacity(count.0));
-    serde_json::to_writer(&mut *buf, obj).map_err(kube::Error::SerdeError)?;
-    Ok(buf)
+    coffer_core::transform::to_json_wiped(obj).map_err(kube::Error::SerdeError)
 }
 
 /// Sends `obj` as the body of a request built with an empty one, so no
@@ -126,7 +109,7 @@ fn request<K: Resource<DynamicType = ()>>(ns: &str) -> Request {
 }
 
 /// `POST`s `obj` as a new `K` in `ns`.
-pub async fn create<K: Resource<DynamicType = ()>>(
+pub(crate) async fn create<K: Resource<DynamicType = ()>>(
     client: &Client,
     ns: &str,
     obj: &impl Serialize,
@@ -135,9 +118,30 @@ pub async fn create<K: Resource<DynamicType = ()>>(
     send_object(client, built, obj, "create").await
 }
 
+/// `POST`s a Secret through [`WireSecret`], so its values leave no unwiped
+/// base64 copy behind. Every Secret the controller writes goes this way.
+pub async fn create_secret(
+    client: &Client,
+    ns: &str,
+    secret: &Secret,
+) -> Result<Written, kube::Error> {
+    create::<Secret>(client, ns, &WireSecret(secret)).await
+}
+
+/// `PUT`s a Secret through [`WireSecret`] (it must carry the
+/// resourceVersion it replaces).
+pub async fn replace_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    secret: &Secret,
+) -> Result<Written, kube::Error> {
+    replace::<Secret>(client, ns, name, &WireSecret(secret)).await
+}
+
 /// `PUT`s `obj` as `K` `ns/name` (it must carry the resourceVersion it
 /// replaces).
-pub async fn replace<K: Resource<DynamicType = ()>>(
+pub(crate) async fn replace<K: Resource<DynamicType = ()>>(
     client: &Client,
     ns: &str,
     name: &str,
@@ -213,7 +217,7 @@ mod tests {
             201,
             r#"{"metadata":{"name":"db","resourceVersion":"7"},"data":{"password":"aHVudGVyMg=="}}"#,
         );
-        let w = create::<Secret>(&c, "shop", &secret()).await.unwrap();
+        let w = create_secret(&c, "shop", &secret()).await.unwrap();
         assert_eq!(w.metadata.resource_version.as_deref(), Some("7"));
         let seen = seen.lock().unwrap();
         let (method, uri, body) = &seen[0];
@@ -226,9 +230,7 @@ mod tests {
     #[tokio::test]
     async fn replace_puts_and_status_is_a_merge_patch_of_the_subresource() {
         let (c, seen) = client(200, r#"{"metadata":{"resourceVersion":"8"}}"#);
-        replace::<Secret>(&c, "shop", "db", &secret())
-            .await
-            .unwrap();
+        replace_secret(&c, "shop", "db", &secret()).await.unwrap();
         let patch = serde_json::json!({"status": {"observedGeneration": 2}});
         patch_status::<coffer_core::SealedSecret>(&c, "shop", "db", &patch)
             .await

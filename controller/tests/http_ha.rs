@@ -178,6 +178,100 @@ async fn bad_requests_get_a_reason_and_the_process_stays_up() {
     t.ctrl.assert_log_free_of(&["bad-e2e"]);
 }
 
+/// Finding 6 of the adversarial review: a low-order X25519 point in
+/// `additionalRecipients` (every exchange with it is all zeros) made age
+/// panic inside the unauthenticated endpoint. It is refused as not a
+/// recipient, with 400, and nothing panics.
+#[tokio::test]
+async fn a_low_order_additional_recipient_is_refused_with_400() {
+    let t = setup("loworder", &[]).await;
+    wait_http_ready(&t).await;
+    let good = t.sealed(
+        &secret_yaml("db", &[("password", "low-e2e")]),
+        Scope::Strict,
+    );
+    // The all-zero point, Bech32-encoded as an age recipient.
+    let zero = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z";
+    let body = serde_json::json!({"sealedSecret": good, "additionalRecipients": [zero]});
+    let (code, text) = post(&t, "/v1/reencrypt", &serde_json::to_vec(&body).unwrap());
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("not an age1 recipient"), "{text}");
+    assert_eq!(get(&t, "/healthz").0, 200);
+    let log = t.ctrl.log_text();
+    assert!(!log.contains("panicked"), "the controller panicked");
+    t.ctrl.assert_log_free_of(&["low-e2e"]);
+}
+
+/// Finding 2 of the adversarial review: with the active key's `created`
+/// annotation set to 2099, a rotation request never completed and a new
+/// key Secret was made every few seconds, and renewal stopped. Keys are
+/// ordered by a counter the controller owns; a key dated in the future is
+/// demoted to open-only (it opens, never seals).
+#[tokio::test]
+async fn a_key_dated_in_the_future_neither_blocks_rotation_nor_floods_the_ring() {
+    let t = setup("futurekey", &[]).await;
+    let first = t.recipients[0].id().to_string();
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("password", "future-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+    let cms: Api<ConfigMap> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let text = || async {
+        cms.get("coffer-recipients").await.unwrap().data.unwrap()["recipients.txt"].clone()
+    };
+    let keys: Api<Secret> = Api::namespaced(t.admin.clone(), &t.key_ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {"coffer.dev/created": "2099-01-01T00:00:00Z"}}});
+    let before = text().await;
+    keys.patch(
+        &format!("coffer-key-{first}"),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+    let second = published_recipients(&t.admin, &t.key_ns, Some(&before)).await[0]
+        .id()
+        .to_string();
+    assert_ne!(second, first, "the future-dated key no longer seals");
+
+    let before = text().await;
+    request_rotation(&t, &second).await;
+    let third = published_recipients(&t.admin, &t.key_ns, Some(&before)).await[0]
+        .id()
+        .to_string();
+    assert!(third != second && third != first, "the rotation completed");
+
+    let count = || async {
+        keys.list(&ListParams::default().labels("coffer.dev/key-id"))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(count().await, 3);
+    // A while later: still three keys, and the third is still active.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(count().await, 3, "no key Secret was added since");
+    assert_eq!(
+        published_recipients(&t.admin, &t.key_ns, None).await[0]
+            .id()
+            .to_string(),
+        third
+    );
+    // Values sealed to the future-dated key still open.
+    t.apply(&t.sealed_to(
+        &secret_yaml("db2", &[("password", "future2-e2e")]),
+        Scope::Strict,
+        &t.recipients,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db2", "Unsealed").await;
+    assert!(t.ctrl.log_text().contains("is in the future"));
+    t.ctrl.assert_log_free_of(&["future-e2e", "future2-e2e"]);
+}
+
 #[tokio::test]
 async fn rotation_request_publishes_a_new_key_and_retirement_refuses_old_values() {
     let t = setup("rotate", &[]).await;

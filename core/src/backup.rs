@@ -26,8 +26,34 @@ pub enum BackupError {
     Empty,
     #[error("line {line}: not an age X25519 identity")]
     BadLine { line: usize },
+    #[error("line {line}: bad coffer comment: {why}")]
+    BadComment { line: usize, why: String },
+    #[error(
+        "line {line}: key created {created}, which is in the future; a backup written by Coffer cannot say that (forged or from a machine with a wrong clock)"
+    )]
+    FutureCreated {
+        line: usize,
+        created: jiff::Timestamp,
+    },
+    #[error("line {line}: the comment names key {said} but the identity below it is key {actual}")]
+    KeyIdMismatch {
+        line: usize,
+        said: String,
+        actual: String,
+    },
     #[error("encryption failed: {0}")]
     Encrypt(String),
+}
+
+/// How far a timestamp written by another machine may lie ahead of this
+/// clock before it is refused as being in the future.
+pub const MAX_CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// Whether `t` lies in the future of `now` by more than [`MAX_CLOCK_SKEW`].
+pub fn is_future(t: jiff::Timestamp, now: jiff::Timestamp) -> bool {
+    t > now
+        .saturating_add(MAX_CLOCK_SKEW)
+        .unwrap_or(jiff::Timestamp::MAX)
 }
 
 /// The backup plaintext: an age identity file that stock `age -d -i` users
@@ -53,28 +79,59 @@ pub fn render(entries: &[BackupEntry], created: jiff::Timestamp) -> Zeroizing<St
     out
 }
 
-/// Parses a backup plaintext (or any age identity file).
-pub fn parse(text: &str) -> Result<Vec<BackupEntry>, BackupError> {
+/// Parses a backup plaintext (or any age identity file), strictly: every
+/// `# coffer:` comment must name the key below it, hold a valid time that
+/// is not in the future of `now`, and a known state. A backup is encrypted
+/// to an admin's *public* key, so anyone can write one: nothing in it is
+/// trusted beyond the keys themselves, and those only once the admin has
+/// checked them against committed recipients files (`coffer keys restore`).
+pub fn parse(text: &str, now: jiff::Timestamp) -> Result<Vec<BackupEntry>, BackupError> {
     let mut entries = Vec::new();
+    let mut said: Option<(usize, String)> = None;
     let (mut created, mut retired) = (None, false);
     for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
         if let Some(c) = line.strip_prefix('#') {
             if let Some(fields) = c.trim().strip_prefix("coffer:") {
+                let bad = |why: String| BackupError::BadComment { line: line_no, why };
                 for w in fields.split_whitespace() {
                     match w.split_once('=') {
-                        Some(("created", v)) => created = v.parse().ok(),
-                        Some(("state", v)) => retired = v == "retired",
-                        _ => {}
+                        Some(("key", v)) => said = Some((line_no, v.to_string())),
+                        Some(("created", v)) => {
+                            let t: jiff::Timestamp = v
+                                .parse()
+                                .map_err(|_| bad(format!("created={v:?} is not a time")))?;
+                            if is_future(t, now) {
+                                return Err(BackupError::FutureCreated {
+                                    line: line_no,
+                                    created: t,
+                                });
+                            }
+                            created = Some(t);
+                        }
+                        Some(("state", "retired")) => retired = true,
+                        Some(("state", "usable" | "open-only")) => retired = false,
+                        Some(("state", v)) => return Err(bad(format!("unknown state {v:?}"))),
+                        _ => return Err(bad(format!("unknown field {w:?}"))),
                     }
                 }
             }
             continue;
         }
-        let key = SecretKey::parse(line).map_err(|_| BackupError::BadLine { line: i + 1 })?;
+        let key = SecretKey::parse(line).map_err(|_| BackupError::BadLine { line: line_no })?;
+        if let Some((line, said)) = said.take()
+            && said != key.id().to_string()
+        {
+            return Err(BackupError::KeyIdMismatch {
+                line,
+                said: said.chars().take(80).collect(),
+                actual: key.id().to_string(),
+            });
+        }
         entries.push(BackupEntry {
             key,
             created: created.take(),
@@ -149,7 +206,11 @@ mod tests {
         let armored = encrypt(&plain, &[admin.public().clone()]).unwrap();
         assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
         assert!(!armored.contains("AGE-SECRET-KEY"));
-        let back = parse(&decrypt(armored.as_bytes(), &[admin]).unwrap()).unwrap();
+        let back = parse(
+            &decrypt(armored.as_bytes(), &[admin]).unwrap(),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].key.id(), a.id());
         assert!(!back[0].retired && back[1].retired);
@@ -171,5 +232,49 @@ mod tests {
             decrypt(armored.as_bytes(), &[SecretKey::generate()]),
             Err(BackupError::Decrypt(_))
         ));
+    }
+
+    fn backup_of(key: &SecretKey, comment: &str) -> String {
+        format!("# coffer: {comment}\n{}\n", key.to_secret_string().as_str())
+    }
+
+    #[test]
+    fn future_created_is_refused() {
+        let key = SecretKey::generate();
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let text = backup_of(&key, "created=2099-01-01T00:00:00Z state=usable");
+        assert!(matches!(
+            parse(&text, now),
+            Err(BackupError::FutureCreated { line: 1, .. })
+        ));
+        // Within the allowed skew is fine; the past is fine.
+        let soon = backup_of(&key, "created=2026-12-01T00:04:00Z");
+        assert!(parse(&soon, now).is_ok());
+        let past = backup_of(&key, "created=2020-01-01T00:00:00Z");
+        assert!(parse(&past, now).is_ok());
+    }
+
+    #[test]
+    fn comments_must_name_the_key_below_and_be_well_formed() {
+        let key = SecretKey::generate();
+        let other = SecretKey::generate();
+        let now = jiff::Timestamp::now();
+        let text = backup_of(&key, &format!("key={}", other.id()));
+        assert!(matches!(
+            parse(&text, now),
+            Err(BackupError::KeyIdMismatch { line: 1, .. })
+        ));
+        for bad in ["created=yesterday", "state=active", "owner=me"] {
+            assert!(
+                matches!(
+                    parse(&backup_of(&key, bad), now),
+                    Err(BackupError::BadComment { line: 1, .. })
+                ),
+                "{bad}"
+            );
+        }
+        let ok = backup_of(&key, &format!("key={} state=retired", key.id()));
+        let entries = parse(&ok, now).unwrap();
+        assert!(entries[0].retired);
     }
 }

@@ -12,11 +12,18 @@ use zeroize::{Zeroize, Zeroizing};
 /// HKDF label of age's X25519 recipient stanza.
 const X25519_LABEL: &[u8] = b"age-encryption.org/v1/X25519";
 
-/// Length of a key id in bytes (printed as twice as many hex digits).
-pub const KEY_ID_LEN: usize = 8;
+/// Length of a key id in bytes: the whole SHA-256 digest.
+pub const KEY_ID_LEN: usize = 32;
 
-/// Short public id of a sealing key: the first 8 bytes of SHA-256 over the
-/// raw 32-byte X25519 public key, printed as 16 lowercase hex digits.
+/// Hex digits shown for a key id where people read it (tables, messages,
+/// labels). Never used to decide anything: every comparison is of the
+/// whole id.
+pub const SHORT_ID_HEX: usize = 16;
+
+/// Public id of a sealing key: SHA-256 over the raw 32-byte X25519 public
+/// key, printed as 64 lowercase hex digits. Decisions (which key opens a
+/// value, which recipient re-encryption keeps) compare all 256 bits, so no
+/// key can be ground to collide with another's id.
 ///
 /// Anyone holding a recipients file (or a sealed value) can compute or read
 /// it; it reveals nothing the public key does not already reveal.
@@ -26,15 +33,26 @@ pub struct KeyId([u8; KEY_ID_LEN]);
 impl KeyId {
     /// Key id of a raw X25519 public key.
     pub fn from_public_bytes(public: &[u8; 32]) -> Self {
-        let digest = Sha256::digest(public);
-        let mut id = [0u8; KEY_ID_LEN];
-        id.copy_from_slice(&digest[..KEY_ID_LEN]);
-        KeyId(id)
+        KeyId(Sha256::digest(public).into())
     }
 
     /// Key id of an age X25519 recipient.
     pub fn of(recipient: &PublicKey) -> Self {
         Self::from_public_bytes(&recipient.raw)
+    }
+
+    /// The first [`SHORT_ID_HEX`] hex digits, for people to read.
+    pub fn short(&self) -> String {
+        let mut s = self.to_string();
+        s.truncate(SHORT_ID_HEX);
+        s
+    }
+
+    /// Whether `prefix` (lowercase hex) starts this id's hex form. For
+    /// commands where a person names a key; callers refuse a prefix that
+    /// names more than one key.
+    pub fn starts_with(&self, prefix: &str) -> bool {
+        self.to_string().starts_with(prefix)
     }
 }
 
@@ -49,19 +67,19 @@ impl fmt::Display for KeyId {
 
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({self})")
+        write!(f, "KeyId({})", self.short())
     }
 }
 
 /// Error for a string that is not a key id.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0:?} is not a key id (expected 16 lowercase hex digits)")]
+#[error("{0:?} is not a key id (expected 64 lowercase hex digits)")]
 pub struct BadKeyId(pub String);
 
 impl FromStr for KeyId {
     type Err = BadKeyId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadKeyId(s.chars().take(40).collect());
+        let bad = || BadKeyId(s.chars().take(80).collect());
         if s.len() != KEY_ID_LEN * 2
             || !s
                 .bytes()
@@ -83,6 +101,10 @@ pub enum KeyError {
     /// A line is not an `age1…` X25519 recipient.
     #[error("not an age X25519 recipient: {0}")]
     BadRecipient(String),
+    /// A recipient whose point has small order: every X25519 exchange with
+    /// it gives the all-zero secret, so nothing sealed to it is secret.
+    #[error("{0} is a low-order X25519 point: nothing sealed to it would be secret")]
+    LowOrder(String),
     /// A line is not an `AGE-SECRET-KEY-1…` identity. The line itself is
     /// never echoed: it may be a private key with a typo.
     #[error("line {line}: not an age X25519 identity (AGE-SECRET-KEY-1…)")]
@@ -143,12 +165,24 @@ impl FromStr for PublicKey {
             return Err(bad());
         }
         let raw: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+        if is_low_order(&raw) {
+            return Err(KeyError::LowOrder(s.chars().take(80).collect()));
+        }
         Ok(PublicKey {
             recipient,
             raw,
             id: KeyId::from_public_bytes(&raw),
         })
     }
+}
+
+/// Whether an X25519 point lies in the small subgroup (order 1, 2, 4 or 8).
+/// Every X25519 scalar is clamped to a multiple of 8, so the exchange with
+/// such a point is all zeros whatever the scalar; one exchange with any
+/// scalar tells. age refuses the resulting non-contributory secret by
+/// panicking while sealing, so Coffer refuses the point when it is read.
+fn is_low_order(point: &[u8; 32]) -> bool {
+    x25519_dalek::x25519([9u8; 32], *point) == [0u8; 32]
 }
 
 /// A private sealing key. `Debug` never shows the secret.
@@ -216,6 +250,8 @@ impl SecretKey {
         if stanza.tag != "X25519" {
             return None;
         }
+        #[cfg(test)]
+        UNWRAPS.with(|n| n.set(n.get() + 1));
         let invalid = || Some(Err(age::DecryptError::InvalidHeader));
         let [arg] = &stanza.args[..] else {
             return invalid();
@@ -279,6 +315,18 @@ impl SecretKey {
             secret.as_str()
         ))
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    static UNWRAPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// X25519 stanzas this thread has tried to unwrap (a test hook: the cost
+/// of opening a value is counted in these).
+#[cfg(test)]
+pub(crate) fn unwraps_on_this_thread() -> u64 {
+    UNWRAPS.with(|n| n.get())
 }
 
 impl fmt::Debug for SecretKey {
@@ -391,7 +439,8 @@ mod tests {
     fn key_id_is_stable_hex_of_public_key_hash() {
         let key = SecretKey::generate();
         let id = key.id().to_string();
-        assert_eq!(id.len(), 16);
+        assert_eq!(id.len(), 64);
+        assert_eq!(key.id().short(), id[..16]);
         assert_eq!(id.parse::<KeyId>().unwrap(), key.id());
         let again: PublicKey = key.public().to_string().parse().unwrap();
         assert_eq!(again.id(), key.id());
@@ -420,5 +469,36 @@ mod tests {
     fn uppercase_or_short_key_ids_are_refused() {
         assert!("ABCDEF0123456789".parse::<KeyId>().is_err());
         assert!("abc".parse::<KeyId>().is_err());
+        // The short form people read is not an id: decisions need all 256 bits.
+        let key = SecretKey::generate();
+        assert!(key.id().short().parse::<KeyId>().is_err());
+    }
+
+    /// The eight low-order points of Curve25519 (and their non-canonical
+    /// encodings) as age recipients: each is refused when read, so no
+    /// recipients file, flag or request body can make age panic.
+    #[test]
+    fn low_order_recipients_are_refused() {
+        let hex = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for h in hex {
+            let raw: Vec<u8> = (0..32)
+                .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let text =
+                bech32::encode::<bech32::Bech32>(bech32::Hrp::parse("age").unwrap(), &raw).unwrap();
+            let err = text.parse::<PublicKey>().unwrap_err();
+            assert!(matches!(err, KeyError::LowOrder(_)), "{h}: {err}");
+        }
+        // An ordinary key still parses.
+        let key = SecretKey::generate();
+        assert!(key.public().to_string().parse::<PublicKey>().is_ok());
     }
 }

@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn comment_with_wrong_key_id_is_refused() {
         let k = SecretKey::generate();
-        let text = format!("# coffer: key=0000000000000000\n{}\n", k.public());
+        let text = format!("# coffer: key={}\n{}\n", "0".repeat(64), k.public());
         assert!(matches!(
             RecipientsFile::parse(&text),
             Err(RecipientsError::KeyIdMismatch { line: 1, .. })

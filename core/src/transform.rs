@@ -167,15 +167,25 @@ pub struct ItemError {
     pub error: OpenError,
 }
 
+/// Most items one SealedSecret may hold. A Secret of 1 MiB rarely holds
+/// more than a few dozen; the cap bounds the work one object can ask for.
+pub const MAX_ITEMS: usize = 1024;
+
 /// Every item that did not open; the Secret is not written at all.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub struct UnsealError {
     pub items: Vec<ItemError>,
+    /// Set when the object held more than [`MAX_ITEMS`] items: none was
+    /// opened.
+    pub too_many_items: Option<usize>,
 }
 
 impl UnsealError {
     /// The status reason: that of the first failing item.
     pub fn reason(&self) -> &'static str {
+        if self.too_many_items.is_some() {
+            return "Malformed";
+        }
         self.items
             .first()
             .map(|i| i.error.reason())
@@ -185,6 +195,9 @@ impl UnsealError {
 
 impl fmt::Display for UnsealError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(count) = self.too_many_items {
+            return write!(f, "{count} items; at most {MAX_ITEMS} are accepted");
+        }
         let parts: Vec<String> = self.items.iter().map(|i| i.to_string()).collect();
         f.write_str(&parts.join("; "))
     }
@@ -232,9 +245,17 @@ pub enum SealedItem<'a> {
 pub fn open_items<'a>(
     namespace: &str,
     name: &str,
-    items: impl IntoIterator<Item = (&'a str, SealedItem<'a>)>,
+    items: impl IntoIterator<Item = (&'a str, SealedItem<'a>), IntoIter: ExactSizeIterator>,
     ring: &Keyring,
 ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, UnsealError> {
+    let items = items.into_iter();
+    let count = items.len();
+    if count > MAX_ITEMS {
+        return Err(UnsealError {
+            items: Vec::new(),
+            too_many_items: Some(count),
+        });
+    }
     let mut data = BTreeMap::new();
     let mut failed = Vec::new();
     for (key, value) in items {
@@ -260,7 +281,10 @@ pub fn open_items<'a>(
     if failed.is_empty() {
         Ok(data)
     } else {
-        Err(UnsealError { items: failed })
+        Err(UnsealError {
+            items: failed,
+            too_many_items: None,
+        })
     }
 }
 
@@ -304,6 +328,68 @@ pub fn wipe(secret: &mut Secret) {
     for v in secret.string_data.iter_mut().flat_map(|d| d.values_mut()) {
         v.zeroize();
     }
+}
+
+/// A Secret as the API server reads it (JSON), serialized without leaving
+/// unwiped copies of its values behind. k8s-openapi's `ByteString`
+/// serializes each value through a base64 `String` it drops as it is; here
+/// each value is encoded into a buffer of exactly its size that is wiped
+/// once written. `stringData` is never sent.
+pub struct WireSecret<'a>(pub &'a Secret);
+
+impl serde::Serialize for WireSecret<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Data<'a>(&'a BTreeMap<String, ByteString>);
+        impl serde::Serialize for Data<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use base64::Engine as _;
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    let encoded =
+                        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&v.0));
+                    map.serialize_entry(k, encoded.as_str())?;
+                }
+                map.end()
+            }
+        }
+        let secret = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("apiVersion", "v1")?;
+        map.serialize_entry("kind", "Secret")?;
+        map.serialize_entry("metadata", &secret.metadata)?;
+        if let Some(t) = &secret.type_ {
+            map.serialize_entry("type", t)?;
+        }
+        if let Some(i) = secret.immutable {
+            map.serialize_entry("immutable", &i)?;
+        }
+        if let Some(d) = &secret.data {
+            map.serialize_entry("data", &Data(d))?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes `obj` as JSON into a buffer wiped on drop. The buffer is sized
+/// first, so it never grows: growing would leave the old allocation behind
+/// unwiped.
+pub fn to_json_wiped(obj: &impl serde::Serialize) -> serde_json::Result<Zeroizing<Vec<u8>>> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, obj)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *buf, obj)?;
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -403,5 +489,36 @@ data:
             s.spec.encrypted_data["username"]
         );
         assert_eq!(merged.spec.encrypted_data["password"], "NEW");
+    }
+
+    /// The wire form carries exactly what serde of the typed Secret does,
+    /// without `stringData`.
+    #[test]
+    fn wire_secret_serializes_like_the_typed_secret() {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("shop".into()),
+                labels: Some([("a".to_string(), "b".to_string())].into()),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            immutable: Some(true),
+            data: Some(
+                [
+                    ("password".to_string(), ByteString(b"hunter2".to_vec())),
+                    ("empty".to_string(), ByteString(Vec::new())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let wire = to_json_wiped(&WireSecret(&secret)).unwrap();
+        let back: Secret = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(back, secret);
+        let v: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(v["apiVersion"], "v1");
+        assert_eq!(v["kind"], "Secret");
+        assert_eq!(v["data"]["password"], "aHVudGVyMg==");
     }
 }

@@ -515,7 +515,12 @@ fn apply_event(
 
 async fn create_key_secret(admin: &Client, key: &SecretKey) -> anyhow::Result<()> {
     // Exactly the Secret the controller makes for a new key.
-    let secret = coffer_core::api::key_secret(key, Some(jiff::Timestamp::now()), false);
+    let secret = coffer_core::api::key_secret(
+        key,
+        Some(jiff::Timestamp::now()),
+        coffer_core::api::KeyStatus::Usable,
+        Some(1),
+    );
     let api: Api<Secret> = Api::namespaced(admin.clone(), "coffer-system");
     api.create(&PostParams::default(), &secret)
         .await
