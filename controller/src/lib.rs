@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod run;
+pub mod secret_types;
 pub mod write;

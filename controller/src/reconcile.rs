@@ -17,6 +17,7 @@ use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret, secret_digest, 
 use crate::events::{EventType, Events};
 use crate::keys::{KeyState, Keys};
 use crate::metrics::Metrics;
+use crate::secret_types::{SecretTypePolicy, TypeRefused};
 use crate::write;
 
 /// Errors that make a reconcile retry.
@@ -47,6 +48,8 @@ pub struct Context {
     pub outcomes: Arc<Outcomes>,
     pub events: Events,
     pub metrics: Arc<Metrics>,
+    /// `--secret-types-allow` and `--secret-types-deny`.
+    pub secret_types: Arc<SecretTypePolicy>,
 }
 
 enum Applied {
@@ -205,6 +208,24 @@ async fn reconcile_inner(sealed: &CachedSealed, ctx: &Context) -> Result<Action,
     }
     let ns = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
+    // Before anything is decrypted: a refused type is refused whatever the
+    // values are.
+    if let Err(refused) = ctx.secret_types.check(sealed.template.type_.as_deref()) {
+        if let Some(uid) = sealed.metadata.uid.as_deref() {
+            ctx.outcomes.forget(uid);
+        }
+        let reason = TypeRefused::REASON;
+        ctx.metrics.unseal(reason);
+        let message = format!("Secret {ns}/{name} not written: {refused}");
+        tracing::warn!(namespace = %ns, name = %name, reason, "{message}");
+        if set_status(ctx, sealed, false, reason, message.clone()).await? {
+            ctx.events
+                .publish(sealed, EventType::Warning, reason, message)
+                .await;
+        }
+        // Only a new template or a restart with other flags can change this.
+        return Ok(Action::await_change());
+    }
     if let Some(items) = still_unsealed(sealed, ctx, &state).await {
         // The Secret is exactly what this generation unsealed to with these
         // keys: nothing to decrypt; only the status may lag behind.

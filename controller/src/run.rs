@@ -21,6 +21,7 @@ use crate::keys::{self, KeyManager, Keys};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Bucket, Priority, RateLimitLayer};
 use crate::reconcile::{self, Context};
+use crate::secret_types::SecretTypePolicy;
 
 /// API clients built from the flags, sharing one QPS/burst limit and the
 /// request counter.
@@ -104,6 +105,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .list(&kube::api::ListParams::default().limit(1))
         .await
         .context("cannot list SealedSecrets: is crds/sealedsecret.yaml installed and does RBAC allow it?")?;
+    let secret_types = Arc::new(SecretTypePolicy::new(
+        &args.secret_types_allow,
+        &args.secret_types_deny,
+    ));
+    tracing::info!(
+        allow = %args.secret_types_allow.join(","),
+        deny = %args.secret_types_deny.join(","),
+        "Secret types: refusing the denied, and those not allowed when an allow list is set"
+    );
 
     let ready = Arc::new(AtomicBool::new(false));
     let http_state = Arc::new(HttpState {
@@ -112,6 +122,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready: ready.clone(),
         cluster_name: args.cluster_name.clone(),
         limiter: ClientLimiter::new(args.http_rate, args.http_burst),
+        secret_types: secret_types.clone(),
     });
     let http = tokio::spawn(crate::http::serve(
         args.listen,
@@ -133,9 +144,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let result = if args.leader_elect {
-        lead_when_elected(&args, &clients, &keys, &metrics, stop_rx.clone()).await
+        lead_when_elected(
+            &args,
+            &clients,
+            &keys,
+            &metrics,
+            &secret_types,
+            stop_rx.clone(),
+        )
+        .await
     } else {
-        leader(&args, &clients, &keys, &metrics, stop_rx.clone()).await
+        leader(
+            &args,
+            &clients,
+            &keys,
+            &metrics,
+            &secret_types,
+            stop_rx.clone(),
+        )
+        .await
     };
     watch.abort();
     key_metrics.abort();
@@ -154,6 +181,7 @@ async fn lead_when_elected(
     clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
+    secret_types: &Arc<SecretTypePolicy>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
@@ -181,7 +209,14 @@ async fn lead_when_elected(
         if *leading.borrow_and_update() {
             tracing::info!(%identity, "became leader");
             let (lead_stop_tx, lead_stop_rx) = watch::channel(false);
-            let mut work = Box::pin(leader(args, clients, keys, metrics, lead_stop_rx));
+            let mut work = Box::pin(leader(
+                args,
+                clients,
+                keys,
+                metrics,
+                secret_types,
+                lead_stop_rx,
+            ));
             let outcome = tokio::select! {
                 r = &mut work => Some(r),
                 _ = until(&mut leading, |l| !l) => None,
@@ -223,6 +258,7 @@ async fn leader(
     clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
+    secret_types: &Arc<SecretTypePolicy>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let manager = KeyManager {
@@ -284,6 +320,7 @@ async fn leader(
                 metrics.clone(),
             ),
             metrics: metrics.clone(),
+            secret_types: secret_types.clone(),
         });
         let (sealed_store, sealed_writer) = reflector::store();
         let live = sealed_store.clone();

@@ -445,3 +445,87 @@ async fn the_deploy_kustomization_passes_server_side_dry_run() {
     let deploy = coffer_test_support::root().join("deploy");
     server.kubectl_ok(&["apply", "--dry-run=server", "-k", deploy.to_str().unwrap()]);
 }
+
+#[tokio::test]
+async fn a_sealed_secret_of_a_refused_type_gets_no_secret_and_names_the_type_and_the_flag() {
+    // The default deny list, plus an allow list.
+    let t = setup(
+        "sectype",
+        &["--secret-types-allow", "Opaque,kubernetes.io/basic-auth"],
+    )
+    .await;
+    let token_yaml = secret_yaml("token", &[("token", "satoken-e2e")])
+        .replace("type: Opaque", "type: kubernetes.io/service-account-token");
+    let token = t.sealed(&token_yaml, Scope::Strict);
+    t.apply(&token).await;
+    let s = t.wait_reason(&t.ns, "token", "SecretTypeRefused").await;
+    let c = s.ready_condition().unwrap();
+    assert_eq!(c.status, "False");
+    assert!(
+        c.message
+            .contains("\"kubernetes.io/service-account-token\"")
+            && c.message.contains("--secret-types-deny"),
+        "{}",
+        c.message
+    );
+
+    // Not on the allow list.
+    let tls_yaml = secret_yaml("tls", &[("tls.crt", "crt-e2e"), ("tls.key", "key-e2e")])
+        .replace("type: Opaque", "type: kubernetes.io/tls");
+    t.apply(&t.sealed(&tls_yaml, Scope::Strict)).await;
+    let s = t.wait_reason(&t.ns, "tls", "SecretTypeRefused").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(
+        msg.contains("\"kubernetes.io/tls\"") && msg.contains("--secret-types-allow"),
+        "{msg}"
+    );
+
+    // The type is checked before anything is decrypted: values sealed to a
+    // key this cluster does not hold are refused for their type, not for
+    // the key.
+    let stranger = SecretKey::generate();
+    let mut unknown = t.sealed_to(&token_yaml, Scope::Strict, &[stranger.public().clone()]);
+    unknown.metadata.name = Some("token-unknown-key".into());
+    t.apply(&unknown).await;
+    t.wait_reason(&t.ns, "token-unknown-key", "SecretTypeRefused")
+        .await;
+
+    // An allowed type still unseals.
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("password", "allowed-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+
+    for name in ["token", "tls", "token-unknown-key"] {
+        assert!(
+            t.secrets(&t.ns).get_opt(name).await.unwrap().is_none(),
+            "a Secret {name} was written"
+        );
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
+    eventually(WAIT, "a Warning SecretTypeRefused event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("SecretTypeRefused")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("token")
+        })
+    })
+    .await;
+    let (_, metrics) = get(&t, "/metrics");
+    assert!(
+        metrics.contains("coffer_unseal_total{reason=\"SecretTypeRefused\"}"),
+        "{metrics}"
+    );
+
+    // /v1/verify answers "does not open here" for the refused type; the
+    // same values as an allowed type open.
+    assert_eq!(post(&t, "/v1/verify", &json(&token)).0, 409);
+    let mut opaque = token.clone();
+    opaque.spec.template.as_mut().unwrap().type_ = None;
+    assert_eq!(post(&t, "/v1/verify", &json(&opaque)).0, 200);
+    t.ctrl
+        .assert_log_free_of(&["satoken-e2e", "crt-e2e", "key-e2e", "allowed-e2e"]);
+}

@@ -356,6 +356,10 @@ fn helm_chart_passes_server_side_dry_run() {
             "--set",
             "namespaces={shop,web}",
             "--set",
+            "secretTypes.allow={Opaque,kubernetes.io/tls}",
+            "--set",
+            "secretTypes.deny={kubernetes.io/service-account-token}",
+            "--set",
             "clusterName=prod-eu",
             "--set",
             "leaderElect=false",
@@ -385,6 +389,8 @@ fn helm_chart_passes_server_side_dry_run() {
             "--kube-burst=400",
             "--leader-elect=false",
             "--namespaces=shop,web",
+            "--secret-types-allow=Opaque,kubernetes.io/tls",
+            "--secret-types-deny=kubernetes.io/service-account-token",
             "--cluster-name=prod-eu",
             "--lease-duration=30s"
         ])
