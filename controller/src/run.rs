@@ -99,12 +99,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    // Fail early with a clear message when the CRD is missing.
-    let probe: Api<SealedSecret> = Api::all(client.clone());
-    probe
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .context("cannot list SealedSecrets: is crds/sealedsecret.yaml installed and does RBAC allow it?")?;
+    // Fail early with a clear message when the CRD or the permission is
+    // missing: cluster-wide without --namespaces, else in each namespace
+    // (namespaced RBAC grants nothing cluster-wide).
+    for ns in &args.namespaces {
+        probe_sealed_secrets(Api::namespaced(client.clone(), ns), Some(ns)).await?;
+    }
+    if args.namespaces.is_empty() {
+        probe_sealed_secrets(Api::all(client.clone()), None).await?;
+    }
     let secret_types = Arc::new(SecretTypePolicy::new(
         &args.secret_types_allow,
         &args.secret_types_deny,
@@ -172,6 +175,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "controller stopped"
     );
     result
+}
+
+/// Lists one SealedSecret, to fail at start with a clear message when the
+/// CRD is not installed or RBAC does not allow reading SealedSecrets.
+async fn probe_sealed_secrets(api: Api<SealedSecret>, ns: Option<&str>) -> anyhow::Result<()> {
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .with_context(|| {
+            let place = match ns {
+                Some(ns) => format!("in namespace {ns}"),
+                None => "in all namespaces".to_string(),
+            };
+            format!(
+                "cannot list SealedSecrets {place}: is crds/sealedsecret.yaml installed and does RBAC allow it?"
+            )
+        })?;
+    Ok(())
 }
 
 /// Waits for the Lease, leads while holding it, and exits with an error if
