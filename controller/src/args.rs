@@ -106,6 +106,27 @@ pub struct RunArgs {
     /// Burst above that rate.
     #[arg(long, env = "COFFER_HTTP_BURST", default_value_t = 40, global = true)]
     pub http_burst: u32,
+    /// Secret types a SealedSecret may ask for in spec.template.type
+    /// (comma-separated; an unset type is Opaque). Empty: every type that
+    /// is not denied.
+    #[arg(
+        long,
+        env = "COFFER_SECRET_TYPES_ALLOW",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub secret_types_allow: Vec<String>,
+    /// Secret types refused even if allowed (comma-separated). A refused
+    /// SealedSecret gets Ready=False, reason SecretTypeRefused, and no
+    /// Secret. `--secret-types-deny=` denies nothing.
+    #[arg(
+        long,
+        env = "COFFER_SECRET_TYPES_DENY",
+        value_delimiter = ',',
+        default_value = crate::secret_types::DEFAULT_DENY,
+        global = true
+    )]
+    pub secret_types_deny: Vec<String>,
     /// Log filter (error, warn, info, debug, or a tracing directive).
     #[arg(long, env = "COFFER_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
@@ -147,5 +168,43 @@ mod tests {
         assert_eq!(cli.run.key_namespace, "coffer-system");
         assert_eq!(cli.run.key_renewal_period, Duration::from_secs(720 * 3600));
         assert!(cli.run.namespaces.is_empty());
+        assert!(cli.run.secret_types_allow.is_empty());
+        assert_eq!(
+            cli.run.secret_types_deny,
+            [
+                "kubernetes.io/service-account-token",
+                "coffer.dev/sealing-key"
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_type_lists_take_commas_and_an_empty_deny_list_denies_nothing() {
+        let cli = Cli::try_parse_from([
+            "coffer-controller",
+            "--secret-types-allow=Opaque,kubernetes.io/tls",
+            "--secret-types-deny=",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.secret_types_allow, ["Opaque", "kubernetes.io/tls"]);
+        let policy = crate::secret_types::SecretTypePolicy::new(
+            &cli.run.secret_types_allow,
+            &cli.run.secret_types_deny,
+        );
+        assert_eq!(policy.check(Some("kubernetes.io/tls")), Ok(()));
+        assert!(
+            policy
+                .check(Some("kubernetes.io/service-account-token"))
+                .is_err()
+        );
+        let open = Cli::try_parse_from(["coffer-controller", "--secret-types-deny="]).unwrap();
+        let policy = crate::secret_types::SecretTypePolicy::new(
+            &open.run.secret_types_allow,
+            &open.run.secret_types_deny,
+        );
+        assert_eq!(
+            policy.check(Some("kubernetes.io/service-account-token")),
+            Ok(())
+        );
     }
 }

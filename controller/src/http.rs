@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::keys::Keys;
 use crate::metrics::{HttpLabel, Metrics};
+use crate::secret_types::SecretTypePolicy;
 
 /// Largest request body: a SealedSecret holds at most about 1.4 MiB of base64.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -33,6 +34,9 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     pub cluster_name: Option<String>,
     pub limiter: ClientLimiter,
+    /// `/v1/verify` says "does not open here" for a type the controller
+    /// refuses to write, as reconcile would.
+    pub secret_types: Arc<SecretTypePolicy>,
 }
 
 /// A token bucket per client address for the POST endpoints.
@@ -248,8 +252,9 @@ fn admit(state: &HttpState, addr: SocketAddr, body: &Bytes) -> Result<serde_json
         .map_err(|_| reject(StatusCode::BAD_REQUEST, "body is not valid JSON"))
 }
 
-/// 200 when every value opens where the SealedSecret says it is, 409 when
-/// not. Nothing else is revealed: no reason, no item.
+/// 200 when every value opens where the SealedSecret says it is and the
+/// controller would write its Secret type, 409 when not. Nothing else is
+/// revealed: no reason, no item.
 async fn verify(
     State(state): State<Shared>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -259,10 +264,20 @@ async fn verify(
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let ring = state.keys.current().ring.clone();
-    let opens = tokio::task::spawn_blocking(move || unseal(&sealed, &ring).is_ok())
-        .await
-        .unwrap_or(false);
+    // The type first, as reconcile does: a refused type costs no decryption.
+    let type_ = sealed
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| t.type_.as_deref());
+    let opens = if state.secret_types.check(type_).is_err() {
+        false
+    } else {
+        let ring = state.keys.current().ring.clone();
+        tokio::task::spawn_blocking(move || unseal(&sealed, &ring).is_ok())
+            .await
+            .unwrap_or(false)
+    };
     if opens {
         (
             StatusCode::OK,

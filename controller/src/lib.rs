@@ -13,4 +13,5 @@ pub mod pool;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod run;
+pub mod secret_types;
 pub mod write;

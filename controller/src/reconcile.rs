@@ -18,6 +18,7 @@ use crate::events::{EventType, Events};
 use crate::keys::{KeyState, Keys};
 use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
+use crate::secret_types::{SecretTypePolicy, TypeRefused};
 use crate::write;
 
 /// Errors that make a reconcile retry.
@@ -50,6 +51,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Where large objects are opened, off the async thread.
     pub pool: UnsealPool,
+    /// `--secret-types-allow` and `--secret-types-deny`.
+    pub secret_types: Arc<SecretTypePolicy>,
 }
 
 enum Applied {
@@ -208,6 +211,24 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
     }
     let ns = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
+    // Before anything is decrypted: a refused type is refused whatever the
+    // values are.
+    if let Err(refused) = ctx.secret_types.check(sealed.template.type_.as_deref()) {
+        if let Some(uid) = sealed.metadata.uid.as_deref() {
+            ctx.outcomes.forget(uid);
+        }
+        let reason = TypeRefused::REASON;
+        ctx.metrics.unseal(reason);
+        let message = format!("Secret {ns}/{name} not written: {refused}");
+        tracing::warn!(namespace = %ns, name = %name, reason, "{message}");
+        if set_status(ctx, sealed, false, reason, message.clone()).await? {
+            ctx.events
+                .publish(sealed, EventType::Warning, reason, message)
+                .await;
+        }
+        // Only a new template or a restart with other flags can change this.
+        return Ok(Action::await_change());
+    }
     if let Some(items) = still_unsealed(sealed, ctx, &state).await {
         // The Secret is exactly what this generation unsealed to with these
         // keys: nothing to decrypt; only the status may lag behind.

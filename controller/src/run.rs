@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
 use crate::ratelimit::{Bucket, Priority, RateLimitLayer};
 use crate::reconcile::{self, Context};
+use crate::secret_types::SecretTypePolicy;
 use coffer_core::api::KeyStatus;
 
 /// API clients built from the flags, sharing one QPS/burst limit and the
@@ -100,12 +101,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    // Fail early with a clear message when the CRD is missing.
-    let probe: Api<SealedSecret> = Api::all(client.clone());
-    probe
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .context("cannot list SealedSecrets: is crds/sealedsecret.yaml installed and does RBAC allow it?")?;
+    // Fail early with a clear message when the CRD or the permission is
+    // missing: cluster-wide without --namespaces, else in each namespace
+    // (namespaced RBAC grants nothing cluster-wide).
+    for ns in &args.namespaces {
+        probe_sealed_secrets(Api::namespaced(client.clone(), ns), Some(ns)).await?;
+    }
+    if args.namespaces.is_empty() {
+        probe_sealed_secrets(Api::all(client.clone()), None).await?;
+    }
+    let secret_types = Arc::new(SecretTypePolicy::new(
+        &args.secret_types_allow,
+        &args.secret_types_deny,
+    ));
+    tracing::info!(
+        allow = %args.secret_types_allow.join(","),
+        deny = %args.secret_types_deny.join(","),
+        "Secret types: refusing the denied, and those not allowed when an allow list is set"
+    );
 
     let ready = Arc::new(AtomicBool::new(false));
     let pool = UnsealPool::new(usize::from(args.unseal_threads));
@@ -115,6 +128,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready: ready.clone(),
         cluster_name: args.cluster_name.clone(),
         limiter: ClientLimiter::new(args.http_rate, args.http_burst),
+        secret_types: secret_types.clone(),
     });
     let http = tokio::spawn(crate::http::serve(
         args.listen,
@@ -136,9 +150,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let result = if args.leader_elect {
-        lead_when_elected(&args, &clients, &keys, &metrics, &pool, stop_rx.clone()).await
+        lead_when_elected(
+            &args,
+            &clients,
+            &keys,
+            &metrics,
+            &secret_types,
+            &pool,
+            stop_rx.clone(),
+        )
+        .await
     } else {
-        leader(&args, &clients, &keys, &metrics, &pool, stop_rx.clone()).await
+        leader(
+            &args,
+            &clients,
+            &keys,
+            &metrics,
+            &secret_types,
+            &pool,
+            stop_rx.clone(),
+        )
+        .await
     };
     watch.abort();
     key_metrics.abort();
@@ -150,6 +182,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Lists one SealedSecret, to fail at start with a clear message when the
+/// CRD is not installed or RBAC does not allow reading SealedSecrets.
+async fn probe_sealed_secrets(api: Api<SealedSecret>, ns: Option<&str>) -> anyhow::Result<()> {
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .with_context(|| {
+            let place = match ns {
+                Some(ns) => format!("in namespace {ns}"),
+                None => "in all namespaces".to_string(),
+            };
+            format!(
+                "cannot list SealedSecrets {place}: is crds/sealedsecret.yaml installed and does RBAC allow it?"
+            )
+        })?;
+    Ok(())
+}
+
 /// Waits for the Lease, leads while holding it, and exits with an error if
 /// it is lost (the pod restarts as a follower, like client-go controllers).
 async fn lead_when_elected(
@@ -157,6 +206,7 @@ async fn lead_when_elected(
     clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
+    secret_types: &Arc<SecretTypePolicy>,
     pool: &UnsealPool,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -185,7 +235,15 @@ async fn lead_when_elected(
         if *leading.borrow_and_update() {
             tracing::info!(%identity, "became leader");
             let (lead_stop_tx, lead_stop_rx) = watch::channel(false);
-            let mut work = Box::pin(leader(args, clients, keys, metrics, pool, lead_stop_rx));
+            let mut work = Box::pin(leader(
+                args,
+                clients,
+                keys,
+                metrics,
+                secret_types,
+                pool,
+                lead_stop_rx,
+            ));
             let outcome = tokio::select! {
                 r = &mut work => Some(r),
                 _ = until(&mut leading, |l| !l) => None,
@@ -227,6 +285,7 @@ async fn leader(
     clients: &Clients,
     keys: &Arc<Keys>,
     metrics: &Arc<Metrics>,
+    secret_types: &Arc<SecretTypePolicy>,
     pool: &UnsealPool,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -291,6 +350,7 @@ async fn leader(
                 metrics.clone(),
             ),
             metrics: metrics.clone(),
+            secret_types: secret_types.clone(),
             pool: pool.clone(),
         });
         let (sealed_store, sealed_writer) = reflector::store();

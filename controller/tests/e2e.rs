@@ -10,9 +10,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use coffer_core::{Scope, SealedSecret, SecretKey};
-use coffer_test_support::{ControllerProcess, Server, eventually};
+use coffer_test_support::{
+    ControllerProcess, Server, eventually, namespace, namespaced_kustomization, yaml_objects,
+};
 use common::*;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -444,4 +449,227 @@ async fn the_deploy_kustomization_passes_server_side_dry_run() {
     let server = Server::shared();
     let deploy = coffer_test_support::root().join("deploy");
     server.kubectl_ok(&["apply", "--dry-run=server", "-k", deploy.to_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_sealed_secret_of_a_refused_type_gets_no_secret_and_names_the_type_and_the_flag() {
+    // The default deny list, plus an allow list.
+    let t = setup(
+        "sectype",
+        &["--secret-types-allow", "Opaque,kubernetes.io/basic-auth"],
+    )
+    .await;
+    let token_yaml = secret_yaml("token", &[("token", "satoken-e2e")])
+        .replace("type: Opaque", "type: kubernetes.io/service-account-token");
+    let token = t.sealed(&token_yaml, Scope::Strict);
+    t.apply(&token).await;
+    let s = t.wait_reason(&t.ns, "token", "SecretTypeRefused").await;
+    let c = s.ready_condition().unwrap();
+    assert_eq!(c.status, "False");
+    assert!(
+        c.message
+            .contains("\"kubernetes.io/service-account-token\"")
+            && c.message.contains("--secret-types-deny"),
+        "{}",
+        c.message
+    );
+
+    // Not on the allow list.
+    let tls_yaml = secret_yaml("tls", &[("tls.crt", "crt-e2e"), ("tls.key", "key-e2e")])
+        .replace("type: Opaque", "type: kubernetes.io/tls");
+    t.apply(&t.sealed(&tls_yaml, Scope::Strict)).await;
+    let s = t.wait_reason(&t.ns, "tls", "SecretTypeRefused").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(
+        msg.contains("\"kubernetes.io/tls\"") && msg.contains("--secret-types-allow"),
+        "{msg}"
+    );
+
+    // The type is checked before anything is decrypted: values sealed to a
+    // key this cluster does not hold are refused for their type, not for
+    // the key.
+    let stranger = SecretKey::generate();
+    let mut unknown = t.sealed_to(&token_yaml, Scope::Strict, &[stranger.public().clone()]);
+    unknown.metadata.name = Some("token-unknown-key".into());
+    t.apply(&unknown).await;
+    t.wait_reason(&t.ns, "token-unknown-key", "SecretTypeRefused")
+        .await;
+
+    // An allowed type still unseals.
+    t.apply(&t.sealed(
+        &secret_yaml("db", &[("password", "allowed-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+
+    for name in ["token", "tls", "token-unknown-key"] {
+        assert!(
+            t.secrets(&t.ns).get_opt(name).await.unwrap().is_none(),
+            "a Secret {name} was written"
+        );
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
+    eventually(WAIT, "a Warning SecretTypeRefused event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("SecretTypeRefused")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("token")
+        })
+    })
+    .await;
+    let (_, metrics) = get(&t, "/metrics");
+    assert!(
+        metrics.contains("coffer_unseal_total{reason=\"SecretTypeRefused\"}"),
+        "{metrics}"
+    );
+
+    // /v1/verify answers "does not open here" for the refused type; the
+    // same values as an allowed type open.
+    assert_eq!(post(&t, "/v1/verify", &json(&token)).0, 409);
+    let mut opaque = token.clone();
+    opaque.spec.template.as_mut().unwrap().type_ = None;
+    assert_eq!(post(&t, "/v1/verify", &json(&opaque)).0, 200);
+    t.ctrl
+        .assert_log_free_of(&["satoken-e2e", "crt-e2e", "key-e2e", "allowed-e2e"]);
+}
+
+#[tokio::test]
+async fn a_namespaced_controller_unseals_its_namespaces_and_cannot_read_secrets_elsewhere() {
+    let server = Server::shared().clone();
+    server.install_deploy();
+    let admin = server.admin().await;
+    // deploy/ moved to `home` (as the controller's and keys' namespace),
+    // with the namespaced component for `a` and `b`, exactly as documented.
+    let home = namespace(&admin, "nsmode").await;
+    let a = namespace(&admin, "nsmode-a").await;
+    let b = namespace(&admin, "nsmode-b").await;
+    let other = namespace(&admin, "nsmode-other").await;
+    let dir = coffer_test_support::target_dir().join(format!("e2e/kustomize-{home}"));
+    let overlay = namespaced_kustomization(&dir, &home, &[&a, &b]);
+    let rendered = server.kubectl_ok(&["kustomize", overlay.to_str().unwrap()]);
+    let objects = yaml_objects(&rendered);
+    let kind = |o: &serde_json::Value| o["kind"].as_str().unwrap_or_default().to_string();
+    assert!(
+        !objects
+            .iter()
+            .any(|o| matches!(kind(o).as_str(), "ClusterRole" | "ClusterRoleBinding")),
+        "namespaced mode renders cluster-wide RBAC"
+    );
+    let rbac: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| matches!(kind(o).as_str(), "ServiceAccount" | "Role" | "RoleBinding"))
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
+    server.kubectl_stdin(&["apply", "-f", "-"], &list.to_string());
+
+    let namespaces = format!("{a},{b}");
+    let ctrl = ControllerProcess::start_as(
+        &server,
+        Path::new(BIN),
+        &home,
+        &home,
+        &["--namespaces", &namespaces, "--key-namespace", &home],
+    )
+    .await
+    .unwrap();
+    let recipients = published_recipients(&admin, &home, None).await;
+    let t = Setup {
+        server: server.clone(),
+        admin: admin.clone(),
+        ns: a.clone(),
+        watched: vec![a.clone(), b.clone()],
+        key_ns: home.clone(),
+        ctrl,
+        recipients,
+    };
+    for ns in [&a, &b] {
+        let yaml = secret_yaml("db", &[("password", "nsmode-e2e")])
+            .replace("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"));
+        let s = t.sealed(&yaml, Scope::Strict);
+        assert_eq!(s.metadata.namespace.as_deref(), Some(ns.as_str()));
+        t.apply(&s).await;
+        t.wait_reason(ns, "db", "Unsealed").await;
+        assert_eq!(t.secret_data(ns, "db").await["password"], b"nsmode-e2e");
+    }
+
+    // What the ServiceAccount may do, asked as the ServiceAccount.
+    let sa = server.sa_client(&home, "coffer-controller").await.unwrap();
+    let can = |verb: &str, resource: &str, ns: Option<&str>, name: Option<&str>| {
+        let sa = sa.clone();
+        let (group, resource) = match resource.split_once('.') {
+            Some((r, g)) => (g.to_string(), r.to_string()),
+            None => (String::new(), resource.to_string()),
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group),
+                    resource: Some(resource),
+                    namespace: ns.map(str::to_string),
+                    name: name.map(str::to_string),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        async move {
+            let reviews: Api<SelfSubjectAccessReview> = Api::all(sa);
+            reviews
+                .create(&PostParams::default(), &review)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .allowed
+        }
+    };
+    assert!(can("get", "secrets", Some(&a), Some("db")).await);
+    assert!(can("list", "secrets", Some(&b), None).await);
+    for verb in ["get", "list", "watch", "create", "update", "delete"] {
+        assert!(
+            !can(verb, "secrets", Some(&other), None).await,
+            "{verb} secrets in an unlisted namespace"
+        );
+        assert!(
+            !can(verb, "secrets", None, None).await,
+            "{verb} secrets cluster-wide"
+        );
+    }
+    assert!(can("list", "sealedsecrets.coffer.dev", Some(&b), None).await);
+    assert!(!can("list", "sealedsecrets.coffer.dev", None, None).await);
+    assert!(!can("list", "sealedsecrets.coffer.dev", Some(&other), None).await);
+    // In its own namespace: the recipients ConfigMap and the Lease by name.
+    let lease = "leases.coordination.k8s.io";
+    assert!(
+        can(
+            "patch",
+            "configmaps",
+            Some(&home),
+            Some("coffer-recipients")
+        )
+        .await
+    );
+    assert!(!can("get", "configmaps", Some(&home), Some("another")).await);
+    assert!(!can("list", "configmaps", Some(&home), None).await);
+    assert!(can("patch", lease, Some(&home), Some("coffer-controller")).await);
+    assert!(!can("patch", lease, Some(&home), Some("another")).await);
+    assert!(!can("get", lease, Some(&home), Some("another")).await);
+
+    // And a real read of a Secret elsewhere is refused.
+    let mut bystander = Secret::default();
+    bystander.metadata.name = Some("bystander".into());
+    t.secrets(&other)
+        .create(&PostParams::default(), &bystander)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(sa, &other);
+    match secrets.get("bystander").await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    t.ctrl.assert_log_free_of(&["nsmode-e2e"]);
 }

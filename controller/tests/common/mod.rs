@@ -145,3 +145,38 @@ pub fn secret_yaml(name: &str, items: &[(&str, &str)]) -> String {
     }
     y
 }
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+pub fn get(t: &Setup, path: &str) -> (u16, String) {
+    let mut r = agent()
+        .get(format!("http://{}{path}", t.ctrl.http))
+        .call()
+        .expect("HTTP GET");
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+pub fn post(t: &Setup, path: &str, body: &[u8]) -> (u16, String) {
+    let mut r = agent()
+        .post(format!("http://{}{path}", t.ctrl.http))
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("HTTP POST");
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+pub fn json(s: &SealedSecret) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap()
+}

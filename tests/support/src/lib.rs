@@ -133,7 +133,25 @@ impl Server {
 
     /// Runs kubectl as admin and returns stdout, failing on error.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl().args(args).output().expect("run kubectl");
+        self.kubectl_stdin(args, "")
+    }
+
+    /// Runs kubectl as admin with `stdin`; returns stdout, failing on error.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write as _;
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut pipe = child.stdin.take().expect("kubectl stdin");
+        pipe.write_all(stdin.as_bytes())
+            .expect("write kubectl stdin");
+        drop(pipe);
+        let out = child.wait_with_output().expect("wait for kubectl");
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}",
@@ -301,6 +319,81 @@ pub async fn grant_key_namespace(client: &Client, key_namespace: &str) {
     .expect("create rolebinding");
 }
 
+/// `to` relative to the directory `from` (both absolute), as kustomize
+/// wants it: it refuses absolute paths to other kustomizations.
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    for c in &to[common..] {
+        rel.push(c.as_os_str());
+    }
+    rel
+}
+
+/// Writes, under `dir`, the kustomization that docs/operations.md describes
+/// for namespaced mode: the `deploy/` base moved to `home` (unless it is
+/// `coffer-system`), the component `deploy/namespaced`, one directory per
+/// watched namespace built from `deploy/namespaced/watched`, and the
+/// controller's `--namespaces`. Returns the directory to `kubectl
+/// kustomize`.
+pub fn namespaced_kustomization(dir: &Path, home: &str, watched: &[&str]) -> PathBuf {
+    let write = |path: PathBuf, text: String| {
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create dir");
+        std::fs::write(path, text).expect("write kustomization");
+    };
+    std::fs::create_dir_all(dir).expect("create dir");
+    let dir = dir.canonicalize().expect("canonical dir");
+    let deploy = root().join("deploy");
+    let mut resources = Vec::new();
+    if home == "coffer-system" {
+        resources.push(relative_path(&dir, &deploy).display().to_string());
+    } else {
+        let controller = dir.join("controller");
+        write(
+            controller.join("kustomization.yaml"),
+            format!(
+                "namespace: {home}\nresources:\n  - {}\n",
+                relative_path(&controller, &deploy).display()
+            ),
+        );
+        resources.push("controller".into());
+    }
+    for ns in watched {
+        let sub = dir.join(format!("watched-{ns}"));
+        write(
+            sub.join("kustomization.yaml"),
+            format!(
+                "namespace: {ns}\nresources:\n  - {}\n",
+                relative_path(&sub, &deploy.join("namespaced/watched")).display()
+            ),
+        );
+        resources.push(format!("watched-{ns}"));
+    }
+    let mut top = String::from("resources:\n");
+    for r in &resources {
+        top.push_str(&format!("  - {r}\n"));
+    }
+    top.push_str(&format!(
+        "components:\n  - {}\npatches:\n  - target: {{kind: Deployment, name: coffer-controller}}\n    patch: |-\n      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: --namespaces={}\n",
+        relative_path(&dir, &deploy.join("namespaced")).display(),
+        watched.join(",")
+    ));
+    write(dir.join("kustomization.yaml"), top);
+    dir
+}
+
+/// The objects of a multi-document YAML stream (empty documents dropped).
+pub fn yaml_objects(text: &str) -> Vec<serde_json::Value> {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+        .unwrap_or_else(|e| panic!("parse YAML stream: {e}\n{text}"));
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
 /// A free loopback port (bound, then released for the caller to use).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -326,11 +419,23 @@ impl ControllerProcess {
         name: &str,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_as(server, bin, name, "coffer-system", args).await
+    }
+
+    /// As [`ControllerProcess::start`], with a token of the ServiceAccount
+    /// `coffer-controller` of namespace `sa_namespace` (deploy/ moved there).
+    pub async fn start_as(
+        server: &Server,
+        bin: &Path,
+        name: &str,
+        sa_namespace: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = target_dir().join("e2e");
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = dir.join(format!("{name}.kubeconfig"));
         server
-            .token_kubeconfig("coffer-system", "coffer-controller", &kubeconfig)
+            .token_kubeconfig(sa_namespace, "coffer-controller", &kubeconfig)
             .await?;
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log)?;

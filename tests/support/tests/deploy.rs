@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use coffer_test_support::{Server, kubectl_bin, root, suffix, target_dir};
+use coffer_test_support::{
+    Server, kubectl_bin, namespaced_kustomization, root, suffix, target_dir,
+};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "coffer-system";
@@ -81,7 +83,27 @@ fn helm_template(namespace: &str, args: &[&str]) -> String {
 
 /// `kubectl kustomize deploy/`.
 fn kustomize() -> String {
-    run(kubectl().arg("kustomize").arg(root().join("deploy")), None)
+    kustomize_dir(&root().join("deploy"))
+}
+
+/// `kubectl kustomize DIR`.
+fn kustomize_dir(dir: &Path) -> String {
+    run(kubectl().arg("kustomize").arg(dir), None)
+}
+
+/// The kustomization for namespaced mode that docs/operations.md describes
+/// (deploy/, deploy/namespaced, one deploy/namespaced/watched per
+/// namespace), with the controller in `home`, rendered.
+fn kustomize_namespaced(home: &str, watched: &[&str]) -> String {
+    let dir = target_dir().join(format!("kustomize/namespaced-{}", suffix()));
+    let rendered = kustomize_dir(&namespaced_kustomization(&dir, home, watched));
+    let _ = std::fs::remove_dir_all(&dir);
+    rendered
+}
+
+/// The controller's container arguments.
+fn controller_args(objects: &[Value]) -> &Value {
+    &find(objects, "Deployment", "coffer-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
 }
 
 /// The objects of a multi-document YAML stream (empty documents dropped).
@@ -132,9 +154,29 @@ fn sorted(v: &Value) -> Value {
     json!(items)
 }
 
-/// Every Role's and ClusterRole's rules, keyed by (kind, name), each rule's
-/// lists sorted and the rules themselves sorted.
-fn rbac_rules(objects: &[Value]) -> BTreeMap<(String, String), Vec<String>> {
+/// (kind, namespace or "", name) of an object.
+type Id = (String, String, String);
+
+fn id(o: &Value) -> Id {
+    (
+        kind(o).to_string(),
+        o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        name(o).to_string(),
+    )
+}
+
+fn ids<const N: usize>(list: [(&str, &str, &str); N]) -> Vec<Id> {
+    list.iter()
+        .map(|(k, ns, n)| (k.to_string(), ns.to_string(), n.to_string()))
+        .collect()
+}
+
+/// Every Role's and ClusterRole's rules, keyed by (kind, namespace, name),
+/// each rule's lists sorted and the rules themselves sorted.
+fn rbac_rules(objects: &[Value]) -> BTreeMap<Id, Vec<String>> {
     objects
         .iter()
         .filter(|o| matches!(kind(o), "Role" | "ClusterRole"))
@@ -155,13 +197,13 @@ fn rbac_rules(objects: &[Value]) -> BTreeMap<(String, String), Vec<String>> {
                 })
                 .collect();
             rules.sort();
-            ((kind(o).to_string(), name(o).to_string()), rules)
+            (id(o), rules)
         })
         .collect()
 }
 
 /// Every RoleBinding's and ClusterRoleBinding's roleRef and sorted subjects.
-fn rbac_bindings(objects: &[Value]) -> BTreeMap<(String, String), (Value, Vec<String>)> {
+fn rbac_bindings(objects: &[Value]) -> BTreeMap<Id, (Value, Vec<String>)> {
     objects
         .iter()
         .filter(|o| matches!(kind(o), "RoleBinding" | "ClusterRoleBinding"))
@@ -173,10 +215,7 @@ fn rbac_bindings(objects: &[Value]) -> BTreeMap<(String, String), (Value, Vec<St
                 .map(Value::to_string)
                 .collect();
             subjects.sort();
-            (
-                (kind(o).to_string(), name(o).to_string()),
-                (o["roleRef"].clone(), subjects),
-            )
+            (id(o), (o["roleRef"].clone(), subjects))
         })
         .collect()
 }
@@ -190,12 +229,11 @@ fn helm_chart_and_kustomize_base_grant_the_same_rbac() {
     let base_rules = rbac_rules(&base);
     assert_eq!(
         base_rules.keys().cloned().collect::<Vec<_>>(),
-        [
-            ("ClusterRole", "coffer-controller"),
-            ("Role", "coffer-controller"),
-            ("Role", "coffer-recipients-reader"),
-        ]
-        .map(|(k, n)| (k.to_string(), n.to_string())),
+        ids([
+            ("ClusterRole", "", "coffer-controller"),
+            ("Role", NAMESPACE, "coffer-controller"),
+            ("Role", NAMESPACE, "coffer-recipients-reader"),
+        ]),
         "deploy/ ships other roles than expected"
     );
     assert_eq!(
@@ -345,16 +383,25 @@ fn helm_chart_passes_server_side_dry_run() {
         "unexpected kubectl output:\n{out}"
     );
 
-    // Every optional branch of the templates, into a fresh namespace.
+    // Every optional branch of the templates, into a fresh namespace, with
+    // two more to watch (their Roles need them to exist).
     let ns = format!("coffer-helm-{}", suffix());
-    server.kubectl_ok(&["create", "namespace", &ns]);
+    let (shop, web) = (format!("{ns}-shop"), format!("{ns}-web"));
+    for n in [&ns, &shop, &web] {
+        server.kubectl_ok(&["create", "namespace", n]);
+    }
+    let watched = format!("namespaces={{{shop},{web}}}");
     let manifests = helm_template(
         &ns,
         &[
             "--set",
             "replicas=1",
             "--set",
-            "namespaces={shop,web}",
+            &watched,
+            "--set",
+            "secretTypes.allow={Opaque,kubernetes.io/tls}",
+            "--set",
+            "secretTypes.deny={kubernetes.io/service-account-token}",
             "--set",
             "clusterName=prod-eu",
             "--set",
@@ -370,7 +417,9 @@ fn helm_chart_passes_server_side_dry_run() {
         ],
     );
     let result = std::panic::catch_unwind(|| apply(&manifests));
-    server.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+    for n in [&ns, &shop, &web] {
+        server.kubectl_ok(&["delete", "namespace", n, "--wait=false"]);
+    }
     result.unwrap();
     let objs = objects(&manifests);
     assert!(!kinds(&objs).contains("PodDisruptionBudget"));
@@ -384,7 +433,9 @@ fn helm_chart_passes_server_side_dry_run() {
             "--kube-qps=200",
             "--kube-burst=400",
             "--leader-elect=false",
-            "--namespaces=shop,web",
+            format!("--namespaces={shop},{web}"),
+            "--secret-types-allow=Opaque,kubernetes.io/tls",
+            "--secret-types-deny=kubernetes.io/service-account-token",
             "--cluster-name=prod-eu",
             "--lease-duration=30s"
         ])
@@ -489,5 +540,170 @@ fn deployment_is_restricted_and_probed() {
         "imagePullPolicy",
     ] {
         assert_eq!(c[field], b[field], "the chart's container {field}");
+    }
+}
+
+/// The rules the controller needs where it unseals, as one rule set.
+fn unseal_rules() -> Vec<String> {
+    let base = objects(&kustomize());
+    rbac_rules(&base)[&(
+        "ClusterRole".to_string(),
+        String::new(),
+        "coffer-controller".to_string(),
+    )]
+        .clone()
+}
+
+#[test]
+fn helm_and_kustomize_grant_unseal_rules_per_listed_namespace_and_nothing_cluster_wide() {
+    let chart = objects(&helm_template(
+        NAMESPACE,
+        &["--set", "namespaces={shop,web}"],
+    ));
+    let base = objects(&kustomize_namespaced(NAMESPACE, &["shop", "web"]));
+    for (what, objs) in [("the chart", &chart), ("deploy/namespaced", &base)] {
+        let rules = rbac_rules(objs);
+        assert_eq!(
+            rules.keys().cloned().collect::<Vec<_>>(),
+            ids([
+                ("Role", NAMESPACE, "coffer-controller"),
+                ("Role", NAMESPACE, "coffer-recipients-reader"),
+                ("Role", "shop", "coffer-controller-unseal"),
+                ("Role", "web", "coffer-controller-unseal"),
+            ]),
+            "{what}: namespaced mode has other roles than expected"
+        );
+        for ns in ["shop", "web"] {
+            let key = ("Role".into(), ns.into(), "coffer-controller-unseal".into());
+            assert_eq!(
+                rules[&key],
+                unseal_rules(),
+                "{what}: the Role in {ns} differs from the all-namespaces ClusterRole"
+            );
+            let (role_ref, subjects) = &rbac_bindings(objs)[&(
+                "RoleBinding".to_string(),
+                ns.to_string(),
+                "coffer-controller-unseal".to_string(),
+            )];
+            assert_eq!(role_ref["kind"], "Role", "{what}");
+            assert_eq!(role_ref["name"], "coffer-controller-unseal", "{what}");
+            assert_eq!(
+                subjects,
+                &[json!({"kind": "ServiceAccount", "name": "coffer-controller", "namespace": NAMESPACE}).to_string()],
+                "{what}"
+            );
+        }
+        assert!(
+            !kinds(objs).contains("ClusterRole") && !kinds(objs).contains("ClusterRoleBinding"),
+            "{what}: namespaced mode grants something cluster-wide"
+        );
+        assert!(
+            controller_args(objs)
+                .as_array()
+                .unwrap()
+                .contains(&json!("--namespaces=shop,web")),
+            "{what}: {}",
+            controller_args(objs)
+        );
+    }
+    assert_eq!(rbac_rules(&chart), rbac_rules(&base));
+    assert_eq!(rbac_bindings(&chart), rbac_bindings(&base));
+
+    // All namespaces: the ClusterRole, and no per-namespace Role.
+    let everywhere = objects(&helm_template(NAMESPACE, &[]));
+    let rules = rbac_rules(&everywhere);
+    assert_eq!(
+        rules[&(
+            "ClusterRole".to_string(),
+            String::new(),
+            "coffer-controller".to_string()
+        )],
+        unseal_rules()
+    );
+    assert!(
+        !rules
+            .keys()
+            .any(|(_, _, n)| n == "coffer-controller-unseal")
+    );
+}
+
+#[test]
+fn the_controller_role_pins_the_recipients_configmap_and_the_lease_by_name() {
+    for (what, objs) in [
+        ("deploy/", objects(&kustomize())),
+        ("the chart", objects(&helm_template(NAMESPACE, &[]))),
+    ] {
+        let role = objs
+            .iter()
+            .find(|o| kind(o) == "Role" && name(o) == "coffer-controller")
+            .unwrap_or_else(|| panic!("{what}: no Role coffer-controller"));
+        for rule in role["rules"].as_array().unwrap() {
+            let resources = sorted(&rule["resources"]);
+            let verbs = sorted(&rule["verbs"]);
+            let names = sorted(&rule["resourceNames"]);
+            if resources == json!(["configmaps"]) || resources == json!(["leases"]) {
+                // RBAC cannot pin `create` by name; every other verb is pinned.
+                assert!(
+                    verbs == json!(["create"]) || names != json!([]),
+                    "{what}: {rule} is not pinned by name"
+                );
+                assert!(
+                    !verbs.as_array().unwrap().iter().any(|v| matches!(
+                        v.as_str(),
+                        Some("list" | "watch" | "update" | "delete")
+                    )),
+                    "{what}: {rule} grants more than the controller uses"
+                );
+            }
+        }
+        let names: BTreeSet<String> = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["resourceNames"].as_array().cloned().unwrap_or_default())
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            BTreeSet::from([
+                "coffer-recipients".to_string(),
+                "coffer-controller".to_string()
+            ]),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn an_overlay_that_moves_the_kustomize_base_binds_the_service_account_where_it_went() {
+    let dir = target_dir().join(format!("kustomize/moved-{}", suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "namespace: elsewhere\nresources:\n  - {}\n",
+            coffer_test_support::relative_path(&dir, &root().join("deploy")).display()
+        ),
+    )
+    .unwrap();
+    let moved = objects(&kustomize_dir(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    let namespaced = objects(&kustomize_namespaced("elsewhere", &["shop"]));
+    for (what, objs) in [("moved", &moved), ("moved, namespaced", &namespaced)] {
+        let service_accounts: Vec<&Value> = objs
+            .iter()
+            .filter(|o| matches!(kind(o), "RoleBinding" | "ClusterRoleBinding"))
+            .flat_map(|o| o["subjects"].as_array().unwrap())
+            .filter(|s| s["kind"] == "ServiceAccount")
+            .collect();
+        assert!(!service_accounts.is_empty());
+        for s in service_accounts {
+            assert_eq!(
+                s,
+                &json!({"kind": "ServiceAccount", "name": "coffer-controller", "namespace": "elsewhere"}),
+                "{what}"
+            );
+        }
     }
 }

@@ -26,3 +26,26 @@ helm.sh/chart: {{ include "coffer.chart" . }}
 {{- define "coffer.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/*
+What the controller needs in each namespace it reconciles: read
+SealedSecrets and patch their status, read and write the Secrets they name
+(RBAC cannot scope by label), publish Events. A ClusterRole with these
+rules when `namespaces` is empty, else a Role per listed namespace. Keep in
+step with deploy/rbac.yaml's ClusterRole and
+deploy/namespaced/watched/rbac.yaml (tests/support/tests/deploy.rs checks).
+*/}}
+{{- define "coffer.unsealRules" -}}
+- apiGroups: ["coffer.dev"]
+  resources: ["sealedsecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["coffer.dev"]
+  resources: ["sealedsecrets/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
