@@ -228,15 +228,16 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     assert_ne!(new, old);
     assert!(
         out.contains(&format!(
-            "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {new}"
+            "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {}",
+            &new[..16]
         )),
         "{out}"
     );
     assert!(
-        out.contains(&format!("  {new}  {n} value(s)  (active)")),
+        out.contains(&format!("  {}  {n} value(s)  (active)", &new[..16])),
         "{out}"
     );
-    assert!(!out.contains(&old), "old key still referenced: {out}");
+    assert!(!out.contains(&old[..16]), "old key still referenced: {out}");
     let sample = std::fs::read_to_string(repo.join("s0.yaml")).unwrap();
     assert!(sample.starts_with("# secret 0, owned by team shop\napiVersion: coffer.dev/v1alpha1"));
     assert!(sample.contains("kind: ConfigMap"));
@@ -265,8 +266,8 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     .await;
     assert_eq!(c.secret_value("s7", "password").await, b"rot-e2e-7");
     let list = ok(&c.coffer(&["keys", "list"]));
-    assert!(list.contains(&format!("{old}  retired")), "{list}");
-    assert!(list.contains(&format!("{new}  active")), "{list}");
+    assert!(list.contains(&format!("{}  retired", &old[..16])), "{list}");
+    assert!(list.contains(&format!("{}  active", &new[..16])), "{list}");
 }
 
 #[tokio::test]

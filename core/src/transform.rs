@@ -451,6 +451,23 @@ data:
         assert!(!format!("{d:?}").contains("hunter2"));
     }
 
+    /// Finding 5: the work one object can ask for is bounded. An object
+    /// with more than MAX_ITEMS items is refused before any is opened.
+    #[test]
+    fn more_than_max_items_are_refused_before_any_is_opened() {
+        let (s, ring) = sealed();
+        let value = s.spec.encrypted_data["password"].clone();
+        let mut many = s.clone();
+        many.spec.encrypted_data = (0..=MAX_ITEMS)
+            .map(|i| (format!("k{i}"), value.clone()))
+            .collect();
+        let e = unseal(&many, &ring).unwrap_err();
+        assert_eq!(e.too_many_items, Some(MAX_ITEMS + 1));
+        assert!(e.items.is_empty(), "nothing was opened");
+        assert_eq!(e.reason(), "Malformed");
+        assert_eq!(e.to_string(), "1025 items; at most 1024 are accepted");
+    }
+
     #[test]
     fn namespace_conflict_is_an_error() {
         let m = &read_secrets(SECRET).unwrap()[0];
@@ -514,6 +531,8 @@ data:
             ..Default::default()
         };
         let wire = to_json_wiped(&WireSecret(&secret)).unwrap();
+        // Sized before writing: it never grew, so no unwiped copy was left.
+        assert_eq!(wire.capacity(), wire.len());
         let back: Secret = serde_json::from_slice(&wire).unwrap();
         assert_eq!(back, secret);
         let v: serde_json::Value = serde_json::from_slice(&wire).unwrap();
