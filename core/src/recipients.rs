@@ -139,10 +139,15 @@ fn parse_meta(line: usize, fields: &str) -> Result<Meta, RecipientsError> {
             }
             "cluster" => meta.cluster = Some(v.to_string()),
             "created" => {
-                meta.created = Some(
-                    v.parse()
-                        .map_err(|_| bad(format!("created={v:?} is not an RFC 3339 time")))?,
-                )
+                let t: jiff::Timestamp = v
+                    .parse()
+                    .map_err(|_| bad(format!("created={v:?} is not an RFC 3339 time")))?;
+                // A date in the future would silence the staleness warning
+                // forever; no file Coffer wrote can say it.
+                if crate::backup::is_future(t, jiff::Timestamp::now()) {
+                    return Err(bad(format!("created={v} is in the future")));
+                }
+                meta.created = Some(t)
             }
             // Unknown fields are kept for forward compatibility.
             _ => {}
@@ -186,6 +191,19 @@ mod tests {
             RecipientsFile::parse(&text),
             Err(RecipientsError::KeyIdMismatch { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_creation_time_in_the_future_is_refused() {
+        let k = SecretKey::generate();
+        let text = format!(
+            "# coffer: key={} created=2099-01-01T00:00:00Z\n{}\n",
+            k.id(),
+            k.public()
+        );
+        let err = RecipientsFile::parse(&text).unwrap_err();
+        assert!(matches!(err, RecipientsError::BadComment { line: 1, .. }));
+        assert!(err.to_string().contains("in the future"), "{err}");
     }
 
     #[test]
