@@ -179,12 +179,7 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
                 );
             }
             let patch = serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: "retired"}}});
-            api.patch(
-                &key.secret_name,
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await?;
+            merge_patch(&api, &key.secret_name, patch).await?;
             eprintln!(
                 "retired key {}: values sealed only to it no longer open",
                 key.id()
@@ -208,12 +203,7 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
                 "labels": {KEY_STATE_LABEL: null},
                 "annotations": annotations,
             }});
-            api.patch(
-                &key.secret_name,
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await?;
+            merge_patch(&api, &key.secret_name, patch).await?;
             eprintln!(
                 "activated key {} (was {}), sequence {next}{}: new values are sealed to it once the controller publishes it\n\
                  next: coffer recipients -w FILE, and commit the recipients file",
@@ -409,6 +399,13 @@ impl AsRef<[u8]> for WipedBody {
     }
 }
 
+/// A JSON merge patch of one key Secret's metadata.
+async fn merge_patch(api: &Api<Secret>, name: &str, patch: serde_json::Value) -> Result<()> {
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    Ok(())
+}
+
 /// Asks the controller for a new key by annotating the active key's Secret
 /// (the key the controller publishes, so CLI and controller agree on which
 /// one is active); returns the id of the key being replaced.
@@ -425,11 +422,6 @@ pub async fn request_rotation(target: &Target, active: &KeyId) -> Result<KeyId> 
         )));
     };
     let patch = serde_json::json!({"metadata": {"annotations": {ROTATION_ANNOTATION: jiff::Timestamp::now().to_string()}}});
-    api.patch(
-        &key.secret_name,
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await?;
+    merge_patch(&api, &key.secret_name, patch).await?;
     Ok(*active)
 }

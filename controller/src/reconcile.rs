@@ -214,18 +214,9 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
     // Before anything is decrypted: a refused type is refused whatever the
     // values are.
     if let Err(refused) = ctx.secret_types.check(sealed.template.type_.as_deref()) {
-        if let Some(uid) = sealed.metadata.uid.as_deref() {
-            ctx.outcomes.forget(uid);
-        }
-        let reason = TypeRefused::REASON;
-        ctx.metrics.unseal(reason);
+        forget(ctx, sealed);
         let message = format!("Secret {ns}/{name} not written: {refused}");
-        tracing::warn!(namespace = %ns, name = %name, reason, "{message}");
-        if set_status(ctx, sealed, false, reason, message.clone()).await? {
-            ctx.events
-                .publish(sealed, EventType::Warning, reason, message)
-                .await;
-        }
+        refuse(ctx, sealed, TypeRefused::REASON, message).await?;
         // Only a new template or a restart with other flags can change this.
         return Ok(Action::await_change());
     }
@@ -245,18 +236,9 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
     let desired = match opened {
         Ok(d) => d,
         Err(e) => {
-            if let Some(uid) = sealed.metadata.uid.as_deref() {
-                ctx.outcomes.forget(uid);
-            }
-            let reason = e.reason();
-            ctx.metrics.unseal(reason);
+            forget(ctx, sealed);
             let message = format!("Secret {ns}/{name} not written: {e}");
-            tracing::warn!(namespace = %ns, name = %name, reason, "{message}");
-            if set_status(ctx, sealed, false, reason, message.clone()).await? {
-                ctx.events
-                    .publish(sealed, EventType::Warning, reason, message)
-                    .await;
-            }
+            refuse(ctx, sealed, e.reason(), message).await?;
             // A key-ring change re-queues every object; nothing else can
             // make this value open.
             return Ok(Action::await_change());
@@ -273,8 +255,6 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
             // The API server refused the Secret we built (e.g. a type whose
             // required keys are missing). Retrying cannot help; say which
             // fields, never the API's free text, which may quote values.
-            let reason = "SecretInvalid";
-            ctx.metrics.unseal(reason);
             let fields: Vec<String> = status
                 .details
                 .iter()
@@ -289,27 +269,17 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
                     fields.join(", ")
                 }
             );
-            if set_status(ctx, sealed, false, reason, message.clone()).await? {
-                ctx.events
-                    .publish(sealed, EventType::Warning, reason, message)
-                    .await;
-            }
+            refuse(ctx, sealed, "SecretInvalid", message).await?;
             return Ok(Action::await_change());
         }
         other => other?,
     };
     match applied {
         Applied::NotOwned => {
-            let reason = "SecretNotOwned";
-            ctx.metrics.unseal(reason);
             let message = format!(
                 "Secret {ns}/{name} exists and is not managed by this SealedSecret; annotate it {MANAGED_ANNOTATION}=\"true\" to let Coffer adopt it"
             );
-            if set_status(ctx, sealed, false, reason, message.clone()).await? {
-                ctx.events
-                    .publish(sealed, EventType::Warning, reason, message)
-                    .await;
-            }
+            refuse(ctx, sealed, "SecretNotOwned", message).await?;
             Ok(Action::requeue(Duration::from_secs(300)))
         }
         outcome => {
@@ -344,6 +314,32 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
             }
             Ok(Action::await_change())
         }
+    }
+}
+
+/// Reports a SealedSecret that was not turned into its Secret: counts the
+/// reason, logs it, sets `Ready=False` and, when that changed the status,
+/// publishes a Warning Event. The message never holds a plaintext byte.
+async fn refuse(
+    ctx: &Context,
+    sealed: &CachedSealed,
+    reason: &'static str,
+    message: String,
+) -> Result<(), kube::Error> {
+    ctx.metrics.unseal(reason);
+    tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), reason, "{message}");
+    if set_status(ctx, sealed, false, reason, message.clone()).await? {
+        ctx.events
+            .publish(sealed, EventType::Warning, reason, message)
+            .await;
+    }
+    Ok(())
+}
+
+/// Forgets the last successful unseal: the Secret no longer follows it.
+fn forget(ctx: &Context, sealed: &CachedSealed) {
+    if let Some(uid) = sealed.metadata.uid.as_deref() {
+        ctx.outcomes.forget(uid);
     }
 }
 
