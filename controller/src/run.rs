@@ -106,15 +106,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot list SealedSecrets: is crds/sealedsecret.yaml installed and does RBAC allow it?")?;
 
     let ready = Arc::new(AtomicBool::new(false));
-    let http_state = Arc::new(HttpState {
-        keys: keys.clone(),
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-        cluster_name: args.cluster_name.clone(),
-        limiter: ClientLimiter::new(args.http_rate, args.http_burst),
-    });
+    let http_state = Arc::new(HttpState::new(
+        keys.clone(),
+        metrics.clone(),
+        ready.clone(),
+        args.cluster_name.clone(),
+        ClientLimiter::new(args.http_rate, args.http_burst),
+        args.http_limits(),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     let http = tokio::spawn(crate::http::serve(
-        args.listen,
+        listener,
         http_state,
         on(stop_rx.clone()),
     ));
