@@ -127,6 +127,31 @@ pub struct RunArgs {
         global = true
     )]
     pub secret_types_deny: Vec<String>,
+    /// HTTP connections open at once; further connections wait, unaccepted.
+    #[arg(long, env = "COFFER_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
+    pub http_max_connections: u32,
+    /// HTTP connections open at once from one client address; further ones
+    /// are closed unserved (0: no per-client limit).
+    #[arg(
+        long,
+        env = "COFFER_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64,
+        global = true
+    )]
+    pub http_max_connections_per_client: u32,
+    /// Time for a request's headers to arrive; also the longest an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "COFFER_HTTP_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_timeout, global = true)]
+    pub http_header_timeout: Duration,
+    /// Time for a POST body to arrive; also the longest a response write may
+    /// stall on a client that does not read.
+    #[arg(long, env = "COFFER_HTTP_BODY_TIMEOUT", default_value = "10s", value_parser = parse_timeout, global = true)]
+    pub http_body_timeout: Duration,
+    /// Bytes of POST bodies held at once over all requests (e.g. 8Mi, 16MiB;
+    /// at least 2Mi, the largest body). Requests beyond it are refused
+    /// with 429 before their body is read.
+    #[arg(long, env = "COFFER_HTTP_BODY_BUDGET", default_value = "8Mi", value_parser = parse_body_budget, global = true)]
+    pub http_body_budget: usize,
     /// Log filter (error, warn, info, debug, or a tracing directive).
     #[arg(long, env = "COFFER_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
@@ -142,6 +167,57 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like 720h or 30d: {e}"))
+}
+
+/// A duration that must not be zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("a timeout cannot be 0".into()),
+        d => Ok(d),
+    }
+}
+
+/// Parses a size in bytes: `8388608`, `512Ki`, `8Mi`, `8MiB`, `1Gi`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let t = t.strip_suffix('B').unwrap_or(t);
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "Ki" => 10,
+        "Mi" => 20,
+        "Gi" => 30,
+        _ => return Err(format!("{s:?} is not a size like 8Mi or 8388608")),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size like 8Mi or 8388608"))
+}
+
+fn parse_body_budget(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    if n < crate::http::MAX_BODY {
+        return Err("the body budget must hold at least one 2Mi body".into());
+    }
+    Ok(n)
+}
+
+impl RunArgs {
+    /// The HTTP limits these flags ask for.
+    pub fn http_limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
+            max_connections: self.http_max_connections as usize,
+            max_connections_per_client: self.http_max_connections_per_client as usize,
+            header_timeout: self.http_header_timeout,
+            body_timeout: self.http_body_timeout,
+            body_budget: self.http_body_budget,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +252,8 @@ mod tests {
                 "coffer.dev/sealing-key"
             ]
         );
+        // The HTTP limits' defaults are the ones documented on Limits.
+        assert_eq!(cli.run.http_limits(), crate::http::Limits::default());
     }
 
     #[test]
@@ -206,5 +284,48 @@ mod tests {
             policy.check(Some("kubernetes.io/service-account-token")),
             Ok(())
         );
+    }
+
+    #[test]
+    fn http_limits_parse_and_refuse_what_would_open_the_hole_again() {
+        assert_eq!(parse_size("8Mi").unwrap(), 8 << 20);
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("512Ki").unwrap(), 512 << 10);
+        assert_eq!(parse_size("3145728").unwrap(), 3 << 20);
+        assert!(parse_size("8MB").is_err());
+        assert!(parse_size("lots").is_err());
+        let cli = Cli::try_parse_from([
+            "coffer-controller",
+            "--http-max-connections=64",
+            "--http-max-connections-per-client=0",
+            "--http-header-timeout=2s",
+            "--http-body-timeout=1m",
+            "--http-body-budget=32Mi",
+        ])
+        .unwrap();
+        let l = cli.run.http_limits();
+        assert_eq!(
+            (
+                l.max_connections,
+                l.max_connections_per_client,
+                l.body_budget
+            ),
+            (64, 0, 32 << 20)
+        );
+        assert_eq!(
+            (l.header_timeout, l.body_timeout),
+            (Duration::from_secs(2), Duration::from_secs(60))
+        );
+        for bad in [
+            "--http-header-timeout=0",
+            "--http-body-timeout=0",
+            "--http-body-budget=1Mi",
+            "--http-max-connections=0",
+        ] {
+            assert!(
+                Cli::try_parse_from(["coffer-controller", bad]).is_err(),
+                "{bad} was accepted"
+            );
+        }
     }
 }

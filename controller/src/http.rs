@@ -1,30 +1,113 @@
 //! The HTTP listener: health, readiness, metrics, and the public side of the
 //! key ring. Nothing here can change keys, and no response or log line
 //! carries a plaintext byte.
+//!
+//! The port is reachable by anyone the NetworkPolicy lets in, so what a
+//! client can make the process hold is bounded (see [`Limits`]):
+//!
+//! - connections: at most `max_connections` open (more wait in the kernel's
+//!   accept queue, unread), at most `max_connections_per_client` from one
+//!   address (more are closed at once); each buffers at most [`CONN_BUF`]
+//!   bytes of headers or body, and must deliver its headers within
+//!   `header_timeout` (which also closes idle keep-alive connections);
+//! - request bodies (the two POST endpoints only): the client's rate limit
+//!   and readiness are checked, and the declared length against
+//!   [`MAX_BODY`], *before* a byte of the body is read; then the body's size
+//!   (the declared length, or [`MAX_BODY`] when chunked) is taken from a
+//!   budget of `body_budget` bytes shared by all requests, refused with 429
+//!   when the budget is spent, and held until the response has been handed
+//!   to the connection; the body must arrive within `body_timeout`;
+//! - responses: a client that stops reading its response for `body_timeout`
+//!   is disconnected.
+//!
+//! `/healthz`, `/readyz`, `/metrics` and `/v1/recipients` read no body and
+//! take nothing from the budget, so they answer while the POST endpoints are
+//! saturated.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::{Buf, BytesMut};
 use coffer_core::envelope::{self, OpenError};
 use coffer_core::transform::unseal;
 use coffer_core::{KeyId, Location, PublicKey, SealedSecret};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::Service as _;
 
 use crate::keys::Keys;
 use crate::metrics::{HttpLabel, Metrics};
+use crate::pool::UnsealPool;
 use crate::secret_types::SecretTypePolicy;
 
 /// Largest request body: a SealedSecret holds at most about 1.4 MiB of base64.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// What one connection buffers at most: a request's headers must fit (431
+/// otherwise), and body and response bytes pass through in pieces of at most
+/// this size. hyper's default, about 400 KiB, let slow clients grow the
+/// process by that much each.
+pub const CONN_BUF: usize = 16 * 1024;
+
+/// How long the handlers of the POST endpoints may take once the body is in.
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bounds on what clients can make the HTTP side hold; the flags
+/// `--http-*` set them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once; more wait unaccepted.
+    pub max_connections: usize,
+    /// Connections open at once from one client address; more are closed
+    /// unserved. 0: no limit but `max_connections`.
+    pub max_connections_per_client: usize,
+    /// Time for a request's headers to arrive, counted from the connection's
+    /// start or the end of the previous response (so also the longest a
+    /// keep-alive connection idles).
+    pub header_timeout: Duration,
+    /// Time for a POST body to arrive, and the longest a response write may
+    /// make no progress.
+    pub body_timeout: Duration,
+    /// Bytes of request bodies held at once, over all requests.
+    pub body_budget: usize,
+}
+
+impl Default for Limits {
+    /// The documented defaults of the flags.
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            max_connections_per_client: 64,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            body_budget: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the POST endpoints open values: as reconcile does.
+pub struct Opening {
+    /// `/v1/verify` says "does not open here" for a type the controller
+    /// refuses to write.
+    pub secret_types: Arc<SecretTypePolicy>,
+    /// Where request bodies are decrypted, off the async thread.
+    pub pool: UnsealPool,
+}
 
 /// What the handlers share.
 pub struct HttpState {
@@ -34,9 +117,36 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     pub cluster_name: Option<String>,
     pub limiter: ClientLimiter,
-    /// `/v1/verify` says "does not open here" for a type the controller
-    /// refuses to write, as reconcile would.
-    pub secret_types: Arc<SecretTypePolicy>,
+    pub opening: Opening,
+    pub limits: Limits,
+    /// [`Limits::body_budget`], in bytes.
+    budget: Arc<Semaphore>,
+}
+
+impl HttpState {
+    pub fn new(
+        keys: Arc<Keys>,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+        cluster_name: Option<String>,
+        limiter: ClientLimiter,
+        opening: Opening,
+        limits: Limits,
+    ) -> Self {
+        let budget = Arc::new(Semaphore::new(
+            limits.body_budget.min(Semaphore::MAX_PERMITS),
+        ));
+        HttpState {
+            keys,
+            metrics,
+            ready,
+            cluster_name,
+            limiter,
+            opening,
+            limits,
+            budget,
+        }
+    }
 }
 
 /// A token bucket per client address for the POST endpoints.
@@ -78,41 +188,407 @@ impl ClientLimiter {
     }
 }
 
+/// Open connections per client address. Holds an entry only for addresses
+/// with a connection open, so at most `max_connections` entries.
+struct PerClient {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection of a client; counted until dropped.
+struct ClientSlot {
+    owner: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if self.max > 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 type Shared = Arc<HttpState>;
 
-/// The router.
+/// The router. It expects the client's address as a
+/// `ConnectInfo<SocketAddr>` request extension, as [`serve`] inserts it.
 pub fn router(state: Shared) -> Router {
+    let timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        HANDLER_TIMEOUT,
+    );
+    // Admission runs first and reads the body; the timeout then covers the
+    // handler only.
+    let posts = Router::new()
+        .route("/v1/verify", post(verify))
+        .route("/v1/reencrypt", post(reencrypt))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(timeout)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/recipients", get(recipients))
-        .route("/v1/verify", post(verify))
-        .route("/v1/reencrypt", post(reencrypt))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(10),
-        ))
+        .layer(timeout)
+        .merge(posts)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves on `listener` until `shutdown` resolves, then stops accepting and
+/// lets the requests in progress finish.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     state: Shared,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "HTTP listening");
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let limits = state.limits.clone();
+    let metrics = state.metrics.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_client = Arc::new(PerClient {
+        max: limits.max_connections_per_client,
+        open: Mutex::new(HashMap::new()),
+    });
+    let app = router(state);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(CONN_BUF)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first: beyond the cap, connections wait in the
+        // kernel's accept queue and cost this process nothing.
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s?,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Per-connection failures (aborted before accept) are
+                    // harmless; running out of descriptors needs a pause.
+                    tracing::debug!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let Some(client) = per_client.enter(peer.ip()) else {
+            metrics.http_connections_refused.inc();
+            tracing::debug!(client = %peer.ip(), "too many HTTP connections from one address; closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(WriteDeadline::new(stream, limits.body_timeout));
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().call(req.map(Body::new))
+        });
+        let conn = graceful.watch(builder.serve_connection(io, service));
+        let metrics = metrics.clone();
+        metrics.http_connections.inc();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            metrics.http_connections.dec();
+            drop((slot, client));
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     Ok(())
+}
+
+/// A connection whose writes fail once they have made no progress for
+/// `limit`: a client that stops reading cannot keep its response, and the
+/// body budget that response holds, forever.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while a write is pending.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write returned `Pending`: an error once the stall
+    /// has lasted `limit`.
+    fn check<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<T>(
+        &mut self,
+        p: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match p {
+            Poll::Pending => self.check(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let p = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(p, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let p = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(p, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let p = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(p, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let p = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.progress(p, cx)
+    }
+}
+
+/// Admission to the POST endpoints, before their body is read: the
+/// client's rate limit, readiness, the declared length, and the body's share
+/// of the budget. Then the body is read, within `body_timeout`, and the
+/// budget stays taken until the response has been handed to the connection.
+async fn admit(
+    State(state): State<Shared>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let within = state.limits.body_timeout;
+    if !state.limiter.allow(addr.ip().to_canonical()) {
+        let r = reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded; slow down",
+        );
+        return refuse(req, r, within);
+    }
+    if !state.ready.load(Ordering::Acquire) {
+        let r = reject(StatusCode::SERVICE_UNAVAILABLE, "key ring not loaded yet");
+        return refuse(req, r, within);
+    }
+    // hyper knows the length from Content-Length; a chunked body may be as
+    // long as allowed.
+    let size = match req.body().size_hint().exact() {
+        Some(n) if n > MAX_BODY as u64 => {
+            let r = reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body larger than 2 MiB",
+            );
+            return refuse(req, r, within);
+        }
+        Some(n) => n as usize,
+        None => MAX_BODY,
+    };
+    let Ok(permit) = state
+        .budget
+        .clone()
+        .try_acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
+    else {
+        let r = reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "server busy: too many request bodies in flight; retry",
+        );
+        let mut resp = refuse(req, r, within);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return resp;
+    };
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(within, read_body(body, size)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(r)) => return r.into_response(),
+        Err(_) => {
+            return reject(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            )
+            .into_response();
+        }
+    };
+    let resp = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let (parts, body) = resp.into_parts();
+    // The handlers answer from memory: this takes the one piece they made.
+    let rest = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    Response::from_parts(
+        parts,
+        Body::new(Held {
+            rest,
+            permit: Some(permit),
+        }),
+    )
+}
+
+/// Most body bytes read and thrown away after a refusal.
+const DRAIN_LIMIT: usize = 2 * MAX_BODY;
+
+/// Answers `r` at once, without keeping any of the request's body. The
+/// body, if one is coming, is read and discarded afterwards (at most
+/// [`DRAIN_LIMIT`] bytes, for at most `within`): a client still sending it
+/// would otherwise have its connection reset and might never see the
+/// answer. A client that waits for `100 Continue` sends no body and is not
+/// waited for.
+fn refuse(req: Request, r: Reject, within: Duration) -> Response {
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut body = req.into_body();
+    let hint = body.size_hint();
+    let coming = hint.upper() != Some(0) && hint.lower() <= DRAIN_LIMIT as u64;
+    if coming && !expects_continue {
+        tokio::spawn(tokio::time::timeout(within, async move {
+            let mut seen = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }));
+    }
+    r.into_response()
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes into one buffer (`size`: the
+/// declared length, or the limit).
+async fn read_body(mut body: Body, size: usize) -> Result<Bytes, Reject> {
+    let mut buf = BytesMut::with_capacity(size.min(MAX_BODY));
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|_| reject(StatusCode::BAD_REQUEST, "could not read the request body"))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY {
+                return Err(reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body larger than 2 MiB",
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A response body handed out in pieces of [`CONN_BUF`] (so the connection
+/// never buffers more than that of it), holding its request's share of the
+/// body budget until the last piece is taken.
+struct Held {
+    rest: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            self.permit = None;
+            return Poll::Ready(None);
+        }
+        // A copy, so no piece keeps the whole buffer alive.
+        let n = self.rest.len().min(CONN_BUF);
+        let piece = Bytes::copy_from_slice(&self.rest[..n]);
+        self.rest.advance(n);
+        if self.rest.is_empty() {
+            self.rest = Bytes::new();
+            self.permit = None;
+        }
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
 }
 
 async fn count(
@@ -226,28 +702,8 @@ fn parse_sealed(value: serde_json::Value) -> Result<SealedSecret, Reject> {
     Ok(s)
 }
 
-fn guard(state: &HttpState, addr: SocketAddr) -> Option<Reject> {
-    if !state.limiter.allow(addr.ip()) {
-        return Some(reject(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limit exceeded; slow down",
-        ));
-    }
-    if !state.ready.load(Ordering::Acquire) {
-        return Some(reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "key ring not loaded yet",
-        ));
-    }
-    None
-}
-
-/// The POST endpoints' admission: the client's rate limit and readiness
-/// ([`guard`]), then a JSON body.
-fn admit(state: &HttpState, addr: SocketAddr, body: &Bytes) -> Result<serde_json::Value, Reject> {
-    if let Some(r) = guard(state, addr) {
-        return Err(r);
-    }
+/// A POST body as JSON (admission, by [`admit`], is already done).
+fn json_body(body: &Bytes) -> Result<serde_json::Value, Reject> {
     serde_json::from_slice(body)
         .map_err(|_| reject(StatusCode::BAD_REQUEST, "body is not valid JSON"))
 }
@@ -255,12 +711,8 @@ fn admit(state: &HttpState, addr: SocketAddr, body: &Bytes) -> Result<serde_json
 /// 200 when every value opens where the SealedSecret says it is and the
 /// controller would write its Secret type, 409 when not. Nothing else is
 /// revealed: no reason, no item.
-async fn verify(
-    State(state): State<Shared>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    body: Bytes,
-) -> Response {
-    let sealed = match admit(&state, addr, &body).and_then(parse_sealed) {
+async fn verify(State(state): State<Shared>, body: Bytes) -> Response {
+    let sealed = match json_body(&body).and_then(parse_sealed) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -270,13 +722,15 @@ async fn verify(
         .template
         .as_ref()
         .and_then(|t| t.type_.as_deref());
-    let opens = if state.secret_types.check(type_).is_err() {
+    let opens = if state.opening.secret_types.check(type_).is_err() {
         false
     } else {
         let ring = state.keys.current().ring.clone();
-        tokio::task::spawn_blocking(move || unseal(&sealed, &ring).is_ok())
+        state
+            .opening
+            .pool
+            .run(move || unseal(&sealed, &ring).is_ok())
             .await
-            .unwrap_or(false)
     };
     if opens {
         (
@@ -309,12 +763,8 @@ struct ReencryptRequest {
 /// The same SealedSecret with every value sealed to the active key (plus the
 /// other clusters it was sealed to), each keeping exactly the binding of its
 /// authenticated header.
-async fn reencrypt(
-    State(state): State<Shared>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    body: Bytes,
-) -> Response {
-    let value = match admit(&state, addr, &body) {
+async fn reencrypt(State(state): State<Shared>, body: Bytes) -> Response {
+    let value = match json_body(&body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
@@ -352,19 +802,19 @@ async fn reencrypt(
     };
     let held: BTreeSet<KeyId> = keys.keys.iter().map(|k| k.id).collect();
     let ring = keys.ring.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        reencrypt_values(sealed, &ring, &active, &held, &extra_keys)
-    })
-    .await;
+    let result = state
+        .opening
+        .pool
+        .run(move || reencrypt_values(sealed, &ring, &active, &held, &extra_keys))
+        .await;
     match result {
-        Ok(Ok(s)) => (
+        Ok(s) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_string(&s).unwrap_or_default(),
         )
             .into_response(),
-        Ok(Err(r)) => r.into_response(),
-        Err(_) => reject(StatusCode::INTERNAL_SERVER_ERROR, "re-encryption failed").into_response(),
+        Err(r) => r.into_response(),
     }
 }
 
@@ -377,6 +827,9 @@ fn reencrypt_values(
 ) -> Result<SealedSecret, Reject> {
     let ns = sealed.metadata.namespace.clone().unwrap_or_default();
     let name = sealed.metadata.name.clone().unwrap_or_default();
+    if sealed.spec.encrypted_data.len() > coffer_core::transform::MAX_ITEMS {
+        return Err(reject(StatusCode::BAD_REQUEST, "too many items"));
+    }
     let mut out = std::collections::BTreeMap::new();
     for (key, value) in &sealed.spec.encrypted_data {
         let (env, _) = envelope::inspect(value)
@@ -443,5 +896,40 @@ mod tests {
         assert!((0..3).all(|_| l.allow(ip)));
         assert!(!l.allow(ip));
         assert!(l.allow("127.0.0.2".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_makes_no_progress_fails_after_the_limit() {
+        use tokio::io::AsyncWriteExt as _;
+        // A peer that never reads: 64 bytes fit, the next one waits forever.
+        let (conn, _peer) = tokio::io::duplex(64);
+        let mut w = WriteDeadline::new(conn, Duration::from_millis(100));
+        w.write_all(&[0; 64]).await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(20), w.write_all(&[0; 1]))
+            .await
+            .expect("a stalled write was waited for without end")
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn a_response_leaves_in_pieces_and_gives_the_budget_back_with_the_last() {
+        let budget = Arc::new(Semaphore::new(10));
+        let permit = budget.clone().try_acquire_many_owned(10).unwrap();
+        let mut body = Held {
+            rest: Bytes::from(vec![7u8; 2 * CONN_BUF + 1]),
+            permit: Some(permit),
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut sizes = Vec::new();
+        while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) {
+            sizes.push(frame.into_data().unwrap().len());
+            if sizes.len() < 3 {
+                assert_eq!(budget.available_permits(), 0, "given back early");
+            }
+        }
+        assert_eq!(sizes, [CONN_BUF, CONN_BUF, 1]);
+        assert_eq!(budget.available_permits(), 10);
     }
 }

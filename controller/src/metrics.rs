@@ -42,6 +42,11 @@ pub struct Metrics {
     pub keys: Family<StateLabel, Gauge>,
     pub active_key_age: Gauge<f64, AtomicU64>,
     pub http: Family<HttpLabel, Counter>,
+    /// HTTP connections open now.
+    pub http_connections: Gauge,
+    /// HTTP connections closed unserved: their client address already had
+    /// `--http-max-connections-per-client` open.
+    pub http_connections_refused: Counter,
     events_dropped: Counter,
 }
 
@@ -90,6 +95,18 @@ impl Default for Metrics {
             "HTTP requests by path and status code",
             http.clone(),
         );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections open",
+            http_connections.clone(),
+        );
+        let http_connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed unserved because their client address had too many open",
+            http_connections_refused.clone(),
+        );
         let events_dropped = Counter::default();
         registry.register(
             "events_dropped",
@@ -106,6 +123,8 @@ impl Default for Metrics {
             keys,
             active_key_age,
             http,
+            http_connections,
+            http_connections_refused,
         }
     }
 }

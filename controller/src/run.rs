@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::args::RunArgs;
 use crate::cache::{CachedSealed, Outcomes, OwnedSecret};
 use crate::events::Events;
-use crate::http::{ClientLimiter, HttpState};
+use crate::http::{ClientLimiter, HttpState, Opening};
 use crate::keys::{self, KeyManager, Keys};
 use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
@@ -122,16 +122,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let ready = Arc::new(AtomicBool::new(false));
     let pool = UnsealPool::new(usize::from(args.unseal_threads));
-    let http_state = Arc::new(HttpState {
-        keys: keys.clone(),
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-        cluster_name: args.cluster_name.clone(),
-        limiter: ClientLimiter::new(args.http_rate, args.http_burst),
-        secret_types: secret_types.clone(),
-    });
+    let http_state = Arc::new(HttpState::new(
+        keys.clone(),
+        metrics.clone(),
+        ready.clone(),
+        args.cluster_name.clone(),
+        ClientLimiter::new(args.http_rate, args.http_burst),
+        Opening {
+            secret_types: secret_types.clone(),
+            pool: pool.clone(),
+        },
+        args.http_limits(),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     let http = tokio::spawn(crate::http::serve(
-        args.listen,
+        listener,
         http_state,
         on(stop_rx.clone()),
     ));

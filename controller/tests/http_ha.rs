@@ -238,6 +238,50 @@ async fn a_key_dated_in_the_future_neither_blocks_rotation_nor_floods_the_ring()
 }
 
 #[tokio::test]
+async fn the_http_limit_flags_hold_before_any_body_is_read() {
+    use common::raw::{Answer, answer, connect, ends_within, head, send};
+    let t = setup(
+        "httplimits",
+        &[
+            "--http-header-timeout=1s",
+            "--http-rate=0.01",
+            "--http-burst=1",
+        ],
+    )
+    .await;
+    wait_http_ready(&t).await;
+    let patience = Duration::from_secs(20);
+
+    // Headers that never end: the connection is closed.
+    let mut slow = connect(t.ctrl.http).await;
+    send(
+        &mut slow,
+        b"POST /v1/verify HTTP/1.1\r\nHost: coffer\r\nContent-Le",
+    )
+    .await;
+    assert!(
+        ends_within(&mut slow, patience).await,
+        "unfinished headers kept open"
+    );
+
+    // The burst is one request; the next is refused without waiting for the
+    // 2 MiB it announces and never sends.
+    assert_eq!(post(&t, "/v1/verify", b"{}").0, 400);
+    let mut c = connect(t.ctrl.http).await;
+    let announced = coffer_controller::http::MAX_BODY;
+    send(
+        &mut c,
+        head("POST", "/v1/verify", Some(announced), true).as_bytes(),
+    )
+    .await;
+    match answer(&mut c, patience).await {
+        Answer::Response(code, body) => assert_eq!(code, 429, "{body}"),
+        a => panic!("no answer before the body: {a:?}"),
+    }
+    assert_eq!(get(&t, "/healthz").0, 200);
+}
+
+#[tokio::test]
 async fn rotation_request_publishes_a_new_key_and_retirement_refuses_old_values() {
     let t = setup("rotate", &[]).await;
     let old = t.recipients[0].id().to_string();

@@ -1,6 +1,8 @@
 //! Shared setup of the controller's end-to-end tests.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;

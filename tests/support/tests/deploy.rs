@@ -707,3 +707,81 @@ fn an_overlay_that_moves_the_kustomize_base_binds_the_service_account_where_it_w
         }
     }
 }
+/// The HTTP port: open to every source by default (the API server, which
+/// the CLI goes through, cannot be selected by labels), and narrowed to the
+/// API server's addresses and the metrics scrapers when the chart is told
+/// them.
+#[test]
+fn helm_chart_narrows_the_http_port_to_the_api_server_and_scrapers_when_told() {
+    let port = json!([{"protocol": "TCP", "port": 8080}]);
+    let policy = |objs: &[Value]| find(objs, "NetworkPolicy", "coffer-controller")["spec"].clone();
+
+    let default = policy(&objects(&helm_template(NAMESPACE, &[])));
+    assert_eq!(default["ingress"], json!([{ "ports": port }]));
+
+    let scraper = json!({
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    });
+    let manifests = helm_template(
+        NAMESPACE,
+        &[
+            "--set-json",
+            r#"networkPolicy.ingress.apiServerCIDRs=["192.0.2.10/32","198.51.100.0/28"]"#,
+            "--set-json",
+            &format!("networkPolicy.ingress.metricsFrom=[{scraper}]"),
+        ],
+    );
+    let narrowed = policy(&objects(&manifests));
+    assert_eq!(
+        narrowed["ingress"],
+        json!([{
+            "ports": port,
+            "from": [
+                {"ipBlock": {"cidr": "192.0.2.10/32"}},
+                {"ipBlock": {"cidr": "198.51.100.0/28"}},
+                scraper,
+            ],
+        }])
+    );
+    // Only the ingress rule changes.
+    assert_eq!(narrowed["egress"], default["egress"]);
+    assert_eq!(narrowed["podSelector"], default["podSelector"]);
+
+    // The API server accepts the narrowed policy.
+    let np = manifests
+        .split("\n---")
+        .find(|d| d.contains("kind: NetworkPolicy"))
+        .expect("a NetworkPolicy document");
+    let server = Server::shared();
+    server.install_deploy();
+    let mut cmd = server.kubectl();
+    cmd.args(["apply", "--dry-run=server", "-f", "-"]);
+    let out = run(&mut cmd, Some(np));
+    assert!(
+        out.contains("networkpolicy"),
+        "unexpected kubectl output:\n{out}"
+    );
+
+    // Scrapers alone would shut the API server (and so the CLI) out: refused.
+    let home = target_dir().join("helm/home");
+    let out = Command::new(helm_bin())
+        .args(["template", "coffer"])
+        .arg(root().join("deploy/helm/coffer"))
+        .args(["--namespace", NAMESPACE, "--set-json"])
+        .arg(format!("networkPolicy.ingress.metricsFrom=[{scraper}]"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("run helm");
+    assert!(
+        !out.status.success(),
+        "metricsFrom without apiServerCIDRs was rendered"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("apiServerCIDRs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

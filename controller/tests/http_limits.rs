@@ -1,0 +1,392 @@
+//! What a client can make the HTTP listener hold: the listener is started
+//! in-process on 127.0.0.1:0 with small limits, and clients misbehave by
+//! hand (`common::raw`). No API server is needed.
+//!
+//! Every wait below is either for something that must happen (with a
+//! generous bound, far above the limit under test) or for something that
+//! must not happen yet (a short look, which can only make a broken server
+//! look fine, never a working one look broken).
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use coffer_controller::http::{ClientLimiter, HttpState, Limits, MAX_BODY, Opening, serve};
+use coffer_controller::keys::Keys;
+use coffer_controller::metrics::Metrics;
+use coffer_controller::pool::UnsealPool;
+use coffer_controller::secret_types::SecretTypePolicy;
+use common::raw::*;
+use tokio::sync::oneshot;
+
+/// Far longer than any limit under test.
+const PATIENCE: Duration = Duration::from_secs(20);
+/// A look for something that must not have happened.
+const GLANCE: Duration = Duration::from_millis(500);
+
+struct Server {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start(limits: Limits, limiter: ClientLimiter) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(HttpState::new(
+        Keys::new(),
+        Arc::new(Metrics::default()),
+        Arc::new(AtomicBool::new(true)),
+        None,
+        limiter,
+        Opening {
+            secret_types: Arc::new(SecretTypePolicy::new(&[], &[])),
+            pool: UnsealPool::new(1),
+        },
+        limits,
+    ));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Server { addr, _stop: stop }
+}
+
+fn unlimited() -> ClientLimiter {
+    ClientLimiter::new(0.0, 1)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_that_do_not_arrive_in_time_close_the_connection() {
+    let s = start(
+        Limits {
+            header_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+        unlimited(),
+    )
+    .await;
+
+    // Half a request head, then nothing.
+    let mut slow = connect(s.addr).await;
+    send(
+        &mut slow,
+        b"GET /healthz HTTP/1.1\r\nHost: coffer\r\nX-Slow: a",
+    )
+    .await;
+    assert!(
+        ends_within(&mut slow, PATIENCE).await,
+        "a connection with unfinished headers was kept open"
+    );
+
+    // An idle keep-alive connection is closed the same way.
+    let mut idle = connect(s.addr).await;
+    send(&mut idle, head("GET", "/healthz", None, true).as_bytes()).await;
+    assert_eq!(answer(&mut idle, PATIENCE).await.code(), 200);
+    assert!(
+        ends_within(&mut idle, PATIENCE).await,
+        "an idle keep-alive connection was kept open"
+    );
+
+    // Requests that come in time are served.
+    assert_eq!(request(s.addr, "GET", "/healthz", b"").await.code(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_block_larger_than_the_connection_buffer_is_refused_not_buffered() {
+    // Headers may take a minute here: only their size ends the connection.
+    let s = start(
+        Limits {
+            header_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        unlimited(),
+    )
+    .await;
+    let mut c = connect(s.addr).await;
+    send(&mut c, b"GET /healthz HTTP/1.1\r\nHost: coffer\r\nX-Pad: ").await;
+    send(&mut c, &[b'a'; 64 * 1024]).await;
+    match answer(&mut c, PATIENCE).await {
+        Answer::Response(code, _) => assert_eq!(code, 431),
+        Answer::Closed => {}
+        Answer::Nothing => panic!("64 KiB of unfinished headers were buffered, waiting for more"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_unserved_until_one_closes() {
+    let s = start(
+        Limits {
+            max_connections: 3,
+            max_connections_per_client: 0,
+            header_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        unlimited(),
+    )
+    .await;
+    // Three keep-alive connections, each served once and then held idle.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect(s.addr).await;
+        send(&mut c, head("GET", "/healthz", None, true).as_bytes()).await;
+        assert_eq!(answer(&mut c, PATIENCE).await.code(), 200);
+        held.push(c);
+    }
+    let mut fourth = connect(s.addr).await;
+    send(&mut fourth, head("GET", "/healthz", None, false).as_bytes()).await;
+    assert_eq!(
+        answer(&mut fourth, GLANCE).await,
+        Answer::Nothing,
+        "a connection beyond the cap was served"
+    );
+    drop(held.pop());
+    assert_eq!(answer(&mut fourth, PATIENCE).await.code(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let s = start(
+        Limits {
+            max_connections_per_client: 2,
+            header_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        unlimited(),
+    )
+    .await;
+    let greedy = ip("127.0.0.1");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect_from(greedy, s.addr).await;
+        send(&mut c, head("GET", "/healthz", None, true).as_bytes()).await;
+        assert_eq!(answer(&mut c, PATIENCE).await.code(), 200);
+        held.push(c);
+    }
+    let mut third = connect_from(greedy, s.addr).await;
+    send(&mut third, head("GET", "/healthz", None, false).as_bytes()).await;
+    assert_eq!(
+        answer(&mut third, PATIENCE).await,
+        Answer::Closed,
+        "a third connection from one address was served"
+    );
+
+    // Another address is served, and sees the refusal counted.
+    let mut other = connect_from(ip("127.0.0.2"), s.addr).await;
+    send(&mut other, head("GET", "/metrics", None, false).as_bytes()).await;
+    match answer(&mut other, PATIENCE).await {
+        Answer::Response(200, text) => assert!(
+            text.contains("coffer_http_connections_refused_total 1\n")
+                && text.contains("coffer_http_connections 3\n"),
+            "{text}"
+        ),
+        a => panic!("/metrics from another address: {a:?}"),
+    }
+
+    // Once one closes, the address may connect again.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..100 {
+        let mut c = connect_from(greedy, s.addr).await;
+        send(&mut c, head("GET", "/healthz", None, false).as_bytes()).await;
+        match answer(&mut c, PATIENCE).await {
+            Answer::Response(code, _) => {
+                again = Some(code);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert_eq!(again, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_post_is_refused_before_its_body_is_sent() {
+    // One request, then none for 100 s.
+    let s = start(Limits::default(), ClientLimiter::new(0.01, 1)).await;
+    assert_eq!(
+        request(s.addr, "POST", "/v1/verify", b"{}").await.code(),
+        400,
+        "the first request is admitted (and is not a SealedSecret)"
+    );
+
+    // The second announces almost 2 MiB and sends none of it: the answer
+    // must come anyway, so the server has not waited for the body.
+    let mut c = connect(s.addr).await;
+    send(
+        &mut c,
+        head("POST", "/v1/verify", Some(MAX_BODY - 1), true).as_bytes(),
+    )
+    .await;
+    match answer(&mut c, PATIENCE).await {
+        Answer::Response(code, body) => {
+            assert_eq!(code, 429, "{body}");
+            assert!(body.contains("rate limit"), "{body}");
+        }
+        a => panic!("no answer before the body was sent: {a:?}"),
+    }
+    // A client that keeps sending after the refusal still gets its answer
+    // (the body is discarded, not buffered, and the connection not reset).
+    let mut c = connect(s.addr).await;
+    send(
+        &mut c,
+        head("POST", "/v1/verify", Some(MAX_BODY), true).as_bytes(),
+    )
+    .await;
+    send(&mut c, &vec![b' '; MAX_BODY]).await;
+    assert_eq!(answer(&mut c, PATIENCE).await.code(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_are_refused_before_their_body_while_not_ready_or_too_large() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(HttpState::new(
+        Keys::new(),
+        Arc::new(Metrics::default()),
+        ready.clone(),
+        None,
+        unlimited(),
+        Opening {
+            secret_types: Arc::new(SecretTypePolicy::new(&[], &[])),
+            pool: UnsealPool::new(1),
+        },
+        Limits::default(),
+    ));
+    tokio::spawn(serve(listener, state, std::future::pending()));
+
+    let mut c = connect(addr).await;
+    send(
+        &mut c,
+        head("POST", "/v1/reencrypt", Some(MAX_BODY), true).as_bytes(),
+    )
+    .await;
+    match answer(&mut c, PATIENCE).await {
+        Answer::Response(503, body) => assert!(body.contains("not loaded"), "{body}"),
+        a => panic!("not ready: {a:?}"),
+    }
+
+    ready.store(true, std::sync::atomic::Ordering::Release);
+    let mut c = connect(addr).await;
+    send(
+        &mut c,
+        head("POST", "/v1/reencrypt", Some(MAX_BODY + 1), true).as_bytes(),
+    )
+    .await;
+    assert_eq!(answer(&mut c, PATIENCE).await.code(), 413);
+
+    // A chunked body is bounded as it arrives.
+    let mut c = connect(addr).await;
+    send(
+        &mut c,
+        b"POST /v1/reencrypt HTTP/1.1\r\nHost: coffer\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
+    let chunk = vec![b' '; 64 * 1024];
+    let mut code = None;
+    for _ in 0..(MAX_BODY / chunk.len() + 2) {
+        send(&mut c, format!("{:x}\r\n", chunk.len()).as_bytes()).await;
+        send(&mut c, &chunk).await;
+        send(&mut c, b"\r\n").await;
+    }
+    if let Answer::Response(c, _) = answer(&mut c, PATIENCE).await {
+        code = Some(c);
+    }
+    assert_eq!(code, Some(413));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_budget_refuses_when_spent_while_health_and_metrics_answer() {
+    let s = start(
+        Limits {
+            body_budget: MAX_BODY,
+            header_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        unlimited(),
+    )
+    .await;
+    // One upload announces 2 MiB, sends half and stalls: it holds the whole
+    // budget.
+    let mut hog = connect(s.addr).await;
+    send(
+        &mut hog,
+        head("POST", "/v1/verify", Some(MAX_BODY), true).as_bytes(),
+    )
+    .await;
+    send(&mut hog, &vec![b' '; MAX_BODY / 2]).await;
+
+    // Other POSTs are refused once it is admitted (before that, they are
+    // admitted and found not to be SealedSecrets: 400).
+    let mut refused = None;
+    for _ in 0..200 {
+        match request(s.addr, "POST", "/v1/verify", b"{}").await {
+            Answer::Response(429, body) => {
+                refused = Some(body);
+                break;
+            }
+            Answer::Response(400, _) => tokio::time::sleep(Duration::from_millis(50)).await,
+            a => panic!("unexpected {a:?}"),
+        }
+    }
+    let body = refused.expect("the budget never refused a request");
+    assert!(body.contains("busy"), "{body}");
+
+    // The endpoints without a body still answer.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            request(s.addr, "GET", path, b"").await.code(),
+            200,
+            "{path}"
+        );
+    }
+
+    // The stalled upload gives the budget back when it goes.
+    drop(hog);
+    let mut admitted = false;
+    for _ in 0..200 {
+        if request(s.addr, "POST", "/v1/verify", b"{}").await.code() == 400 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "the budget was not given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_refused_and_its_budget_freed() {
+    let s = start(
+        Limits {
+            body_budget: MAX_BODY,
+            body_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+        unlimited(),
+    )
+    .await;
+    let mut slow = connect(s.addr).await;
+    send(
+        &mut slow,
+        head("POST", "/v1/verify", Some(MAX_BODY), true).as_bytes(),
+    )
+    .await;
+    send(&mut slow, b"{\"kind\":").await;
+    match answer(&mut slow, PATIENCE).await {
+        Answer::Response(408, body) => assert!(body.contains("in time"), "{body}"),
+        a => panic!("a slow body was not refused: {a:?}"),
+    }
+    // Its share of the budget is free again.
+    assert_eq!(
+        request(s.addr, "POST", "/v1/verify", b"{}").await.code(),
+        400
+    );
+}
