@@ -190,6 +190,13 @@ impl IntoResponse for Reject {
     }
 }
 
+impl Reject {
+    /// The status code the refusal is sent with.
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
+}
+
 fn reject(code: StatusCode, reason: &str) -> Reject {
     Reject(code, reason.to_string())
 }
@@ -242,14 +249,43 @@ fn guard(state: &HttpState, addr: SocketAddr) -> Option<Reject> {
     None
 }
 
-/// The POST endpoints' admission: the client's rate limit and readiness
-/// ([`guard`]), then a JSON body.
-fn admit(state: &HttpState, addr: SocketAddr, body: &Bytes) -> Result<serde_json::Value, Reject> {
-    if let Some(r) = guard(state, addr) {
-        return Err(r);
-    }
+fn parse_json(body: &[u8]) -> Result<serde_json::Value, Reject> {
     serde_json::from_slice(body)
         .map_err(|_| reject(StatusCode::BAD_REQUEST, "body is not valid JSON"))
+}
+
+/// A `POST /v1/verify` body as the handler reads it: a JSON SealedSecret.
+/// Pure (no state, no key), so the `http_body` fuzz target runs exactly
+/// this; the handler checks the rate limit and readiness first.
+pub fn parse_verify_body(body: &[u8]) -> Result<SealedSecret, Reject> {
+    parse_json(body).and_then(parse_sealed)
+}
+
+/// A `POST /v1/reencrypt` body as the handler reads it: a JSON
+/// SealedSecret, or `{"sealedSecret": …, "additionalRecipients": […]}`.
+/// Returns the SealedSecret and the parsed additional recipients. Pure, like
+/// [`parse_verify_body`].
+pub fn parse_reencrypt_body(body: &[u8]) -> Result<(SealedSecret, Vec<PublicKey>), Reject> {
+    let value = parse_json(body)?;
+    let (sealed_value, extra) = if value.get("sealedSecret").is_some() {
+        let r = serde_json::from_value::<ReencryptRequest>(value)
+            .map_err(|_| reject(StatusCode::BAD_REQUEST, "not a valid re-encryption request"))?;
+        (r.sealed_secret, r.additional_recipients)
+    } else {
+        (value, Vec::new())
+    };
+    let sealed = parse_sealed(sealed_value)?;
+    let mut extra_keys = Vec::new();
+    for r in &extra {
+        let k = r.parse::<PublicKey>().map_err(|_| {
+            reject(
+                StatusCode::BAD_REQUEST,
+                "additionalRecipients holds something that is not an age1 recipient",
+            )
+        })?;
+        extra_keys.push(k);
+    }
+    Ok((sealed, extra_keys))
 }
 
 /// 200 when every value opens where the SealedSecret says it is and the
@@ -260,7 +296,10 @@ async fn verify(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    let sealed = match admit(&state, addr, &body).and_then(parse_sealed) {
+    if let Some(r) = guard(&state, addr) {
+        return r.into_response();
+    }
+    let sealed = match parse_verify_body(&body) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -314,38 +353,13 @@ async fn reencrypt(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    let value = match admit(&state, addr, &body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let (sealed_value, extra) = if value.get("sealedSecret").is_some() {
-        match serde_json::from_value::<ReencryptRequest>(value) {
-            Ok(r) => (r.sealed_secret, r.additional_recipients),
-            Err(_) => {
-                return reject(StatusCode::BAD_REQUEST, "not a valid re-encryption request")
-                    .into_response();
-            }
-        }
-    } else {
-        (value, Vec::new())
-    };
-    let sealed = match parse_sealed(sealed_value) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let mut extra_keys = Vec::new();
-    for r in &extra {
-        match r.parse::<PublicKey>() {
-            Ok(k) => extra_keys.push(k),
-            Err(_) => {
-                return reject(
-                    StatusCode::BAD_REQUEST,
-                    "additionalRecipients holds something that is not an age1 recipient",
-                )
-                .into_response();
-            }
-        }
+    if let Some(r) = guard(&state, addr) {
+        return r.into_response();
     }
+    let (sealed, extra_keys) = match parse_reencrypt_body(&body) {
+        Ok(parsed) => parsed,
+        Err(r) => return r.into_response(),
+    };
     let keys = state.keys.current();
     let Some(active) = keys.active().map(|a| a.public.clone()) else {
         return reject(StatusCode::SERVICE_UNAVAILABLE, "no active key yet").into_response();
@@ -368,7 +382,11 @@ async fn reencrypt(
     }
 }
 
-fn reencrypt_values(
+/// Re-encrypts every value of `sealed` to `active` (plus those of `extra`
+/// whose key ids a value already names, for keys not `held`). Pure apart
+/// from the sealing randomness; the handler runs it on a blocking thread,
+/// the `http_body` fuzz target directly.
+pub fn reencrypt_values(
     mut sealed: SealedSecret,
     ring: &coffer_core::Keyring,
     active: &PublicKey,

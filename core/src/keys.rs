@@ -250,7 +250,7 @@ impl SecretKey {
         if stanza.tag != "X25519" {
             return None;
         }
-        #[cfg(test)]
+        #[cfg(any(test, fuzzing))]
         UNWRAPS.with(|n| n.set(n.get() + 1));
         let invalid = || Some(Err(age::DecryptError::InvalidHeader));
         let [arg] = &stanza.args[..] else {
@@ -317,15 +317,18 @@ impl SecretKey {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 thread_local! {
     static UNWRAPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// X25519 stanzas this thread has tried to unwrap (a test hook: the cost
-/// of opening a value is counted in these).
-#[cfg(test)]
-pub(crate) fn unwraps_on_this_thread() -> u64 {
+/// of opening a value is counted in these). Compiled only into unit tests
+/// and fuzzing builds (cargo-fuzz sets `--cfg fuzzing`), where the
+/// `open_structured` target checks that no value costs more than one.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub fn unwraps_on_this_thread() -> u64 {
     UNWRAPS.with(|n| n.get())
 }
 
