@@ -732,6 +732,11 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<(Binding, &[u8]), OpenError> {
     if plain.len() != padded_len(plain.len()) {
         return Err(bad("plaintext is not padded to a size bucket"));
     }
+    // The plaintext cap leaves room for the header and padding; the value
+    // itself is held to what `seal` accepts, as a Secret holds no more.
+    if value.len() > MAX_VALUE_LEN {
+        return Err(bad("value is longer than a Secret holds"));
+    }
     Ok((
         Binding {
             scope,
@@ -947,6 +952,41 @@ mod tests {
         assert_eq!(
             open(&sealed, at, &ring).unwrap_err(),
             OpenError::Malformed("plaintext is longer than any value Coffer seals")
+        );
+    }
+
+    /// Fuzzing finding (`open_structured`): the plaintext cap is 1 MiB plus
+    /// 64 KiB for the header and padding, and nothing held the value itself
+    /// to 1 MiB, so a value of up to 1,114,112 bytes less its header, longer
+    /// than `seal` accepts and than a Secret holds, opened (and
+    /// `/v1/reencrypt` sealed it again). Now it is refused.
+    #[test]
+    fn a_value_longer_than_a_secret_holds_is_refused() {
+        let (key, at) = key_and_at();
+        let ring = Keyring::from_keys([key.clone()]);
+        let binding = Binding::new(Scope::Strict, at);
+        for (len, opens) in [(MAX_VALUE_LEN, true), (MAX_VALUE_LEN + 1, false)] {
+            let plain = plaintext(&binding, &vec![b'v'; len]);
+            assert!(plain.len() <= MAX_PLAINTEXT_LEN);
+            let sealed =
+                seal_plaintext(&plain, Scope::Strict, std::slice::from_ref(key.public())).unwrap();
+            match open(&sealed, at, &ring) {
+                Ok(v) => assert!(opens && v.len() == len, "{len}"),
+                Err(e) => {
+                    assert!(!opens, "{len}: {e}");
+                    assert_eq!(
+                        e,
+                        OpenError::Malformed("value is longer than a Secret holds")
+                    );
+                }
+            }
+        }
+        // The value the fuzzer found: 1,109,014 bytes, namespace scope.
+        let binding = Binding::new(Scope::Namespace, at);
+        let plain = plaintext(&binding, &vec![b'v'; 1_109_014]);
+        assert_eq!(
+            parse_plaintext(&plain).unwrap_err(),
+            OpenError::Malformed("value is longer than a Secret holds")
         );
     }
 
