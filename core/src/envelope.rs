@@ -483,6 +483,13 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
                 if key_ids.contains(&id) {
                     return Err(OpenError::Malformed("key id named twice"));
                 }
+                // No sealer writes more: re-encryption, which seals to every
+                // key a value names, could not seal such a value again.
+                if key_ids.len() == MAX_RECIPIENTS {
+                    return Err(OpenError::Malformed(
+                        "more key ids than a value may be sealed to",
+                    ));
+                }
                 key_ids.push(id);
                 key_stanza.push(x25519 - 1);
             }
@@ -936,6 +943,48 @@ mod tests {
         let before = unwraps_on_this_thread();
         assert_eq!(open(&sealed, at, &ring).unwrap().as_slice(), b"v");
         assert_eq!(unwraps_on_this_thread() - before, 1);
+    }
+
+    /// Finding (while writing the `http_body` fuzz target's "never 500"
+    /// property): 64 stanzas leave room for 32 recipients, but a value may be
+    /// sealed to at most 30. A forged value naming 31 keys opened, and
+    /// `/v1/reencrypt`, given their recipients, failed to seal it again with
+    /// a 500. Now a header naming more than 30 key ids is refused.
+    #[test]
+    fn more_key_ids_than_recipients_a_value_may_have_are_refused() {
+        let (key, at) = key_and_at();
+        let ring = Keyring::from_keys([key.clone()]);
+        let mut to: Vec<PublicKey> = (1..MAX_RECIPIENTS)
+            .map(|_| SecretKey::generate().public().clone())
+            .collect();
+        to.push(key.public().clone());
+        let sealed = seal(b"v", Scope::Strict, at, &to).unwrap();
+        assert_eq!(open(&sealed, at, &ring).unwrap().as_slice(), b"v");
+        // One more pair, in Coffer's order; refused before any unwrap, so
+        // the file key these stanzas wrap does not matter.
+        to.insert(0, SecretKey::generate().public().clone());
+        let file_key = FileKey::new(Box::new([3u8; 16]));
+        let mut stanzas = Vec::new();
+        for k in &to {
+            stanzas.extend(
+                age::Recipient::wrap_file_key(k.recipient(), &file_key)
+                    .unwrap()
+                    .0,
+            );
+            stanzas.push(Stanza {
+                tag: KEY_ID_STANZA.into(),
+                args: vec![k.id().to_string(), "strict".into()],
+                body: Vec::new(),
+            });
+        }
+        let plain = plaintext(&Binding::new(Scope::Strict, at), b"v");
+        let sealed = seal_forged(&plain, &Forged(stanzas, Vec::new()));
+        let before = unwraps_on_this_thread();
+        assert_eq!(
+            open(&sealed, at, &ring).unwrap_err(),
+            OpenError::Malformed("more key ids than a value may be sealed to")
+        );
+        assert_eq!(unwraps_on_this_thread() - before, 0);
     }
 
     /// Finding: the reader stopped at 1,114,112 bytes without checking for
