@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use coffer_core::envelope::{self, OpenError};
-use coffer_core::transform::unseal;
+use coffer_core::transform::{MAX_ITEMS, unseal};
 use coffer_core::{KeyId, Location, PublicKey, SealedSecret};
 use serde::Deserialize;
 
@@ -393,6 +393,14 @@ pub fn reencrypt_values(
     held: &BTreeSet<KeyId>,
     extra: &[PublicKey],
 ) -> Result<SealedSecret, Reject> {
+    // As verify (and reconcile) refuse it: a body of 2 MiB holds about three
+    // times as many values, each costing an unwrap and a sealing.
+    if sealed.spec.encrypted_data.len() > MAX_ITEMS {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            &format!("more than {MAX_ITEMS} items; a SealedSecret holds at most that many"),
+        ));
+    }
     let ns = sealed.metadata.namespace.clone().unwrap_or_default();
     let name = sealed.metadata.name.clone().unwrap_or_default();
     let mut out = std::collections::BTreeMap::new();
@@ -453,6 +461,43 @@ pub fn reencrypt_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found while writing the `http_body` fuzz target's property "anything
+    /// re-encrypted would verify": verify refuses more than `MAX_ITEMS`
+    /// items (409), but re-encryption sealed them all again. Now it refuses
+    /// them too, before opening any.
+    #[test]
+    fn reencryption_refuses_more_items_than_verify_accepts() {
+        use coffer_core::{Keyring, Scope, SealedSecretSpec, SecretKey, seal};
+        let key = SecretKey::generate();
+        let ring = Keyring::from_keys([key.clone()]);
+        let held: BTreeSet<KeyId> = [key.id()].into();
+        let to = [key.public().clone()];
+        let encrypted_data = (0..=MAX_ITEMS)
+            .map(|i| {
+                let item = format!("k{i}");
+                let at = Location {
+                    namespace: "shop",
+                    name: "db",
+                    key: &item,
+                };
+                (item.clone(), seal(b"v", Scope::Strict, at, &to).unwrap())
+            })
+            .collect();
+        let mut sealed = SealedSecret::new(
+            "db",
+            SealedSecretSpec {
+                encrypted_data,
+                template: None,
+            },
+        );
+        sealed.metadata.namespace = Some("shop".into());
+        assert!(unseal(&sealed, &ring).is_err(), "verify says no");
+        let err = reencrypt_values(sealed, &ring, key.public(), &held, &[])
+            .err()
+            .expect("re-encryption says no too");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
 
     #[test]
     fn limiter_allows_a_burst_then_refuses() {
