@@ -41,7 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Buf, BytesMut};
 use coffer_core::envelope::{self, OpenError};
-use coffer_core::transform::unseal;
+use coffer_core::transform::{MAX_ITEMS, unseal};
 use coffer_core::{KeyId, Location, PublicKey, SealedSecret};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
@@ -666,6 +666,13 @@ impl IntoResponse for Reject {
     }
 }
 
+impl Reject {
+    /// The status code the refusal is sent with.
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
+}
+
 fn reject(code: StatusCode, reason: &str) -> Reject {
     Reject(code, reason.to_string())
 }
@@ -703,16 +710,50 @@ fn parse_sealed(value: serde_json::Value) -> Result<SealedSecret, Reject> {
 }
 
 /// A POST body as JSON (admission, by [`admit`], is already done).
-fn json_body(body: &Bytes) -> Result<serde_json::Value, Reject> {
+fn parse_json(body: &[u8]) -> Result<serde_json::Value, Reject> {
     serde_json::from_slice(body)
         .map_err(|_| reject(StatusCode::BAD_REQUEST, "body is not valid JSON"))
+}
+
+/// A `POST /v1/verify` body as the handler reads it: a JSON SealedSecret.
+/// Pure (no state, no key), so the `http_body` fuzz target runs exactly
+/// this; the handler checks the rate limit and readiness first.
+pub fn parse_verify_body(body: &[u8]) -> Result<SealedSecret, Reject> {
+    parse_json(body).and_then(parse_sealed)
+}
+
+/// A `POST /v1/reencrypt` body as the handler reads it: a JSON
+/// SealedSecret, or `{"sealedSecret": …, "additionalRecipients": […]}`.
+/// Returns the SealedSecret and the parsed additional recipients. Pure, like
+/// [`parse_verify_body`].
+pub fn parse_reencrypt_body(body: &[u8]) -> Result<(SealedSecret, Vec<PublicKey>), Reject> {
+    let value = parse_json(body)?;
+    let (sealed_value, extra) = if value.get("sealedSecret").is_some() {
+        let r = serde_json::from_value::<ReencryptRequest>(value)
+            .map_err(|_| reject(StatusCode::BAD_REQUEST, "not a valid re-encryption request"))?;
+        (r.sealed_secret, r.additional_recipients)
+    } else {
+        (value, Vec::new())
+    };
+    let sealed = parse_sealed(sealed_value)?;
+    let mut extra_keys = Vec::new();
+    for r in &extra {
+        let k = r.parse::<PublicKey>().map_err(|_| {
+            reject(
+                StatusCode::BAD_REQUEST,
+                "additionalRecipients holds something that is not an age1 recipient",
+            )
+        })?;
+        extra_keys.push(k);
+    }
+    Ok((sealed, extra_keys))
 }
 
 /// 200 when every value opens where the SealedSecret says it is and the
 /// controller would write its Secret type, 409 when not. Nothing else is
 /// revealed: no reason, no item.
 async fn verify(State(state): State<Shared>, body: Bytes) -> Response {
-    let sealed = match json_body(&body).and_then(parse_sealed) {
+    let sealed = match parse_verify_body(&body) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -764,38 +805,10 @@ struct ReencryptRequest {
 /// other clusters it was sealed to), each keeping exactly the binding of its
 /// authenticated header.
 async fn reencrypt(State(state): State<Shared>, body: Bytes) -> Response {
-    let value = match json_body(&body) {
-        Ok(v) => v,
+    let (sealed, extra_keys) = match parse_reencrypt_body(&body) {
+        Ok(parsed) => parsed,
         Err(r) => return r.into_response(),
     };
-    let (sealed_value, extra) = if value.get("sealedSecret").is_some() {
-        match serde_json::from_value::<ReencryptRequest>(value) {
-            Ok(r) => (r.sealed_secret, r.additional_recipients),
-            Err(_) => {
-                return reject(StatusCode::BAD_REQUEST, "not a valid re-encryption request")
-                    .into_response();
-            }
-        }
-    } else {
-        (value, Vec::new())
-    };
-    let sealed = match parse_sealed(sealed_value) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let mut extra_keys = Vec::new();
-    for r in &extra {
-        match r.parse::<PublicKey>() {
-            Ok(k) => extra_keys.push(k),
-            Err(_) => {
-                return reject(
-                    StatusCode::BAD_REQUEST,
-                    "additionalRecipients holds something that is not an age1 recipient",
-                )
-                .into_response();
-            }
-        }
-    }
     let keys = state.keys.current();
     let Some(active) = keys.active().map(|a| a.public.clone()) else {
         return reject(StatusCode::SERVICE_UNAVAILABLE, "no active key yet").into_response();
@@ -818,18 +831,27 @@ async fn reencrypt(State(state): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-fn reencrypt_values(
+/// Re-encrypts every value of `sealed` to `active` (plus those of `extra`
+/// whose key ids a value already names, for keys not `held`). Pure apart
+/// from the sealing randomness; the handler runs it on a blocking thread,
+/// the `http_body` fuzz target directly.
+pub fn reencrypt_values(
     mut sealed: SealedSecret,
     ring: &coffer_core::Keyring,
     active: &PublicKey,
     held: &BTreeSet<KeyId>,
     extra: &[PublicKey],
 ) -> Result<SealedSecret, Reject> {
+    // As verify (and reconcile) refuse it: a body of 2 MiB holds about three
+    // times as many values, each costing an unwrap and a sealing.
+    if sealed.spec.encrypted_data.len() > MAX_ITEMS {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            &format!("more than {MAX_ITEMS} items; a SealedSecret holds at most that many"),
+        ));
+    }
     let ns = sealed.metadata.namespace.clone().unwrap_or_default();
     let name = sealed.metadata.name.clone().unwrap_or_default();
-    if sealed.spec.encrypted_data.len() > coffer_core::transform::MAX_ITEMS {
-        return Err(reject(StatusCode::BAD_REQUEST, "too many items"));
-    }
     let mut out = std::collections::BTreeMap::new();
     for (key, value) in &sealed.spec.encrypted_data {
         let (env, _) = envelope::inspect(value)
@@ -888,6 +910,43 @@ fn reencrypt_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found while writing the `http_body` fuzz target's property "anything
+    /// re-encrypted would verify": verify refuses more than `MAX_ITEMS`
+    /// items (409), but re-encryption sealed them all again. Now it refuses
+    /// them too, before opening any.
+    #[test]
+    fn reencryption_refuses_more_items_than_verify_accepts() {
+        use coffer_core::{Keyring, Scope, SealedSecretSpec, SecretKey, seal};
+        let key = SecretKey::generate();
+        let ring = Keyring::from_keys([key.clone()]);
+        let held: BTreeSet<KeyId> = [key.id()].into();
+        let to = [key.public().clone()];
+        let encrypted_data = (0..=MAX_ITEMS)
+            .map(|i| {
+                let item = format!("k{i}");
+                let at = Location {
+                    namespace: "shop",
+                    name: "db",
+                    key: &item,
+                };
+                (item.clone(), seal(b"v", Scope::Strict, at, &to).unwrap())
+            })
+            .collect();
+        let mut sealed = SealedSecret::new(
+            "db",
+            SealedSecretSpec {
+                encrypted_data,
+                template: None,
+            },
+        );
+        sealed.metadata.namespace = Some("shop".into());
+        assert!(unseal(&sealed, &ring).is_err(), "verify says no");
+        match reencrypt_values(sealed, &ring, key.public(), &held, &[]) {
+            Err(r) => assert_eq!(r.status(), StatusCode::BAD_REQUEST),
+            Ok(_) => panic!("re-encryption said yes"),
+        }
+    }
 
     #[test]
     fn limiter_allows_a_burst_then_refuses() {

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 
 use zeroize::Zeroizing;
 
-use crate::keys::{PublicKey, SecretKey};
+use crate::keys::{KeyId, PublicKey, SecretKey};
 
 /// One key in a backup.
 #[derive(Clone, Debug)]
@@ -97,14 +97,20 @@ pub fn parse(text: &str, now: jiff::Timestamp) -> Result<Vec<BackupEntry>, Backu
         }
         if let Some(c) = line.strip_prefix('#') {
             if let Some(fields) = c.trim().strip_prefix("coffer:") {
-                let bad = |why: String| BackupError::BadComment { line: line_no, why };
+                // Refusals name the line and the field, never text from the
+                // file: a backup is private key material, and in a damaged
+                // one a key (or part of one) may have run into a comment.
+                let bad = |why: &str| BackupError::BadComment {
+                    line: line_no,
+                    why: why.to_string(),
+                };
                 for w in fields.split_whitespace() {
                     match w.split_once('=') {
                         Some(("key", v)) => said = Some((line_no, v.to_string())),
                         Some(("created", v)) => {
                             let t: jiff::Timestamp = v
                                 .parse()
-                                .map_err(|_| bad(format!("created={v:?} is not a time")))?;
+                                .map_err(|_| bad("created= is not an RFC 3339 time"))?;
                             if is_future(t, now) {
                                 return Err(BackupError::FutureCreated {
                                     line: line_no,
@@ -115,8 +121,10 @@ pub fn parse(text: &str, now: jiff::Timestamp) -> Result<Vec<BackupEntry>, Backu
                         }
                         Some(("state", "retired")) => retired = true,
                         Some(("state", "usable" | "open-only")) => retired = false,
-                        Some(("state", v)) => return Err(bad(format!("unknown state {v:?}"))),
-                        _ => return Err(bad(format!("unknown field {w:?}"))),
+                        Some(("state", _)) => {
+                            return Err(bad("state= is not usable, open-only or retired"));
+                        }
+                        _ => return Err(bad("a field is not key=, created= or state=")),
                     }
                 }
             }
@@ -128,7 +136,9 @@ pub fn parse(text: &str, now: jiff::Timestamp) -> Result<Vec<BackupEntry>, Backu
         {
             return Err(BackupError::KeyIdMismatch {
                 line,
-                said: said.chars().take(80).collect(),
+                said: said
+                    .parse::<KeyId>()
+                    .map_or_else(|_| "[not a key id]".to_string(), |id| id.to_string()),
                 actual: key.id().to_string(),
             });
         }
@@ -252,6 +262,42 @@ mod tests {
         assert!(parse(&soon, now).is_ok());
         let past = backup_of(&key, "created=2020-01-01T00:00:00Z");
         assert!(parse(&past, now).is_ok());
+    }
+
+    /// Fuzzing finding (`backup`): a comment's unknown field, state or time
+    /// was quoted whole in the error, so a private key run into its comment
+    /// line (a lost line break, old CR line endings, a stray control
+    /// character) was printed with the refusal. Now no text of a backup is
+    /// quoted, only key ids that are key ids.
+    #[test]
+    fn refusals_never_show_a_private_key_run_into_a_comment() {
+        let key = SecretKey::generate();
+        let secret = key.to_secret_string();
+        let payload = &secret["AGE-SECRET-KEY-1".len()..];
+        let now = jiff::Timestamp::now();
+        let id = key.id();
+        for text in [
+            // CR line endings: one line for `lines()`, the key a word of it.
+            format!("# coffer: key={id} state=usable\r{}\r", secret.as_str()),
+            // The crashing input's shape: a control character, not a space.
+            format!("# coffer: key={id} state=retired\x0e{}\n", secret.as_str()),
+            format!("# coffer: created=2026\x0e{}\n", secret.as_str()),
+            format!("# coffer: key={}\n{}\n", secret.as_str(), secret.as_str()),
+            // The second crashing input: a key that lost its prefix, glued
+            // to a creation time.
+            format!("# coffer: created=202{}\n", &secret[14..]),
+            format!(
+                "# coffer: key={id} state=usable\r{}\r",
+                secret.to_lowercase()
+            ),
+        ] {
+            let err = parse(&text, now).unwrap_err().to_string();
+            assert!(!err.to_uppercase().contains(payload), "{err}");
+        }
+        // A key id in a comment is public, and shown when it is one.
+        let other = SecretKey::generate().id();
+        let err = parse(&backup_of(&key, &format!("key={other}")), now).unwrap_err();
+        assert!(err.to_string().contains(&other.to_string()), "{err}");
     }
 
     #[test]

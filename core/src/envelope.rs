@@ -483,6 +483,13 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
                 if key_ids.contains(&id) {
                     return Err(OpenError::Malformed("key id named twice"));
                 }
+                // No sealer writes more: re-encryption, which seals to every
+                // key a value names, could not seal such a value again.
+                if key_ids.len() == MAX_RECIPIENTS {
+                    return Err(OpenError::Malformed(
+                        "more key ids than a value may be sealed to",
+                    ));
+                }
                 key_ids.push(id);
                 key_stanza.push(x25519 - 1);
             }
@@ -732,6 +739,11 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<(Binding, &[u8]), OpenError> {
     if plain.len() != padded_len(plain.len()) {
         return Err(bad("plaintext is not padded to a size bucket"));
     }
+    // The plaintext cap leaves room for the header and padding; the value
+    // itself is held to what `seal` accepts, as a Secret holds no more.
+    if value.len() > MAX_VALUE_LEN {
+        return Err(bad("value is longer than a Secret holds"));
+    }
     Ok((
         Binding {
             scope,
@@ -933,6 +945,48 @@ mod tests {
         assert_eq!(unwraps_on_this_thread() - before, 1);
     }
 
+    /// Finding (while writing the `http_body` fuzz target's "never 500"
+    /// property): 64 stanzas leave room for 32 recipients, but a value may be
+    /// sealed to at most 30. A forged value naming 31 keys opened, and
+    /// `/v1/reencrypt`, given their recipients, failed to seal it again with
+    /// a 500. Now a header naming more than 30 key ids is refused.
+    #[test]
+    fn more_key_ids_than_recipients_a_value_may_have_are_refused() {
+        let (key, at) = key_and_at();
+        let ring = Keyring::from_keys([key.clone()]);
+        let mut to: Vec<PublicKey> = (1..MAX_RECIPIENTS)
+            .map(|_| SecretKey::generate().public().clone())
+            .collect();
+        to.push(key.public().clone());
+        let sealed = seal(b"v", Scope::Strict, at, &to).unwrap();
+        assert_eq!(open(&sealed, at, &ring).unwrap().as_slice(), b"v");
+        // One more pair, in Coffer's order; refused before any unwrap, so
+        // the file key these stanzas wrap does not matter.
+        to.insert(0, SecretKey::generate().public().clone());
+        let file_key = FileKey::new(Box::new([3u8; 16]));
+        let mut stanzas = Vec::new();
+        for k in &to {
+            stanzas.extend(
+                age::Recipient::wrap_file_key(k.recipient(), &file_key)
+                    .unwrap()
+                    .0,
+            );
+            stanzas.push(Stanza {
+                tag: KEY_ID_STANZA.into(),
+                args: vec![k.id().to_string(), "strict".into()],
+                body: Vec::new(),
+            });
+        }
+        let plain = plaintext(&Binding::new(Scope::Strict, at), b"v");
+        let sealed = seal_forged(&plain, &Forged(stanzas, Vec::new()));
+        let before = unwraps_on_this_thread();
+        assert_eq!(
+            open(&sealed, at, &ring).unwrap_err(),
+            OpenError::Malformed("more key ids than a value may be sealed to")
+        );
+        assert_eq!(unwraps_on_this_thread() - before, 0);
+    }
+
     /// Finding: the reader stopped at 1,114,112 bytes without checking for
     /// more, so a longer plaintext opened cut short. Now it is refused.
     #[test]
@@ -947,6 +1001,41 @@ mod tests {
         assert_eq!(
             open(&sealed, at, &ring).unwrap_err(),
             OpenError::Malformed("plaintext is longer than any value Coffer seals")
+        );
+    }
+
+    /// Fuzzing finding (`open_structured`): the plaintext cap is 1 MiB plus
+    /// 64 KiB for the header and padding, and nothing held the value itself
+    /// to 1 MiB, so a value of up to 1,114,112 bytes less its header, longer
+    /// than `seal` accepts and than a Secret holds, opened (and
+    /// `/v1/reencrypt` sealed it again). Now it is refused.
+    #[test]
+    fn a_value_longer_than_a_secret_holds_is_refused() {
+        let (key, at) = key_and_at();
+        let ring = Keyring::from_keys([key.clone()]);
+        let binding = Binding::new(Scope::Strict, at);
+        for (len, opens) in [(MAX_VALUE_LEN, true), (MAX_VALUE_LEN + 1, false)] {
+            let plain = plaintext(&binding, &vec![b'v'; len]);
+            assert!(plain.len() <= MAX_PLAINTEXT_LEN);
+            let sealed =
+                seal_plaintext(&plain, Scope::Strict, std::slice::from_ref(key.public())).unwrap();
+            match open(&sealed, at, &ring) {
+                Ok(v) => assert!(opens && v.len() == len, "{len}"),
+                Err(e) => {
+                    assert!(!opens, "{len}: {e}");
+                    assert_eq!(
+                        e,
+                        OpenError::Malformed("value is longer than a Secret holds")
+                    );
+                }
+            }
+        }
+        // The value the fuzzer found: 1,109,014 bytes, namespace scope.
+        let binding = Binding::new(Scope::Namespace, at);
+        let plain = plaintext(&binding, &vec![b'v'; 1_109_014]);
+        assert_eq!(
+            parse_plaintext(&plain).unwrap_err(),
+            OpenError::Malformed("value is longer than a Secret holds")
         );
     }
 

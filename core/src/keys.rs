@@ -71,15 +71,29 @@ impl fmt::Debug for KeyId {
     }
 }
 
+/// How an error message shows text it could not read: quoted and cut to
+/// 80 characters, or not at all when it holds what looks like a private key
+/// (`SECRET-KEY`, in either case). Such text is what people pass by mistake
+/// (an identity file for a recipients file, `--to AGE-SECRET-KEY-1…`, a
+/// backup whose line breaks were lost), and error messages end up in
+/// terminals and CI logs.
+pub(crate) fn shown(s: &str) -> String {
+    if s.to_ascii_uppercase().contains("SECRET-KEY") {
+        "[text holding a private key, not shown]".to_string()
+    } else {
+        format!("{:?}", s.chars().take(80).collect::<String>())
+    }
+}
+
 /// Error for a string that is not a key id.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0:?} is not a key id (expected 64 lowercase hex digits)")]
+#[error("{0} is not a key id (expected 64 lowercase hex digits)")]
 pub struct BadKeyId(pub String);
 
 impl FromStr for KeyId {
     type Err = BadKeyId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadKeyId(s.chars().take(80).collect());
+        let bad = || BadKeyId(shown(s));
         if s.len() != KEY_ID_LEN * 2
             || !s
                 .bytes()
@@ -156,7 +170,7 @@ impl fmt::Debug for PublicKey {
 impl FromStr for PublicKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || KeyError::BadRecipient(s.chars().take(80).collect());
+        let bad = || KeyError::BadRecipient(shown(s));
         let recipient = age::x25519::Recipient::from_str(s).map_err(|_| bad())?;
         // The age crate keeps the raw point private; decode the Bech32 string
         // it has just validated to derive the key id from the raw bytes.
@@ -250,7 +264,7 @@ impl SecretKey {
         if stanza.tag != "X25519" {
             return None;
         }
-        #[cfg(test)]
+        #[cfg(any(test, fuzzing))]
         UNWRAPS.with(|n| n.set(n.get() + 1));
         let invalid = || Some(Err(age::DecryptError::InvalidHeader));
         let [arg] = &stanza.args[..] else {
@@ -317,15 +331,18 @@ impl SecretKey {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 thread_local! {
     static UNWRAPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// X25519 stanzas this thread has tried to unwrap (a test hook: the cost
-/// of opening a value is counted in these).
-#[cfg(test)]
-pub(crate) fn unwraps_on_this_thread() -> u64 {
+/// of opening a value is counted in these). Compiled only into unit tests
+/// and fuzzing builds (cargo-fuzz sets `--cfg fuzzing`), where the
+/// `open_structured` target checks that no value costs more than one.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub fn unwraps_on_this_thread() -> u64 {
     UNWRAPS.with(|n| n.get())
 }
 

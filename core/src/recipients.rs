@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::keys::{KeyError, KeyId, PublicKey};
+use crate::keys::{KeyError, KeyId, PublicKey, shown};
 
 /// One recipient of a recipients file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,7 +129,7 @@ fn parse_meta(line: usize, fields: &str) -> Result<Meta, RecipientsError> {
     for word in fields.split_whitespace() {
         let (k, v) = word
             .split_once('=')
-            .ok_or_else(|| bad(format!("{word:?} is not key=value")))?;
+            .ok_or_else(|| bad(format!("{} is not key=value", shown(word))))?;
         match k {
             "key" => {
                 meta.key = Some(
@@ -141,11 +141,11 @@ fn parse_meta(line: usize, fields: &str) -> Result<Meta, RecipientsError> {
             "created" => {
                 let t: jiff::Timestamp = v
                     .parse()
-                    .map_err(|_| bad(format!("created={v:?} is not an RFC 3339 time")))?;
+                    .map_err(|_| bad(format!("created={} is not an RFC 3339 time", shown(v))))?;
                 // A date in the future would silence the staleness warning
                 // forever; no file Coffer wrote can say it.
                 if crate::backup::is_future(t, jiff::Timestamp::now()) {
-                    return Err(bad(format!("created={v} is in the future")));
+                    return Err(bad(format!("created={} is in the future", shown(v))));
                 }
                 meta.created = Some(t)
             }
@@ -191,6 +191,32 @@ mod tests {
             RecipientsFile::parse(&text),
             Err(RecipientsError::KeyIdMismatch { line: 1, .. })
         ));
+    }
+
+    /// Fuzzing finding (`backup` target, which parses recipients files
+    /// too): an identity file given where a recipients file belongs was
+    /// refused with its private key in the message ("not an age X25519
+    /// recipient: AGE-SECRET-KEY-1…"), printed to a terminal or CI log. Now
+    /// text holding a private key is never shown.
+    #[test]
+    fn an_identity_file_given_as_recipients_is_refused_without_showing_the_key() {
+        let k = SecretKey::generate();
+        let secret = k.to_secret_string();
+        let payload = &secret["AGE-SECRET-KEY-1".len()..];
+        let identity_file = k.to_identity_file(&jiff::Timestamp::UNIX_EPOCH);
+        for text in [
+            identity_file.to_string(),
+            secret.to_lowercase(),
+            format!("# coffer: cluster=a\r{}\r", secret.as_str()),
+            format!("# coffer: key={}\n{}\n", secret.as_str(), k.public()),
+        ] {
+            let err = RecipientsFile::parse(&text).unwrap_err().to_string();
+            assert!(!err.to_uppercase().contains(payload), "{err}");
+            assert!(err.contains("not shown"), "{err}");
+        }
+        // A public key typo is still shown, quoted.
+        let err = RecipientsFile::parse("age1nope\n").unwrap_err().to_string();
+        assert!(err.contains("\"age1nope\""), "{err}");
     }
 
     #[test]

@@ -1,33 +1,47 @@
-//! The sealed-value parser must refuse any input with an error, never panic.
+//! The sealed-value parser, on raw bytes: as the base64 text of
+//! `encryptedData`, and as the binary age file (base64-encoded first). The
+//! ring holds the published test identity, so the seeds of
+//! `fuzz/seeds/open_value/` (values sealed to it) get past age's header MAC
+//! and their mutations reach the STREAM and binding-header checks.
+//!
+//! Properties: never panics; one open costs at most one X25519 unwrap; a
+//! value that opens is no longer than `MAX_VALUE_LEN`, inspects, and has the
+//! scope its age header announces.
 #![no_main]
 
-use coffer_core::{Keyring, Location, keys::parse_identity_file, open};
+use coffer_core::envelope::{self, MAX_VALUE_LEN};
+use coffer_core::keys::unwraps_on_this_thread;
+use coffer_fuzz::{AT, b64, test_ring};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    thread_local! {
-        static RING: Keyring = Keyring::from_keys(
-            parse_identity_file(include_str!("../../core/tests/vectors/identity.txt")).unwrap(),
+fn check(sealed: &str) {
+    let ring = test_ring();
+    let before = unwraps_on_this_thread();
+    let opened = envelope::open_unchecked(sealed, ring);
+    let unwraps = unwraps_on_this_thread() - before;
+    assert!(unwraps <= 1, "opening cost {unwraps} X25519 unwraps");
+    if let Ok(o) = opened {
+        assert!(
+            o.value.len() <= MAX_VALUE_LEN,
+            "opened {} bytes",
+            o.value.len()
         );
+        let (env, _) = envelope::inspect(sealed).expect("a value that opens inspects");
+        assert_eq!(env.scope, o.binding.scope);
+        // `open` is `open_unchecked` plus the binding check.
+        assert_eq!(
+            envelope::open(sealed, AT, ring).is_ok(),
+            o.binding.allows(AT)
+        );
+    } else {
+        let _ = envelope::inspect(sealed);
     }
-    let at = Location { namespace: "shop", name: "db", key: "password" };
-    // Raw bytes as the base64 text, and as the binary age file.
-    if let Ok(text) = std::str::from_utf8(data) {
-        RING.with(|r| { let _ = open(text, at, r); });
-    }
-    let b64 = base64_encode(data);
-    RING.with(|r| { let _ = open(&b64, at, r); });
-    let _ = coffer_core::envelope::parse_plaintext(data);
-});
-
-fn base64_encode(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() { out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char) } else { out.push('=') }
-        }
-    }
-    out
 }
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        check(text);
+    }
+    check(&b64(data));
+    let _ = envelope::parse_plaintext(data);
+});
