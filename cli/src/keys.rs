@@ -118,9 +118,10 @@ async fn ring(target: &Target) -> Result<(Api<Secret>, Vec<RingKey>)> {
 /// found is acted on by its whole id.
 fn find<'a>(keys: &'a [RingKey], id: &str, target: &Target) -> Result<&'a RingKey> {
     if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Failure::usage(format!(
-            "{id:?} is not a key id: give at least 8 hex digits (see `coffer keys list`)"
-        )));
+        // Not echoed: it may be a private key pasted by mistake.
+        return Err(Failure::usage(
+            "that is not a key id: give at least 8 hex digits (see `coffer keys list`)",
+        ));
     }
     let id = id.to_ascii_lowercase();
     let found: Vec<&RingKey> = keys.iter().filter(|k| k.id().starts_with(&id)).collect();
