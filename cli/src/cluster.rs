@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use coffer_core::RecipientsFile;
+use coffer_format::RecipientsFile;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};

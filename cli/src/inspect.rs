@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use coffer_core::envelope;
+use coffer_format::envelope;
 
 use crate::cluster::parse_recipients;
 use crate::docs::read_sealed;

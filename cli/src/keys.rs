@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use coffer_core::api::{KeyStatus, RingKey, active_key, key_secret, read_key_secret, ring::*};
-use coffer_core::backup::{self, BackupEntry};
 use coffer_core::transform::{WireSecret, to_json_wiped, wipe};
-use coffer_core::{KeyId, PublicKey};
+use coffer_format::backup::{self, BackupEntry};
+use coffer_format::{KeyId, PublicKey};
 use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use coffer_core::recipients::{RecipientEntry, RecipientsFile};
+use coffer_format::recipients::{RecipientEntry, RecipientsFile};
 
 use crate::cluster::Target;
 use crate::error::{Failure, Result};
@@ -148,7 +148,7 @@ fn keygen(
             output.display()
         )));
     }
-    let key = coffer_core::SecretKey::generate();
+    let key = coffer_format::SecretKey::generate();
     let now = jiff::Timestamp::now();
     io::write_atomic(output, key.to_identity_file(&now).as_bytes(), true)?;
     let file = RecipientsFile {

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use coffer_core::keys::parse_identity_file;
 use coffer_core::transform::unseal;
-use coffer_core::{Keyring, SecretKey, backup};
+use coffer_format::key::parse_identity_file;
+use coffer_format::{Keyring, SecretKey, backup};
 
 use crate::docs::read_sealed;
 use crate::error::{Failure, Result};

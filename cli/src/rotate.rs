@@ -7,7 +7,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coffer_core::{SealedSecret, envelope};
+use coffer_core::SealedSecret;
+
+use coffer_format::envelope;
 
 use crate::cluster::{Target, parse_recipients};
 use crate::docs::read_sealed;
@@ -172,7 +174,7 @@ fn is_sealed(body: &str) -> bool {
     })
 }
 
-fn active_key_id(text: &str) -> Result<coffer_core::KeyId> {
+fn active_key_id(text: &str) -> Result<coffer_format::KeyId> {
     let f = parse_recipients("the cluster's recipients file", text)?;
     // parse_recipients refuses a file without entries.
     f.entries
@@ -233,7 +235,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
         None
     };
     let (mut changed_files, mut values) = (0usize, 0usize);
-    let mut referenced: BTreeMap<coffer_core::KeyId, usize> = BTreeMap::new();
+    let mut referenced: BTreeMap<coffer_format::KeyId, usize> = BTreeMap::new();
     for path in &files {
         let input = read_file(path)?;
         let json = input.text.trim_start().starts_with('{');
@@ -369,7 +371,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn count_ids(s: &SealedSecret, into: &mut BTreeMap<coffer_core::KeyId, usize>) {
+fn count_ids(s: &SealedSecret, into: &mut BTreeMap<coffer_format::KeyId, usize>) {
     for v in s.spec.encrypted_data.values() {
         if let Ok((e, _)) = envelope::inspect(v) {
             for k in e.key_ids {

@@ -4,9 +4,10 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use coffer_core::SealedSecret;
 use coffer_core::manifest::read_secrets;
 use coffer_core::transform::{SealSecretError, merge_into, seal_secret};
-use coffer_core::{Location, PublicKey, RecipientsFile, Scope, SealedSecret};
+use coffer_format::{Location, PublicKey, RecipientsFile, Scope};
 use zeroize::Zeroizing;
 
 use crate::cluster::{Target, parse_recipients};
@@ -255,13 +256,13 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
                     crate::io::io_reason(&e)
                 ))
             })?;
-            f.take(coffer_core::envelope::MAX_VALUE_LEN as u64 + 1)
+            f.take(coffer_format::envelope::MAX_VALUE_LEN as u64 + 1)
                 .read_to_end(&mut value)
                 .map_err(|e| Failure::input(format!("{}: {e}", p.display())))?;
         }
         None => {
             std::io::stdin()
-                .take(coffer_core::envelope::MAX_VALUE_LEN as u64 + 1)
+                .take(coffer_format::envelope::MAX_VALUE_LEN as u64 + 1)
                 .read_to_end(&mut value)
                 .map_err(|e| Failure::input(format!("<stdin>: {e}")))?;
         }
@@ -272,7 +273,7 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
         name: &name,
         key: &key,
     };
-    let sealed = coffer_core::seal(&value, args.scope, at, &keys)
+    let sealed = coffer_format::seal(&value, args.scope, at, &keys)
         .map_err(|e| Failure::input(format!("item {key:?}: {e}")))?;
     emit(args.output.as_deref(), &format!("{sealed}\n"))
 }

@@ -121,7 +121,7 @@ impl Cluster {
         let cms: Api<ConfigMap> = Api::namespaced(self.admin.clone(), &self.key_ns);
         let text =
             cms.get("coffer-recipients").await.unwrap().data.unwrap()["recipients.txt"].clone();
-        coffer_core::RecipientsFile::parse(&text).unwrap().entries[0]
+        coffer_format::RecipientsFile::parse(&text).unwrap().entries[0]
             .key
             .id()
             .to_string()
@@ -382,7 +382,7 @@ async fn a_forged_backup_made_with_stock_age_cannot_change_the_sealing_key() {
         .lines()
         .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
         .unwrap();
-    let attacker_id = coffer_core::keys::parse_identity_file(&attacker).unwrap()[0].id();
+    let attacker_id = coffer_format::key::parse_identity_file(&attacker).unwrap()[0].id();
     let forge = |file: &str, created: &str| {
         let plain = format!(
             "# Coffer key ring backup\n# coffer: created={created} state=usable\n{attacker_secret}\n"

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use coffer_core::api::{SealedSecretSpec, SealedSecretStatus};
-use coffer_core::envelope;
 use coffer_core::transform::{self, SealedItem};
+use coffer_format::envelope;
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;

@@ -40,9 +40,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Buf, BytesMut};
-use coffer_core::envelope::{self, OpenError};
+use coffer_core::SealedSecret;
 use coffer_core::transform::{MAX_ITEMS, unseal};
-use coffer_core::{KeyId, Location, PublicKey, SealedSecret};
+use coffer_format::envelope::{self, OpenError};
+use coffer_format::{KeyId, Location, PublicKey};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
@@ -837,7 +838,7 @@ async fn reencrypt(State(state): State<Shared>, body: Bytes) -> Response {
 /// the `http_body` fuzz target directly.
 pub fn reencrypt_values(
     mut sealed: SealedSecret,
-    ring: &coffer_core::Keyring,
+    ring: &coffer_format::Keyring,
     active: &PublicKey,
     held: &BTreeSet<KeyId>,
     extra: &[PublicKey],
@@ -917,7 +918,8 @@ mod tests {
     /// them too, before opening any.
     #[test]
     fn reencryption_refuses_more_items_than_verify_accepts() {
-        use coffer_core::{Keyring, Scope, SealedSecretSpec, SecretKey, seal};
+        use coffer_core::SealedSecretSpec;
+        use coffer_format::{Keyring, Scope, SecretKey, seal};
         let key = SecretKey::generate();
         let ring = Keyring::from_keys([key.clone()]);
         let held: BTreeSet<KeyId> = [key.id()].into();

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use coffer_core::recipients::{RecipientEntry, RecipientsFile};
-use coffer_core::{KeyId, Keyring, PublicKey, SecretKey};
+use coffer_format::recipients::{RecipientEntry, RecipientsFile};
+use coffer_format::{KeyId, Keyring, PublicKey, SecretKey};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};

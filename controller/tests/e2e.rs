@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use coffer_core::{Scope, SealedSecret, SecretKey};
+use coffer_core::SealedSecret;
+
+use coffer_format::{Scope, SecretKey};
 use coffer_test_support::{
     ControllerProcess, Server, eventually, namespace, namespaced_kustomization, yaml_objects,
 };

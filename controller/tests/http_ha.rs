@@ -6,7 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use coffer_core::{Scope, SealedSecret, envelope};
+use coffer_core::SealedSecret;
+
+use coffer_format::{Scope, envelope};
 use coffer_test_support::{ControllerProcess, eventually};
 use common::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};

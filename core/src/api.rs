@@ -176,7 +176,7 @@ impl KeyStatus {
 
 /// The name of the Secret that holds a key: the whole id, so two keys
 /// never share a name.
-pub fn key_secret_name(id: &crate::KeyId) -> String {
+pub fn key_secret_name(id: &coffer_format::KeyId) -> String {
     format!("coffer-key-{id}")
 }
 
@@ -185,7 +185,7 @@ pub fn key_secret_name(id: &crate::KeyId) -> String {
 /// with [`crate::transform::WireSecret`] and wipe it with
 /// [`crate::transform::wipe`] once sent.
 pub fn key_secret(
-    key: &crate::SecretKey,
+    key: &coffer_format::SecretKey,
     created: Option<jiff::Timestamp>,
     status: KeyStatus,
     sequence: Option<u64>,
@@ -233,7 +233,7 @@ pub fn key_secret(
 /// annotation is only shown.
 #[derive(Clone, Debug)]
 pub struct RingKey {
-    pub key: crate::SecretKey,
+    pub key: coffer_format::SecretKey,
     pub secret_name: String,
     pub status: KeyStatus,
     /// Place in the ring ([`ring::SEQUENCE_ANNOTATION`]); 0 when unset.
@@ -253,7 +253,7 @@ pub struct RingKey {
 
 impl RingKey {
     /// The key id.
-    pub fn id(&self) -> crate::KeyId {
+    pub fn id(&self) -> coffer_format::KeyId {
         self.key.id()
     }
 
@@ -298,7 +298,7 @@ pub fn read_key_secret(
         .ok_or_else(|| format!("key Secret {name} has no data.{}", ring::IDENTITY_KEY))?;
     let text = std::str::from_utf8(&data.0)
         .map_err(|_| format!("key Secret {name}: data.{} is not text", ring::IDENTITY_KEY))?;
-    let key = crate::SecretKey::parse(text).map_err(|_| {
+    let key = coffer_format::SecretKey::parse(text).map_err(|_| {
         format!(
             "key Secret {name}: data.{} is not an age X25519 identity",
             ring::IDENTITY_KEY
@@ -327,7 +327,7 @@ pub fn read_key_secret(
         let t: jiff::Timestamp = text
             .parse()
             .map_err(|_| format!("key Secret {name}: {what} is not a time"))?;
-        if crate::backup::is_future(t, now) {
+        if coffer_format::backup::is_future(t, now) {
             suspect = Some(format!(
                 "key Secret {name}: {what}={t} is in the future; the key is treated as open-only (it opens values and never seals) until the annotation is corrected"
             ));
@@ -366,7 +366,7 @@ pub fn read_key_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SecretKey;
+    use coffer_format::SecretKey;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ring_key(status: KeyStatus, sequence: Option<u64>, created: &str) -> RingKey {

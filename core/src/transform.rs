@@ -10,10 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::api::{OWNED_LABEL, SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
-use crate::envelope::{self, Location, OpenError, Scope, SealError};
-use crate::keyring::Keyring;
-use crate::keys::PublicKey;
 use crate::manifest::SecretManifest;
+use coffer_format::envelope::{self, Location, OpenError, Scope, SealError};
+use coffer_format::key::PublicKey;
+use coffer_format::keyring::Keyring;
 
 /// Annotations never copied from a manifest: they would carry the
 /// plaintext (kubectl's last-applied copy) or state of another object.
@@ -395,8 +395,8 @@ pub fn to_json_wiped(obj: &impl serde::Serialize) -> serde_json::Result<Zeroizin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::SecretKey;
     use crate::manifest::read_secrets;
+    use coffer_format::key::SecretKey;
 
     const SECRET: &str = r#"
 apiVersion: v1

@@ -1,5 +1,5 @@
 //! Seed corpora of the fuzz targets, `fuzz/seeds/<target>/`: valid inputs
-//! (values sealed to the published test identity of `vectors/identity.txt`,
+//! (values sealed to the published test identity of `format/tests/vectors/identity.txt`,
 //! real Secret manifests, real HTTP request bodies, real backups and
 //! recipients files) from which the fuzzer mutates its way past age's
 //! header MAC and into the parsers' refusals.
@@ -18,21 +18,20 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use coffer_core::backup::{self, BackupEntry};
-use coffer_core::keys::parse_identity_file;
+use coffer_core::SealedSecret;
 use coffer_core::manifest::read_secrets;
-use coffer_core::recipients::RecipientEntry;
 use coffer_core::transform::seal_secret;
-use coffer_core::{
-    Keyring, Location, PublicKey, RecipientsFile, Scope, SealedSecret, SecretKey, seal,
-};
+use coffer_format::backup::{self, BackupEntry};
+use coffer_format::key::parse_identity_file;
+use coffer_format::recipients::RecipientEntry;
+use coffer_format::{Keyring, Location, PublicKey, RecipientsFile, Scope, SecretKey, seal};
 
 fn seeds() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds")
 }
 
 fn test_key() -> SecretKey {
-    parse_identity_file(include_str!("vectors/identity.txt"))
+    parse_identity_file(include_str!("../../format/tests/vectors/identity.txt"))
         .unwrap()
         .remove(0)
 }
@@ -352,7 +351,7 @@ fn backup_seeds() {
     write(
         t,
         "identity-file.txt",
-        include_str!("vectors/identity.txt").as_bytes(),
+        include_str!("../../format/tests/vectors/identity.txt").as_bytes(),
     );
     let loose = format!(
         "# not a coffer line\r\n\r\n  # coffer: key={} state=open-only created=2026-11-01T00:00:00+00:00\r\n  {}  \r\n",
@@ -428,7 +427,7 @@ fn committed_seeds_are_what_their_names_say() {
         } else {
             STANDARD.encode(&bytes)
         };
-        let result = coffer_core::open(&sealed, AT, &ring);
+        let result = coffer_format::open(&sealed, AT, &ring);
         if name.starts_with("opens-") {
             assert!(result.is_ok(), "{name}: {:?}", result.err());
             opened += 1;

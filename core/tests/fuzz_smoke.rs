@@ -5,11 +5,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use coffer_core::{Keyring, Location, keys::parse_identity_file, manifest::read_secrets, open};
+use coffer_core::manifest::read_secrets;
+use coffer_format::{Keyring, Location, key::parse_identity_file, open};
 use proptest::prelude::*;
 
 fn ring() -> Keyring {
-    Keyring::from_keys(parse_identity_file(include_str!("vectors/identity.txt")).unwrap())
+    Keyring::from_keys(
+        parse_identity_file(include_str!("../../format/tests/vectors/identity.txt")).unwrap(),
+    )
 }
 
 const AT: Location<'static> = Location {
@@ -20,7 +23,7 @@ const AT: Location<'static> = Location {
 
 fn valid() -> Vec<u8> {
     let v: Vec<serde_json::Value> =
-        serde_saphyr::from_str(include_str!("vectors/vectors.yaml")).unwrap();
+        serde_saphyr::from_str(include_str!("../../format/tests/vectors/vectors.yaml")).unwrap();
     STANDARD.decode(v[0]["sealed"].as_str().unwrap()).unwrap()
 }
 

@@ -11,8 +11,8 @@
 //! shows a private key (an identity file given as a recipients file).
 #![no_main]
 
-use coffer_core::RecipientsFile;
-use coffer_core::backup::{self, is_future};
+use coffer_format::RecipientsFile;
+use coffer_format::backup::{self, is_future};
 use coffer_fuzz::{fixed_now, test_key};
 use libfuzzer_sys::fuzz_target;
 

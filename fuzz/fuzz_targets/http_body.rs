@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use coffer_controller::http::{parse_reencrypt_body, parse_verify_body, reencrypt_values};
 use coffer_controller::secret_types::{DEFAULT_DENY, SecretTypePolicy};
-use coffer_core::envelope;
+use coffer_format::envelope;
 use coffer_core::transform::unseal;
 use coffer_fuzz::{test_key, test_ring};
 use libfuzzer_sys::fuzz_target;
@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
                 let new = envelope::open_unchecked(value, ring).expect("the new value opens");
                 assert_eq!(new.binding, old.binding);
                 assert_eq!(new.value, old.value);
-                assert!(new.binding.allows(coffer_core::Location {
+                assert!(new.binding.allows(coffer_format::Location {
                     namespace: &ns,
                     name: &name,
                     key,

@@ -14,11 +14,11 @@
 //! of a well-formed plaintext always opens (no false refusals).
 #![no_main]
 
-use coffer_core::envelope::{
+use coffer_format::envelope::{
     self, Binding, MAX_PLAINTEXT_LEN, MAX_SEALED_LEN, MAX_VALUE_LEN, OpenError, Scope, padded_len,
     parse_plaintext,
 };
-use coffer_core::keys::unwraps_on_this_thread;
+use coffer_format::key::unwraps_on_this_thread;
 use coffer_fuzz::{
     BodyStyle, CHUNK, ChunkModel, FILE_KEY, HeaderStyle, MacStyle, StanzaModel, b64, honest_chunks,
     other_keys, raw_public, test_key, test_ring, write_header, write_payload, x25519_stanza,
@@ -418,7 +418,7 @@ enum Encoding {
     Truncate(u16),
 }
 
-fn other(i: u8) -> &'static coffer_core::SecretKey {
+fn other(i: u8) -> &'static coffer_format::SecretKey {
     let o = other_keys();
     &o[i as usize % o.len()]
 }
@@ -600,7 +600,7 @@ fn build_plaintext(input: &Input) -> Vec<u8> {
 fn honest_stanzas(input: &Input) -> (Vec<StanzaModel>, String) {
     let before = input.others_before as usize % 4;
     let after = input.others_after as usize % 4;
-    let mut to: Vec<&coffer_core::SecretKey> = Vec::new();
+    let mut to: Vec<&coffer_format::SecretKey> = Vec::new();
     for i in 0..before {
         to.push(&other_keys()[i % 3]);
     }

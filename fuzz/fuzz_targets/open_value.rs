@@ -9,8 +9,8 @@
 //! scope its age header announces.
 #![no_main]
 
-use coffer_core::envelope::{self, MAX_VALUE_LEN};
-use coffer_core::keys::unwraps_on_this_thread;
+use coffer_format::envelope::{self, MAX_VALUE_LEN};
+use coffer_format::key::unwraps_on_this_thread;
 use coffer_fuzz::{AT, b64, test_ring};
 use libfuzzer_sys::fuzz_target;
 

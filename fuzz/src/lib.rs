@@ -12,8 +12,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use coffer_core::keys::parse_identity_file;
-use coffer_core::{Keyring, Location, SecretKey};
+use coffer_format::key::parse_identity_file;
+use coffer_format::{Keyring, Location, SecretKey};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -27,11 +27,11 @@ pub const AT: Location<'static> = Location {
 /// Size of an age STREAM chunk's plaintext.
 pub const CHUNK: usize = 64 * 1024;
 
-/// The test identity of `core/tests/vectors/identity.txt`.
+/// The test identity of `format/tests/vectors/identity.txt`.
 pub fn test_key() -> &'static SecretKey {
     static KEY: OnceLock<SecretKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        parse_identity_file(include_str!("../../core/tests/vectors/identity.txt"))
+        parse_identity_file(include_str!("../../format/tests/vectors/identity.txt"))
             .expect("the test identity parses")
             .remove(0)
     })

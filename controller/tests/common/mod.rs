@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use coffer_core::SealedSecret;
 use coffer_core::manifest::read_secrets;
-use coffer_core::recipients::RecipientsFile;
 use coffer_core::transform::seal_secret;
-use coffer_core::{PublicKey, Scope, SealedSecret};
+use coffer_format::recipients::RecipientsFile;
+use coffer_format::{PublicKey, Scope};
 use coffer_test_support::{ControllerProcess, Server, eventually, grant_key_namespace, namespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use coffer_controller::keys::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
+use coffer_core::SealedSecret;
 use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
 use coffer_core::transform::seal_secret;
-use coffer_core::{RecipientsFile, Scope, SealedSecret, SecretKey};
+use coffer_format::{RecipientsFile, Scope, SecretKey};
 use coffer_test_support::Server;
 use coffer_test_support::procfs::{
     Child, clk_tck, cpu_model, mem_total_gib, proc_cpu, proc_status_kib, read_pid,
@@ -532,7 +533,7 @@ async fn create_key_secret(admin: &Client, key: &SecretKey) -> anyhow::Result<()
 fn seal_all(
     n: usize,
     namespaces: &[String],
-    recipients: &[coffer_core::PublicKey],
+    recipients: &[coffer_format::PublicKey],
 ) -> anyhow::Result<(Vec<Item>, Vec<SealedSecret>)> {
     let mut random = vec![0u8; n * 18];
     getrandom::getrandom(&mut random).context("no randomness")?;
@@ -570,7 +571,7 @@ fn seal_one(
     i: usize,
     namespaces: &[String],
     random: &[u8],
-    recipients: &[coffer_core::PublicKey],
+    recipients: &[coffer_format::PublicKey],
 ) -> anyhow::Result<(Item, SealedSecret)> {
     let namespace = namespaces[i % namespaces.len()].clone();
     let name = format!("app-{i:05}");

@@ -1185,7 +1185,7 @@ fn http_agent() -> ureq::Agent {
 }
 
 fn first_key_id(text: &str) -> String {
-    coffer_core::RecipientsFile::parse(text)
+    coffer_format::RecipientsFile::parse(text)
         .ok()
         .and_then(|f| f.keys().first().map(|k| k.id().short()))
         .unwrap_or_default()

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::keys::{KeyId, SecretKey};
+use crate::key::{KeyId, SecretKey};
 
 /// Private keys by id. Retired keys are remembered so that a value sealed to
 /// one is refused with that reason rather than "unknown key".

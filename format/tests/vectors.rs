@@ -1,7 +1,7 @@
-//! Fixed test vectors of format v1 (`core/tests/vectors/`), also printed in
+//! Fixed test vectors of format v1 (`format/tests/vectors/`), also printed in
 //! `docs/format.md`: a second implementation can check itself against them.
 
-use coffer_core::{Keyring, Location, OpenError, keys::parse_identity_file, open};
+use coffer_format::{Keyring, Location, OpenError, key::parse_identity_file, open};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -65,7 +65,7 @@ fn docs_format_md_shows_the_same_vectors() {
 #[test]
 #[ignore = "generator, run by hand"]
 fn generate_vectors() {
-    use coffer_core::{Scope, SecretKey, seal};
+    use coffer_format::{Scope, SecretKey, seal};
     let key = parse_identity_file(include_str!("vectors/identity.txt"))
         .unwrap()
         .remove(0);

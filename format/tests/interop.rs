@@ -8,7 +8,7 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use coffer_core::{Location, Scope, SecretKey, seal};
+use coffer_format::{Location, Scope, SecretKey, seal};
 
 fn decrypt_with(tool: &str, dir: &Path, key: &SecretKey, extra: &SecretKey) {
     let id_path = dir.join("identity.txt");

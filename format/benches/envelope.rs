@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use coffer_core::{Keyring, Location, Scope, SecretKey, open, seal};
+use coffer_format::{Keyring, Location, Scope, SecretKey, open, seal};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 const AT: Location<'static> = Location {

@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use coffer_core::envelope::{self, MAX_SEALED_LEN, MAX_STANZAS, MAX_VALUE_LEN, SealError};
-use coffer_core::{Keyring, Location, OpenError, Scope, SecretKey, open, seal};
+use coffer_format::envelope::{self, MAX_SEALED_LEN, MAX_STANZAS, MAX_VALUE_LEN, SealError};
+use coffer_format::{Keyring, Location, OpenError, Scope, SecretKey, open, seal};
 
 const AT: Location<'static> = Location {
     namespace: "shop",

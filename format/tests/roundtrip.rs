@@ -1,7 +1,7 @@
 //! Property: any value, any binding, 1–5 recipients round-trips, and every
 //! recipient's key opens it alone.
 
-use coffer_core::{Keyring, Location, Scope, SecretKey, envelope, open, seal};
+use coffer_format::{Keyring, Location, Scope, SecretKey, envelope, open, seal};
 use proptest::prelude::*;
 
 fn scope() -> impl Strategy<Value = Scope> {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::keys::{KeyError, KeyId, PublicKey, shown};
+use crate::key::{KeyError, KeyId, PublicKey, shown};
 
 /// One recipient of a recipients file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,7 +134,7 @@ fn parse_meta(line: usize, fields: &str) -> Result<Meta, RecipientsError> {
             "key" => {
                 meta.key = Some(
                     v.parse()
-                        .map_err(|e: crate::keys::BadKeyId| bad(e.to_string()))?,
+                        .map_err(|e: crate::key::BadKeyId| bad(e.to_string()))?,
                 )
             }
             "cluster" => meta.cluster = Some(v.to_string()),
@@ -159,7 +159,7 @@ fn parse_meta(line: usize, fields: &str) -> Result<Meta, RecipientsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::SecretKey;
+    use crate::key::SecretKey;
 
     #[test]
     fn rendered_file_parses_back_with_metadata() {

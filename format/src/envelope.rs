@@ -10,8 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
+use crate::key::{KeyId, PublicKey, SecretKey};
 use crate::keyring::Keyring;
-use crate::keys::{KeyId, PublicKey, SecretKey};
 
 /// First line of every v1 plaintext.
 pub const MAGIC_V1: &str = "coffer.dev/v1";
@@ -825,7 +825,7 @@ mod tests {
         }
     }
 
-    use crate::keys::unwraps_on_this_thread;
+    use crate::key::unwraps_on_this_thread;
 
     fn key_and_at() -> (SecretKey, Location<'static>) {
         (

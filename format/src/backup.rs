@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 
 use zeroize::Zeroizing;
 
-use crate::keys::{KeyId, PublicKey, SecretKey};
+use crate::key::{KeyId, PublicKey, SecretKey};
 
 /// One key in a backup.
 #[derive(Clone, Debug)]
