@@ -72,7 +72,7 @@ pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
     let mut secrets = Vec::new();
     let mut refused = Vec::new();
     for d in &docs {
-        match unseal(&d.sealed, &ring) {
+        match unseal(&d.sealed.view(), &ring) {
             Ok(desired) => secrets.push(desired.to_secret(None)),
             Err(e) => refused.push(format!("{}: {e}", d.label())),
         }

@@ -12,8 +12,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use coffer_core::api::{SealedSecretSpec, SealedSecretStatus};
-use coffer_core::transform::{self, SealedItem};
+use coffer_core::api::{
+    DEFAULT_SECRET_TYPE, MANAGED_ANNOTATION, SealedSecretSpec, SealedSecretStatus,
+};
+use coffer_core::transform::{self, SealedItem, SealedView};
 use coffer_format::envelope;
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
@@ -30,10 +32,8 @@ fn small_map(m: BTreeMap<String, String>) -> SmallMap {
     m.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
 }
 
-pub fn to_btree(m: &SmallMap) -> BTreeMap<String, String> {
-    m.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn pairs(m: &SmallMap) -> Vec<(&str, &str)> {
+    m.iter().map(|(k, v)| (&**k, &**v)).collect()
 }
 
 /// One sealed value: its decoded bytes, or, when it is not valid base64 or
@@ -164,6 +164,26 @@ impl From<WireSealed> for CachedSealed {
     }
 }
 
+impl CachedSealed {
+    /// What unsealing reads of it: the same view the API object gives.
+    pub fn view(&self) -> SealedView<'_> {
+        SealedView {
+            namespace: self.metadata.namespace.as_deref().unwrap_or_default(),
+            name: self.metadata.name.as_deref().unwrap_or_default(),
+            items: self.items.iter().map(|(k, c)| (&**k, c.item())).collect(),
+            type_: self.template.type_.as_deref(),
+            immutable: self.template.immutable,
+            labels: pairs(&self.template.labels),
+            annotations: pairs(&self.template.annotations),
+        }
+    }
+
+    /// Bytes of ciphertext held: what unsealing it costs, roughly.
+    pub fn sealed_bytes(&self) -> usize {
+        self.items.iter().map(|(_, c)| c.size()).sum()
+    }
+}
+
 /// A compact cached type is the Kubernetes resource `$full` (same kind,
 /// group, version and URL), keeping only part of it.
 macro_rules! resource_as {
@@ -221,7 +241,10 @@ pub fn secret_digest(s: &Secret) -> [u8; 32] {
     }
     let mut h = Sha256::new();
     h.update(*SALT);
-    field(&mut h, s.type_.as_deref().unwrap_or("Opaque").as_bytes());
+    field(
+        &mut h,
+        s.type_.as_deref().unwrap_or(DEFAULT_SECRET_TYPE).as_bytes(),
+    );
     h.update([u8::from(s.immutable.unwrap_or(false))]);
     map(&mut h, s.metadata.labels.as_ref(), |v| v.as_bytes());
     map(&mut h, s.metadata.annotations.as_ref(), |v| v.as_bytes());
@@ -297,6 +320,9 @@ pub struct OwnedSecret {
     pub controller_uid: Option<Box<str>>,
     pub type_: Option<Box<str>>,
     pub immutable: bool,
+    /// Annotated `coffer.dev/managed: "true"`: a SealedSecret of its name
+    /// may take it over.
+    pub adoptable: bool,
     pub digest: [u8; 32],
 }
 
@@ -305,6 +331,11 @@ impl From<Secret> for OwnedSecret {
         let digest = secret_digest(&s);
         transform::wipe(&mut s);
         let m = s.metadata;
+        let adoptable = m
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(MANAGED_ANNOTATION))
+            .is_some_and(|v| v == "true");
         let controller_uid = m
             .owner_references
             .unwrap_or_default()
@@ -322,6 +353,7 @@ impl From<Secret> for OwnedSecret {
             controller_uid,
             type_: s.type_.map(Into::into),
             immutable: s.immutable.unwrap_or(false),
+            adoptable,
             digest,
         }
     }
@@ -495,10 +527,7 @@ mod tests {
         assert!(c.metadata.managed_fields.is_none());
         assert!(matches!(&c.items[0].1, Ciphertext::Bytes(b) if &b[..] == b"hello"));
         assert!(matches!(&c.items[1].1, Ciphertext::Text(t) if &**t == "not base64!"));
-        assert_eq!(
-            to_btree(&c.template.labels).get("l").map(String::as_str),
-            Some("1")
-        );
+        assert_eq!(c.view().labels, [("l", "1")]);
         assert_eq!(
             c.ready.as_ref().map(|r| r.reason.as_str()),
             Some("Unsealed")

@@ -129,7 +129,7 @@ async fn publish(client: &Client, instance: &str, p: Pending) {
         reporting_instance: Some(instance.to_string()),
         ..Default::default()
     };
-    if let Err(e) = crate::write::create::<Event>(client, &ns, &ev).await {
+    if let Err(e) = crate::gateway::create::<Event>(client, &ns, &ev).await {
         tracing::warn!(namespace = %ns, name = %ev.name_any(), error = %e, "could not publish an Event");
     }
 }

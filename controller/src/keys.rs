@@ -295,7 +295,7 @@ impl KeyManager {
             KeyStatus::Usable,
             Some(sequence),
         );
-        let result = crate::write::create_secret(&self.client, &self.namespace, &secret).await;
+        let result = crate::gateway::create_secret(&self.client, &self.namespace, &secret).await;
         wipe(&mut secret);
         result?;
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =

@@ -6,12 +6,13 @@
 pub mod args;
 pub mod cache;
 pub mod events;
+pub mod gateway;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod plan;
 pub mod pool;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod run;
 pub mod secret_types;
-pub mod write;

@@ -1,25 +1,24 @@
-//! Reconcile: SealedSecret -> Secret. read -> unseal (coffer-core) -> apply
-//! the Secret -> status and events.
+//! Reconcile: SealedSecret -> Secret, as observe (the caches, one GET at
+//! most) -> plan ([`crate::plan`], pure) -> apply (the gateway) -> report
+//! (status, Event, metrics, once).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffer_core::api::{MANAGED_ANNOTATION, OWNED_LABEL};
-use coffer_core::transform::{self, DesiredSecret, UnsealError, open_items};
-use k8s_openapi::api::core::v1::Secret;
+use coffer_core::api::OWNED_LABEL;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 
-use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret, secret_digest, to_btree};
+use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret};
 use crate::events::{EventType, Events};
+use crate::gateway;
 use crate::keys::{KeyState, Keys};
 use crate::metrics::Metrics;
+use crate::plan::{self, Observed, Plan, WriteKind};
 use crate::pool::UnsealPool;
-use crate::secret_types::{SecretTypePolicy, TypeRefused};
-use crate::write;
+use crate::secret_types::SecretTypePolicy;
 
 /// Errors that make a reconcile retry.
 #[derive(Debug, thiserror::Error)]
@@ -53,89 +52,6 @@ pub struct Context {
     pub pool: UnsealPool,
     /// `--secret-types-allow` and `--secret-types-deny`.
     pub secret_types: Arc<SecretTypePolicy>,
-}
-
-enum Applied {
-    Created,
-    Updated,
-    Unchanged,
-    NotOwned,
-}
-
-fn owned_by(secret: &OwnedSecret, sealed: &CachedSealed) -> bool {
-    secret.controller_uid.is_some()
-        && secret.controller_uid.as_deref() == sealed.metadata.uid.as_deref()
-}
-
-fn live_owned_by(secret: &Secret, sealed: &CachedSealed) -> bool {
-    let uid = sealed.uid();
-    secret
-        .owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
-}
-
-fn adoptable(secret: &Secret) -> bool {
-    secret
-        .annotations()
-        .get(MANAGED_ANNOTATION)
-        .map(String::as_str)
-        == Some("true")
-}
-
-async fn apply_secret(
-    ctx: &Context,
-    sealed: &CachedSealed,
-    desired: &Secret,
-    desired_digest: &[u8; 32],
-) -> Result<Applied, kube::Error> {
-    let ns = sealed.namespace().unwrap_or_default();
-    let name = sealed.name_any();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let cached = ctx.secrets.get(&ObjectRef::new(&name).within(&ns));
-    let existing = match cached {
-        Some(s) if owned_by(&s, sealed) => s,
-        _ => {
-            // Not in the owned cache: create it, or find out who has it.
-            match write::create_secret(&ctx.client, &ns, desired).await {
-                Ok(_) => return Ok(Applied::Created),
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
-            let mut live = api.get(&name).await?;
-            if !live_owned_by(&live, sealed) && !adoptable(&live) {
-                transform::wipe(&mut live);
-                return Ok(Applied::NotOwned);
-            }
-            Arc::new(OwnedSecret::from(live))
-        }
-    };
-    if existing.digest == *desired_digest {
-        return Ok(Applied::Unchanged);
-    }
-    let must_recreate = existing.immutable || existing.type_.as_deref() != desired.type_.as_deref();
-    if must_recreate {
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: existing.metadata.resource_version.clone(),
-                uid: existing.metadata.uid.clone(),
-            }),
-            ..Default::default()
-        };
-        match api.delete(&name, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
-        write::create_secret(&ctx.client, &ns, desired).await?;
-        return Ok(Applied::Updated);
-    }
-    let mut replacement = desired.clone();
-    replacement.metadata.resource_version = existing.metadata.resource_version.clone();
-    let r = write::replace_secret(&ctx.client, &ns, &name, &replacement).await;
-    transform::wipe(&mut replacement);
-    r?;
-    Ok(Applied::Updated)
 }
 
 fn condition(
@@ -183,7 +99,7 @@ async fn set_status(
     let patch = serde_json::json!({
         "status": { "observedGeneration": generation, "conditions": [cond] }
     });
-    write::patch_status::<CachedSealed>(
+    gateway::patch_status::<CachedSealed>(
         &ctx.client,
         &sealed.namespace().unwrap_or_default(),
         &sealed.name_any(),
@@ -193,7 +109,7 @@ async fn set_status(
     Ok(true)
 }
 
-/// Reconciles one SealedSecret.
+/// Reconciles one SealedSecret: observe -> plan -> apply -> report.
 pub async fn reconcile(sealed: Arc<CachedSealed>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let result = reconcile_inner(&sealed, &ctx).await;
@@ -202,55 +118,137 @@ pub async fn reconcile(sealed: Arc<CachedSealed>, ctx: Arc<Context>) -> Result<A
 }
 
 async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Action, Error> {
-    let state = ctx.keys.current();
-    if !state.synced || state.ring.is_empty() {
-        return Err(Error::KeysNotReady);
-    }
-    if sealed.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let ns = sealed.namespace().unwrap_or_default();
-    let name = sealed.name_any();
-    // Before anything is decrypted: a refused type is refused whatever the
-    // values are.
-    if let Err(refused) = ctx.secret_types.check(sealed.template.type_.as_deref()) {
-        forget(ctx, sealed);
-        let message = format!("Secret {ns}/{name} not written: {refused}");
-        refuse(ctx, sealed, TypeRefused::REASON, message).await?;
-        // Only a new template or a restart with other flags can change this.
-        return Ok(Action::await_change());
-    }
-    if let Some(items) = still_unsealed(sealed, ctx, &state).await {
-        // The Secret is exactly what this generation unsealed to with these
-        // keys: nothing to decrypt; only the status may lag behind.
-        set_status(ctx, sealed, true, "Unsealed", unsealed(items, &ns, &name)).await?;
-        return Ok(Action::await_change());
-    }
-    let bytes = sealed.items.iter().map(|(_, c)| c.size()).sum();
-    let opened = {
-        let (sealed, ns, name, state) = (sealed.clone(), ns.clone(), name.clone(), state.clone());
-        ctx.pool
-            .run_sized(bytes, move || desired_secret(&sealed, &ns, &name, &state))
-            .await
+    let keys = ctx.keys.current();
+    let last = sealed
+        .metadata
+        .uid
+        .as_deref()
+        .and_then(|u| ctx.outcomes.get(u));
+    let secret = observe_secret(ctx, sealed, &keys, last).await;
+    let observed = Observed {
+        sealed,
+        secret: secret.as_deref(),
+        keys: &keys,
+        last,
+        types: &ctx.secret_types,
     };
-    let desired = match opened {
-        Ok(d) => d,
-        Err(e) => {
-            forget(ctx, sealed);
-            let message = format!("Secret {ns}/{name} not written: {e}");
-            refuse(ctx, sealed, e.reason(), message).await?;
-            // A key-ring change re-queues every object; nothing else can
-            // make this value open.
-            return Ok(Action::await_change());
+    let plan = match plan::before_opening(&observed) {
+        Some(p) => p,
+        None => {
+            let (sealed, keys, types) = (sealed.clone(), keys.clone(), ctx.secret_types.clone());
+            ctx.pool
+                .run_sized(sealed.sealed_bytes(), move || {
+                    plan::plan(&Observed {
+                        sealed: &sealed,
+                        secret: secret.as_deref(),
+                        keys: &keys,
+                        last,
+                        types: &types,
+                    })
+                })
+                .await
         }
     };
-    let items = desired.data.len();
-    let mut secret = desired.to_secret(sealed.controller_owner_ref(&()));
-    drop(desired);
-    let digest = secret_digest(&secret);
-    let applied = apply_secret(ctx, sealed, &secret, &digest).await;
-    transform::wipe(&mut secret);
-    let applied = match applied {
+    let done = apply(ctx, sealed, plan).await?;
+    report(ctx, sealed, &keys, done).await
+}
+
+/// The Secret of the SealedSecret's name from the owned cache; when the
+/// cache does not have it but the last unseal may still hold (its watch
+/// can lag behind the controller's own write), from the API.
+async fn observe_secret(
+    ctx: &Context,
+    sealed: &CachedSealed,
+    keys: &KeyState,
+    last: Option<Outcome>,
+) -> Option<Arc<OwnedSecret>> {
+    if sealed.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let ns = sealed.metadata.namespace.as_deref()?;
+    let name = sealed.metadata.name.as_deref()?;
+    if let Some(cached) = ctx.secrets.get(&ObjectRef::new(name).within(ns)) {
+        return Some(cached);
+    }
+    if !plan::last_may_hold(sealed, keys, last) {
+        return None;
+    }
+    gateway::get_secret(&ctx.client, ns, name)
+        .await
+        .ok()
+        .flatten()
+        .map(Arc::new)
+}
+
+/// What applying a plan came to, for [`report`].
+enum Done {
+    /// Nothing to report.
+    Nothing,
+    /// The Secret is right: `written` says what was sent, if anything.
+    Ready {
+        items: usize,
+        written: Option<(WriteKind, [u8; 32])>,
+    },
+    Refused {
+        reason: &'static str,
+        message: String,
+        /// The last successful unseal no longer describes the Secret.
+        forget: bool,
+        requeue: Option<Duration>,
+    },
+}
+
+/// Carries out a plan: every API call goes through the gateway.
+async fn apply(ctx: &Context, sealed: &CachedSealed, plan: Plan) -> Result<Done, Error> {
+    let ns = sealed.namespace().unwrap_or_default();
+    let name = sealed.name_any();
+    let mut write = match plan {
+        Plan::WaitForKeys => return Err(Error::KeysNotReady),
+        Plan::Nothing => return Ok(Done::Nothing),
+        Plan::Current { items } => {
+            return Ok(Done::Ready {
+                items,
+                written: None,
+            });
+        }
+        Plan::Refuse { reason, message } => {
+            return Ok(Done::Refused {
+                reason,
+                message,
+                forget: true,
+                requeue: None,
+            });
+        }
+        Plan::NotOwned { message } => return Ok(not_owned(message)),
+        Plan::Write(w) => w,
+    };
+    let c = &ctx.client;
+    let sent = match &write.kind {
+        WriteKind::Unchanged => Ok(()),
+        WriteKind::Create => match gateway::create_secret(c, &ns, &write.secret).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // Someone has the name: decide on the live Secret.
+                let Some(live) = gateway::get_secret(c, &ns, &name).await? else {
+                    return Err(Error::Kube(kube::Error::Api(e)));
+                };
+                match plan::after_conflict(sealed, write, &live) {
+                    Plan::Write(w) => {
+                        write = w;
+                        send_over(ctx, &ns, &name, &mut write).await
+                    }
+                    Plan::NotOwned { message } => return Ok(not_owned(message)),
+                    other => unreachable!("after_conflict plans a write or a refusal: {other:?}"),
+                }
+            }
+            other => other.map(drop),
+        },
+        _ => send_over(ctx, &ns, &name, &mut write).await,
+    };
+    match sent {
+        Ok(()) => Ok(Done::Ready {
+            items: write.items,
+            written: Some((write.kind.clone(), write.digest)),
+        }),
         Err(kube::Error::Api(status)) if status.code == 422 => {
             // The API server refused the Secret we built (e.g. a type whose
             // required keys are missing). Retrying cannot help; say which
@@ -269,50 +267,110 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
                     fields.join(", ")
                 }
             );
-            refuse(ctx, sealed, "SecretInvalid", message).await?;
-            return Ok(Action::await_change());
+            Ok(Done::Refused {
+                reason: "SecretInvalid",
+                message,
+                forget: false,
+                requeue: None,
+            })
         }
-        other => other?,
-    };
-    match applied {
-        Applied::NotOwned => {
-            let message = format!(
-                "Secret {ns}/{name} exists and is not managed by this SealedSecret; annotate it {MANAGED_ANNOTATION}=\"true\" to let Coffer adopt it"
-            );
-            refuse(ctx, sealed, "SecretNotOwned", message).await?;
-            Ok(Action::requeue(Duration::from_secs(300)))
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends a replacing write ([`WriteKind::Replace`] or
+/// [`WriteKind::Recreate`]) over an existing Secret.
+async fn send_over(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    write: &mut plan::Write,
+) -> Result<(), kube::Error> {
+    let c = &ctx.client;
+    match &write.kind {
+        WriteKind::Unchanged => Ok(()),
+        WriteKind::Create => gateway::create_secret(c, ns, &write.secret).await.map(drop),
+        WriteKind::Recreate {
+            uid,
+            resource_version,
+        } => {
+            gateway::delete_secret(c, ns, name, uid.clone(), resource_version.clone()).await?;
+            gateway::create_secret(c, ns, &write.secret).await.map(drop)
         }
-        outcome => {
-            ctx.metrics.unseal("Unsealed");
-            if let Some(uid) = sealed.metadata.uid.as_deref() {
-                ctx.outcomes.set(
-                    uid,
-                    Outcome {
-                        generation: sealed.metadata.generation,
-                        key_epoch: state.epoch,
-                        items,
-                        digest,
-                    },
-                );
-            }
+        WriteKind::Replace { resource_version } => {
+            write.secret.metadata.resource_version = resource_version.clone();
+            gateway::replace_secret(c, ns, name, &write.secret)
+                .await
+                .map(drop)
+        }
+    }
+}
+
+fn not_owned(message: String) -> Done {
+    Done::Refused {
+        reason: "SecretNotOwned",
+        message,
+        forget: false,
+        requeue: Some(Duration::from_secs(300)),
+    }
+}
+
+/// Reports what was done, once: status, Event, metrics, log, and the
+/// remembered outcome.
+async fn report(
+    ctx: &Context,
+    sealed: &CachedSealed,
+    keys: &KeyState,
+    done: Done,
+) -> Result<Action, Error> {
+    let ns = sealed.namespace().unwrap_or_default();
+    let name = sealed.name_any();
+    match done {
+        Done::Nothing => Ok(Action::await_change()),
+        Done::Ready { items, written } => {
             let message = unsealed(items, &ns, &name);
-            set_status(ctx, sealed, true, "Unsealed", message.clone()).await?;
-            match outcome {
-                Applied::Created => {
-                    tracing::info!(namespace = %ns, name = %name, items, "created Secret");
-                    ctx.events
-                        .publish(sealed, EventType::Normal, "Unsealed", message)
-                        .await;
+            if let Some((kind, digest)) = &written {
+                ctx.metrics.unseal("Unsealed");
+                if let Some(uid) = sealed.metadata.uid.as_deref() {
+                    ctx.outcomes.set(
+                        uid,
+                        Outcome {
+                            generation: sealed.metadata.generation,
+                            key_epoch: keys.epoch,
+                            items,
+                            digest: *digest,
+                        },
+                    );
                 }
-                Applied::Updated => {
-                    tracing::info!(namespace = %ns, name = %name, items, "updated Secret");
-                    ctx.events
-                        .publish(sealed, EventType::Normal, "Updated", message)
-                        .await;
-                }
-                _ => {}
+                set_status(ctx, sealed, true, "Unsealed", message.clone()).await?;
+                let (event, log) = match kind {
+                    WriteKind::Unchanged => return Ok(Action::await_change()),
+                    WriteKind::Create => ("Unsealed", "created Secret"),
+                    _ => ("Updated", "updated Secret"),
+                };
+                tracing::info!(namespace = %ns, name = %name, items, "{log}");
+                ctx.events
+                    .publish(sealed, EventType::Normal, event, message)
+                    .await;
+            } else {
+                set_status(ctx, sealed, true, "Unsealed", message).await?;
             }
             Ok(Action::await_change())
+        }
+        Done::Refused {
+            reason,
+            message,
+            forget,
+            requeue,
+        } => {
+            if forget && let Some(uid) = sealed.metadata.uid.as_deref() {
+                ctx.outcomes.forget(uid);
+            }
+            refuse(ctx, sealed, reason, message).await?;
+            // A refusal is final until something changes: a key-ring change
+            // re-queues every object; only a new template, new values or a
+            // restart with other flags can change the others.
+            Ok(requeue.map_or_else(Action::await_change, Action::requeue))
         }
     }
 }
@@ -336,62 +394,8 @@ async fn refuse(
     Ok(())
 }
 
-/// Forgets the last successful unseal: the Secret no longer follows it.
-fn forget(ctx: &Context, sealed: &CachedSealed) {
-    if let Some(uid) = sealed.metadata.uid.as_deref() {
-        ctx.outcomes.forget(uid);
-    }
-}
-
 fn unsealed(items: usize, ns: &str, name: &str) -> String {
     format!("unsealed {items} item(s) into Secret {ns}/{name}")
-}
-
-/// The number of items, when the last successful unseal of `sealed` still
-/// holds: same generation, no key lost since, and its Secret unchanged since
-/// it was written. The Secret is read from the cache; when the cache does
-/// not have it (its watch can lag behind the controller's own write, or it
-/// was deleted), from the API: one GET instead of decrypting every value.
-async fn still_unsealed(sealed: &CachedSealed, ctx: &Context, state: &KeyState) -> Option<usize> {
-    let outcome = ctx.outcomes.get(sealed.metadata.uid.as_deref()?)?;
-    if outcome.generation != sealed.metadata.generation || outcome.key_epoch != state.epoch {
-        return None;
-    }
-    let ns = sealed.metadata.namespace.as_deref()?;
-    let name = sealed.metadata.name.as_deref()?;
-    let secret = match ctx.secrets.get(&ObjectRef::new(name).within(ns)) {
-        Some(cached) => cached,
-        None => {
-            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-            Arc::new(OwnedSecret::from(api.get_opt(name).await.ok()??))
-        }
-    };
-    (owned_by(&secret, sealed) && secret.digest == outcome.digest).then_some(outcome.items)
-}
-
-/// Opens every item; the Secret they make.
-fn desired_secret(
-    sealed: &CachedSealed,
-    ns: &str,
-    name: &str,
-    state: &KeyState,
-) -> Result<DesiredSecret, UnsealError> {
-    let data = open_items(
-        ns,
-        name,
-        sealed.items.iter().map(|(k, c)| (&**k, c.item())),
-        &state.ring,
-    )?;
-    let t = &sealed.template;
-    Ok(DesiredSecret {
-        namespace: ns.to_string(),
-        name: name.to_string(),
-        type_: t.type_.as_deref().unwrap_or("Opaque").to_string(),
-        immutable: t.immutable,
-        labels: to_btree(&t.labels),
-        annotations: to_btree(&t.annotations),
-        data,
-    })
 }
 
 /// Retry policy after an error.

@@ -14,6 +14,9 @@ pub const MANAGED_ANNOTATION: &str = "coffer.dev/managed";
 /// Label the controller puts on every Secret it owns; its watch selects it.
 pub const OWNED_LABEL: &str = "coffer.dev/sealed-secret";
 
+/// The type of a Secret whose template names none, as in Kubernetes.
+pub const DEFAULT_SECRET_TYPE: &str = "Opaque";
+
 /// A Secret sealed for one or more clusters, safe to commit to git.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[kube(

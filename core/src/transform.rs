@@ -9,7 +9,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::api::{OWNED_LABEL, SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
+use crate::api::{
+    DEFAULT_SECRET_TYPE, OWNED_LABEL, SealedSecret, SealedSecretSpec, SecretTemplate,
+    TemplateMetadata,
+};
 use crate::manifest::SecretManifest;
 use coffer_format::envelope::{self, Location, OpenError, Scope, SealError};
 use coffer_format::key::PublicKey;
@@ -203,53 +206,57 @@ impl fmt::Display for UnsealError {
     }
 }
 
-/// Opens every item of `sealed` with the ring, refusing any whose binding
-/// does not allow where it was found.
-pub fn unseal(sealed: &SealedSecret, ring: &Keyring) -> Result<DesiredSecret, UnsealError> {
-    let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
-    let name = sealed.metadata.name.clone().unwrap_or_default();
-    let data = open_items(
-        &namespace,
-        &name,
-        sealed
-            .spec
-            .encrypted_data
-            .iter()
-            .map(|(k, v)| (k.as_str(), SealedItem::Base64(v))),
-        ring,
-    )?;
-    let template = sealed.spec.template.clone().unwrap_or_default();
-    let meta = template.metadata.unwrap_or_default();
-    Ok(DesiredSecret {
-        namespace,
-        name,
-        type_: template.type_.unwrap_or_else(|| "Opaque".into()),
-        immutable: template.immutable,
-        labels: meta.labels,
-        annotations: meta.annotations,
-        data,
-    })
+/// What unsealing reads of a SealedSecret: where it was found, its sealed
+/// items and the template of its Secret. Built from the API object
+/// ([`SealedSecret::view`]) or from the controller's compact cache, so both
+/// unseal through the one [`unseal`].
+pub struct SealedView<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub items: Vec<(&'a str, SealedItem<'a>)>,
+    /// `spec.template.type`; [`DEFAULT_SECRET_TYPE`] when unset.
+    pub type_: Option<&'a str>,
+    pub immutable: Option<bool>,
+    pub labels: Vec<(&'a str, &'a str)>,
+    pub annotations: Vec<(&'a str, &'a str)>,
 }
 
-/// One sealed value as stored: the base64 text of `encryptedData`, or its
-/// bytes as [`envelope::decode`] returned them.
-#[derive(Clone, Copy)]
-pub enum SealedItem<'a> {
-    Base64(&'a str),
-    Bytes(&'a [u8]),
+fn pairs(m: Option<&BTreeMap<String, String>>) -> Vec<(&str, &str)> {
+    m.into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
-/// Opens every item found at `namespace/name` with the ring, refusing any
-/// whose binding does not allow where it was found. All or nothing: the
-/// error lists every item that did not open.
-pub fn open_items<'a>(
-    namespace: &str,
-    name: &str,
-    items: impl IntoIterator<Item = (&'a str, SealedItem<'a>), IntoIter: ExactSizeIterator>,
-    ring: &Keyring,
-) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, UnsealError> {
-    let items = items.into_iter();
-    let count = items.len();
+impl SealedSecret {
+    /// What [`unseal`] reads of this SealedSecret.
+    pub fn view(&self) -> SealedView<'_> {
+        let template = self.spec.template.as_ref();
+        let meta = template.and_then(|t| t.metadata.as_ref());
+        SealedView {
+            namespace: self.metadata.namespace.as_deref().unwrap_or_default(),
+            name: self.metadata.name.as_deref().unwrap_or_default(),
+            items: self
+                .spec
+                .encrypted_data
+                .iter()
+                .map(|(k, v)| (k.as_str(), SealedItem::Base64(v)))
+                .collect(),
+            type_: template.and_then(|t| t.type_.as_deref()),
+            immutable: template.and_then(|t| t.immutable),
+            labels: pairs(meta.map(|m| &m.labels)),
+            annotations: pairs(meta.map(|m| &m.annotations)),
+        }
+    }
+}
+
+/// Unseals a SealedSecret: opens every item with the ring, refusing any
+/// whose binding does not allow where it was found, and builds the Secret
+/// its template describes. All or nothing: the error lists every item that
+/// did not open. The controller, `/v1/verify` and `coffer recover` all
+/// unseal through this one function.
+pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, UnsealError> {
+    let count = sealed.items.len();
     if count > MAX_ITEMS {
         return Err(UnsealError {
             items: Vec::new(),
@@ -258,10 +265,10 @@ pub fn open_items<'a>(
     }
     let mut data = BTreeMap::new();
     let mut failed = Vec::new();
-    for (key, value) in items {
+    for &(key, value) in &sealed.items {
         let at = Location {
-            namespace,
-            name,
+            namespace: sealed.namespace,
+            name: sealed.name,
             key,
         };
         let opened = match value {
@@ -278,14 +285,34 @@ pub fn open_items<'a>(
             }),
         }
     }
-    if failed.is_empty() {
-        Ok(data)
-    } else {
-        Err(UnsealError {
+    if !failed.is_empty() {
+        return Err(UnsealError {
             items: failed,
             too_many_items: None,
-        })
+        });
     }
+    let owned = |m: &[(&str, &str)]| -> BTreeMap<String, String> {
+        m.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    Ok(DesiredSecret {
+        namespace: sealed.namespace.to_string(),
+        name: sealed.name.to_string(),
+        type_: sealed.type_.unwrap_or(DEFAULT_SECRET_TYPE).to_string(),
+        immutable: sealed.immutable,
+        labels: owned(&sealed.labels),
+        annotations: owned(&sealed.annotations),
+        data,
+    })
+}
+
+/// One sealed value as stored: the base64 text of `encryptedData`, or its
+/// bytes as [`envelope::decode`] returned them (the controller's cache).
+#[derive(Clone, Copy)]
+pub enum SealedItem<'a> {
+    Base64(&'a str),
+    Bytes(&'a [u8]),
 }
 
 impl DesiredSecret {
@@ -442,7 +469,7 @@ data:
     #[test]
     fn desired_secret_has_values_and_template() {
         let (s, ring) = sealed();
-        let d = unseal(&s, &ring).unwrap();
+        let d = unseal(&s.view(), &ring).unwrap();
         assert_eq!(d.data["password"].as_slice(), b"hunter2");
         assert_eq!(d.data["username"].as_slice(), b"admin");
         let secret = d.to_secret(None);
@@ -461,7 +488,7 @@ data:
         many.spec.encrypted_data = (0..=MAX_ITEMS)
             .map(|i| (format!("k{i}"), value.clone()))
             .collect();
-        let e = unseal(&many, &ring).unwrap_err();
+        let e = unseal(&many.view(), &ring).unwrap_err();
         assert_eq!(e.too_many_items, Some(MAX_ITEMS + 1));
         assert!(e.items.is_empty(), "nothing was opened");
         assert_eq!(e.reason(), "Malformed");
@@ -481,7 +508,7 @@ data:
     fn renamed_sealed_secret_is_refused_per_item() {
         let (mut s, ring) = sealed();
         s.metadata.name = Some("db2".into());
-        let e = unseal(&s, &ring).unwrap_err();
+        let e = unseal(&s.view(), &ring).unwrap_err();
         assert_eq!(e.items.len(), 2);
         assert_eq!(e.reason(), "ScopeMismatch");
         assert!(

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
             .as_ref()
             .and_then(|t| t.type_.as_deref());
         if policy().check(type_).is_ok() {
-            let _ = unseal(&sealed, ring);
+            let _ = unseal(&sealed.view(), ring);
         }
     }
 
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
                 before.spec.encrypted_data.keys().collect::<Vec<_>>()
             );
             assert!(
-                unseal(&before, ring).is_ok(),
+                unseal(&before.view(), ring).is_ok(),
                 "re-encrypted a SealedSecret that does not verify"
             );
             for (key, value) in &out.spec.encrypted_data {

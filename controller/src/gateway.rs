@@ -1,5 +1,7 @@
-//! Writes to the API server that keep no copy of what they send and read
-//! back only what the controller uses.
+//! The controller's one way to the API server for objects that carry
+//! values: every Secret it reads or writes, every status and Event goes
+//! through here, keeping no copy of what it sends and reading back only what
+//! the controller uses.
 //!
 //! kube's typed `Api::create`, `replace` and `patch_status` serialize the
 //! object into a buffer that is dropped as it is, and parse the whole object
@@ -15,11 +17,14 @@ use bytes::Bytes;
 use coffer_core::transform::WireSecret;
 use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PostParams};
+use kube::api::{DeleteParams, Patch, PostParams, Preconditions};
 use kube::client::Body;
 use kube::core::{Request, Status};
 use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::cache::OwnedSecret;
 use zeroize::{Zeroize, Zeroizing};
 
 /// What a write answers with, as far as the controller reads it.
@@ -64,13 +69,14 @@ async fn send_object(
     send(client, req, verb).await
 }
 
-/// Sends a request; returns the parsed `metadata` of the answer, or the
-/// API server's `Status` as [`kube::Error::Api`].
-async fn send(
+/// Sends a request; returns the answer parsed as `T` (for writes, only the
+/// `metadata` of [`Written`]), or the API server's `Status` as
+/// [`kube::Error::Api`].
+async fn send<T: DeserializeOwned>(
     client: &Client,
     req: http::Request<Vec<u8>>,
     verb: &'static str,
-) -> Result<Written, kube::Error> {
+) -> Result<T, kube::Error> {
     let (mut parts, data) = req.into_parts();
     parts.extensions.insert(verb);
     let data = Bytes::from_owner(Wiped(Zeroizing::new(data)));
@@ -91,7 +97,7 @@ async fn send(
         });
         Err(kube::Error::Api(status.boxed()))
     } else {
-        serde_json::from_slice::<Written>(&bytes).map_err(kube::Error::SerdeError)
+        serde_json::from_slice::<T>(&bytes).map_err(kube::Error::SerdeError)
     };
     wipe(&mut bytes);
     result
@@ -149,6 +155,50 @@ pub(crate) async fn replace<K: Resource<DynamicType = ()>>(
 ) -> Result<Written, kube::Error> {
     let built = request::<K>(ns).replace(name, &PostParams::default(), Vec::new());
     send_object(client, built, obj, "replace").await
+}
+
+/// `GET`s Secret `ns/name` as the owned cache keeps it: a digest, no
+/// values; the response body is wiped. `None` when there is none.
+pub async fn get_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<OwnedSecret>, kube::Error> {
+    let req = request::<Secret>(ns)
+        .get(name, &Default::default())
+        .map_err(kube::Error::BuildRequest)?;
+    match send::<OwnedSecret>(client, req, "get").await {
+        Ok(s) => Ok(Some(s)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `DELETE`s Secret `ns/name` if it is still the object `uid` at
+/// `resource_version` (so a Secret someone changed meanwhile is kept).
+/// A Secret already gone is not an error.
+pub async fn delete_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    uid: Option<String>,
+    resource_version: Option<String>,
+) -> Result<(), kube::Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version,
+            uid,
+        }),
+        ..Default::default()
+    };
+    let req = request::<Secret>(ns)
+        .delete(name, &dp)
+        .map_err(kube::Error::BuildRequest)?;
+    match send::<serde::de::IgnoredAny>(client, req, "delete").await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Merge-patches the status of `K` `ns/name`.

@@ -1,0 +1,641 @@
+//! What one reconcile decides, without a client: from what was observed
+//! (the cached SealedSecret, the summary of the Secret of its name, the key
+//! state and the last successful unseal) to a [`Plan`]. Decrypting is part
+//! of deciding (it is pure, and its result decides the write), so the
+//! decision runs on the unseal pool; [`before_opening`] takes every
+//! decision that needs no key first. Nothing here touches the API server:
+//! the table of tests below covers every reason and every write.
+
+use coffer_core::transform::{DesiredSecret, UnsealError, unseal};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
+
+use crate::cache::{CachedSealed, Outcome, OwnedSecret, secret_digest};
+use crate::keys::KeyState;
+use crate::secret_types::{SecretTypePolicy, TypeRefused};
+
+/// What the controller knows when it reconciles one SealedSecret.
+pub struct Observed<'a> {
+    pub sealed: &'a CachedSealed,
+    /// The Secret of the same name, when the controller knows one: from the
+    /// owned cache, or read from the API.
+    pub secret: Option<&'a OwnedSecret>,
+    pub keys: &'a KeyState,
+    /// The last successful unseal of this SealedSecret.
+    pub last: Option<Outcome>,
+    pub types: &'a SecretTypePolicy,
+}
+
+/// The decision.
+#[derive(Debug)]
+pub enum Plan {
+    /// The key ring is not loaded yet: retry soon.
+    WaitForKeys,
+    /// The SealedSecret is being deleted; the garbage collector removes the
+    /// Secret.
+    Nothing,
+    /// The Secret is exactly what this generation unsealed to with these
+    /// keys: nothing to decrypt or write; at most the status lags behind.
+    Current { items: usize },
+    /// Write the Secret (or only record it, when it is already right).
+    Write(Box<Write>),
+    /// The Secret is not written, for a reason that retrying cannot fix.
+    Refuse {
+        reason: &'static str,
+        message: String,
+    },
+    /// A Secret of that name exists, is not this SealedSecret's and may
+    /// not be adopted.
+    NotOwned { message: String },
+}
+
+/// A Secret to write and how.
+pub struct Write {
+    pub kind: WriteKind,
+    /// The desired Secret; its values are wiped when the `Write` drops.
+    pub secret: Secret,
+    /// [`secret_digest`] of `secret`.
+    pub digest: [u8; 32],
+    pub items: usize,
+}
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        coffer_core::transform::wipe(&mut self.secret);
+    }
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Write")
+            .field("kind", &self.kind)
+            .field("items", &self.items)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the Secret is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// None is known to exist: create it. A conflict means one does, and
+    /// [`after_conflict`] decides on the live one.
+    Create,
+    /// Replace the one at this resourceVersion.
+    Replace { resource_version: Option<String> },
+    /// Immutable, or of another type: delete exactly that object (uid and
+    /// resourceVersion as preconditions), then create.
+    Recreate {
+        uid: Option<String>,
+        resource_version: Option<String>,
+    },
+    /// It is already right: record the outcome and the status only.
+    Unchanged,
+}
+
+/// Every decision that needs no key: `None` when the values must be opened.
+pub fn before_opening(o: &Observed<'_>) -> Option<Plan> {
+    if !o.keys.synced || o.keys.ring.is_empty() {
+        return Some(Plan::WaitForKeys);
+    }
+    if o.sealed.metadata.deletion_timestamp.is_some() {
+        return Some(Plan::Nothing);
+    }
+    // Before anything is decrypted: a refused type is refused whatever the
+    // values are.
+    if let Err(refused) = o.types.check(o.sealed.template.type_.as_deref()) {
+        return Some(Plan::Refuse {
+            reason: TypeRefused::REASON,
+            message: format!("Secret {} not written: {refused}", place(o.sealed)),
+        });
+    }
+    still_current(o).map(|items| Plan::Current { items })
+}
+
+/// The whole decision: [`before_opening`], else unseal and decide the write.
+pub fn plan(o: &Observed<'_>) -> Plan {
+    before_opening(o).unwrap_or_else(|| after_opening(o, unseal(&o.sealed.view(), &o.keys.ring)))
+}
+
+/// The decision once the values were opened (or refused).
+pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError>) -> Plan {
+    let desired = match opened {
+        Ok(d) => d,
+        Err(e) => {
+            return Plan::Refuse {
+                reason: e.reason(),
+                message: format!("Secret {} not written: {e}", place(o.sealed)),
+            };
+        }
+    };
+    let items = desired.data.len();
+    let secret = desired.to_secret(o.sealed.controller_owner_ref(&()));
+    drop(desired);
+    let digest = secret_digest(&secret);
+    let write = Box::new(Write {
+        kind: WriteKind::Create,
+        secret,
+        digest,
+        items,
+    });
+    match o.secret {
+        Some(existing) if mine(existing, o.sealed) || existing.adoptable => {
+            write_over(write, existing)
+        }
+        // None known, or one that is not this SealedSecret's: the cache may
+        // be behind, so the API decides (a conflict, then `after_conflict`).
+        _ => Plan::Write(write),
+    }
+}
+
+/// The decision after creating the Secret conflicted with `live`, the
+/// Secret now in the API.
+pub fn after_conflict(sealed: &CachedSealed, write: Box<Write>, live: &OwnedSecret) -> Plan {
+    if mine(live, sealed) || live.adoptable {
+        write_over(write, live)
+    } else {
+        Plan::NotOwned {
+            message: format!(
+                "Secret {} exists and is not managed by this SealedSecret; annotate it {}=\"true\" to let Coffer adopt it",
+                place(sealed),
+                coffer_core::api::MANAGED_ANNOTATION
+            ),
+        }
+    }
+}
+
+/// Writing `write` where `existing` is.
+fn write_over(mut write: Box<Write>, existing: &OwnedSecret) -> Plan {
+    let meta = &existing.metadata;
+    write.kind = if existing.digest == write.digest {
+        WriteKind::Unchanged
+    } else if existing.immutable || existing.type_.as_deref() != write.secret.type_.as_deref() {
+        WriteKind::Recreate {
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+        }
+    } else {
+        WriteKind::Replace {
+            resource_version: meta.resource_version.clone(),
+        }
+    };
+    Plan::Write(write)
+}
+
+/// Whether `secret` is controlled by `sealed`.
+pub fn mine(secret: &OwnedSecret, sealed: &CachedSealed) -> bool {
+    secret.controller_uid.is_some()
+        && secret.controller_uid.as_deref() == sealed.metadata.uid.as_deref()
+}
+
+/// The number of items, when the last successful unseal still holds: same
+/// generation, no key lost since, and its Secret unchanged since it was
+/// written.
+fn still_current(o: &Observed<'_>) -> Option<usize> {
+    let last = o.last?;
+    let secret = o.secret?;
+    (last.generation == o.sealed.metadata.generation
+        && last.key_epoch == o.keys.epoch
+        && mine(secret, o.sealed)
+        && secret.digest == last.digest)
+        .then_some(last.items)
+}
+
+/// Whether the last successful unseal may still hold, as far as the
+/// SealedSecret and the keys tell: then the Secret is worth a read when the
+/// cache does not have it (one GET instead of decrypting every value).
+pub fn last_may_hold(sealed: &CachedSealed, keys: &KeyState, last: Option<Outcome>) -> bool {
+    last.is_some_and(|l| l.generation == sealed.metadata.generation && l.key_epoch == keys.epoch)
+}
+
+fn place(sealed: &CachedSealed) -> String {
+    format!(
+        "{}/{}",
+        sealed.metadata.namespace.as_deref().unwrap_or_default(),
+        sealed.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every reason and every write, from small builders, with no API
+    //! server.
+
+    use std::sync::OnceLock;
+
+    use coffer_format::{Location, Scope, SecretKey, seal};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    use super::*;
+    use crate::cache::{Ciphertext, Template};
+
+    const UID: &str = "uid-of-db";
+
+    fn key() -> &'static SecretKey {
+        static K: OnceLock<SecretKey> = OnceLock::new();
+        K.get_or_init(SecretKey::generate)
+    }
+
+    fn other_key() -> &'static SecretKey {
+        static K: OnceLock<SecretKey> = OnceLock::new();
+        K.get_or_init(SecretKey::generate)
+    }
+
+    /// The ring: `key()` (usable or retired) and a newer usable key.
+    fn keys(retired: bool) -> KeyState {
+        static NEWER: OnceLock<SecretKey> = OnceLock::new();
+        let mut ring = coffer_format::Keyring::new();
+        ring.insert(key().clone(), retired);
+        ring.insert(NEWER.get_or_init(SecretKey::generate).clone(), false);
+        KeyState {
+            ring,
+            synced: true,
+            epoch: 7,
+            ..Default::default()
+        }
+    }
+
+    fn sealed_to(to: &SecretKey, ns: &str, name: &str, item: &str, value: &[u8]) -> Ciphertext {
+        let at = Location {
+            namespace: ns,
+            name,
+            key: item,
+        };
+        let text = seal(value, Scope::Strict, at, std::slice::from_ref(to.public())).unwrap();
+        serde_json::from_value::<CachedSealed>(serde_json::json!({
+            "spec": {"encryptedData": {"x": text}}
+        }))
+        .unwrap()
+        .items[0]
+            .1
+            .clone()
+    }
+
+    /// `app/db`, generation 3, with a `password` sealed for it.
+    fn mk_sealed(items: Vec<(&str, Ciphertext)>, type_: Option<&str>) -> CachedSealed {
+        CachedSealed {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("app".into()),
+                uid: Some(UID.into()),
+                generation: Some(3),
+                ..Default::default()
+            },
+            items: items.into_iter().map(|(k, c)| (k.into(), c)).collect(),
+            template: Template {
+                type_: type_.map(Into::into),
+                ..Default::default()
+            },
+            observed_generation: None,
+            ready: None,
+        }
+    }
+
+    fn good() -> CachedSealed {
+        mk_sealed(
+            vec![(
+                "password",
+                sealed_to(key(), "app", "db", "password", b"hunter2"),
+            )],
+            None,
+        )
+    }
+
+    fn mk_secret(controller_uid: Option<&str>, digest: [u8; 32]) -> OwnedSecret {
+        OwnedSecret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("app".into()),
+                uid: Some("uid-of-secret".into()),
+                resource_version: Some("41".into()),
+                ..Default::default()
+            },
+            controller_uid: controller_uid.map(Into::into),
+            type_: Some("Opaque".into()),
+            immutable: false,
+            adoptable: false,
+            digest,
+        }
+    }
+
+    fn policy() -> SecretTypePolicy {
+        SecretTypePolicy::new(&[], &["kubernetes.io/service-account-token".to_string()])
+    }
+
+    fn decide(
+        sealed: &CachedSealed,
+        secret: Option<&OwnedSecret>,
+        keys: &KeyState,
+        last: Option<Outcome>,
+    ) -> Plan {
+        plan(&Observed {
+            sealed,
+            secret,
+            keys,
+            last,
+            types: &policy(),
+        })
+    }
+
+    /// The digest the plan computes for `sealed`'s Secret.
+    fn desired_digest(sealed: &CachedSealed) -> [u8; 32] {
+        match decide(sealed, None, &keys(false), None) {
+            Plan::Write(w) => w.digest,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    fn refusal(p: Plan) -> (&'static str, String) {
+        match p {
+            Plan::Refuse { reason, message } => (reason, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn write_kind(p: Plan) -> WriteKind {
+        match p {
+            Plan::Write(w) => w.kind.clone(),
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_is_decided_before_the_key_ring_is_loaded() {
+        let unsynced = KeyState::default();
+        assert!(matches!(
+            decide(&good(), None, &unsynced, None),
+            Plan::WaitForKeys
+        ));
+        let empty = KeyState {
+            synced: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&good(), None, &empty, None),
+            Plan::WaitForKeys
+        ));
+    }
+
+    #[test]
+    fn a_sealed_secret_being_deleted_is_left_to_the_garbage_collector() {
+        let mut s = good();
+        s.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+        assert!(matches!(
+            decide(&s, None, &keys(false), None),
+            Plan::Nothing
+        ));
+    }
+
+    #[test]
+    fn every_refusal_has_its_reason_and_names_the_place() {
+        let tampered = {
+            let Ciphertext::Bytes(b) = sealed_to(key(), "app", "db", "password", b"hunter2") else {
+                unreachable!()
+            };
+            let mut b = b.to_vec();
+            let last = b.len() - 1;
+            b[last] ^= 1;
+            Ciphertext::Bytes(b.into())
+        };
+        let many: Vec<_> = (0..=coffer_core::transform::MAX_ITEMS)
+            .map(|_| ("k", Ciphertext::Text("x".into())))
+            .collect();
+        let cases: Vec<(&str, CachedSealed, KeyState, &str)> = vec![
+            (
+                "copied from another namespace",
+                mk_sealed(
+                    vec![(
+                        "password",
+                        sealed_to(key(), "other", "db", "password", b"v"),
+                    )],
+                    None,
+                ),
+                keys(false),
+                "ScopeMismatch",
+            ),
+            (
+                "sealed to a key this cluster lacks",
+                mk_sealed(
+                    vec![(
+                        "password",
+                        sealed_to(other_key(), "app", "db", "password", b"v"),
+                    )],
+                    None,
+                ),
+                keys(false),
+                "NoMatchingKey",
+            ),
+            ("sealed to a retired key", good(), keys(true), "KeyRetired"),
+            (
+                "a flipped bit",
+                mk_sealed(vec![("password", tampered)], None),
+                keys(false),
+                "Tampered",
+            ),
+            (
+                "not base64",
+                mk_sealed(vec![("password", Ciphertext::Text("%%".into()))], None),
+                keys(false),
+                "Malformed",
+            ),
+            (
+                "too many items",
+                mk_sealed(many, None),
+                keys(false),
+                "Malformed",
+            ),
+            (
+                "a refused Secret type",
+                mk_sealed(
+                    vec![("password", sealed_to(key(), "app", "db", "password", b"v"))],
+                    Some("kubernetes.io/service-account-token"),
+                ),
+                keys(false),
+                "SecretTypeRefused",
+            ),
+        ];
+        for (what, sealed, keys, want) in cases {
+            let (reason, message) = refusal(decide(&sealed, None, &keys, None));
+            assert_eq!(reason, want, "{what}");
+            assert!(message.contains("app/db"), "{what}: {message}");
+            assert!(!message.contains("hunter2"), "{what}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_refused_type_is_refused_before_any_value_is_opened() {
+        let s = mk_sealed(
+            vec![("password", Ciphertext::Text("%%".into()))],
+            Some("kubernetes.io/service-account-token"),
+        );
+        let p = before_opening(&Observed {
+            sealed: &s,
+            secret: None,
+            keys: &keys(false),
+            last: None,
+            types: &policy(),
+        });
+        assert!(matches!(
+            p,
+            Some(Plan::Refuse {
+                reason: "SecretTypeRefused",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn each_write_kind_follows_from_the_existing_secret() {
+        let s = good();
+        let digest = desired_digest(&s);
+        let mine = |f: &dyn Fn(&mut OwnedSecret)| {
+            let mut o = mk_secret(Some(UID), [0; 32]);
+            f(&mut o);
+            o
+        };
+        let cases: Vec<(&str, Option<OwnedSecret>, WriteKind)> = vec![
+            ("none known", None, WriteKind::Create),
+            (
+                "someone else's in the cache: the API decides",
+                Some(mk_secret(Some("another-uid"), digest)),
+                WriteKind::Create,
+            ),
+            (
+                "ours, other values",
+                Some(mine(&|_| {})),
+                WriteKind::Replace {
+                    resource_version: Some("41".into()),
+                },
+            ),
+            (
+                "ours, already right",
+                Some(mine(&|o| o.digest = digest)),
+                WriteKind::Unchanged,
+            ),
+            (
+                "ours, immutable",
+                Some(mine(&|o| o.immutable = true)),
+                WriteKind::Recreate {
+                    uid: Some("uid-of-secret".into()),
+                    resource_version: Some("41".into()),
+                },
+            ),
+            (
+                "ours, of another type",
+                Some(mine(&|o| o.type_ = Some("kubernetes.io/tls".into()))),
+                WriteKind::Recreate {
+                    uid: Some("uid-of-secret".into()),
+                    resource_version: Some("41".into()),
+                },
+            ),
+            (
+                "not ours but annotated for adoption",
+                Some({
+                    let mut o = mk_secret(None, [0; 32]);
+                    o.adoptable = true;
+                    o
+                }),
+                WriteKind::Replace {
+                    resource_version: Some("41".into()),
+                },
+            ),
+        ];
+        for (what, existing, want) in cases {
+            let p = decide(&s, existing.as_ref(), &keys(false), None);
+            assert_eq!(write_kind(p), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_written_secret_is_owned_labelled_and_holds_the_values() {
+        let Plan::Write(w) = decide(&good(), None, &keys(false), None) else {
+            panic!("expected a write")
+        };
+        let s = &w.secret;
+        assert_eq!(s.type_.as_deref(), Some("Opaque"));
+        let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), (UID, Some(true)));
+        assert_eq!(
+            s.metadata.labels.as_ref().unwrap()[coffer_core::api::OWNED_LABEL],
+            "db"
+        );
+        assert_eq!(s.data.as_ref().unwrap()["password"].0, b"hunter2");
+        assert_eq!(w.items, 1);
+        assert_eq!(w.digest, secret_digest(s));
+    }
+
+    #[test]
+    fn a_conflict_with_a_secret_of_someone_else_is_not_owned() {
+        let s = good();
+        let Plan::Write(w) = decide(&s, None, &keys(false), None) else {
+            panic!("expected a write")
+        };
+        let theirs = mk_secret(Some("another-uid"), [0; 32]);
+        match after_conflict(&s, w, &theirs) {
+            Plan::NotOwned { message } => {
+                assert!(message.contains("app/db") && message.contains("coffer.dev/managed"))
+            }
+            other => panic!("expected not owned, got {other:?}"),
+        }
+        let Plan::Write(w) = decide(&s, None, &keys(false), None) else {
+            panic!("expected a write")
+        };
+        let ours = mk_secret(Some(UID), [0; 32]);
+        assert!(matches!(
+            after_conflict(&s, w, &ours),
+            Plan::Write(w) if matches!(w.kind, WriteKind::Replace { .. })
+        ));
+    }
+
+    #[test]
+    fn the_last_unseal_spares_decryption_only_while_everything_it_rests_on_holds() {
+        let s = good();
+        let digest = desired_digest(&s);
+        let last = Outcome {
+            generation: Some(3),
+            key_epoch: 7,
+            items: 1,
+            digest,
+        };
+        let ours = mk_secret(Some(UID), digest);
+        assert!(matches!(
+            decide(&s, Some(&ours), &keys(false), Some(last)),
+            Plan::Current { items: 1 }
+        ));
+        // A value that no longer opens must not be reported as current, so
+        // each change below leads back to opening (here: a write).
+        let changed: Vec<(&str, Outcome, OwnedSecret)> = vec![
+            (
+                "a new generation",
+                Outcome {
+                    generation: Some(4),
+                    ..last
+                },
+                ours.clone(),
+            ),
+            (
+                "a key lost since",
+                Outcome {
+                    key_epoch: 8,
+                    ..last
+                },
+                ours.clone(),
+            ),
+            (
+                "the Secret changed since",
+                last,
+                mk_secret(Some(UID), [9; 32]),
+            ),
+            (
+                "the Secret belongs to another",
+                last,
+                mk_secret(Some("another-uid"), digest),
+            ),
+        ];
+        for (what, last, secret) in changed {
+            let p = decide(&s, Some(&secret), &keys(false), Some(last));
+            assert!(matches!(p, Plan::Write(_)), "{what}: {p:?}");
+        }
+        assert!(last_may_hold(&s, &keys(false), Some(last)));
+        assert!(!last_may_hold(&s, &keys(false), None));
+    }
+}
