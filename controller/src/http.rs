@@ -54,6 +54,7 @@ use tower::Service as _;
 use crate::keys::Keys;
 use crate::metrics::{HttpLabel, Metrics};
 use crate::pool::UnsealPool;
+use crate::ratelimit::TokenBucket;
 use crate::secret_types::SecretTypePolicy;
 
 /// Largest request body: a SealedSecret holds at most about 1.4 MiB of base64.
@@ -153,15 +154,15 @@ impl HttpState {
 /// A token bucket per client address for the POST endpoints.
 pub struct ClientLimiter {
     rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    burst: u32,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
 impl ClientLimiter {
     pub fn new(rate: f64, burst: u32) -> Self {
         ClientLimiter {
             rate,
-            burst: f64::from(burst.max(1)),
+            burst,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -175,17 +176,12 @@ impl ClientLimiter {
         let now = Instant::now();
         if map.len() > 10_000 {
             // Bounded memory: forget idle clients.
-            map.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
+            map.retain(|_, b| now.duration_since(b.last_used()) < Duration::from_secs(60));
         }
-        let (tokens, last) = map.entry(ip).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        map.entry(ip)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now))
+            .take_spare(now)
+            .is_ok()
     }
 }
 

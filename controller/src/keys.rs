@@ -217,9 +217,9 @@ fn wipe(secret: &mut Secret) {
 /// watch stream ends (it retries with backoff on API errors).
 pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()> {
     use kube::runtime::WatchStreamExt;
-    let cfg = crate::run::watch_config().labels(KEY_ID_LABEL);
+    let cfg = crate::watch::watch_config().labels(KEY_ID_LABEL);
     let mut stream = watcher(api, cfg)
-        .backoff(crate::run::ShortBackoff::default())
+        .backoff(crate::watch::ShortBackoff::default())
         .boxed();
     let mut current: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();
     let mut init: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();

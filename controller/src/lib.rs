@@ -16,3 +16,4 @@ pub mod ratelimit;
 pub mod reconcile;
 pub mod run;
 pub mod secret_types;
+pub mod watch;

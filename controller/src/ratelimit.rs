@@ -16,60 +16,98 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use tower::{Layer, Service};
 
-/// A token bucket shared by every clone of the service.
-#[derive(Debug)]
-pub struct Bucket {
-    qps: f64,
+/// A token bucket: `rate` tokens a second, holding at most `burst`. A rate
+/// of zero or less means no limit. The one bucket type of the controller:
+/// the client's QPS limit ([`Bucket`]) and the HTTP API's per-client limit
+/// both count with it.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenBucket {
+    rate: f64,
     burst: f64,
-    state: Mutex<(f64, Instant)>,
+    tokens: f64,
+    last: Instant,
 }
 
-impl Bucket {
-    /// `qps <= 0` means no limit.
-    pub fn new(qps: f64, burst: u32) -> Arc<Self> {
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
-        Arc::new(Bucket {
-            qps,
+        TokenBucket {
+            rate,
             burst,
-            state: Mutex::new((burst, Instant::now())),
-        })
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    pub fn unlimited(&self) -> bool {
+        self.rate <= 0.0
+    }
+
+    /// When a token was last asked for.
+    pub fn last_used(&self) -> Instant {
+        self.last
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
     }
 
     /// Takes one token if a whole one is free, without going into debt;
     /// otherwise returns how long until one may be.
-    fn take_spare(&self) -> Result<(), Duration> {
-        if self.qps <= 0.0 {
+    pub fn take_spare(&mut self, now: Instant) -> Result<(), Duration> {
+        if self.unlimited() {
             return Ok(());
         }
-        let mut s = self.state.lock().expect("bucket lock");
-        let now = Instant::now();
-        let refill = now.duration_since(s.1).as_secs_f64() * self.qps;
-        s.0 = (s.0 + refill).min(self.burst);
-        s.1 = now;
-        if s.0 >= 1.0 {
-            s.0 -= 1.0;
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - s.0) / self.qps))
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
         }
     }
 
-    /// Takes one token, returning how long to wait for it.
-    fn take(&self) -> Duration {
-        if self.qps <= 0.0 {
+    /// Takes one token, going into debt if need be; returns how long to
+    /// wait until it is paid for.
+    pub fn take(&mut self, now: Instant) -> Duration {
+        if self.unlimited() {
             return Duration::ZERO;
         }
-        let mut s = self.state.lock().expect("bucket lock");
-        let now = Instant::now();
-        let refill = now.duration_since(s.1).as_secs_f64() * self.qps;
-        s.0 = (s.0 + refill).min(self.burst);
-        s.1 = now;
-        s.0 -= 1.0;
-        if s.0 >= 0.0 {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-s.0 / self.qps)
+            Duration::from_secs_f64(-self.tokens / self.rate)
         }
+    }
+}
+
+/// A token bucket shared by every clone of the service.
+#[derive(Debug)]
+pub struct Bucket(Mutex<TokenBucket>);
+
+impl Bucket {
+    /// `qps <= 0` means no limit.
+    pub fn new(qps: f64, burst: u32) -> Arc<Self> {
+        Arc::new(Bucket(Mutex::new(TokenBucket::new(
+            qps,
+            burst,
+            Instant::now(),
+        ))))
+    }
+
+    fn take_spare(&self) -> Result<(), Duration> {
+        let mut b = self.0.lock().expect("bucket lock");
+        b.take_spare(Instant::now())
+    }
+
+    fn take(&self) -> Duration {
+        let mut b = self.0.lock().expect("bucket lock");
+        b.take(Instant::now())
     }
 }
 
