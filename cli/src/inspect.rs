@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use coffer_format::envelope;
 
 use crate::cluster::parse_recipients;
-use crate::docs::read_sealed;
+use crate::documents::read_sealed;
 use crate::error::{Failure, Result};
 use crate::io::{Format, read_file, read_inputs};
 

@@ -3,14 +3,15 @@
 //! library, and writes.
 
 mod cluster;
-mod docs;
+mod documents;
 mod error;
 mod inspect;
 mod io;
-mod keys;
+mod key_admin;
 mod recover;
 mod rotate;
 mod seal;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,12 +79,12 @@ enum Command {
     /// Show scopes, items, key ids and size buckets of SealedSecrets, offline.
     Inspect(inspect::InspectArgs),
     /// Ask the controller whether each SealedSecret opens in this cluster.
-    Verify(rotate::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Rotate: get a new key, then re-encrypt every SealedSecret under PATH in place.
     Rotate(rotate::RotateArgs),
     /// Manage the key ring (key admins).
     #[command(subcommand)]
-    Keys(keys::KeysCmd),
+    Keys(key_admin::KeysCmd),
     /// Disaster recovery: open SealedSecrets offline with backed-up keys.
     Recover(recover::RecoverArgs),
     /// Make a new identity and its recipients file (tests, bring-your-own-key).
@@ -121,9 +122,9 @@ async fn run(cli: Cli) -> Result<()> {
             io::emit(output.as_deref(), &text)
         }
         Command::Inspect(args) => inspect::run(args, cli.format),
-        Command::Verify(args) => rotate::verify(args, &target).await,
+        Command::Verify(args) => verify::verify(args, &target).await,
         Command::Rotate(args) => rotate::rotate(args, &target).await,
-        Command::Keys(cmd) => keys::run(cmd, &target).await,
+        Command::Keys(cmd) => key_admin::run(cmd, &target).await,
         Command::Recover(args) => recover::run(args, cli.format),
         Command::Keygen {
             output,

@@ -8,7 +8,7 @@ use coffer_core::transform::unseal;
 use coffer_format::key::parse_identity_file;
 use coffer_format::{Keyring, SecretKey, backup};
 
-use crate::docs::read_sealed;
+use crate::documents::read_sealed;
 use crate::error::{Failure, Result};
 use crate::io::{Format, emit, read_file, read_inputs, render};
 
@@ -79,7 +79,7 @@ pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
     }
     if !refused.is_empty() {
         for s in secrets.iter_mut() {
-            coffer_core::transform::wipe(s);
+            coffer_core::wipe::secret(s);
         }
         return Err(Failure::refused(format!(
             "{} of {} SealedSecrets did not open; nothing was written:\n  {}",
@@ -90,7 +90,7 @@ pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
     }
     let text = zeroize::Zeroizing::new(render(&secrets, format)?);
     for s in secrets.iter_mut() {
-        coffer_core::transform::wipe(s);
+        coffer_core::wipe::secret(s);
     }
     match &args.output {
         Some(p) if p.as_os_str() != "-" => crate::io::write_atomic(p, text.as_bytes(), true),

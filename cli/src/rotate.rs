@@ -1,6 +1,6 @@
-//! `coffer verify` and `coffer rotate`: ask the controller, through the API
-//! server's service proxy, whether values open, and re-encrypt them to the
-//! active key in place.
+//! `coffer rotate`: a new key, then every value of a repository
+//! re-encrypted to it in place by the controller (through the API server's
+//! service proxy), so no plaintext leaves the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -8,20 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use coffer_core::SealedSecret;
+use coffer_core::api::read_sealed_secret;
 
 use coffer_format::envelope;
 
 use crate::cluster::{Target, parse_recipients};
-use crate::docs::read_sealed;
+use crate::documents::{Chunk, is_sealed, read_sealed, split_yaml};
 use crate::error::{Failure, Result};
-use crate::io::{read_file, read_inputs, write_atomic};
-
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  coffer verify k8s/shop/*.yaml && echo all open")]
-pub struct VerifyArgs {
-    /// SealedSecret files; stdin when none or `-`.
-    pub files: Vec<PathBuf>,
-}
+use crate::io::{read_file, write_atomic};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -46,97 +40,6 @@ pub struct RotateArgs {
     pub timeout: Duration,
 }
 
-fn doc_json(s: &SealedSecret) -> Result<Vec<u8>> {
-    serde_json::to_vec(s).map_err(|e| Failure::new(1, e.to_string()))
-}
-
-pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
-    let docs = read_sealed(&read_inputs(&args.files)?, true)?;
-    if docs.is_empty() {
-        return Err(Failure::input("no SealedSecret found in the input"));
-    }
-    let client = match target.controller_url {
-        Some(_) => None,
-        None => Some(target.client().await?),
-    };
-    let mut failed = 0;
-    for d in &docs {
-        let (code, _) = target
-            .post_with_retry(client.as_ref(), "/v1/verify", doc_json(&d.sealed)?)
-            .await?;
-        match code {
-            200 => println!("{}: opens", d.label()),
-            409 => {
-                failed += 1;
-                println!("{}: does NOT open in this cluster", d.label());
-            }
-            other => {
-                return Err(Failure::cluster(format!(
-                    "{}: the controller answered HTTP {other}",
-                    d.label()
-                ))
-                .hint(
-                    "is the controller running and its Service reachable through the API server?",
-                ));
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(Failure::refused(format!(
-            "{failed} of {} SealedSecrets do not open",
-            docs.len()
-        )));
-    }
-    Ok(())
-}
-
-/// One YAML document of a file, with the comment lines around it kept.
-struct Chunk {
-    prefix: String,
-    body: String,
-    suffix: String,
-}
-
-fn split_yaml(text: &str) -> Vec<(String, Chunk)> {
-    // (separator line before the chunk, chunk)
-    let mut out = Vec::new();
-    let mut sep = String::new();
-    let mut cur = String::new();
-    for line in text.split_inclusive('\n') {
-        let t = line.trim_end();
-        if t == "---" || t.starts_with("--- ") {
-            out.push((std::mem::take(&mut sep), chunk(&std::mem::take(&mut cur))));
-            sep = line.to_string();
-        } else {
-            cur.push_str(line);
-        }
-    }
-    out.push((sep, chunk(&cur)));
-    out
-}
-
-fn chunk(text: &str) -> Chunk {
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let is_meta = |l: &&str| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#')
-    };
-    let start = lines
-        .iter()
-        .position(|l| !is_meta(l))
-        .unwrap_or(lines.len());
-    let end = lines
-        .iter()
-        .rposition(|l| !is_meta(l))
-        .map(|e| e + 1)
-        .unwrap_or(start);
-    Chunk {
-        prefix: lines[..start].concat(),
-        body: lines[start..end].concat(),
-        suffix: lines[end..].concat(),
-    }
-}
-
 /// `kind: List` documents holding SealedSecrets are not rewritten in place
 /// (their items have no text of their own to keep); refuse before anything
 /// changes, so the summary of key ids still referenced is never wrong.
@@ -158,20 +61,6 @@ fn refuse_lists(files: &[PathBuf]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn is_sealed(body: &str) -> bool {
-    let v: std::result::Result<serde_json::Value, _> = if body.trim_start().starts_with('{') {
-        serde_json::from_str(body).map_err(|e| e.to_string())
-    } else {
-        serde_saphyr::from_str(body).map_err(|e| e.to_string())
-    };
-    v.ok().is_some_and(|v| {
-        v.get("kind").and_then(|k| k.as_str()) == Some("SealedSecret")
-            && v.get("apiVersion")
-                .and_then(|k| k.as_str())
-                .is_some_and(|a| a.starts_with("coffer.dev/"))
-    })
 }
 
 fn active_key_id(text: &str) -> Result<coffer_format::KeyId> {
@@ -201,7 +90,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     let active = if args.dry_run || args.no_new_key {
         before
     } else {
-        let old = crate::keys::request_rotation(target, &before).await?;
+        let old = crate::key_admin::request_rotation(target, &before).await?;
         eprintln!(
             "requested a new key to replace {}; waiting for it to become active",
             old.short()
@@ -262,7 +151,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 continue;
             }
             let label = format!("{}: document {}", input.name, i + 1);
-            let sealed = crate::seal::parse_sealed(&label, &c.body)?;
+            let sealed = crate::documents::read_one(&label, &c.body)?;
             let stale: Vec<&String> = sealed
                 .spec
                 .encrypted_data
@@ -301,9 +190,16 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 return Err(Failure::cluster(format!("{label}: the controller refused to re-encrypt (HTTP {code}): {}", text.trim()))
                     .hint("nothing was written for this file; after fixing it, run `coffer rotate --no-new-key` to finish without another key"));
             }
-            let reply: SealedSecret = serde_json::from_str(&text).map_err(|e| {
-                Failure::cluster(format!("{label}: bad reply from the controller: {e}"))
-            })?;
+            let reply = serde_json::from_str(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|v| match read_sealed_secret(v) {
+                    Ok(Some(s)) => Ok(s),
+                    Ok(None) => Err("not a SealedSecret".to_string()),
+                    Err(e) => Err(e.to_string()),
+                })
+                .map_err(|e| {
+                    Failure::cluster(format!("{label}: bad reply from the controller: {e}"))
+                })?;
             let mut updated = sealed.clone();
             for k in &stale {
                 if let Some(v) = reply.spec.encrypted_data.get(*k) {

@@ -181,7 +181,7 @@ fn merge(path: &std::path::Path, sealed: Vec<SealedSecret>, format: Format) -> R
     }
     let update = &sealed[0];
     let input = read_file(path)?;
-    let existing: SealedSecret = parse_sealed(&input.name, &input.text)?;
+    let existing: SealedSecret = crate::documents::read_one(&input.name, &input.text)?;
     if existing.metadata.name != update.metadata.name
         || existing.metadata.namespace != update.metadata.namespace
     {
@@ -209,23 +209,6 @@ fn merge(path: &std::path::Path, sealed: Vec<SealedSecret>, format: Format) -> R
         )?
     };
     write_atomic(path, text.as_bytes(), false)
-}
-
-/// Parses one SealedSecret document (YAML or JSON).
-pub fn parse_sealed(name: &str, text: &str) -> Result<SealedSecret> {
-    let parsed: std::result::Result<SealedSecret, String> = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|e| e.to_string())
-    } else {
-        serde_saphyr::from_str(text)
-            .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
-    };
-    let s = parsed.map_err(|e| Failure::input(format!("{name}: not a SealedSecret: {e}")))?;
-    if s.metadata.name.is_none() {
-        return Err(Failure::input(format!(
-            "{name}: the SealedSecret has no metadata.name"
-        )));
-    }
-    Ok(s)
 }
 
 async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Result<()> {

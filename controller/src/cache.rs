@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use coffer_core::api::{
     DEFAULT_SECRET_TYPE, MANAGED_ANNOTATION, SealedSecretSpec, SealedSecretStatus,
 };
-use coffer_core::transform::{self, SealedItem, SealedView};
+use coffer_core::transform::{SealedItem, SealedView};
 use coffer_format::envelope;
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
@@ -329,7 +329,7 @@ pub struct OwnedSecret {
 impl From<Secret> for OwnedSecret {
     fn from(mut s: Secret) -> Self {
         let digest = secret_digest(&s);
-        transform::wipe(&mut s);
+        coffer_core::wipe::secret(&mut s);
         let m = s.metadata;
         let adoptable = m
             .annotations

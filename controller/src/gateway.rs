@@ -13,8 +13,7 @@
 //! parsed from it: no values are decoded, and the reconcile path spends no
 //! CPU on fields it throws away.
 
-use bytes::Bytes;
-use coffer_core::transform::WireSecret;
+use coffer_core::wipe::{self, WireSecret};
 use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PostParams, Preconditions};
@@ -25,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::OwnedSecret;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// What a write answers with, as far as the controller reads it.
 #[derive(Debug, Default, Deserialize)]
@@ -41,18 +40,9 @@ pub struct WrittenMeta {
     pub resource_version: Option<String>,
 }
 
-/// A request body wiped when the last reference to it is dropped.
-struct Wiped(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for Wiped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 /// Serializes `obj` as JSON into a buffer that is wiped on drop.
 fn body(obj: &impl Serialize) -> Result<Zeroizing<Vec<u8>>, kube::Error> {
-    coffer_core::transform::to_json_wiped(obj).map_err(kube::Error::SerdeError)
+    coffer_core::wipe::to_json(obj).map_err(kube::Error::SerdeError)
 }
 
 /// Sends `obj` as the body of a request built with an empty one, so no
@@ -79,7 +69,7 @@ async fn send<T: DeserializeOwned>(
 ) -> Result<T, kube::Error> {
     let (mut parts, data) = req.into_parts();
     parts.extensions.insert(verb);
-    let data = Bytes::from_owner(Wiped(Zeroizing::new(data)));
+    let data = wipe::body(data);
     let res = client
         .send(http::Request::from_parts(parts, Body::from(data)))
         .await?;
@@ -99,15 +89,8 @@ async fn send<T: DeserializeOwned>(
     } else {
         serde_json::from_slice::<T>(&bytes).map_err(kube::Error::SerdeError)
     };
-    wipe(&mut bytes);
+    wipe::bytes(&mut bytes);
     result
-}
-
-/// Wipes a response body when nothing else holds it.
-fn wipe(bytes: &mut Bytes) {
-    if let Ok(mut unique) = std::mem::take(bytes).try_into_mut() {
-        unique.as_mut().zeroize();
-    }
 }
 
 fn request<K: Resource<DynamicType = ()>>(ns: &str) -> Request {
@@ -242,7 +225,7 @@ mod tests {
                 Ok::<_, kube::Error>(
                     http::Response::builder()
                         .status(code)
-                        .body(Full::new(Bytes::from_static(answer.as_bytes())))
+                        .body(Full::new(bytes::Bytes::from_static(answer.as_bytes())))
                         .unwrap(),
                 )
             }

@@ -41,6 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Buf, BytesMut};
 use coffer_core::SealedSecret;
+use coffer_core::api::{ReadSealedError, read_sealed_secret};
 use coffer_core::transform::{MAX_ITEMS, unseal};
 use coffer_format::envelope::{self, OpenError};
 use coffer_format::{KeyId, Location, PublicKey};
@@ -51,7 +52,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Service as _;
 
-use crate::keys::Keys;
+use crate::key_secrets::Keys;
 use crate::metrics::{HttpLabel, Metrics};
 use crate::pool::UnsealPool;
 use crate::ratelimit::TokenBucket;
@@ -674,28 +675,27 @@ fn reject(code: StatusCode, reason: &str) -> Reject {
     Reject(code, reason.to_string())
 }
 
+const PLACE_REQUIRED: &str = "metadata.name and metadata.namespace are required";
+
 /// Parses a SealedSecret from a request body, with a short reason on failure.
 fn parse_sealed(value: serde_json::Value) -> Result<SealedSecret, Reject> {
-    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-    let api = value
-        .get("apiVersion")
-        .and_then(|k| k.as_str())
-        .unwrap_or("");
-    if kind != "SealedSecret" || api != "coffer.dev/v1alpha1" {
-        return Err(reject(
-            StatusCode::BAD_REQUEST,
-            "expected a coffer.dev/v1alpha1 SealedSecret",
-        ));
-    }
-    let s: SealedSecret = serde_json::from_value(value)
-        .map_err(|_| reject(StatusCode::BAD_REQUEST, "not a valid SealedSecret"))?;
-    if s.metadata.name.as_deref().unwrap_or("").is_empty()
-        || s.metadata.namespace.as_deref().unwrap_or("").is_empty()
-    {
-        return Err(reject(
-            StatusCode::BAD_REQUEST,
-            "metadata.name and metadata.namespace are required",
-        ));
+    let s = match read_sealed_secret(value) {
+        Ok(Some(s)) => s,
+        Ok(None) | Err(ReadSealedError::UnknownVersion(_)) => {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "expected a coffer.dev/v1alpha1 SealedSecret",
+            ));
+        }
+        Err(ReadSealedError::Invalid(_)) => {
+            return Err(reject(StatusCode::BAD_REQUEST, "not a valid SealedSecret"));
+        }
+        Err(ReadSealedError::NoName) => {
+            return Err(reject(StatusCode::BAD_REQUEST, PLACE_REQUIRED));
+        }
+    };
+    if s.metadata.namespace.as_deref().unwrap_or("").is_empty() {
+        return Err(reject(StatusCode::BAD_REQUEST, PLACE_REQUIRED));
     }
     if s.spec.encrypted_data.is_empty() {
         return Err(reject(

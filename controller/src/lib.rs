@@ -8,7 +8,7 @@ pub mod cache;
 pub mod events;
 pub mod gateway;
 pub mod http;
-pub mod keys;
+pub mod key_secrets;
 pub mod metrics;
 pub mod plan;
 pub mod pool;

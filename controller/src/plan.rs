@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 
 use crate::cache::{CachedSealed, Outcome, OwnedSecret, secret_digest};
-use crate::keys::KeyState;
+use crate::key_secrets::KeyState;
 use crate::secret_types::{SecretTypePolicy, TypeRefused};
 
 /// What the controller knows when it reconciles one SealedSecret.
@@ -61,7 +61,7 @@ pub struct Write {
 
 impl Drop for Write {
     fn drop(&mut self) {
-        coffer_core::transform::wipe(&mut self.secret);
+        coffer_core::wipe::secret(&mut self.secret);
     }
 }
 

@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret};
 use crate::events::{EventType, Events};
 use crate::gateway;
-use crate::keys::{KeyState, Keys};
+use crate::key_secrets::{KeyState, Keys};
 use crate::metrics::Metrics;
 use crate::plan::{self, Observed, Plan, WriteKind};
 use crate::pool::UnsealPool;

@@ -17,7 +17,7 @@ use crate::args::RunArgs;
 use crate::cache::{CachedSealed, Outcomes, OwnedSecret};
 use crate::events::Events;
 use crate::http::{ClientLimiter, HttpState, Opening};
-use crate::keys::{self, KeyManager, Keys};
+use crate::key_secrets::{self, KeyManager, Keys};
 use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
 use crate::ratelimit::{Bucket, Priority, RateLimitLayer};
@@ -145,13 +145,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);
-    let watch = tokio::spawn(keys::watch_keys(key_secrets.clone(), keys.clone()));
+    let watch = tokio::spawn(key_secrets::watch_keys(key_secrets.clone(), keys.clone()));
     let key_metrics = tokio::spawn(key_metrics(keys.clone(), metrics.clone()));
     {
         let keys = keys.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
-            keys::wait_ready(&keys).await;
+            key_secrets::wait_ready(&keys).await;
             ready.store(true, Ordering::Release);
             tracing::info!(active = %keys.current().active().map(|k| k.id.to_string()).unwrap_or_default(), "key ring loaded");
         });
@@ -310,7 +310,7 @@ async fn leader(
     tokio::pin!(manage);
     // The key manager creates the first key; reconciling waits for it.
     tokio::select! {
-        _ = keys::wait_ready(keys) => {}
+        _ = key_secrets::wait_ready(keys) => {}
         r = &mut manage => return r,
         _ = on(stop.clone()) => return Ok(()),
     }
@@ -378,7 +378,7 @@ async fn leader(
                     .as_deref()
                     .map(|n| ObjectRef::new(n).within(ns))
             })
-            .reconcile_all_on(keys::changes(keys))
+            .reconcile_all_on(key_secrets::changes(keys))
             .graceful_shutdown_on(on(stop.clone()))
             .run(reconcile::reconcile, reconcile::error_policy, ctx)
             .for_each(|_| futures::future::ready(()));

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use coffer_controller::http::{ClientLimiter, HttpState, Limits, MAX_BODY, Opening, serve};
-use coffer_controller::keys::Keys;
+use coffer_controller::key_secrets::Keys;
 use coffer_controller::metrics::Metrics;
 use coffer_controller::pool::UnsealPool;
 use coffer_controller::secret_types::SecretTypePolicy;

@@ -17,6 +17,52 @@ pub const OWNED_LABEL: &str = "coffer.dev/sealed-secret";
 /// The type of a Secret whose template names none, as in Kubernetes.
 pub const DEFAULT_SECRET_TYPE: &str = "Opaque";
 
+/// The `apiVersion` of a SealedSecret this build reads and writes.
+pub const API_VERSION: &str = "coffer.dev/v1alpha1";
+
+/// Why a document could not be read as a SealedSecret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReadSealedError {
+    /// A `coffer.dev` SealedSecret of a version this build does not know.
+    #[error("apiVersion {0} is not one this version of Coffer reads (it reads {API_VERSION})")]
+    UnknownVersion(String),
+    /// Its fields do not fit the SealedSecret schema; says which, without
+    /// quoting values.
+    #[error("not a valid SealedSecret: {0}")]
+    Invalid(String),
+    #[error("the SealedSecret has no metadata.name")]
+    NoName,
+}
+
+/// Whether a document is a `coffer.dev` SealedSecret, of any version (so
+/// an unknown version is refused, not skipped). Other kinds, and other
+/// groups' SealedSecrets (bitnami's), are not.
+pub fn is_sealed_secret(doc: &serde_json::Value) -> bool {
+    let field = |f: &str| doc.get(f).and_then(|v| v.as_str()).unwrap_or("");
+    field("kind") == "SealedSecret" && field("apiVersion").starts_with("coffer.dev/")
+}
+
+/// The one SealedSecret reader: the CLI's files, the controller's HTTP
+/// bodies and its replies all read through it. `Ok(None)` when the
+/// document is not a `coffer.dev` SealedSecret at all.
+pub fn read_sealed_secret(doc: serde_json::Value) -> Result<Option<SealedSecret>, ReadSealedError> {
+    if !is_sealed_secret(&doc) {
+        return Ok(None);
+    }
+    let api = doc.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+    if api != API_VERSION {
+        return Err(ReadSealedError::UnknownVersion(api.to_string()));
+    }
+    // serde_json names the field and may quote what it found there: in a
+    // SealedSecret that is a name or a ciphertext, never a plaintext.
+    let s: SealedSecret =
+        serde_json::from_value(doc).map_err(|e| ReadSealedError::Invalid(e.to_string()))?;
+    if s.metadata.name.as_deref().unwrap_or("").is_empty() {
+        return Err(ReadSealedError::NoName);
+    }
+    Ok(Some(s))
+}
+
 /// A Secret sealed for one or more clusters, safe to commit to git.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[kube(
@@ -185,7 +231,7 @@ pub fn key_secret_name(id: &coffer_format::KeyId) -> String {
 
 /// The Secret that holds one sealing key, as the controller creates it and
 /// `coffer keys restore` brings it back. It holds the private key: send it
-/// with [`crate::transform::WireSecret`] and wipe it with
+/// with [`crate::wipe::WireSecret`] and wipe it with
 /// [`crate::transform::wipe`] once sent.
 pub fn key_secret(
     key: &coffer_format::SecretKey,
@@ -371,6 +417,45 @@ mod tests {
     use super::*;
     use coffer_format::SecretKey;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn one_reader_takes_coffer_sealed_secrets_skips_other_kinds_and_refuses_unknown_versions() {
+        let doc = |api: &str, kind: &str, name: Option<&str>| {
+            serde_json::json!({
+                "apiVersion": api, "kind": kind,
+                "metadata": {"name": name, "namespace": "app"},
+                "spec": {"encryptedData": {"password": "AAAA"}}
+            })
+        };
+        let s = read_sealed_secret(doc(API_VERSION, "SealedSecret", Some("db")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.metadata.name.as_deref(), Some("db"));
+        for (api, kind) in [
+            ("bitnami.com/v1alpha1", "SealedSecret"),
+            ("v1", "Secret"),
+            (API_VERSION, "ConfigMap"),
+        ] {
+            assert!(
+                matches!(read_sealed_secret(doc(api, kind, Some("db"))), Ok(None)),
+                "{api} {kind}"
+            );
+        }
+        assert_eq!(
+            read_sealed_secret(doc("coffer.dev/v9", "SealedSecret", Some("db"))).unwrap_err(),
+            ReadSealedError::UnknownVersion("coffer.dev/v9".into())
+        );
+        assert_eq!(
+            read_sealed_secret(doc(API_VERSION, "SealedSecret", None)).unwrap_err(),
+            ReadSealedError::NoName
+        );
+        let mut bad = doc(API_VERSION, "SealedSecret", Some("db"));
+        bad["spec"]["encryptedData"] = serde_json::json!(["not", "a", "map"]);
+        assert!(matches!(
+            read_sealed_secret(bad),
+            Err(ReadSealedError::Invalid(_))
+        ));
+    }
 
     fn ring_key(status: KeyStatus, sequence: Option<u64>, created: &str) -> RingKey {
         let mut s = key_secret(&SecretKey::generate(), None, status, sequence);

@@ -8,5 +8,6 @@
 pub mod api;
 pub mod manifest;
 pub mod transform;
+pub mod wipe;
 
 pub use api::{SealedSecret, SealedSecretSpec, SealedSecretStatus, SecretTemplate};

@@ -7,7 +7,7 @@ use std::fmt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::api::{
     DEFAULT_SECRET_TYPE, OWNED_LABEL, SealedSecret, SealedSecretSpec, SecretTemplate,
@@ -347,78 +347,6 @@ impl DesiredSecret {
     }
 }
 
-/// Overwrites the values of a Secret in memory.
-pub fn wipe(secret: &mut Secret) {
-    for v in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
-        v.0.zeroize();
-    }
-    for v in secret.string_data.iter_mut().flat_map(|d| d.values_mut()) {
-        v.zeroize();
-    }
-}
-
-/// A Secret as the API server reads it (JSON), serialized without leaving
-/// unwiped copies of its values behind. k8s-openapi's `ByteString`
-/// serializes each value through a base64 `String` it drops as it is; here
-/// each value is encoded into a buffer of exactly its size that is wiped
-/// once written. `stringData` is never sent.
-pub struct WireSecret<'a>(pub &'a Secret);
-
-impl serde::Serialize for WireSecret<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        struct Data<'a>(&'a BTreeMap<String, ByteString>);
-        impl serde::Serialize for Data<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                use base64::Engine as _;
-                let mut map = s.serialize_map(Some(self.0.len()))?;
-                for (k, v) in self.0 {
-                    let encoded =
-                        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&v.0));
-                    map.serialize_entry(k, encoded.as_str())?;
-                }
-                map.end()
-            }
-        }
-        let secret = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("apiVersion", "v1")?;
-        map.serialize_entry("kind", "Secret")?;
-        map.serialize_entry("metadata", &secret.metadata)?;
-        if let Some(t) = &secret.type_ {
-            map.serialize_entry("type", t)?;
-        }
-        if let Some(i) = secret.immutable {
-            map.serialize_entry("immutable", &i)?;
-        }
-        if let Some(d) = &secret.data {
-            map.serialize_entry("data", &Data(d))?;
-        }
-        map.end()
-    }
-}
-
-/// Serializes `obj` as JSON into a buffer wiped on drop. The buffer is sized
-/// first, so it never grows: growing would leave the old allocation behind
-/// unwiped.
-pub fn to_json_wiped(obj: &impl serde::Serialize) -> serde_json::Result<Zeroizing<Vec<u8>>> {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, obj)?;
-    let mut buf = Zeroizing::new(Vec::with_capacity(count.0));
-    serde_json::to_writer(&mut *buf, obj)?;
-    Ok(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,38 +461,5 @@ data:
             s.spec.encrypted_data["username"]
         );
         assert_eq!(merged.spec.encrypted_data["password"], "NEW");
-    }
-
-    /// The wire form carries exactly what serde of the typed Secret does,
-    /// without `stringData`.
-    #[test]
-    fn wire_secret_serializes_like_the_typed_secret() {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some("db".into()),
-                namespace: Some("shop".into()),
-                labels: Some([("a".to_string(), "b".to_string())].into()),
-                ..Default::default()
-            },
-            type_: Some("Opaque".into()),
-            immutable: Some(true),
-            data: Some(
-                [
-                    ("password".to_string(), ByteString(b"hunter2".to_vec())),
-                    ("empty".to_string(), ByteString(Vec::new())),
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        };
-        let wire = to_json_wiped(&WireSecret(&secret)).unwrap();
-        // Sized before writing: it never grew, so no unwiped copy was left.
-        assert_eq!(wire.capacity(), wire.len());
-        let back: Secret = serde_json::from_slice(&wire).unwrap();
-        assert_eq!(back, secret);
-        let v: serde_json::Value = serde_json::from_slice(&wire).unwrap();
-        assert_eq!(v["apiVersion"], "v1");
-        assert_eq!(v["kind"], "Secret");
-        assert_eq!(v["data"]["password"], "aHVudGVyMg==");
     }
 }

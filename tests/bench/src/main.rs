@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use coffer_controller::keys::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
+use coffer_controller::key_secrets::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 use coffer_core::SealedSecret;
 use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
 use coffer_core::transform::seal_secret;

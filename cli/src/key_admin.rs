@@ -8,16 +8,14 @@
 
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use coffer_core::api::{KeyStatus, RingKey, active_key, key_secret, read_key_secret, ring::*};
-use coffer_core::transform::{WireSecret, to_json_wiped, wipe};
+use coffer_core::wipe::{self, WireSecret};
 use coffer_format::backup::{self, BackupEntry};
 use coffer_format::{KeyId, PublicKey};
 use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::client::Body;
-use zeroize::{Zeroize, Zeroizing};
 
 use crate::cluster::{Target, parse_recipients};
 use crate::error::{Failure, Result};
@@ -107,7 +105,7 @@ async fn ring(target: &Target) -> Result<(Api<Secret>, Vec<RingKey>)> {
         }
     }
     for s in &mut list.items {
-        wipe(s);
+        wipe::secret(s);
     }
     keys.sort_by(RingKey::newest_first);
     Ok((api, keys))
@@ -326,7 +324,7 @@ async fn restore(
         };
         let mut secret = key_secret(&e.key, e.created, status, None);
         let r = create_key_secret(&client, &target.controller_namespace, &secret).await;
-        wipe(&mut secret);
+        wipe::secret(&mut secret);
         r?;
         restored += 1;
     }
@@ -355,14 +353,14 @@ async fn whoami(client: kube::Client) -> Option<String> {
 /// once sent and the answer, which echoes the private key, is wiped unread
 /// but for its status.
 pub async fn create_key_secret(client: &kube::Client, ns: &str, secret: &Secret) -> Result<()> {
-    let mut json = to_json_wiped(&WireSecret(secret))
+    let mut json = wipe::to_json(&WireSecret(secret))
         .map_err(|e| Failure::new(1, format!("cannot encode the key Secret: {e}")))?;
     let mut req = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/secrets"))
         .create(&PostParams::default(), Vec::new())
         .map_err(|e| Failure::new(1, format!("cannot build the request: {e}")))?;
     *req.body_mut() = std::mem::take(&mut *json);
     let (parts, body) = req.into_parts();
-    let body = Bytes::from_owner(WipedBody(Zeroizing::new(body)));
+    let body = wipe::body(body);
     let res = client
         .send(http::Request::from_parts(parts, Body::from(body)))
         .await
@@ -377,9 +375,7 @@ pub async fn create_key_secret(client: &kube::Client, ns: &str, secret: &Secret)
     let status = (!code.is_success())
         .then(|| serde_json::from_slice::<kube::core::Status>(&answer).ok())
         .flatten();
-    if let Ok(mut unique) = std::mem::take(&mut answer).try_into_mut() {
-        unique.as_mut().zeroize();
-    }
+    wipe::bytes(&mut answer);
     if code.is_success() {
         return Ok(());
     }
@@ -389,15 +385,6 @@ pub async fn create_key_secret(client: &kube::Client, ns: &str, secret: &Secret)
             .map(|s| format!(": {}", s.message))
             .unwrap_or_default()
     )))
-}
-
-/// A request body wiped when the HTTP stack lets go of it.
-struct WipedBody(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for WipedBody {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
 }
 
 /// A JSON merge patch of one key Secret's metadata.

@@ -21,6 +21,7 @@ pub use coffer_core::api::ring::{
     RECIPIENTS_KEY,
 };
 use coffer_core::api::{KeyStatus, RingKey};
+use coffer_core::wipe;
 
 /// One key as the controller sees it.
 #[derive(Clone, Debug)]
@@ -209,10 +210,6 @@ fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> Ke
     }
 }
 
-fn wipe(secret: &mut Secret) {
-    coffer_core::transform::wipe(secret);
-}
-
 /// Watches the key Secrets and keeps `keys` up to date. Runs until the
 /// watch stream ends (it retries with backoff on API errors).
 pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()> {
@@ -239,7 +236,7 @@ pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()>
                 tracing::warn!(secret = %name, "ignoring key Secret: {why}");
             }
         }
-        wipe(&mut s);
+        wipe::secret(&mut s);
     };
     while let Some(event) = stream.try_next().await? {
         match event {
@@ -256,7 +253,7 @@ pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()>
             }
             watcher::Event::Delete(mut s) => {
                 current.remove(&s.metadata.name.clone().unwrap_or_default());
-                wipe(&mut s);
+                wipe::secret(&mut s);
                 keys.publish(build_state(&current, synced));
             }
         }
@@ -296,7 +293,7 @@ impl KeyManager {
             Some(sequence),
         );
         let result = crate::gateway::create_secret(&self.client, &self.namespace, &secret).await;
-        wipe(&mut secret);
+        wipe::secret(&mut secret);
         result?;
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((id, std::time::Instant::now()));

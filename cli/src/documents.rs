@@ -1,0 +1,172 @@
+//! SealedSecret documents: reading files (YAML streams or JSON, in order)
+//! through core's one SealedSecret reader, one document at a time, and
+//! the YAML documents of a file with the comments around them kept.
+
+use coffer_core::SealedSecret;
+use coffer_core::api::{is_sealed_secret, read_sealed_secret};
+
+use crate::error::{Failure, Result};
+use crate::io::Input;
+
+/// A SealedSecret and where it came from.
+pub struct Doc {
+    pub file: String,
+    /// From 1, in file order.
+    pub index: usize,
+    pub sealed: SealedSecret,
+}
+
+impl Doc {
+    pub fn label(&self) -> String {
+        format!(
+            "{}: document {} ({}/{})",
+            self.file,
+            self.index,
+            self.sealed.metadata.namespace.as_deref().unwrap_or("?"),
+            self.sealed.metadata.name.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+/// Every SealedSecret in the inputs; other kinds are skipped when
+/// `skip_other_kinds`, refused otherwise.
+pub fn read_sealed(inputs: &[Input], skip_other_kinds: bool) -> Result<Vec<Doc>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let values: Vec<serde_json::Value> = if input.text.trim_start().starts_with('{') {
+            vec![
+                serde_json::from_str(&input.text)
+                    .map_err(|e| Failure::input(format!("{}: not valid JSON: {e}", input.name)))?,
+            ]
+        } else {
+            serde_saphyr::from_multiple(&input.text).map_err(|e| {
+                Failure::input(format!(
+                    "{}: not valid YAML: {}",
+                    input.name,
+                    e.to_string().lines().next().unwrap_or("")
+                ))
+            })?
+        };
+        let mut index = 0;
+        for v in values {
+            let items = if v.get("kind").and_then(|k| k.as_str()) == Some("List") {
+                v.get("items")
+                    .and_then(|i| i.as_array())
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                vec![v]
+            };
+            for item in items {
+                index += 1;
+                let kind = item.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+                let api = item
+                    .get("apiVersion")
+                    .and_then(|k| k.as_str())
+                    .unwrap_or("");
+                let not_sealed = format!(
+                    "{}: document {index}: kind {kind:?} ({api}) is not a coffer.dev SealedSecret",
+                    input.name
+                );
+                let sealed = match read_sealed_secret(item) {
+                    Ok(Some(s)) => s,
+                    Ok(None) if skip_other_kinds => continue,
+                    Ok(None) => return Err(Failure::input(not_sealed)),
+                    Err(e) => {
+                        return Err(Failure::input(format!(
+                            "{}: document {index}: {e}",
+                            input.name
+                        )));
+                    }
+                };
+                out.push(Doc {
+                    file: input.name.clone(),
+                    index,
+                    sealed,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one document (YAML or JSON) as a SealedSecret.
+pub fn read_one(name: &str, text: &str) -> Result<SealedSecret> {
+    let value: std::result::Result<serde_json::Value, String> =
+        if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            serde_saphyr::from_str(text)
+                .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
+        };
+    let value = value.map_err(|e| Failure::input(format!("{name}: not a SealedSecret: {e}")))?;
+    match read_sealed_secret(value) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(Failure::input(format!(
+            "{name}: not a SealedSecret: kind and apiVersion are not those of a coffer.dev SealedSecret"
+        ))),
+        Err(e) => Err(Failure::input(format!("{name}: {e}"))),
+    }
+}
+
+/// Whether one document (YAML or JSON) is a `coffer.dev` SealedSecret.
+pub fn is_sealed(body: &str) -> bool {
+    let v: std::result::Result<serde_json::Value, _> = if body.trim_start().starts_with('{') {
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(body).map_err(|e| e.to_string())
+    };
+    v.ok().is_some_and(|v| is_sealed_secret(&v))
+}
+
+/// A SealedSecret as a JSON request body.
+pub fn to_json(s: &SealedSecret) -> Result<Vec<u8>> {
+    serde_json::to_vec(s).map_err(|e| Failure::new(1, e.to_string()))
+}
+
+/// One YAML document of a file, with the comment lines around it kept.
+pub struct Chunk {
+    pub prefix: String,
+    pub body: String,
+    pub suffix: String,
+}
+
+pub fn split_yaml(text: &str) -> Vec<(String, Chunk)> {
+    // (separator line before the chunk, chunk)
+    let mut out = Vec::new();
+    let mut sep = String::new();
+    let mut cur = String::new();
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_end();
+        if t == "---" || t.starts_with("--- ") {
+            out.push((std::mem::take(&mut sep), chunk(&std::mem::take(&mut cur))));
+            sep = line.to_string();
+        } else {
+            cur.push_str(line);
+        }
+    }
+    out.push((sep, chunk(&cur)));
+    out
+}
+
+fn chunk(text: &str) -> Chunk {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let is_meta = |l: &&str| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    };
+    let start = lines
+        .iter()
+        .position(|l| !is_meta(l))
+        .unwrap_or(lines.len());
+    let end = lines
+        .iter()
+        .rposition(|l| !is_meta(l))
+        .map(|e| e + 1)
+        .unwrap_or(start);
+    Chunk {
+        prefix: lines[..start].concat(),
+        body: lines[start..end].concat(),
+        suffix: lines[end..].concat(),
+    }
+}
