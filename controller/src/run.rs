@@ -157,28 +157,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
 
+    let shared = Shared {
+        args: &args,
+        clients: &clients,
+        keys: &keys,
+        metrics: &metrics,
+        secret_types: &secret_types,
+        pool: &pool,
+    };
     let result = if args.leader_elect {
-        lead_when_elected(
-            &args,
-            &clients,
-            &keys,
-            &metrics,
-            &secret_types,
-            &pool,
-            stop_rx.clone(),
-        )
-        .await
+        lead_when_elected(&shared, stop_rx.clone()).await
     } else {
-        leader(
-            &args,
-            &clients,
-            &keys,
-            &metrics,
-            &secret_types,
-            &pool,
-            stop_rx.clone(),
-        )
-        .await
+        leader(&shared, stop_rx.clone()).await
     };
     watch.abort();
     key_metrics.abort();
@@ -209,15 +199,21 @@ async fn probe_sealed_secrets(api: Api<SealedSecret>, ns: Option<&str>) -> anyho
 
 /// Waits for the Lease, leads while holding it, and exits with an error if
 /// it is lost (the pod restarts as a follower, like client-go controllers).
+/// What the leader's work needs, built once at start.
+struct Shared<'a> {
+    args: &'a RunArgs,
+    clients: &'a Clients,
+    keys: &'a Arc<Keys>,
+    metrics: &'a Arc<Metrics>,
+    secret_types: &'a Arc<SecretTypePolicy>,
+    pool: &'a UnsealPool,
+}
+
 async fn lead_when_elected(
-    args: &RunArgs,
-    clients: &Clients,
-    keys: &Arc<Keys>,
-    metrics: &Arc<Metrics>,
-    secret_types: &Arc<SecretTypePolicy>,
-    pool: &UnsealPool,
+    shared: &Shared<'_>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let Shared { args, clients, .. } = shared;
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
         format!(
             "{}-{}",
@@ -243,15 +239,7 @@ async fn lead_when_elected(
         if *leading.borrow_and_update() {
             tracing::info!(%identity, "became leader");
             let (lead_stop_tx, lead_stop_rx) = watch::channel(false);
-            let mut work = Box::pin(leader(
-                args,
-                clients,
-                keys,
-                metrics,
-                secret_types,
-                pool,
-                lead_stop_rx,
-            ));
+            let mut work = Box::pin(leader(shared, lead_stop_rx));
             let outcome = tokio::select! {
                 r = &mut work => Some(r),
                 _ = until(&mut leading, |l| !l) => None,
@@ -288,15 +276,15 @@ async fn lead_when_elected(
 }
 
 /// What only the leader does: manage keys and reconcile.
-async fn leader(
-    args: &RunArgs,
-    clients: &Clients,
-    keys: &Arc<Keys>,
-    metrics: &Arc<Metrics>,
-    secret_types: &Arc<SecretTypePolicy>,
-    pool: &UnsealPool,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let &Shared {
+        args,
+        clients,
+        keys,
+        metrics,
+        secret_types,
+        pool,
+    } = shared;
     let manager = KeyManager {
         client: clients.main.clone(),
         namespace: args.key_namespace.clone(),
