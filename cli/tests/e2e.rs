@@ -2,18 +2,13 @@
 //! (tests/envtest): seal -> apply -> Secret, recipients, verify, rotate over
 //! a folder, key backup -> recover, and one value for two clusters.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
-use coffer_test_support::{
-    ControllerProcess, Server, eventually, grant_key_namespace, namespace, root, target_dir,
-};
+use coffer_test_support::{Cluster, Server, WAIT, eventually, namespace, root, target_dir};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Client;
 use kube::api::{Api, ListParams};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn controller_bin() -> PathBuf {
     let bin = target_dir().join("debug/coffer-controller");
@@ -29,46 +24,33 @@ fn controller_bin() -> PathBuf {
     bin
 }
 
-struct Cluster {
-    server: Server,
-    admin: Client,
-    ns: String,
-    key_ns: String,
-    ctrl: ControllerProcess,
+/// The shared cluster setup, and a working directory for the coffer command.
+struct CliCluster {
+    cluster: Cluster,
     dir: tempfile::TempDir,
 }
 
-async fn cluster_on(server: Server, name: &str) -> Cluster {
-    server.install_deploy();
-    let admin = server.admin().await;
-    let ns = namespace(&admin, name).await;
-    let key_ns = namespace(&admin, &format!("{name}-keys")).await;
-    grant_key_namespace(&admin, &key_ns).await;
-    let args = [
-        "--namespaces",
-        ns.as_str(),
-        "--key-namespace",
-        key_ns.as_str(),
-    ];
-    let ctrl = ControllerProcess::start(&server, &controller_bin(), &ns, &args)
-        .await
-        .unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &key_ns);
-    eventually(WAIT, "recipients", || async {
-        cms.get_opt("coffer-recipients").await.ok()?
-    })
-    .await;
-    Cluster {
-        server,
-        admin,
-        ns,
-        key_ns,
-        ctrl,
+impl Deref for CliCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl DerefMut for CliCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
+}
+
+async fn cluster_on(server: Server, name: &str) -> CliCluster {
+    CliCluster {
+        cluster: Cluster::start_on(server, &controller_bin(), name, &[], 1).await,
         dir: tempfile::tempdir().unwrap(),
     }
 }
 
-impl Cluster {
+impl CliCluster {
     fn coffer(&self, args: &[&str]) -> Output {
         self.coffer_in(self.dir.path(), args, None)
     }
@@ -98,23 +80,11 @@ impl Cluster {
     }
 
     async fn wait_ready(&self, name: &str) {
-        self.wait_reason(name, "Unsealed").await;
-    }
-
-    async fn wait_reason(&self, name: &str, reason: &str) {
-        let api: Api<coffer_core::SealedSecret> = Api::namespaced(self.admin.clone(), &self.ns);
-        eventually(WAIT, &format!("{name} {reason}"), || async {
-            let s = api.get(name).await.ok()?;
-            let c = s.ready_condition()?;
-            (c.reason == reason && s.status.as_ref()?.observed_generation == s.metadata.generation)
-                .then_some(())
-        })
-        .await
+        self.wait_reason(&self.ns, name, "Unsealed").await;
     }
 
     async fn secret_value(&self, name: &str, key: &str) -> Vec<u8> {
-        let api: Api<Secret> = Api::namespaced(self.admin.clone(), &self.ns);
-        api.get(name).await.unwrap().data.unwrap()[key].0.clone()
+        self.secret_data(&self.ns, name).await[key].clone()
     }
 
     async fn active_key(&self) -> String {
@@ -494,15 +464,8 @@ async fn a_forged_backup_made_with_stock_age_cannot_change_the_sealing_key() {
 #[tokio::test]
 async fn one_value_sealed_for_two_clusters_opens_in_both() {
     let a = cluster_on(Server::shared().clone(), "cli-multi").await;
-    let dir = target_dir().join(format!("envtest/second-{}", coffer_test_support::suffix()));
-    let second = Server::start_in(&dir).unwrap();
-    struct Stop(Server);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.stop(false);
-        }
-    }
-    let _stop = Stop(second.clone());
+    let second = Server::start_private("second").unwrap();
+    let _stop = second.stop_on_drop();
     let b = cluster_on(second, "cli-multi").await;
     ok(&a.coffer(&["recipients", "-w", "a.txt"]));
     ok(&b.coffer_in(a.dir.path(), &["recipients", "-w", "b.txt"], None));
@@ -524,17 +487,9 @@ async fn one_value_sealed_for_two_clusters_opens_in_both() {
     // stop releases the leader lease at once).
     let mut b = b;
     b.ctrl.stop();
-    let bkeys = b.key_ns.clone();
-    let args = [
-        "--namespaces",
-        a.ns.as_str(),
-        "--key-namespace",
-        bkeys.as_str(),
-    ];
-    let ctrl_b =
-        ControllerProcess::start(&b.server, &controller_bin(), &format!("{}-b2", a.ns), &args)
-            .await
-            .unwrap();
+    let ctrl_b = b
+        .controller(&format!("{}-b2", a.ns), std::slice::from_ref(&a.ns), &[])
+        .await;
     b.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     let api: Api<coffer_core::SealedSecret> = Api::namespaced(b.admin.clone(), &a.ns);
     eventually(WAIT, "cluster b to unseal", || async {

@@ -374,17 +374,9 @@ async fn a_restarted_controller_rewrites_nothing() {
     );
     t.ctrl.stop();
 
-    let key_ns = t.key_ns.clone();
-    let ns = t.ns.clone();
-    let args = [
-        "--namespaces",
-        ns.as_str(),
-        "--key-namespace",
-        key_ns.as_str(),
-    ];
-    let ctrl = ControllerProcess::start(&t.server, Path::new(BIN), &format!("{ns}-second"), &args)
-        .await
-        .unwrap();
+    let ctrl = t
+        .controller(&format!("{}-second", t.ns), &t.watched, &[])
+        .await;
     eventually(WAIT, "the second controller to start", || async {
         ctrl.log_text().contains("controller started").then_some(())
     })
@@ -413,16 +405,8 @@ async fn a_restarted_controller_rewrites_nothing() {
 
 #[tokio::test]
 async fn the_controller_recovers_when_the_api_server_restarts() {
-    let dir = coffer_test_support::target_dir()
-        .join(format!("envtest/restart-{}", coffer_test_support::suffix()));
-    let server = Server::start_in(&dir).unwrap();
-    struct StopOnDrop(Server);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.stop(false);
-        }
-    }
-    let guard = StopOnDrop(server.clone());
+    let server = Server::start_private("restart").unwrap();
+    let guard = server.stop_on_drop();
     let t = setup_on(server.clone(), "apirestart", &[], 1).await;
     t.apply(&t.sealed(
         &secret_yaml("before", &[("k", "before-e2e")]),
@@ -433,9 +417,9 @@ async fn the_controller_recovers_when_the_api_server_restarts() {
 
     server.stop(true);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    Server::start_in(&dir).unwrap();
+    Server::start_in(&server.dir).unwrap();
     let admin = server.admin().await;
-    let t2 = Setup { admin, ..t };
+    let t2 = Cluster { admin, ..t };
     t2.apply(&t2.sealed(&secret_yaml("after", &[("k", "after-e2e")]), Scope::Strict))
         .await;
     t2.wait_reason(&t2.ns, "after", "Unsealed").await;
@@ -576,16 +560,15 @@ async fn a_namespaced_controller_unseals_its_namespaces_and_cannot_read_secrets_
     )
     .await
     .unwrap();
-    let recipients = published_recipients(&admin, &home, None).await;
-    let t = Setup {
-        server: server.clone(),
-        admin: admin.clone(),
-        ns: a.clone(),
-        watched: vec![a.clone(), b.clone()],
-        key_ns: home.clone(),
+    let t = Cluster::around(
+        server.clone(),
+        admin.clone(),
+        Path::new(BIN),
+        vec![a.clone(), b.clone()],
+        home.clone(),
         ctrl,
-        recipients,
-    };
+    )
+    .await;
     for ns in [&a, &b] {
         let yaml = secret_yaml("db", &[("password", "nsmode-e2e")])
             .replace("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"));

@@ -3,36 +3,18 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use coffer_core::SealedSecret;
 
 use coffer_format::{Scope, envelope};
-use coffer_test_support::{ControllerProcess, eventually};
+use coffer_test_support::eventually;
 use common::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
-async fn wait_http_ready(t: &Setup) {
-    eventually(WAIT, "/readyz", || async {
-        let a = t.ctrl.http;
-        tokio::task::spawn_blocking(move || {
-            agent()
-                .get(format!("http://{a}/readyz"))
-                .call()
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        })
-        .await
-        .ok()?
-    })
-    .await
-}
-
 /// Asks for a new key the way `coffer rotate` does: annotate the active key.
-async fn request_rotation(t: &Setup, active: &str) {
+async fn request_rotation(t: &Cluster, active: &str) {
     let keys: Api<Secret> = Api::namespaced(t.admin.clone(), &t.key_ns);
     let patch =
         serde_json::json!({"metadata": {"annotations": {"coffer.dev/rotation-requested": "now"}}});
@@ -48,7 +30,7 @@ async fn request_rotation(t: &Setup, active: &str) {
 #[tokio::test]
 async fn public_endpoints_answer_and_reencryption_never_widens_scope() {
     let t = setup("http", &[]).await;
-    wait_http_ready(&t).await;
+    t.ctrl.wait_ready(WAIT).await.unwrap();
 
     // /v1/recipients is the ConfigMap.
     let cms: Api<ConfigMap> = Api::namespaced(t.admin.clone(), &t.key_ns);
@@ -118,7 +100,7 @@ async fn public_endpoints_answer_and_reencryption_never_widens_scope() {
 #[tokio::test]
 async fn bad_requests_get_a_reason_and_the_process_stays_up() {
     let t = setup("httpbad", &["--http-rate", "5", "--http-burst", "10"]).await;
-    wait_http_ready(&t).await;
+    t.ctrl.wait_ready(WAIT).await.unwrap();
     let good = t.sealed(
         &secret_yaml("db", &[("password", "bad-e2e")]),
         Scope::Strict,
@@ -152,7 +134,7 @@ async fn bad_requests_get_a_reason_and_the_process_stays_up() {
 #[tokio::test]
 async fn a_low_order_additional_recipient_is_refused_with_400() {
     let t = setup("loworder", &[]).await;
-    wait_http_ready(&t).await;
+    t.ctrl.wait_ready(WAIT).await.unwrap();
     let good = t.sealed(
         &secret_yaml("db", &[("password", "low-e2e")]),
         Scope::Strict,
@@ -251,7 +233,7 @@ async fn the_http_limit_flags_hold_before_any_body_is_read() {
         ],
     )
     .await;
-    wait_http_ready(&t).await;
+    t.ctrl.wait_ready(WAIT).await.unwrap();
     let patience = Duration::from_secs(20);
 
     // Headers that never end: the connection is closed.
@@ -365,7 +347,7 @@ async fn metrics_expose_the_named_series() {
 
 /// `coffer_unseal_total{reason="Unsealed"}`: how many times values were
 /// decrypted into a Secret.
-fn unsealed_count(t: &Setup) -> u64 {
+fn unsealed_count(t: &Cluster) -> u64 {
     let (_, text) = get(t, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix("coffer_unseal_total{reason=\"Unsealed\"} "))
@@ -427,18 +409,13 @@ async fn echoes_of_its_own_writes_decrypt_nothing_but_drift_and_new_generations_
 async fn two_replicas_elect_one_writer_and_a_follower_takes_over() {
     let mut t = setup("ha", &["--lease-duration", "3s"]).await;
     // A second replica with the same key ring and namespaces.
-    let args = [
-        "--namespaces",
-        t.ns.as_str(),
-        "--key-namespace",
-        t.key_ns.as_str(),
-        "--lease-duration",
-        "3s",
-    ];
-    let mut second =
-        ControllerProcess::start(&t.server, Path::new(BIN), &format!("{}-b", t.ns), &args)
-            .await
-            .unwrap();
+    let mut second = t
+        .controller(
+            &format!("{}-b", t.ns),
+            &t.watched,
+            &["--lease-duration", "3s"],
+        )
+        .await;
     eventually(WAIT, "the second replica to follow", || async {
         second
             .log_text()

@@ -1,13 +1,14 @@
 //! What a client can make the HTTP listener hold: the listener is started
 //! in-process on 127.0.0.1:0 with small limits, and clients misbehave by
-//! hand (`common::raw`). No API server is needed.
+//! hand (`common/raw.rs`). No API server is needed.
 //!
 //! Every wait below is either for something that must happen (with a
 //! generous bound, far above the limit under test) or for something that
 //! must not happen yet (a short look, which can only make a broken server
 //! look fine, never a working one look broken).
 
-mod common;
+#[path = "common/raw.rs"]
+mod raw;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use coffer_controller::key_secrets::Keys;
 use coffer_controller::metrics::Metrics;
 use coffer_controller::pool::UnsealPool;
 use coffer_controller::secret_types::SecretTypePolicy;
-use common::raw::*;
+use raw::*;
 use tokio::sync::oneshot;
 
 /// Far longer than any limit under test.
@@ -33,12 +34,17 @@ struct Server {
 }
 
 async fn start(limits: Limits, limiter: ClientLimiter) -> Server {
+    start_with(limits, limiter, Arc::new(AtomicBool::new(true))).await
+}
+
+/// The listener with `ready` as the controller's "keys loaded" flag.
+async fn start_with(limits: Limits, limiter: ClientLimiter, ready: Arc<AtomicBool>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = Arc::new(HttpState::new(
         Keys::new(),
         Arc::new(Metrics::default()),
-        Arc::new(AtomicBool::new(true)),
+        ready,
         None,
         limiter,
         Opening {
@@ -245,22 +251,9 @@ async fn a_rate_limited_post_is_refused_before_its_body_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_are_refused_before_their_body_while_not_ready_or_too_large() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let ready = Arc::new(AtomicBool::new(false));
-    let state = Arc::new(HttpState::new(
-        Keys::new(),
-        Arc::new(Metrics::default()),
-        ready.clone(),
-        None,
-        unlimited(),
-        Opening {
-            secret_types: Arc::new(SecretTypePolicy::new(&[], &[])),
-            pool: UnsealPool::new(1),
-        },
-        Limits::default(),
-    ));
-    tokio::spawn(serve(listener, state, std::future::pending()));
+    let s = start_with(Limits::default(), unlimited(), ready.clone()).await;
+    let addr = s.addr;
 
     let mut c = connect(addr).await;
     send(

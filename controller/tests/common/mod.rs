@@ -1,38 +1,26 @@
-//! Shared setup of the controller's end-to-end tests.
+//! The controller's end-to-end helpers, on top of the cluster setup that
+//! every suite shares (`coffer_test_support::Cluster`).
 #![allow(dead_code)]
 
 pub mod raw;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use coffer_core::SealedSecret;
 use coffer_core::manifest::read_secrets;
 use coffer_core::transform::seal_secret;
-use coffer_format::recipients::RecipientsFile;
 use coffer_format::{PublicKey, Scope};
-use coffer_test_support::{ControllerProcess, Server, eventually, grant_key_namespace, namespace};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use coffer_test_support::Server;
+pub use coffer_test_support::{Cluster, WAIT, published_recipients};
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_coffer-controller");
-pub const WAIT: Duration = Duration::from_secs(30);
 
-pub struct Setup {
-    pub server: Server,
-    pub admin: Client,
-    pub ns: String,
-    /// Every namespace the controller watches; `ns` is the first.
-    pub watched: Vec<String>,
-    pub key_ns: String,
-    pub ctrl: ControllerProcess,
-    pub recipients: Vec<PublicKey>,
-}
-
-pub async fn setup(name: &str, extra: &[&str]) -> Setup {
-    setup_on(Server::shared().clone(), name, extra, 1).await
+/// The shared cluster setup, with this crate's controller binary.
+pub async fn setup(name: &str, extra: &[&str]) -> Cluster {
+    Cluster::start(Path::new(BIN), name, extra).await
 }
 
 pub async fn setup_on(
@@ -40,69 +28,29 @@ pub async fn setup_on(
     name: &str,
     extra: &[&str],
     extra_namespaces: usize,
-) -> Setup {
-    server.install_deploy();
-    let admin = server.admin().await;
-    let ns = namespace(&admin, name).await;
-    let mut watched = vec![ns.clone()];
-    for _ in 1..extra_namespaces.max(1) {
-        watched.push(namespace(&admin, name).await);
-    }
-    let key_ns = namespace(&admin, &format!("{name}-keys")).await;
-    grant_key_namespace(&admin, &key_ns).await;
-    let namespaces = watched.join(",");
-    let mut args = vec!["--namespaces", &namespaces, "--key-namespace", &key_ns];
-    args.extend_from_slice(extra);
-    let ctrl = ControllerProcess::start(&server, Path::new(BIN), &ns, &args)
-        .await
-        .unwrap();
-    let recipients = published_recipients(&admin, &key_ns, None).await;
-    Setup {
-        server,
-        admin,
-        ns,
-        watched,
-        key_ns,
-        ctrl,
-        recipients,
-    }
+) -> Cluster {
+    Cluster::start_on(server, Path::new(BIN), name, extra, extra_namespaces).await
 }
 
-/// Waits for the recipients ConfigMap (and, if given, for a file other than `not`).
-pub async fn published_recipients(
-    admin: &Client,
-    key_ns: &str,
-    not: Option<&str>,
-) -> Vec<PublicKey> {
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), key_ns);
-    let text = eventually(WAIT, "the recipients ConfigMap", || async {
-        let cm = cms.get_opt("coffer-recipients").await.ok()??;
-        let t = cm.data?.get("recipients.txt")?.clone();
-        (Some(t.as_str()) != not).then_some(t)
-    })
-    .await;
-    RecipientsFile::parse(&text).unwrap().keys()
+/// What the controller's tests do on top of the shared cluster: seal with
+/// coffer-core and apply the SealedSecret through the API.
+pub trait Sealing {
+    fn sealed(&self, yaml: &str, scope: Scope) -> SealedSecret;
+    fn sealed_to(&self, yaml: &str, scope: Scope, to: &[PublicKey]) -> SealedSecret;
+    async fn apply(&self, s: &SealedSecret);
 }
 
-impl Setup {
-    pub fn sealed(&self, yaml: &str, scope: Scope) -> SealedSecret {
+impl Sealing for Cluster {
+    fn sealed(&self, yaml: &str, scope: Scope) -> SealedSecret {
         self.sealed_to(yaml, scope, &self.recipients)
     }
 
-    pub fn sealed_to(&self, yaml: &str, scope: Scope, to: &[PublicKey]) -> SealedSecret {
+    fn sealed_to(&self, yaml: &str, scope: Scope, to: &[PublicKey]) -> SealedSecret {
         let m = &read_secrets(yaml).unwrap()[0];
         seal_secret(m, Some(&self.ns), false, scope, to).unwrap()
     }
 
-    pub fn sealed_api(&self, ns: &str) -> Api<SealedSecret> {
-        Api::namespaced(self.admin.clone(), ns)
-    }
-
-    pub fn secrets(&self, ns: &str) -> Api<Secret> {
-        Api::namespaced(self.admin.clone(), ns)
-    }
-
-    pub async fn apply(&self, s: &SealedSecret) {
+    async fn apply(&self, s: &SealedSecret) {
         let ns = s.namespace().unwrap();
         self.sealed_api(&ns)
             .patch(
@@ -112,30 +60,6 @@ impl Setup {
             )
             .await
             .unwrap();
-    }
-
-    /// Waits until the Ready condition has `reason` for the current generation.
-    pub async fn wait_reason(&self, ns: &str, name: &str, reason: &str) -> SealedSecret {
-        let api = self.sealed_api(ns);
-        eventually(WAIT, &format!("{ns}/{name} to be {reason}"), || async {
-            let s = api.get(name).await.ok()?;
-            let c = s.ready_condition()?;
-            let current = s.status.as_ref()?.observed_generation == s.metadata.generation;
-            (current && c.reason == reason).then_some(s.clone())
-        })
-        .await
-    }
-
-    pub async fn secret_data(&self, ns: &str, name: &str) -> BTreeMap<String, Vec<u8>> {
-        self.secrets(ns)
-            .get(name)
-            .await
-            .unwrap()
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect()
     }
 }
 
@@ -157,7 +81,7 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-pub fn get(t: &Setup, path: &str) -> (u16, String) {
+pub fn get(t: &Cluster, path: &str) -> (u16, String) {
     let mut r = agent()
         .get(format!("http://{}{path}", t.ctrl.http))
         .call()
@@ -168,7 +92,7 @@ pub fn get(t: &Setup, path: &str) -> (u16, String) {
     )
 }
 
-pub fn post(t: &Setup, path: &str, body: &[u8]) -> (u16, String) {
+pub fn post(t: &Cluster, path: &str, body: &[u8]) -> (u16, String) {
     let mut r = agent()
         .post(format!("http://{}{path}", t.ctrl.http))
         .header("content-type", "application/json")

@@ -1,9 +1,13 @@
 //! Test support for Coffer's end-to-end tests: one real kube-apiserver (from
 //! `tests/envtest/`) shared by every test of a run, a fresh namespace per
 //! test, clients for the admin and for a ServiceAccount token, and the
-//! controller started under the RBAC that `deploy/` ships.
+//! controller started under the RBAC that `deploy/` ships ([`Cluster`]: the
+//! setup every end-to-end suite shares).
 
+pub mod cluster;
 pub mod procfs;
+
+pub use cluster::{Cluster, WAIT, published_recipients, secret_data};
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -86,6 +90,18 @@ impl Server {
         Ok(Server {
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// A private server in `target/envtest/PREFIX-xxxxxxxx`, for a test
+    /// that restarts it or needs a second cluster.
+    pub fn start_private(prefix: &str) -> anyhow::Result<Server> {
+        Server::start_in(&target_dir().join(format!("envtest/{prefix}-{}", suffix())))
+    }
+
+    /// A guard that stops this server when it is dropped (however the test
+    /// or the benchmark ends).
+    pub fn stop_on_drop(&self) -> StopOnDrop {
+        StopOnDrop(self.clone())
     }
 
     /// Stops the server; with `keep_data` a later `start_in` resumes it.
@@ -215,6 +231,15 @@ impl Server {
         Ok(Client::try_from(
             Config::from_custom_kubeconfig(kc, &Default::default()).await?,
         )?)
+    }
+}
+
+/// Stops its server on drop; see [`Server::stop_on_drop`].
+pub struct StopOnDrop(Server);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop(false);
     }
 }
 
@@ -470,6 +495,27 @@ impl ControllerProcess {
         self.child.id()
     }
 
+    /// Waits until its `/readyz` answers 200; fails when the process has
+    /// exited or after `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok((200, _)) = http_get(self.http, "/readyz").await {
+                return Ok(());
+            }
+            // A process that has exited (a zombie too) has no VmRSS.
+            if procfs::proc_status_kib(self.pid() as i32, "VmRSS:").is_none()
+                || tokio::time::Instant::now() > deadline
+            {
+                bail!(
+                    "the controller did not become ready; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -514,6 +560,29 @@ impl Drop for ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A GET on a new connection from 127.0.0.1: (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut c = tokio::net::TcpStream::connect(addr).await?;
+    c.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: coffer\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    c.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((code, body))
 }
 
 /// Polls `f` until it returns `Some`, or fails after `timeout`.

@@ -12,25 +12,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use coffer_controller::key_secrets::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
+use coffer_bench::objects::{Item, create_all, ensure_namespace, make_items};
+use coffer_bench::process::{help_default, scrub_env, spawn_logged};
+use coffer_bench::report::{Marks, Table, cores, machine, mib, mib_text, publish, say, secs};
+use coffer_bench::{objects, options};
 use coffer_core::SealedSecret;
+use coffer_core::api::ring::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
 use coffer_core::transform::seal_secret;
 use coffer_format::{RecipientsFile, Scope, SecretKey};
-use coffer_test_support::Server;
-use coffer_test_support::procfs::{
-    Child, clk_tck, cpu_model, mem_total_gib, proc_cpu, proc_status_kib, read_pid,
-};
+use coffer_test_support::procfs::{Child, clk_tck, proc_cpu, proc_status_kib, read_pid};
+use coffer_test_support::{Server, secret_data};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -48,18 +48,13 @@ const ITEMS: [&str; 3] = ["password", "url", "username"];
     about = "Controller throughput benchmark; run it through tests/bench/controller"
 )]
 struct Args {
-    /// envtest DIR (started, with deploy/ applied).
-    #[arg(long)]
-    envtest_dir: PathBuf,
-    /// The coffer-controller binary to measure.
-    #[arg(long)]
-    controller: PathBuf,
-    /// Number of SealedSecrets.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    n: u32,
-    /// Namespaces to spread them over.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
-    namespaces: u32,
+    /// The envtest server is started, with deploy/ applied.
+    #[command(flatten)]
+    run: options::Run,
+    #[command(flatten)]
+    load: options::Load,
+    #[command(flatten)]
+    controller: options::Controller,
     /// Controller --kube-qps (0: unlimited); the controller's default when unset.
     #[arg(long)]
     qps: Option<f64>,
@@ -69,12 +64,6 @@ struct Args {
     /// Controller --concurrency (the controller's default when unset).
     #[arg(long)]
     concurrency: Option<u16>,
-    /// Seconds from controller start until all must be Ready.
-    #[arg(long, default_value_t = 600)]
-    timeout: u64,
-    /// SealedSecrets created at once before the controller starts.
-    #[arg(long, default_value_t = 32)]
-    create_concurrency: usize,
     /// Give every SealedSecret the `kubectl.kubernetes.io/last-applied-configuration`
     /// annotation that a client-side `kubectl apply` (and Argo CD by
     /// default) writes: a second, JSON copy of the whole object.
@@ -83,47 +72,25 @@ struct Args {
     /// Secrets whose data is checked at the end.
     #[arg(long, default_value_t = 20)]
     sample: usize,
-    /// Markdown report to write.
-    #[arg(long)]
-    out: PathBuf,
     /// Controller log file.
     #[arg(long)]
     log: PathBuf,
     /// What is measured (e.g. `git describe --dirty`), for the report.
     #[arg(long, default_value = "")]
     revision: String,
-    /// Extra controller flags.
-    #[arg(last = true)]
-    controller_args: Vec<String>,
-}
-
-/// One benchmark object and the plaintext its Secret must hold.
-struct Item {
-    namespace: String,
-    name: String,
-    expected: BTreeMap<String, Vec<u8>>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Args::parse()).await {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench-controller: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn say(msg: impl AsRef<str>) {
-    eprintln!("bench: {}", msg.as_ref());
+    coffer_bench::report::speak_as("bench", false);
+    coffer_bench::report::exit_code("bench-controller", run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let n = args.n as usize;
+    let n = args.load.n as usize;
+    let controller = &args.controller.controller;
     let server = Server {
-        dir: args.envtest_dir.canonicalize().context("envtest dir")?,
+        dir: args.run.envtest_dir.canonicalize().context("envtest dir")?,
     };
     let admin = server.admin().await;
     let mut report = Report::default();
@@ -132,7 +99,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         format!(
             "{n} × {} items, {} namespaces, scope strict{}",
             ITEMS.len(),
-            args.namespaces,
+            args.load.namespaces,
             if args.last_applied {
                 ", with a last-applied-configuration annotation"
             } else {
@@ -142,10 +109,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     );
     // The limits in force: as given, else the controller's defaults.
     let qps = args.qps.map(|q| q.to_string()).unwrap_or_else(|| {
-        controller_default(&args.controller, "--kube-qps").unwrap_or_else(|| "default".into())
+        help_default(controller, "--kube-qps").unwrap_or_else(|| "default".into())
     });
     let burst = args.burst.map(|b| b.to_string()).unwrap_or_else(|| {
-        controller_default(&args.controller, "--kube-burst").unwrap_or_else(|| "default".into())
+        help_default(controller, "--kube-burst").unwrap_or_else(|| "default".into())
     });
     let mut flags = format!(
         "--kube-qps {qps}{} --kube-burst {burst}{}",
@@ -159,14 +126,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if let Some(c) = args.concurrency {
         write!(flags, " --concurrency {c}")?;
     }
-    for a in &args.controller_args {
+    for a in &args.controller.controller_args {
         write!(flags, " {a}")?;
     }
     report.row("controller flags", format!("`{flags}`"));
-    report.row(
-        "controller binary",
-        format!("`{}`", args.controller.display()),
-    );
+    report.row("controller binary", format!("`{}`", controller.display()));
     if !args.revision.is_empty() {
         report.row("source tree", format!("`{}`", args.revision));
     }
@@ -177,23 +141,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     create_key_secret(&admin, &key).await?;
     let recipients = vec![key.public().clone()];
 
-    let namespaces: Vec<String> = (0..args.namespaces)
-        .map(|i| format!("bench-{i:02}"))
-        .collect();
-    let ns_api: Api<Namespace> = Api::all(admin.clone());
+    let namespaces = objects::namespaces(args.load.namespaces);
     for ns in &namespaces {
-        let obj = Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match ns_api.create(&PostParams::default(), &obj).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e).context("creating namespace"),
-        }
+        ensure_namespace(&admin, ns).await?;
     }
 
     // Seal.
@@ -231,12 +181,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     );
 
     // Create, before the controller runs.
-    say(format!(
-        "creating them ({} at once)",
-        args.create_concurrency
-    ));
+    let in_flight = args.load.create_concurrency;
+    say(format!("creating them ({in_flight} at once)"));
     let t = Instant::now();
-    create_all(&admin, sealed, args.create_concurrency).await?;
+    create_all(sealed, in_flight, |s: &SealedSecret| {
+        Api::namespaced(admin.clone(), &s.namespace().unwrap_or_default())
+    })
+    .await?;
     let create_time = t.elapsed();
     report.row(
         "create (kube-rs, before the controller starts)",
@@ -244,7 +195,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "{} ({:.0}/s, {} in flight)",
             secs(create_time),
             n as f64 / create_time.as_secs_f64(),
-            args.create_concurrency
+            in_flight
         ),
     );
 
@@ -284,9 +235,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     ));
 
     // Wait until every SealedSecret is Ready.
-    let deadline = start + Duration::from_secs(args.timeout);
+    let deadline = start + Duration::from_secs(args.load.timeout);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut marks: [Option<Duration>; 3] = [None; 3]; // first, 50 %, 90 %
+    let mut marks = Marks::default();
     let mut all_ready: Option<Duration> = None;
     let mut peak_sampled_rss = 0u64;
     let mut last_progress = Instant::now();
@@ -299,12 +250,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                     None => bail!("SealedSecret watch ended"),
                 }
                 count = ready.values().filter(|r| **r).count();
-                let el = start.elapsed();
-                for (i, frac) in [0.0, 0.5, 0.9].into_iter().enumerate() {
-                    if marks[i].is_none() && count > 0 && count as f64 >= frac * n as f64 {
-                        marks[i] = Some(el);
-                    }
-                }
+                marks.note(count, n, start.elapsed());
             }
             _ = tick.tick() => {
                 if let Some(exit) = ctrl.exited() {
@@ -337,7 +283,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Some(d) => say(format!("all {n} Ready after {}", secs(d))),
         None => say(format!(
             "TIMEOUT: {count}/{n} Ready after {}s",
-            args.timeout
+            args.load.timeout
         )),
     }
 
@@ -368,21 +314,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Report.
     let total = all_ready.unwrap_or_else(|| at_ready.at.duration_since(start));
     let ready_n = if all_ready.is_some() { n } else { count };
-    let mark = |d: Option<Duration>| d.map(secs).unwrap_or_else(|| "-".into());
     report.row(
         "controller start → first / 50 % / 90 % Ready",
-        format!(
-            "{} / {} / {}",
-            mark(marks[0]),
-            mark(marks[1]),
-            mark(marks[2])
-        ),
+        marks.render(secs, "-"),
     );
     report.row(
         "**controller start → all Ready**",
         match all_ready {
             Some(d) => format!("**{}**", secs(d)),
-            None => format!("**TIMEOUT after {}s: {count}/{n} Ready**", args.timeout),
+            None => format!(
+                "**TIMEOUT after {}s: {count}/{n} Ready**",
+                args.load.timeout
+            ),
         },
     );
     report.row(
@@ -470,13 +413,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     report.row("controller exit", exit.clone());
 
     let title = format!("# Controller benchmark: {n} SealedSecrets, qps {qps} burst {burst}");
-    let text = report.render(&title, &machine_line());
-    print!("{text}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
-    say(format!("report written to {}", args.out.display()));
+    let text = format!(
+        "{title}\n\n{} · envtest kube-apiserver + etcd on loopback\n\n{}",
+        machine("CPUs"),
+        report.render()
+    );
+    publish(&text, args.run.out.as_deref())?;
 
     let ok = all_ready.is_some()
         && checked == args.sample.min(n)
@@ -535,18 +477,17 @@ fn seal_all(
     namespaces: &[String],
     recipients: &[coffer_format::PublicKey],
 ) -> anyhow::Result<(Vec<Item>, Vec<SealedSecret>)> {
-    let mut random = vec![0u8; n * 18];
-    getrandom::getrandom(&mut random).context("no randomness")?;
-    let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let chunk = n.div_ceil(threads);
-    let results: Vec<anyhow::Result<Vec<(Item, SealedSecret)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk.max(1))
-            .map(|lo| {
-                let random = &random;
+    let items = make_items(n, ITEMS.len(), namespaces)?;
+    let chunk = n.div_ceil(cores()).max(1);
+    let sealed: Vec<anyhow::Result<Vec<SealedSecret>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
                 s.spawn(move || {
-                    (lo..(lo + chunk).min(n))
-                        .map(|i| seal_one(i, namespaces, &random[i * 18..(i + 1) * 18], recipients))
+                    part.iter()
+                        .enumerate()
+                        .map(|(j, item)| seal_one(c * chunk + j, item, recipients))
                         .collect()
                 })
             })
@@ -556,47 +497,30 @@ fn seal_all(
             .map(|h| h.join().expect("sealing thread"))
             .collect()
     });
-    let mut items = Vec::with_capacity(n);
-    let mut sealed = Vec::with_capacity(n);
-    for r in results {
-        for (i, s) in r? {
-            items.push(i);
-            sealed.push(s);
-        }
+    let mut all = Vec::with_capacity(n);
+    for part in sealed {
+        all.extend(part?);
     }
-    Ok((items, sealed))
+    Ok((items, all))
 }
 
 fn seal_one(
     i: usize,
-    namespaces: &[String],
-    random: &[u8],
+    item: &Item,
     recipients: &[coffer_format::PublicKey],
-) -> anyhow::Result<(Item, SealedSecret)> {
-    let namespace = namespaces[i % namespaces.len()].clone();
-    let name = format!("app-{i:05}");
-    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let user = format!("user-{i}");
-    let expected = BTreeMap::from([
-        ("username".to_string(), user.clone().into_bytes()),
-        ("password".to_string(), password.clone().into_bytes()),
-        (
-            "url".to_string(),
-            format!("postgres://{user}:{password}@db-{i}.{namespace}.svc:5432/app?sslmode=require")
-                .into_bytes(),
-        ),
-    ]);
+) -> anyhow::Result<SealedSecret> {
     let manifest = SecretManifest {
         index: i + 1,
         metadata: ManifestMeta {
-            name: Some(name.clone()),
-            namespace: Some(namespace.clone()),
-            labels: Some(BTreeMap::from([("app".into(), format!("app-{i:05}"))])),
+            name: Some(item.name.clone()),
+            namespace: Some(item.namespace.clone()),
+            labels: Some(BTreeMap::from([("app".into(), item.name.clone())])),
             annotations: Some(BTreeMap::from([("team".into(), "bench".into())])),
         },
         type_: Some("Opaque".into()),
         immutable: None,
-        data: expected
+        data: item
+            .expected
             .iter()
             .map(|(k, v)| (k.clone(), SecretValue(Zeroizing::new(v.clone()))))
             .collect(),
@@ -607,43 +531,7 @@ fn seal_one(
         .labels
         .get_or_insert_with(Default::default)
         .insert(BENCH_LABEL.into(), "controller".into());
-    Ok((
-        Item {
-            namespace,
-            name,
-            expected,
-        },
-        sealed,
-    ))
-}
-
-async fn create_all(
-    admin: &Client,
-    sealed: Vec<SealedSecret>,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    futures::stream::iter(sealed)
-        .map(|s| {
-            let api: Api<SealedSecret> =
-                Api::namespaced(admin.clone(), &s.namespace().unwrap_or_default());
-            async move {
-                let mut attempt = 0;
-                loop {
-                    match api.create(&PostParams::default(), &s).await {
-                        Ok(_) => return Ok(()),
-                        Err(e) if attempt < 5 => {
-                            attempt += 1;
-                            say(format!("create {} failed ({e}); retrying", s.name_any()));
-                            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                        }
-                        Err(e) => return Err(anyhow::Error::new(e).context("creating")),
-                    }
-                }
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect::<()>()
-        .await
+    Ok(sealed)
 }
 
 /// Checks `sample` random Secrets against the plaintext that was sealed.
@@ -670,13 +558,7 @@ async fn verify_sample(admin: &Client, items: &[Item], sample: usize) -> anyhow:
             say(format!("{}/{}: no Secret", item.namespace, item.name));
             continue;
         };
-        let data: BTreeMap<String, Vec<u8>> = secret
-            .data
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect();
+        let data = secret_data(&secret);
         let owned = secret
             .labels()
             .get(coffer_core::api::OWNED_LABEL)
@@ -723,9 +605,8 @@ struct Controller;
 
 impl Controller {
     fn spawn(args: &Args, kubeconfig: &Path) -> anyhow::Result<Child> {
-        let log =
-            File::create(&args.log).with_context(|| format!("creating {}", args.log.display()))?;
-        let mut cmd = Command::new(&args.controller);
+        let controller = &args.controller.controller;
+        let mut cmd = Command::new(controller);
         cmd.arg("--kubeconfig").arg(kubeconfig);
         if let Some(q) = args.qps {
             cmd.arg("--kube-qps").arg(q.to_string());
@@ -741,34 +622,12 @@ impl Controller {
         if let Some(c) = args.concurrency {
             cmd.arg("--concurrency").arg(c.to_string());
         }
-        cmd.args(&args.controller_args);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("COFFER_") {
-                cmd.env_remove(k);
-            }
-        }
+        cmd.args(&args.controller.controller_args);
         // Loopback only. An environment variable rather than --listen: a
         // controller without an HTTP listener ignores it.
-        cmd.env("COFFER_LISTEN", "127.0.0.1:0")
-            .env_remove("KUBECONFIG")
-            .env_remove("POD_NAMESPACE")
-            .env_remove("POD_NAME")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // The controller dies with the bench, even on panic.
-        Child::spawn(&mut cmd).with_context(|| format!("starting {}", args.controller.display()))
+        scrub_env(&mut cmd).env("COFFER_LISTEN", "127.0.0.1:0");
+        spawn_logged(&mut cmd, &args.log, &controller.display().to_string())
     }
-}
-
-/// The `[default: X]` of a flag in `controller --help`.
-fn controller_default(controller: &Path, flag: &str) -> Option<String> {
-    let out = Command::new(controller).arg("--help").output().ok()?;
-    let help = String::from_utf8_lossy(&out.stdout);
-    let after = &help[help.find(&format!("{flag} "))?..];
-    let start = after.find("[default: ")? + "[default: ".len();
-    let len = after[start..].find(']')?;
-    Some(after[start..start + len].to_string())
 }
 
 /// `api_requests` from the controller's JSON "controller stopped" line.
@@ -808,9 +667,8 @@ impl Snapshot {
 
     /// Busy core-seconds since `earlier`, and the number of cores.
     fn machine_busy_since(&self, earlier: &Snapshot) -> (f64, usize) {
-        let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
         let busy = self.machine.0.saturating_sub(earlier.machine.0) as f64 / clk_tck();
-        (busy, cores)
+        (busy, cores())
     }
 }
 
@@ -837,8 +695,8 @@ impl std::fmt::Display for Rss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.1} MiB (anon {:.1} + file {:.1})",
-            mib(self.total),
+            "{} (anon {:.1} + file {:.1})",
+            mib_text(self.total),
             mib(self.anon),
             mib(self.file)
         )
@@ -861,39 +719,21 @@ fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-fn machine_line() -> String {
-    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let model = cpu_model();
-    let mem = mem_total_gib();
-    format!(
-        "{} · {cores} CPUs ({model}) · {mem:.0} GiB RAM · envtest kube-apiserver + etcd on loopback",
-        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")
-    )
-}
+/// The report: one measure a row.
+struct Report(Table);
 
-fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-#[derive(Default)]
-struct Report {
-    rows: Vec<(String, String)>,
+impl Default for Report {
+    fn default() -> Self {
+        Report(Table::new(&["measure", "value"]))
+    }
 }
 
 impl Report {
     fn row(&mut self, k: &str, v: String) {
-        self.rows.push((k.to_string(), v));
+        self.0.row([k.to_string(), v]);
     }
 
-    fn render(&self, title: &str, machine: &str) -> String {
-        let mut s = format!("{title}\n\n{machine}\n\n| measure | value |\n| --- | --- |\n");
-        for (k, v) in &self.rows {
-            let _ = writeln!(s, "| {k} | {v} |");
-        }
-        s
+    fn render(&self) -> String {
+        self.0.render()
     }
 }

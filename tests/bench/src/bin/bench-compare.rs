@@ -25,17 +25,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use coffer_bench::objects::{Item, create_all, ensure_namespace, make_items, random_hex};
+use coffer_bench::process::{help_default, scrub_env, spawn_logged};
+use coffer_bench::report::{
+    Marks, Table, machine, mib, mib_text, ms_text, publish, quantile, say, secs_fine,
+};
+use coffer_bench::{objects, options};
 use coffer_core::api::ring::{
     KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, ROTATION_ANNOTATION,
 };
-use coffer_test_support::Server;
-use coffer_test_support::procfs::{
-    Child, cpu_model, mem_total_gib, proc_cpu, proc_status_kib, read_pid,
-};
+use coffer_test_support::procfs::{Child, proc_cpu, proc_status_kib, read_pid};
+use coffer_test_support::{Server, secret_data};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
@@ -58,9 +60,11 @@ const COFFER_NAMESPACE: &str = "coffer-system";
     about = "Coffer vs sealed-secrets; run it through tests/bench/compare"
 )]
 struct Args {
-    /// envtest DIR (started, both CRDs installed).
-    #[arg(long)]
-    envtest_dir: PathBuf,
+    /// The envtest server is started, with both CRDs installed.
+    #[command(flatten)]
+    run: options::Run,
+    #[command(flatten)]
+    load: options::Load,
     #[arg(long)]
     coffer: PathBuf,
     #[arg(long)]
@@ -69,15 +73,9 @@ struct Args {
     kubeseal: PathBuf,
     #[arg(long)]
     ss_controller: PathBuf,
-    /// Number of SealedSecrets.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    n: u32,
     /// Items per Secret.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     k: u32,
-    /// Namespaces to spread them over.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
-    namespaces: u32,
     /// Client QPS and burst given to both controllers in the "equal" runs.
     #[arg(long, default_value_t = 200)]
     equal_qps: u32,
@@ -86,18 +84,12 @@ struct Args {
     /// Updates of one SealedSecret in the steady-state test.
     #[arg(long, default_value_t = 50)]
     updates: usize,
-    /// Seconds from controller start until all must be right.
-    #[arg(long, default_value_t = 3600)]
-    timeout: u64,
     /// Which runs: defaults, equal (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "defaults,equal")]
     runs: Vec<String>,
     /// Work directory (plain and sealed files, logs).
     #[arg(long)]
     work: PathBuf,
-    /// Markdown report to write.
-    #[arg(long)]
-    out: PathBuf,
     /// Wait (up to 10 minutes) before each controller run until the 1-minute
     /// load average is below this (0: do not wait).
     #[arg(long, default_value_t = 1.5)]
@@ -132,52 +124,26 @@ impl Tool {
     }
 }
 
-/// One Secret of the benchmark and the plaintext its Secret must hold.
-#[derive(Clone)]
-struct Item {
-    namespace: String,
-    name: String,
-    expected: BTreeMap<String, Vec<u8>>,
-}
-
-impl Item {
-    fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-    fn yaml(&self) -> String {
-        let mut s = format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {}\n  namespace: {}\n  labels:\n    app: {}\n    {LABEL_KEY}: {LABEL_VALUE}\ntype: Opaque\nstringData:\n",
-            self.name, self.namespace, self.name
-        );
-        for (k, v) in &self.expected {
-            let _ = writeln!(
-                s,
-                "  {k}: {}",
-                Value::String(String::from_utf8_lossy(v).into())
-            );
-        }
-        s
-    }
-}
-
-fn say(msg: impl AsRef<str>) {
-    eprintln!(
-        "compare [{}]: {}",
-        jiff::Timestamp::now().strftime("%H:%M:%S"),
-        msg.as_ref()
+/// A plain Secret manifest of `item`, labelled for the readiness watch.
+fn plain_yaml(item: &Item) -> String {
+    let mut s = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {}\n  namespace: {}\n  labels:\n    app: {}\n    {LABEL_KEY}: {LABEL_VALUE}\ntype: Opaque\nstringData:\n",
+        item.name, item.namespace, item.name
     );
+    for (k, v) in &item.expected {
+        let _ = writeln!(
+            s,
+            "  {k}: {}",
+            Value::String(String::from_utf8_lossy(v).into())
+        );
+    }
+    s
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Args::parse()).await {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench-compare: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    coffer_bench::report::speak_as("compare", true);
+    coffer_bench::report::exit_code("bench-compare", run(Args::parse()).await)
 }
 
 /// How each controller is started.
@@ -220,8 +186,7 @@ impl Env {
     fn spawn(&self, tool: Tool, mode: Mode, tag: &str) -> anyhow::Result<Running> {
         let port = coffer_test_support::free_port();
         let http = format!("http://127.0.0.1:{port}");
-        let log_path = self.work.join(format!("{}-{tag}.log", tool.label()));
-        let log = File::create(&log_path)?;
+        let log = self.work.join(format!("{}-{tag}.log", tool.label()));
         let mut flags: Vec<String> = Vec::new();
         let mut cmd;
         match tool {
@@ -244,12 +209,7 @@ impl Env {
                 cmd.arg("--kubeconfig")
                     .arg(&self.coffer_kubeconfig)
                     .args(&flags);
-                for (k, _) in std::env::vars_os() {
-                    if k.to_string_lossy().starts_with("COFFER_") {
-                        cmd.env_remove(k);
-                    }
-                }
-                cmd.env_remove("KUBECONFIG").env_remove("POD_NAMESPACE");
+                scrub_env(&mut cmd);
             }
             Tool::Bitnami => {
                 let metrics = coffer_test_support::free_port();
@@ -291,10 +251,7 @@ impl Env {
                     .env_remove("KUBECONFIG");
             }
         }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = Child::spawn(&mut cmd).with_context(|| format!("starting {}", tool.label()))?;
+        let child = spawn_logged(&mut cmd, &log, tool.label())?;
         Ok(Running {
             child,
             http,
@@ -333,7 +290,7 @@ struct ColdRun {
     flags_note: String,
     create: Duration,
     all_ok: Option<Duration>,
-    marks: [Option<Duration>; 3],
+    marks: Marks,
     matched: usize,
     idle_after: Duration,
     hwm_kib: u64,
@@ -375,12 +332,12 @@ struct Side {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let n = args.n as usize;
+    let n = args.load.n as usize;
     let k = args.k as usize;
     std::fs::create_dir_all(&args.work)?;
     let work = args.work.canonicalize()?;
     let server = Server {
-        dir: args.envtest_dir.canonicalize().context("envtest dir")?,
+        dir: args.run.envtest_dir.canonicalize().context("envtest dir")?,
     };
     let admin = server.admin().await;
     let url = std::fs::read_to_string(server.dir.join("ready"))?
@@ -390,9 +347,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let (api_host, api_port) = hostport.rsplit_once(':').context("server URL")?;
 
     // Namespaces, ServiceAccounts bound to cluster-admin.
-    let namespaces: Vec<String> = (0..args.namespaces)
-        .map(|i| format!("bench-{i:02}"))
-        .collect();
+    let namespaces = objects::namespaces(args.load.namespaces);
     for ns in namespaces
         .iter()
         .map(String::as_str)
@@ -435,22 +390,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let t = Instant::now();
     let mut c = env.spawn(Tool::Coffer, Mode::Defaults, "first-start")?;
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), COFFER_NAMESPACE);
-    let recipients = loop {
-        if let Some(text) = cms
+    let recipients = first_key(&mut c, "coffer-controller", async || {
+        Ok(cms
             .get_opt(RECIPIENTS_CONFIGMAP)
             .await?
-            .and_then(|cm| cm.data?.remove(RECIPIENTS_KEY))
-        {
-            break text;
-        }
-        if let Some(e) = c.exited() {
-            bail!("coffer-controller exited ({e}) on first start");
-        }
-        if t.elapsed() > Duration::from_secs(120) {
-            bail!("coffer-controller published no recipients within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            .and_then(|cm| cm.data?.remove(RECIPIENTS_KEY)))
+    })
+    .await?;
     side(&mut sides, Tool::Coffer).seal.first_key = Some(t.elapsed());
     c.stop();
     let recipients_file = work.join("recipients.txt");
@@ -460,21 +406,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let t = Instant::now();
     let mut c = env.spawn(Tool::Bitnami, Mode::Defaults, "first-start")?;
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), SS_NAMESPACE);
-    let cert = loop {
+    let cert = first_key(&mut c, "sealed-secrets controller", async || {
         let l = secrets
             .list(&ListParams::default().labels(SS_KEY_LABEL))
             .await?;
-        if let Some(crt) = l.items.into_iter().find_map(|s| s.data?.remove("tls.crt")) {
-            break crt.0;
-        }
-        if let Some(e) = c.exited() {
-            bail!("sealed-secrets controller exited ({e}) on first start; see its log");
-        }
-        if t.elapsed() > Duration::from_secs(120) {
-            bail!("sealed-secrets controller made no key within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        Ok(l.items
+            .into_iter()
+            .find_map(|s| s.data?.remove("tls.crt"))
+            .map(|crt| crt.0))
+    })
+    .await?;
     side(&mut sides, Tool::Bitnami).seal.first_key = Some(t.elapsed());
     c.stop();
     let cert_file = work.join("cert.pem");
@@ -488,7 +429,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut chunks: Vec<PathBuf> = Vec::new();
     let mut all = String::new();
     for (i, it) in items.iter().enumerate() {
-        let y = it.yaml();
+        let y = plain_yaml(it);
         std::fs::write(plain.join(format!("{i:05}.yaml")), &y)?;
         all.push_str("---\n");
         all.push_str(&y);
@@ -605,7 +546,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             );
             let p = dir.join(format!("plain-{j}.yaml"));
             let s = dir.join(format!("sealed-{j}.yaml"));
-            std::fs::write(&p, it.yaml())?;
+            std::fs::write(&p, plain_yaml(&it))?;
             seal_file(seal_cmd(tool), &p, &s)?;
             let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(&s)?)?;
             out.push((v, it.expected));
@@ -648,10 +589,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 mode.label()
             ));
             let t = Instant::now();
-            create_all(&admin, tool, &sealed[&tool], 32).await?;
+            let objs = sealed[&tool]
+                .iter()
+                .map(|v| serde_json::from_value::<DynamicObject>(v.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ar = tool.resource();
+            create_all(objs, args.load.create_concurrency, |obj: &DynamicObject| {
+                Api::namespaced_with(admin.clone(), &obj.namespace().unwrap_or_default(), &ar)
+            })
+            .await?;
             let create = t.elapsed();
             let (cold, mut running) =
-                cold_start(&env, tool, mode, &expected, args.timeout, &namespaces).await?;
+                cold_start(&env, tool, mode, &expected, args.load.timeout, &namespaces).await?;
             let mut cold = cold;
             cold.create = create;
             if cold.all_ok.is_none() || cold.verified != n {
@@ -687,53 +636,35 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     clean(&admin, &namespaces).await?;
 
     let text = render(&args, &sides, &server);
-    print!("{text}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &text)?;
-    say(format!("report written to {}", args.out.display()));
+    publish(&text, args.run.out.as_deref())?;
     Ok(ok)
+}
+
+/// Polls `found` until it returns the key (or its public part) that a
+/// controller makes on its first start: at most 120 s, and only while the
+/// controller runs.
+async fn first_key<T>(
+    c: &mut Running,
+    who: &str,
+    mut found: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let t = Instant::now();
+    loop {
+        if let Some(key) = found().await? {
+            return Ok(key);
+        }
+        if let Some(e) = c.exited() {
+            bail!("{who} exited ({e}) on first start; see its log");
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("{who} made no key within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn side(sides: &mut HashMap<Tool, Side>, t: Tool) -> &mut Side {
     sides.get_mut(&t).expect("both sides")
-}
-
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    let mut b = vec![0u8; bytes];
-    getrandom::getrandom(&mut b).context("no randomness")?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
-fn make_items(n: usize, k: usize, namespaces: &[String]) -> anyhow::Result<Vec<Item>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let namespace = namespaces[i % namespaces.len()].clone();
-        let name = format!("app-{i:05}");
-        let password = random_hex(18)?;
-        let user = format!("user-{i}");
-        let mut all: Vec<(String, String)> = vec![
-            ("password".into(), password.clone()),
-            (
-                "url".into(),
-                format!(
-                    "postgres://{user}:{password}@db-{i}.{namespace}.svc:5432/app?sslmode=require"
-                ),
-            ),
-            ("username".into(), user),
-        ];
-        for j in 3..k {
-            all.push((format!("item-{j:02}"), random_hex(16)?));
-        }
-        all.truncate(k);
-        out.push(Item {
-            namespace,
-            name,
-            expected: all.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
-        });
-    }
-    Ok(out)
 }
 
 fn seal_file(mut cmd: Command, input: &Path, output: &Path) -> anyhow::Result<()> {
@@ -760,22 +691,6 @@ fn children_cpu() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-async fn ensure_namespace(admin: &Client, name: &str) -> anyhow::Result<()> {
-    let api: Api<Namespace> = Api::all(admin.clone());
-    let obj = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match api.create(&PostParams::default(), &obj).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e).context("creating namespace"),
-    }
 }
 
 async fn bind_admin(admin: &Client, ns: &str, sa: &str) -> anyhow::Result<()> {
@@ -850,48 +765,6 @@ async fn clean(admin: &Client, namespaces: &[String]) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-async fn create_all(
-    admin: &Client,
-    tool: Tool,
-    objs: &[Value],
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    let ar = tool.resource();
-    futures::stream::iter(objs.iter().cloned())
-        .map(|v| {
-            let ar = ar.clone();
-            async move {
-                let obj: DynamicObject = serde_json::from_value(v)?;
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(admin.clone(), &obj.namespace().unwrap_or_default(), &ar);
-                let mut attempt = 0;
-                loop {
-                    match api.create(&PostParams::default(), &obj).await {
-                        Ok(_) => return anyhow::Ok(()),
-                        Err(e) if attempt < 5 => {
-                            attempt += 1;
-                            say(format!("create {} failed ({e}); retrying", obj.name_any()));
-                            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                        }
-                        Err(e) => return Err(anyhow::Error::new(e).context("creating")),
-                    }
-                }
-            }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<()>()
-        .await
-}
-
-fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-    s.data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect()
 }
 
 /// Waits until the load average allows a measurement (at most 10 minutes).
@@ -1008,8 +881,8 @@ async fn cold_start(
         };
         r.flags_note = format!(
             " (client QPS {} / burst {}: its defaults)",
-            help_default(bin, q),
-            help_default(bin, b)
+            help_default(bin, q).unwrap_or_else(|| "?".into()),
+            help_default(bin, b).unwrap_or_else(|| "?".into())
         );
     }
     say(format!(
@@ -1032,12 +905,7 @@ async fn cold_start(
                     Some(_) => {}
                     None => bail!("Secret watch ended"),
                 }
-                let el = start.elapsed();
-                for (i, frac) in [0.0, 0.5, 0.9].into_iter().enumerate() {
-                    if r.marks[i].is_none() && !good.is_empty() && good.len() as f64 >= frac * n as f64 {
-                        r.marks[i] = Some(el);
-                    }
-                }
+                r.marks.note(good.len(), n, start.elapsed());
             }
             _ = tick.tick() => {
                 if let Some(e) = ctrl.exited() {
@@ -1047,7 +915,7 @@ async fn cold_start(
                     last = Instant::now();
                     say(format!("{:>7.1}s: {}/{n} Secrets right, RSS {:.1} MiB, CPU {:.1} s",
                         start.elapsed().as_secs_f64(), good.len(),
-                        proc_status_kib(ctrl.pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0,
+                        mib(proc_status_kib(ctrl.pid, "VmRSS:").unwrap_or(0)),
                         proc_cpu(ctrl.pid).unwrap_or(0.0)));
                 }
                 if Instant::now() >= deadline {
@@ -1400,59 +1268,7 @@ fn proc_io(pid: i32) -> (u64, u64) {
     (get("rchar:") + get("wchar:"), get("syscr:") + get("syscw:"))
 }
 
-/// The default of FLAG as `--help` prints it (`[default: X]` or `(default X)`).
-fn help_default(bin: &Path, flag: &str) -> String {
-    let out = Command::new(bin).arg("--help").output();
-    let text = out
-        .map(|o| {
-            let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
-            t.push_str(&String::from_utf8_lossy(&o.stderr));
-            t
-        })
-        .unwrap_or_default();
-    let Some(at) = text.find(&format!("{flag} ")) else {
-        return "?".into();
-    };
-    let rest = &text[at + flag.len()..];
-    let end = rest.find("\n  -").unwrap_or(rest.len());
-    let part = &rest[..end];
-    for (open, close) in [("[default: ", ']'), ("(default ", ')')] {
-        if let Some(i) = part.find(open) {
-            let v = &part[i + open.len()..];
-            return v[..v.find(close).unwrap_or(v.len())].to_string();
-        }
-    }
-    "?".into()
-}
-
 // ---------------------------------------------------------------- report
-
-fn machine_line() -> String {
-    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let model = cpu_model();
-    let mem = mem_total_gib();
-    format!(
-        "{} · {cores} vCPU ({model}) · {mem:.0} GiB RAM · one envtest kube-apiserver + etcd on loopback",
-        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")
-    )
-}
-
-fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 10.0 {
-        format!("{s:.2} s")
-    } else {
-        format!("{s:.1} s")
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
 
 /// "Coffer's advantage": how many times better Coffer is (> 1: Coffer wins).
 fn adv(coffer: f64, other: f64, lower_is_better: bool) -> String {
@@ -1471,14 +1287,6 @@ fn adv(coffer: f64, other: f64, lower_is_better: bool) -> String {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 struct Goal {
     what: String,
     met: Option<bool>,
@@ -1486,7 +1294,7 @@ struct Goal {
 }
 
 fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
-    let n = args.n as usize;
+    let n = args.load.n as usize;
     let k = args.k as usize;
     let values = (n * k) as f64;
     let c = &sides[&Tool::Coffer];
@@ -1500,12 +1308,12 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         &format!("**seal {n} Secrets × {k} items, one process per Secret** (wall)"),
         format!(
             "{} ({:.0} values/s)",
-            secs(c.seal.wall),
+            secs_fine(c.seal.wall),
             values / c.seal.wall.as_secs_f64()
         ),
         format!(
             "{} ({:.0} values/s)",
-            secs(b.seal.wall),
+            secs_fine(b.seal.wall),
             values / b.seal.wall.as_secs_f64()
         ),
         adv(c.seal.wall.as_secs_f64(), b.seal.wall.as_secs_f64(), true),
@@ -1514,13 +1322,13 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         "seal: wall / CPU per value (one process per Secret)",
         format!(
             "{} / {}",
-            ms(c.seal.wall / (n * k) as u32),
-            ms(Duration::from_secs_f64(c.seal.cpu / values))
+            ms_text(c.seal.wall / (n * k) as u32),
+            ms_text(Duration::from_secs_f64(c.seal.cpu / values))
         ),
         format!(
             "{} / {}",
-            ms(b.seal.wall / (n * k) as u32),
-            ms(Duration::from_secs_f64(b.seal.cpu / values))
+            ms_text(b.seal.wall / (n * k) as u32),
+            ms_text(Duration::from_secs_f64(b.seal.cpu / values))
         ),
         adv(c.seal.cpu, b.seal.cpu, true),
     );
@@ -1528,7 +1336,13 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         &format!("seal all {n} in one process (`coffer seal` of one file of {n} documents)"),
         c.seal
             .one_process
-            .map(|d| format!("{} ({:.0} values/s)", secs(d), values / d.as_secs_f64()))
+            .map(|d| {
+                format!(
+                    "{} ({:.0} values/s)",
+                    secs_fine(d),
+                    values / d.as_secs_f64()
+                )
+            })
             .unwrap_or_default(),
         "n/a (kubeseal seals one Secret per run)".into(),
         "–".into(),
@@ -1547,8 +1361,8 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
     );
     row(
         "first start: key made and published",
-        c.seal.first_key.map(secs).unwrap_or_default(),
-        b.seal.first_key.map(secs).unwrap_or_default(),
+        c.seal.first_key.map(secs_fine).unwrap_or_default(),
+        b.seal.first_key.map(secs_fine).unwrap_or_default(),
         adv(
             c.seal.first_key.map_or(0.0, |d| d.as_secs_f64()),
             b.seal.first_key.map_or(0.0, |d| d.as_secs_f64()),
@@ -1575,20 +1389,14 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         row(
             &format!("**[{title}] cold start → all {n} Secrets right**"),
             x.all_ok
-                .map(|d| format!("**{}**", secs(d)))
+                .map(|d| format!("**{}**", secs_fine(d)))
                 .unwrap_or_else(|| format!("TIMEOUT ({}/{n})", x.matched)),
             y.all_ok
-                .map(|d| format!("**{}**", secs(d)))
+                .map(|d| format!("**{}**", secs_fine(d)))
                 .unwrap_or_else(|| format!("TIMEOUT ({}/{n})", y.matched)),
             format!("**{}**", adv(t(x), t(y), true)),
         );
-        let mk = |r: &ColdRun| {
-            r.marks
-                .iter()
-                .map(|m| m.map(secs).unwrap_or_else(|| "–".into()))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        };
+        let mk = |r: &ColdRun| r.marks.render(secs_fine, "–");
         row(
             &format!("[{title}] first / 50 % / 90 %"),
             mk(x),
@@ -1603,14 +1411,14 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         );
         row(
             &format!("**[{title}] peak RSS** (VmHWM)"),
-            format!("**{}**", mib(x.hwm_kib)),
-            format!("**{}**", mib(y.hwm_kib)),
+            format!("**{}**", mib_text(x.hwm_kib)),
+            format!("**{}**", mib_text(y.hwm_kib)),
             adv(x.hwm_kib as f64, y.hwm_kib as f64, true),
         );
         row(
             &format!("[{title}] RSS when idle"),
-            mib(x.rss_idle_kib),
-            mib(y.rss_idle_kib),
+            mib_text(x.rss_idle_kib),
+            mib_text(y.rss_idle_kib),
             adv(x.rss_idle_kib as f64, y.rss_idle_kib as f64, true),
         );
         row(
@@ -1619,13 +1427,13 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
                 "{:.2} s / {:.2} s (idle at {})",
                 x.cpu_ready,
                 x.cpu_idle,
-                secs(x.idle_after)
+                secs_fine(x.idle_after)
             ),
             format!(
                 "{:.2} s / {:.2} s (idle at {})",
                 y.cpu_ready,
                 y.cpu_idle,
-                secs(y.idle_after)
+                secs_fine(y.idle_after)
             ),
             adv(x.cpu_idle, y.cpu_idle, true),
         );
@@ -1696,7 +1504,11 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         goals.push(Goal {
             what: format!("< half the peak memory ({title})"),
             met: Some(mem > 2.0),
-            detail: format!("{} vs {} ({mem:.2}×)", mib(x.hwm_kib), mib(y.hwm_kib)),
+            detail: format!(
+                "{} vs {} ({mem:.2}×)",
+                mib_text(x.hwm_kib),
+                mib_text(y.hwm_kib)
+            ),
         });
         let cpu = y.cpu_idle / x.cpu_idle;
         goals.push(Goal {
@@ -1716,15 +1528,15 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
         let mut y = b.latencies.clone();
         x.sort();
         y.sort();
-        let med = |v: &[Duration]| percentile(v, 0.5);
-        let p99 = |v: &[Duration]| percentile(v, 0.99);
+        let med = |v: &[Duration]| quantile(v, 0.5);
+        let p99 = |v: &[Duration]| quantile(v, 0.99);
         row(
             &format!(
                 "**steady state (defaults, {n} existing): apply → Secret has the new value**, median / p99 of {}",
                 x.len()
             ),
-            format!("**{}** / {}", ms(med(&x)), ms(p99(&x))),
-            format!("**{}** / {}", ms(med(&y)), ms(p99(&y))),
+            format!("**{}** / {}", ms_text(med(&x)), ms_text(p99(&x))),
+            format!("**{}** / {}", ms_text(med(&y)), ms_text(p99(&y))),
             format!(
                 "{} / {}",
                 adv(med(&x).as_secs_f64(), med(&y).as_secs_f64(), true),
@@ -1742,13 +1554,13 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
             ),
             format!(
                 "{} ({:.2} ms/value; controller CPU {:.1} µs/value)",
-                secs(x),
+                secs_fine(x),
                 x.as_secs_f64() * 1000.0 / c.reenc.values.max(1) as f64,
                 c.reenc.ctrl_cpu / c.reenc.values.max(1) as f64 * 1e6
             ),
             format!(
                 "{} ({:.2} ms/value; controller CPU {:.1} µs/value)",
-                secs(y),
+                secs_fine(y),
                 y.as_secs_f64() * 1000.0 / b.reenc.values.max(1) as f64,
                 b.reenc.ctrl_cpu / b.reenc.values.max(1) as f64 * 1e6
             ),
@@ -1767,8 +1579,8 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
     }
 
     let mut s = format!(
-        "# Coffer vs sealed-secrets: {n} SealedSecrets × {k} items\n\n{}\n\n",
-        machine_line()
+        "# Coffer vs sealed-secrets: {n} SealedSecrets × {k} items\n\n{} · one envtest kube-apiserver + etcd on loopback\n\n",
+        machine("vCPU")
     );
     if !args.versions.is_empty() {
         let _ = writeln!(s, "{}\n", args.versions);
@@ -1788,14 +1600,13 @@ fn render(args: &Args, sides: &HashMap<Tool, Side>, server: &Server) -> String {
          delta (all clients: the bench's own watch adds a LIST and a WATCH, the garbage collector a few). \
          Advantage = how many times better Coffer is (> 1: Coffer better).\n",
         server.dir.display(),
-        args.namespaces
+        args.load.namespaces
     );
-    s.push_str(
-        "| measure | Coffer | sealed-secrets | Coffer advantage |\n| --- | --- | --- | --- |\n",
-    );
-    for r in &rows {
-        let _ = writeln!(s, "| {} | {} | {} | {} |", r[0], r[1], r[2], r[3]);
+    let mut table = Table::new(&["measure", "Coffer", "sealed-secrets", "Coffer advantage"]);
+    for r in rows {
+        table.row(r);
     }
+    s.push_str(&table.render());
     s.push_str("\n## Goals\n\n");
     for g in &goals {
         let _ = writeln!(

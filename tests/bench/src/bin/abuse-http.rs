@@ -24,16 +24,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use coffer_test_support::procfs::{cpu_model, mem_total_gib, proc_status_kib};
-use coffer_test_support::{ControllerProcess, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use coffer_bench::options;
+use coffer_bench::report::{Table, machine, mib, ms, publish, quantile, say};
+use coffer_test_support::procfs::proc_status_kib;
+use coffer_test_support::{ControllerProcess, Server, http_get};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Mutex;
 
@@ -53,12 +54,11 @@ const RECONNECT: Duration = Duration::from_millis(500);
     about = "Memory and /healthz latency of the controller under HTTP abuse; run it through tests/abuse/http"
 )]
 struct Args {
-    /// Directory for a private envtest API server, started and stopped here.
-    #[arg(long)]
-    envtest_dir: PathBuf,
-    /// The coffer-controller binary to measure.
-    #[arg(long)]
-    controller: PathBuf,
+    /// A private envtest API server is started in --envtest-dir and stopped here.
+    #[command(flatten)]
+    run: options::Run,
+    #[command(flatten)]
+    controller: options::Controller,
     /// Seconds of baseline and of each abuse phase.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
     phase_secs: u64,
@@ -74,61 +74,39 @@ struct Args {
     /// Loopback addresses the abusive clients come from (127.0.1.1 up).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=250))]
     sources: u8,
-    /// Markdown report to write (also printed).
-    #[arg(long)]
-    out: Option<PathBuf>,
     /// What is measured, for the report's title (e.g. a commit).
     #[arg(long, default_value = "")]
     label: String,
-    /// Extra controller flags.
-    #[arg(last = true)]
-    controller_args: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("abuse-http: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn say(msg: impl AsRef<str>) {
-    eprintln!("abuse: {}", msg.as_ref());
-}
-
-/// Stops the private API server however this process ends.
-struct StopOnDrop(Server);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop(false);
-    }
+    coffer_bench::report::speak_as("abuse", false);
+    coffer_bench::report::exit_code("abuse-http", run(Args::parse()).await.map(|()| true))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.body_sent >= BODY {
         bail!("--body-sent must be below {BODY}: the body is never finished");
     }
-    std::fs::create_dir_all(&args.envtest_dir)?;
-    let dir = args.envtest_dir.canonicalize().context("envtest dir")?;
+    std::fs::create_dir_all(&args.run.envtest_dir)?;
+    let dir = args.run.envtest_dir.canonicalize().context("envtest dir")?;
     say(format!("envtest API server in {}", dir.display()));
-    let server = StopOnDrop(Server::start_in(&dir)?);
-    server.0.install_deploy();
+    let server = Server::start_in(&dir)?;
+    let _stop = server.stop_on_drop();
+    server.install_deploy();
 
     let mut flags: Vec<&str> = vec!["--log-level", "info"];
-    flags.extend(args.controller_args.iter().map(String::as_str));
-    let ctrl = ControllerProcess::start(&server.0, &args.controller, "abuse-http", &flags).await?;
+    flags.extend(args.controller.controller_args.iter().map(String::as_str));
+    let ctrl = ControllerProcess::start(&server, &args.controller.controller, "abuse-http", &flags)
+        .await?;
     let pid = ctrl.pid() as i32;
     let addr = ctrl.http;
     say(format!(
         "controller pid {pid} on {addr}, log {}",
         ctrl.log.display()
     ));
-    wait_ready(addr, pid, &ctrl.log).await?;
+    ctrl.wait_ready(Duration::from_secs(120)).await?;
     // Let start-up allocations settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -190,14 +168,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let alive = proc_status_kib(pid, "VmRSS:").is_some();
 
     let report = render(&args, &rows, rss_end, alive);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        if let Some(d) = out.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        std::fs::write(out, &report)?;
-        say(format!("report written to {}", out.display()));
-    }
+    publish(&report, args.run.out.as_deref())?;
     drop(ctrl);
     Ok(())
 }
@@ -211,19 +182,6 @@ trait Boxed<'a>: std::future::Future<Output = ()> + Send + Sized + 'a {
 impl<'a, F: std::future::Future<Output = ()> + Send + 'a> Boxed<'a> for F {}
 
 type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-async fn wait_ready(addr: SocketAddr, pid: i32, log: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok((200, _)) = get(addr, "/readyz").await {
-            return Ok(());
-        }
-        if proc_status_kib(pid, "VmRSS:").is_none() || Instant::now() > deadline {
-            bail!("the controller did not become ready; see {}", log.display());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// After a phase: the attackers are gone; give the controller a moment.
 async fn settle() {
@@ -283,7 +241,7 @@ async fn measure(
             while !done.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let t = Instant::now();
-                match tokio::time::timeout(PROBE_TIMEOUT, get(addr, "/healthz")).await {
+                match tokio::time::timeout(PROBE_TIMEOUT, http_get(addr, "/healthz")).await {
                     Ok(Ok((200, _))) => probes.push(t.elapsed()),
                     _ => {
                         failed += 1;
@@ -353,6 +311,11 @@ async fn attack<F, Fut>(
     }
 }
 
+/// Counts one answer of the server (or "reset").
+async fn tally(stats: &Mutex<AttackStats>, answer: String) {
+    *stats.lock().await.answers.entry(answer).or_default() += 1;
+}
+
 /// Sends a request head 8 KiB at a time and never ends it.
 async fn slow_headers(mut c: TcpStream, deadline: Instant, stats: Arc<Mutex<AttackStats>>) {
     let _ = c
@@ -362,18 +325,13 @@ async fn slow_headers(mut c: TcpStream, deadline: Instant, stats: Arc<Mutex<Atta
     let mut k = 0;
     while Instant::now() < deadline {
         if let Some(answer) = answered(&c) {
-            *stats.lock().await.answers.entry(answer).or_default() += 1;
+            tally(&stats, answer).await;
             return;
         }
         if sent < HEADER_BYTES {
             let line = format!("X-Pad-{k}: {}\r\n", "a".repeat(8 * 1024 - 16));
             if c.write_all(line.as_bytes()).await.is_err() {
-                *stats
-                    .lock()
-                    .await
-                    .answers
-                    .entry("reset".into())
-                    .or_default() += 1;
+                tally(&stats, "reset".into()).await;
                 return;
             }
             sent += line.len();
@@ -398,18 +356,13 @@ async fn slow_body(
     let mut done = 0;
     while Instant::now() < deadline {
         if let Some(answer) = answered(&c) {
-            *stats.lock().await.answers.entry(answer).or_default() += 1;
+            tally(&stats, answer).await;
             return;
         }
         if done < sent {
             let n = piece.len().min(sent - done);
             if c.write_all(&piece[..n]).await.is_err() {
-                *stats
-                    .lock()
-                    .await
-                    .answers
-                    .entry("reset".into())
-                    .or_default() += 1;
+                tally(&stats, "reset".into()).await;
                 return;
             }
             done += n;
@@ -449,45 +402,6 @@ async fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStre
     socket.connect(addr).await
 }
 
-/// A GET on a new connection from 127.0.0.1: (status, body).
-async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut c = TcpStream::connect(addr).await?;
-    c.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: coffer\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut buf = Vec::new();
-    c.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((code, body))
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-/// The q-quantile (nearest rank) of sorted samples.
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 fn render(args: &Args, rows: &[Row], rss_end: u64, alive: bool) -> String {
     let mut s = String::new();
     let title = if args.label.is_empty() {
@@ -495,28 +409,33 @@ fn render(args: &Args, rows: &[Row], rss_end: u64, alive: bool) -> String {
     } else {
         format!("# HTTP abuse: {}", args.label)
     };
-    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let controller = &args.controller;
     let _ = writeln!(
         s,
-        "{title}\n\n{} · {cores} CPUs ({}) · {:.0} GiB RAM · controller `{}`{} · {} s per phase · abusive clients from {} loopback addresses\n",
-        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
-        cpu_model(),
-        mem_total_gib(),
-        args.controller
+        "{title}\n\n{} · controller `{}`{} · {} s per phase · abusive clients from {} loopback addresses\n",
+        machine("CPUs"),
+        controller
+            .controller
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-        if args.controller_args.is_empty() {
+        if controller.controller_args.is_empty() {
             String::new()
         } else {
-            format!(" `{}`", args.controller_args.join(" "))
+            format!(" `{}`", controller.controller_args.join(" "))
         },
         args.phase_secs,
         args.sources,
     );
-    let _ = writeln!(
-        s,
-        "| phase | RSS before | RSS peak (growth) | RSS after | /healthz p50 / p99 / max (ms) | probes failed | abusive connections | server's answers |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
-    );
+    let mut table = Table::new(&[
+        "phase",
+        "RSS before",
+        "RSS peak (growth)",
+        "RSS after",
+        "/healthz p50 / p99 / max (ms)",
+        "probes failed",
+        "abusive connections",
+        "server's answers",
+    ]);
     for r in rows {
         let mut sorted = r.probes.clone();
         sorted.sort();
@@ -530,28 +449,35 @@ fn render(args: &Args, rows: &[Row], rss_end: u64, alive: bool) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let _ = writeln!(
-            s,
-            "| {} | {:.1} MiB | {:.1} MiB (+{:.1}) | {:.1} MiB | {} / {} / {} | {} of {} | {}{} | {} |",
-            r.name,
-            mib(r.rss_before),
-            mib(r.rss_peak),
-            mib(r.rss_peak.saturating_sub(r.rss_before)),
-            mib(r.rss_after),
-            ms(quantile(&sorted, 0.5)),
-            ms(quantile(&sorted, 0.99)),
-            ms(sorted.last().copied().unwrap_or_default()),
-            r.failed,
-            r.probes.len(),
-            r.stats.opened,
-            if r.stats.connect_failed > 0 {
-                format!(" ({} failed to connect)", r.stats.connect_failed)
-            } else {
-                String::new()
-            },
+        table.row([
+            r.name.clone(),
+            format!("{:.1} MiB", mib(r.rss_before)),
+            format!(
+                "{:.1} MiB (+{:.1})",
+                mib(r.rss_peak),
+                mib(r.rss_peak.saturating_sub(r.rss_before))
+            ),
+            format!("{:.1} MiB", mib(r.rss_after)),
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                ms(quantile(&sorted, 0.5)),
+                ms(quantile(&sorted, 0.99)),
+                ms(sorted.last().copied().unwrap_or_default())
+            ),
+            format!("{} of {}", r.failed, r.probes.len()),
+            format!(
+                "{}{}",
+                r.stats.opened,
+                if r.stats.connect_failed > 0 {
+                    format!(" ({} failed to connect)", r.stats.connect_failed)
+                } else {
+                    String::new()
+                }
+            ),
             answers,
-        );
+        ]);
     }
+    s.push_str(&table.render());
     let _ = writeln!(
         s,
         "\nRSS at the end: {:.1} MiB{}. Failed probes count as {} ms in the latencies.",
