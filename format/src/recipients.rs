@@ -92,10 +92,9 @@ impl RecipientsFile {
 
     /// Writes the file in the canonical form `parse` reads back.
     pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# Coffer recipients file: public keys only, safe to commit.\n\
-             # Seal with: coffer seal --recipients THIS_FILE\n",
-        );
+        // The format names no command or flag: how to seal with the file is
+        // the CLI's to say (coffer seal --help, docs/cli.md).
+        let mut out = String::from("# Coffer recipients file: public keys only, safe to commit.\n");
         for e in &self.entries {
             let _ = write!(out, "# coffer: key={}", e.key.id());
             if let Some(c) = &e.cluster {
