@@ -373,17 +373,52 @@ pub struct Outcome {
     pub digest: [u8; 32],
 }
 
-/// [`Outcome`]s by SealedSecret uid.
+/// The last refusal of one SealedSecret. While its generation, the key
+/// epoch and the reason are unchanged, reconciling it again (its own status
+/// write echoing back, a resync, a key added that does not help) reaches
+/// the same refusal: that is not a new one, so it is neither counted nor
+/// logged again. The decision itself is always made afresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub generation: Option<i64>,
+    pub key_epoch: u64,
+    pub reason: &'static str,
+}
+
+/// What the controller remembers of one SealedSecret's last reconcile.
+#[derive(Clone, Copy, Debug)]
+enum Memo {
+    Unsealed(Outcome),
+    Refused(Refusal),
+}
+
+/// The last [`Outcome`] or [`Refusal`] of each SealedSecret, by uid.
 #[derive(Default)]
-pub struct Outcomes(Mutex<HashMap<Box<str>, Outcome>>);
+pub struct Outcomes(Mutex<HashMap<Box<str>, Memo>>);
 
 impl Outcomes {
+    /// The last successful unseal, if that is what happened last.
     pub fn get(&self, uid: &str) -> Option<Outcome> {
-        self.0.lock().expect("outcomes lock").get(uid).copied()
+        match self.0.lock().expect("outcomes lock").get(uid) {
+            Some(Memo::Unsealed(o)) => Some(*o),
+            _ => None,
+        }
     }
 
     pub fn set(&self, uid: &str, o: Outcome) {
-        self.0.lock().expect("outcomes lock").insert(uid.into(), o);
+        self.0
+            .lock()
+            .expect("outcomes lock")
+            .insert(uid.into(), Memo::Unsealed(o));
+    }
+
+    /// Records a refusal; returns whether it is the same as the last one
+    /// (then it is not news).
+    pub fn refused(&self, uid: &str, r: Refusal) -> bool {
+        let mut map = self.0.lock().expect("outcomes lock");
+        let again = matches!(map.get(uid), Some(Memo::Refused(last)) if *last == r);
+        map.insert(uid.into(), Memo::Refused(r));
+        again
     }
 
     pub fn forget(&self, uid: &str) {

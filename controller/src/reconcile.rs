@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
-use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret};
+use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret, Refusal};
 use crate::events::{EventType, Events};
 use crate::gateway;
 use crate::key_secrets::{KeyState, Keys};
@@ -192,8 +192,6 @@ enum Done {
     Refused {
         reason: &'static str,
         message: String,
-        /// The last successful unseal no longer describes the Secret.
-        forget: bool,
         requeue: Option<Duration>,
     },
 }
@@ -215,7 +213,6 @@ async fn apply(ctx: &Context, sealed: &CachedSealed, plan: Plan) -> Result<Done,
             return Ok(Done::Refused {
                 reason,
                 message,
-                forget: true,
                 requeue: None,
             });
         }
@@ -270,7 +267,6 @@ async fn apply(ctx: &Context, sealed: &CachedSealed, plan: Plan) -> Result<Done,
             Ok(Done::Refused {
                 reason: "SecretInvalid",
                 message,
-                forget: false,
                 requeue: None,
             })
         }
@@ -310,7 +306,6 @@ fn not_owned(message: String) -> Done {
     Done::Refused {
         reason: "SecretNotOwned",
         message,
-        forget: false,
         requeue: Some(Duration::from_secs(300)),
     }
 }
@@ -360,13 +355,20 @@ async fn report(
         Done::Refused {
             reason,
             message,
-            forget,
             requeue,
         } => {
-            if forget && let Some(uid) = sealed.metadata.uid.as_deref() {
-                ctx.outcomes.forget(uid);
-            }
-            refuse(ctx, sealed, reason, message).await?;
+            let refusal = Refusal {
+                generation: sealed.metadata.generation,
+                key_epoch: keys.epoch,
+                reason,
+            };
+            // Remembering the refusal also forgets the last successful
+            // unseal: the Secret no longer follows this SealedSecret.
+            let again = match sealed.metadata.uid.as_deref() {
+                Some(uid) => ctx.outcomes.refused(uid, refusal),
+                None => false,
+            };
+            refuse(ctx, sealed, reason, message, again).await?;
             // A refusal is final until something changes: a key-ring change
             // re-queues every object; only a new template, new values or a
             // restart with other flags can change the others.
@@ -376,16 +378,20 @@ async fn report(
 }
 
 /// Reports a SealedSecret that was not turned into its Secret: counts the
-/// reason, logs it, sets `Ready=False` and, when that changed the status,
-/// publishes a Warning Event. The message never holds a plaintext byte.
+/// reason and logs it unless it is the same refusal `again`, sets
+/// `Ready=False` and, when that changed the status, publishes a Warning
+/// Event. The message never holds a plaintext byte.
 async fn refuse(
     ctx: &Context,
     sealed: &CachedSealed,
     reason: &'static str,
     message: String,
+    again: bool,
 ) -> Result<(), kube::Error> {
-    ctx.metrics.unseal(reason);
-    tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), reason, "{message}");
+    if !again {
+        ctx.metrics.unseal(reason);
+        tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), reason, "{message}");
+    }
     if set_status(ctx, sealed, false, reason, message.clone()).await? {
         ctx.events
             .publish(sealed, EventType::Warning, reason, message)

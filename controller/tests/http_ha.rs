@@ -345,6 +345,59 @@ async fn metrics_expose_the_named_series() {
     assert!(!text.contains(&t.ns), "object names must not be labels");
 }
 
+/// `coffer_unseal_total{reason=...}` as scraped now.
+fn unseal_count(t: &Cluster, reason: &str) -> u64 {
+    let (_, text) = get(t, "/metrics");
+    let prefix = format!("coffer_unseal_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().parse().expect("a counter value"))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_refusal_is_counted_and_logged_once_while_nothing_changes() {
+    let t = setup("refused-once", &[]).await;
+    let mut moved = t.sealed(
+        &secret_yaml("orig", &[("k", "once-refused")]),
+        Scope::Strict,
+    );
+    moved.metadata.name = Some("moved".into());
+    t.apply(&moved).await;
+    t.wait_reason(&t.ns, "moved", "ScopeMismatch").await;
+    // The status it wrote comes back through its watch and is reconciled
+    // again; that is not a second refusal.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
+    eventually(WAIT, "the Warning event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ScopeMismatch"))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(unseal_count(&t, "ScopeMismatch"), 1);
+    let log = t.ctrl.log_text();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("ScopeMismatch") && l.contains("moved") && l.contains("not written"))
+        .count();
+    assert_eq!(logged, 1, "the refusal is logged once:\n{log}");
+
+    // A new generation that is refused again is a new refusal.
+    moved
+        .spec
+        .template
+        .get_or_insert_with(Default::default)
+        .immutable = Some(true);
+    t.apply(&moved).await;
+    eventually(WAIT, "the second refusal counted", || async {
+        (unseal_count(&t, "ScopeMismatch") == 2).then_some(())
+    })
+    .await;
+}
+
 /// `coffer_unseal_total{reason="Unsealed"}`: how many times values were
 /// decrypted into a Secret.
 fn unsealed_count(t: &Cluster) -> u64 {
