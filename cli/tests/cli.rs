@@ -570,6 +570,42 @@ fn bad_base64_in_data_is_refused_without_echoing_it() {
 }
 
 #[test]
+fn bad_base64_names_the_item_and_is_not_called_invalid_yaml() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(
+            "kind: Secret\nmetadata: {name: a, namespace: b}\ndata: {user: YWRtaW4=, pw: cli-plaintext-5!!}\n",
+        )
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "error: <stdin>: document 1: data item \"pw\" is not valid base64 (use stringData for plain text)",
+        ))
+        .stderr(predicate::str::contains("not valid YAML").not())
+        .stderr(no_plaintext());
+}
+
+#[test]
+fn a_config_map_is_refused_as_a_config_map_not_as_bad_yaml() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata:\n  mode: cli-plaintext-6 is not base64\n",
+        )
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "error: <stdin>: document 1: kind \"ConfigMap\" is not a Secret",
+        ))
+        .stderr(predicate::str::contains("not valid YAML").not())
+        .stderr(predicate::str::contains("base64").not())
+        .stderr(no_plaintext())
+        .stdout("");
+}
+
+#[test]
 fn inspect_and_recover_search_directories() {
     let d = Dir::new();
     std::fs::create_dir_all(d.path("k8s/shop")).unwrap();
