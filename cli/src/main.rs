@@ -42,7 +42,7 @@ struct Cli {
     /// Kubeconfig context.
     #[arg(long, global = true)]
     context: Option<String>,
-    /// Namespace of the Secrets (default: the manifest's, then the context's).
+    /// Namespace of the Secrets (default: the manifest's, then the context's, then `default`).
     #[arg(short = 'n', long, global = true)]
     namespace: Option<String>,
     /// Output format.

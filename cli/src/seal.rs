@@ -53,6 +53,10 @@ pub struct SealArgs {
     pub renewal_period: Duration,
 }
 
+/// The namespace used when the manifest, `-n` and the kubeconfig context
+/// name none, as kubectl does.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 fn parse_scope(s: &str) -> std::result::Result<Scope, String> {
     s.parse()
 }
@@ -142,10 +146,22 @@ pub async fn run(
             manifests.push((input.name.clone(), s));
         }
     }
-    let (ns, explicit) = match namespace {
+    let (mut ns, explicit) = match namespace {
         Some(n) => (Some(n), true),
         None => (target.context_namespace(), false),
     };
+    // Last, as kubectl and kubeseal do: `default`, said once on stderr.
+    if ns.is_none() {
+        ns = Some(DEFAULT_NAMESPACE.to_string());
+        if manifests
+            .iter()
+            .any(|(_, m)| m.metadata.namespace.is_none())
+        {
+            eprintln!(
+                "note: no namespace in the manifest, -n or the kubeconfig context; using namespace \"{DEFAULT_NAMESPACE}\""
+            );
+        }
+    }
     let keys = recipients(&args.recipients, target, args.renewal_period).await?;
     let mut sealed = Vec::new();
     for (file, m) in &manifests {

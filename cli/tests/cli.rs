@@ -164,15 +164,60 @@ fn conflicting_namespaces_are_refused_with_a_hint() {
 }
 
 #[test]
-fn a_secret_without_any_namespace_says_where_to_give_one() {
+fn a_secret_without_any_namespace_falls_back_to_default_and_says_so_once() {
     let d = Dir::new();
+    let bare = SECRET.replace("  namespace: shop\n", "");
+    let out = d
+        .coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(format!(
+            "{bare}---\n{}",
+            bare.replace("name: db", "name: db2")
+        ))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("using namespace \"default\"").count(1))
+        .stderr(no_plaintext());
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert_eq!(sealed.matches("namespace: default").count(), 2, "{sealed}");
+    // The manifest's namespace is used as before, with no note.
     d.coffer()
         .args(["seal", "-r", "r.txt"])
-        .write_stdin(SECRET.replace("  namespace: shop\n", ""))
+        .write_stdin(SECRET)
         .assert()
-        .code(3)
-        .stderr(predicate::str::contains("has no namespace"))
-        .stderr(predicate::str::contains("pass -n NAMESPACE"));
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn the_context_namespace_comes_before_the_default() {
+    let d = Dir::new();
+    let kc = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: x, cluster: {{server: 'https://127.0.0.1:1'}}}}]\nusers: [{{name: x, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: x, user: x{ns}}}}}]\ncurrent-context: x\n"
+        )
+    };
+    d.write("with-ns", &kc(", namespace: team"));
+    d.write("without-ns", &kc(""));
+    let bare = SECRET.replace("  namespace: shop\n", "");
+    let out = d
+        .coffer()
+        .args(["--kubeconfig", "with-ns", "seal", "-r", "r.txt"])
+        .write_stdin(bare.clone())
+        .assert()
+        .success()
+        .stderr("");
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(sealed.contains("namespace: team"), "{sealed}");
+    let out = d
+        .coffer()
+        .args(["--kubeconfig", "without-ns", "seal", "-r", "r.txt"])
+        .write_stdin(bare)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("using namespace \"default\""));
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(sealed.contains("namespace: default"), "{sealed}");
 }
 
 #[test]
