@@ -260,10 +260,30 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
                 .map_err(|e| Failure::input(format!("{}: {e}", p.display())))?;
         }
         None => {
-            std::io::stdin()
+            use std::io::IsTerminal;
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "Type the value to seal for item {key:?}, then press Ctrl-D \
+                     (twice if not at the start of a line). A final newline is sealed too."
+                );
+            }
+            stdin
                 .take(coffer_format::envelope::MAX_VALUE_LEN as u64 + 1)
                 .read_to_end(&mut value)
                 .map_err(|e| Failure::input(format!("<stdin>: {e}")))?;
+            if value.is_empty() {
+                return Err(Failure::input(
+                    "<stdin>: no value to seal: --raw reads the value from stdin and got nothing",
+                )
+                .hint("pipe the value in, e.g. `printf '%s' \"$VALUE\" | coffer seal --raw …`, or use --from-file FILE"));
+            }
+            if value.ends_with(b"\n") {
+                eprintln!(
+                    "warning: the value read from stdin ends with a newline, which is sealed as part of it; \
+                     to leave it out, use `printf '%s' \"$VALUE\"` or `echo -n` instead of `echo`"
+                );
+            }
         }
     }
     let keys = recipients(&args.recipients, target, args.renewal_period).await?;

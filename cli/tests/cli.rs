@@ -343,6 +343,48 @@ fn raw_seals_one_value_to_bare_base64() {
 }
 
 #[test]
+fn raw_warns_about_a_trailing_newline_from_stdin_and_keeps_it() {
+    let d = Dir::new();
+    let raw = [
+        "seal", "--raw", "-r", "r.txt", "-n", "shop", "--name", "db", "--key", "pw",
+    ];
+    d.coffer()
+        .args(raw)
+        .write_stdin("cli-plaintext-7\n")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: the value read from stdin ends with a newline",
+        ))
+        .stderr(predicate::str::contains("printf"))
+        .stderr(predicate::str::contains("echo -n"))
+        .stderr(no_plaintext());
+    d.coffer()
+        .args(raw)
+        .write_stdin("cli-plaintext-7")
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn raw_refuses_an_empty_stdin() {
+    let d = Dir::new();
+    d.coffer()
+        .args([
+            "seal", "--raw", "-r", "r.txt", "-n", "shop", "--name", "db", "--key", "pw",
+        ])
+        .write_stdin("")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: <stdin>: no value to seal: --raw reads the value from stdin and got nothing",
+        ))
+        .stderr(predicate::str::contains("--from-file"))
+        .stdout("");
+}
+
+#[test]
 fn inspect_shows_scope_items_key_ids_and_buckets_offline() {
     let d = Dir::new();
     d.write("sealed.yaml", &d.seal(SECRET));
