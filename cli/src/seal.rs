@@ -105,13 +105,26 @@ fn warn_if_stale(name: &str, file: &RecipientsFile, period: Duration) {
     }
     let age = jiff::Timestamp::now().duration_since(newest);
     if age.as_secs() > 0 && age.unsigned_abs() > period {
-        let days = age.as_secs() / 86_400;
         eprintln!(
-            "warning: {name}: its newest key was created {days} days ago, longer than the renewal period ({}); \
+            "warning: {name}: its newest key was created {} ago, longer than the renewal period ({}); \
              fetch a fresh one with `coffer recipients -w FILE`",
-            humantime::format_duration(period)
+            human_duration(age.unsigned_abs()),
+            human_duration(period)
         );
     }
+}
+
+/// A duration in its largest whole unit, for people: "45 seconds",
+/// "1 minute", "3 hours", "30 days". Never "0 days".
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = match secs {
+        0..60 => (secs, "second"),
+        60..3_600 => (secs / 60, "minute"),
+        3_600..86_400 => (secs / 3_600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 pub async fn run(
@@ -295,4 +308,22 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
     let sealed = coffer_format::seal(&value, args.scope, at, &keys)
         .map_err(|e| Failure::input(format!("item {key:?}: {e}")))?;
     emit(args.output.as_deref(), &format!("{sealed}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_in_their_largest_whole_unit() {
+        let s = Duration::from_secs;
+        assert_eq!(human_duration(s(0)), "0 seconds");
+        assert_eq!(human_duration(s(1)), "1 second");
+        assert_eq!(human_duration(s(45)), "45 seconds");
+        assert_eq!(human_duration(s(60)), "1 minute");
+        assert_eq!(human_duration(s(3_599)), "59 minutes");
+        assert_eq!(human_duration(s(2 * 3_600 + 5)), "2 hours");
+        assert_eq!(human_duration(s(86_400)), "1 day");
+        assert_eq!(human_duration(s(720 * 3_600)), "30 days");
+    }
 }

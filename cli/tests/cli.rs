@@ -643,6 +643,21 @@ fn an_old_recipients_file_gets_a_warning_but_still_seals() {
 }
 
 #[test]
+fn a_short_renewal_period_warns_in_seconds_not_zero_days() {
+    let d = Dir::new();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "--renewal-period", "1s"])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .stderr(predicate::str::is_match(
+            r"its newest key was created \d+ seconds ago, longer than the renewal period \(1 second\)",
+        ).unwrap())
+        .stderr(predicate::str::contains("0 days").not());
+}
+
+#[test]
 fn bad_base64_in_data_is_refused_without_echoing_it() {
     let d = Dir::new();
     d.coffer()
