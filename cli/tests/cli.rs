@@ -613,6 +613,41 @@ fn commands_that_need_a_cluster_fail_cleanly_without_one() {
 }
 
 #[test]
+fn kubeconfig_mistakes_are_input_errors_not_cluster_errors() {
+    let d = Dir::new();
+    let kubeconfig = d.write("kc", "apiVersion: v1\nkind: Config\nclusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: x, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\ncurrent-context: x\n");
+    d.coffer()
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["recipients", "--context", "nope"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: cannot use the kubeconfig:",
+        ))
+        .stderr(predicate::str::contains("nope"))
+        .stderr(predicate::str::contains("hint: check --context"));
+    d.coffer()
+        .args(["--kubeconfig", "missing-kc", "recipients"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "missing-kc: not a readable kubeconfig",
+        ));
+    // No kubeconfig at all (HOME is the temp dir, KUBECONFIG unset).
+    d.coffer()
+        .args(["recipients", "--context", "nope"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no kubeconfig was found"));
+    d.coffer()
+        .args(["recipients"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no kubeconfig found"));
+}
+
+#[test]
 fn an_old_recipients_file_gets_a_warning_but_still_seals() {
     let d = Dir::new();
     let text = d.read("r.txt");
