@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::cluster::{Target, parse_recipients};
 use crate::error::{Failure, Result};
-use crate::io::{Format, emit, read_file, read_inputs, render, write_atomic};
+use crate::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_atomic};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -24,8 +24,8 @@ use crate::io::{Format, emit, read_file, read_inputs, render, write_atomic};
 pub struct SealArgs {
     /// Secret manifests (YAML, several documents, JSON, kind List); stdin when none or `-`.
     pub files: Vec<PathBuf>,
-    /// Recipients file (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
-    #[arg(long = "recipients", short = 'r', value_name = "FILE")]
+    /// Recipients file, `-` for stdin, or an `age1…` recipient itself (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
+    #[arg(long = "recipients", short = 'r', value_name = "FILE|-|age1…")]
     pub recipients: Vec<PathBuf>,
     /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere).
     #[arg(long, default_value = "strict", value_parser = parse_scope)]
@@ -91,7 +91,21 @@ pub async fn recipients(
         );
     } else {
         for f in files {
-            let input = read_file(f)?;
+            let given = f.to_string_lossy();
+            let input = if f.as_os_str() == "-" {
+                read_stdin()?
+            } else if given.starts_with("age1") && !f.exists() {
+                // A recipient given literally, as `age -r` takes it.
+                let name = format!("-r {given}");
+                let file = parse_recipients(&name, &given).map_err(|e| {
+                    Failure::input(e.message)
+                        .hint("give an age1… recipient, a recipients file, or - for stdin")
+                })?;
+                add(&name, file);
+                continue;
+            } else {
+                read_file(f)?
+            };
             add(&input.name, parse_recipients(&input.name, &input.text)?);
         }
     }
@@ -133,6 +147,20 @@ pub async fn run(
     namespace: Option<String>,
     format: Format,
 ) -> Result<()> {
+    if args.recipients.iter().any(|r| r.as_os_str() == "-") {
+        let stdin_taken = if args.raw {
+            args.from_file.is_none().then_some("the --raw value")
+        } else {
+            (args.files.is_empty() || args.files.iter().any(|f| f.as_os_str() == "-"))
+                .then_some("the Secret manifest")
+        };
+        if let Some(what) = stdin_taken {
+            return Err(Failure::usage(format!(
+                "-r - reads recipients from stdin, but {what} is read from stdin too"
+            ))
+            .hint("give the manifest as a file (or the --raw value with --from-file), or the recipients as a file"));
+        }
+    }
     if args.raw {
         return raw(&args, target, namespace).await;
     }

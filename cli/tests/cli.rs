@@ -232,6 +232,66 @@ fn a_missing_recipients_file_is_an_input_error() {
 }
 
 #[test]
+fn recipients_can_be_given_literally_or_on_stdin() {
+    let d = Dir::new();
+    let key = d
+        .read("r.txt")
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .unwrap()
+        .to_string();
+    d.write("secret.yaml", SECRET);
+    // -r age1…: the recipient itself.
+    let out = d
+        .coffer()
+        .args(["seal", "-r", &key, "secret.yaml"])
+        .assert()
+        .success()
+        .stderr("");
+    d.write(
+        "a.yaml",
+        &String::from_utf8(out.get_output().stdout.clone()).unwrap(),
+    );
+    // -r -: the recipients file on stdin, the manifest from a file.
+    let out = d
+        .coffer()
+        .args(["seal", "-r", "-", "secret.yaml"])
+        .write_stdin(d.read("r.txt"))
+        .assert()
+        .success();
+    d.write(
+        "b.yaml",
+        &String::from_utf8(out.get_output().stdout.clone()).unwrap(),
+    );
+    for f in ["a.yaml", "b.yaml"] {
+        d.coffer()
+            .args(["recover", "-i", "identity.txt", f])
+            .assert()
+            .success()
+            // base64 of cli-plaintext-1
+            .stdout(predicate::str::contains("password: Y2xpLXBsYWludGV4dC0x"));
+    }
+    // Not both on stdin.
+    d.coffer()
+        .args(["seal", "-r", "-"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error: -r - reads recipients from stdin, but the Secret manifest is read from stdin too",
+        ));
+    // A literal that is not a recipient is an input error, not a missing file.
+    d.coffer()
+        .args(["seal", "-r", "age1notakey", "secret.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: -r age1notakey: line 1:",
+        ))
+        .stderr(predicate::str::contains("no such file").not());
+}
+
+#[test]
 fn a_non_string_value_is_refused_without_echoing_it() {
     let d = Dir::new();
     d.coffer()
