@@ -48,6 +48,12 @@ pub struct SealArgs {
     /// With --raw: read the value from this file instead of stdin.
     #[arg(long, value_name = "FILE", requires = "raw")]
     pub from_file: Option<PathBuf>,
+    /// Namespace of the Secrets (default: the manifest's, then the context's, then `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Output format [default: yaml].
+    #[arg(short = 'o', long = "format", value_enum)]
+    pub format: Option<Format>,
     /// Warn when the newest key in a recipients file is older than this.
     #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_period)]
     pub renewal_period: Duration,

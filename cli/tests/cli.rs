@@ -656,6 +656,115 @@ fn completion_version_and_help_with_examples() {
 }
 
 #[test]
+fn commands_list_only_the_flags_they_use() {
+    let d = Dir::new();
+    for sub in ["keygen", "completion", "inspect", "recover"] {
+        d.coffer()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--kubeconfig").not())
+            .stdout(predicate::str::contains("--namespace").not())
+            .stdout(predicate::str::contains("--controller-url").not())
+            .stdout(predicate::str::contains("--controller-namespace").not());
+    }
+    for sub in ["seal", "recipients", "verify", "rotate"] {
+        d.coffer()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--kubeconfig"))
+            .stdout(predicate::str::contains("--controller-url"));
+    }
+    d.coffer()
+        .args(["keys", "list", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--context"));
+    // Cluster flags work before and after the command.
+    for args in [
+        ["--kubeconfig", "missing-kc", "recipients"],
+        ["recipients", "--kubeconfig", "missing-kc"],
+    ] {
+        d.coffer()
+            .args(args)
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(
+                "missing-kc: not a readable kubeconfig",
+            ));
+    }
+}
+
+#[test]
+fn dash_o_means_one_thing_per_command() {
+    let d = Dir::new();
+    d.write("sealed.yaml", &d.seal(SECRET));
+    // inspect: a table or JSON, never "yaml" that prints a table.
+    d.coffer()
+        .args(["inspect", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("SealedSecret shop/db"));
+    d.coffer()
+        .args(["inspect", "-o", "table", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("SealedSecret shop/db"));
+    d.coffer()
+        .args(["inspect", "-o", "json", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("["));
+    d.coffer()
+        .args(["inspect", "-o", "yaml", "sealed.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values: table, json"));
+    d.coffer()
+        .args(["-o", "yaml", "inspect", "sealed.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("-o table or -o json"));
+    d.coffer()
+        .args(["inspect", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("[default: table]"));
+    // recipients prints the file as it is: -o is refused, not ignored.
+    d.coffer()
+        .args(["recipients", "-o", "json"])
+        .assert()
+        .code(2)
+        .stdout("");
+    d.coffer()
+        .args(["-o", "json", "recipients"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "-o applies to seal, inspect and recover only",
+        ))
+        .stdout("");
+    // seal and recover: yaml or json, after or before the command.
+    for args in [
+        vec!["seal", "-r", "r.txt", "-o", "json"],
+        vec!["-o", "json", "seal", "-r", "r.txt"],
+    ] {
+        d.coffer()
+            .args(args)
+            .write_stdin(SECRET)
+            .assert()
+            .success()
+            .stdout(predicate::str::starts_with("{"));
+    }
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "-o", "json", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("{"));
+}
+
+#[test]
 fn commands_that_need_a_cluster_fail_cleanly_without_one() {
     let d = Dir::new();
     let kubeconfig = d.write("kc", "apiVersion: v1\nkind: Config\nclusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: x, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\ncurrent-context: x\n");
