@@ -15,7 +15,7 @@ use crate::error::{Failure, Result};
 /// Name of the ConfigMap and key the controller publishes.
 pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
 pub const RECIPIENTS_KEY: &str = "recipients.txt";
-/// Service of the controller (deploy/).
+/// Service of the controller (deploy/), unless `--controller-name` says otherwise.
 pub const SERVICE: &str = "coffer-controller";
 
 /// Kubeconfig selection, as kubectl does it.
@@ -27,6 +27,8 @@ pub struct Target {
     /// Reach the controller's HTTP API directly (e.g. through
     /// `kubectl port-forward`) instead of through the API server's proxy.
     pub controller_url: Option<String>,
+    /// Name of the controller's Service (`--controller-name`).
+    pub service: String,
 }
 
 impl Target {
@@ -106,8 +108,8 @@ impl Target {
         match self.proxy_get(&client, "/v1/recipients").await {
             Ok(text) => Ok(text),
             Err(_) => Err(Failure::cluster(format!(
-                "no recipients published in namespace {} (ConfigMap {RECIPIENTS_CONFIGMAP}, or /v1/recipients of service {SERVICE})",
-                self.controller_namespace
+                "no recipients published in namespace {} (ConfigMap {RECIPIENTS_CONFIGMAP}, or /v1/recipients of service {})",
+                self.controller_namespace, self.service
             ))
             .hint("is the controller installed? use --controller-namespace, or seal offline with --recipients FILE")),
         }
@@ -115,8 +117,8 @@ impl Target {
 
     fn proxy_path(&self, path: &str) -> String {
         format!(
-            "/api/v1/namespaces/{}/services/http:{SERVICE}:http/proxy{path}",
-            self.controller_namespace
+            "/api/v1/namespaces/{}/services/http:{}:http/proxy{path}",
+            self.controller_namespace, self.service
         )
     }
 
@@ -209,27 +211,28 @@ impl Target {
             .and_then(|k| k.as_str())
             .is_some_and(|k| k == "services" || k == "endpoints");
         let ns = &self.controller_namespace;
+        let svc = &self.service;
         let service_exists = if code == 404 && about_service {
             let services: Api<Service> = Api::namespaced(client.clone(), ns);
-            matches!(services.get_opt(SERVICE).await, Ok(Some(_)))
+            matches!(services.get_opt(&self.service).await, Ok(Some(_)))
         } else {
             false
         };
         Some(match code {
             503 => Failure::cluster(format!(
-                "the controller Service {ns}/{SERVICE} has no ready endpoints (is coffer-controller running?)"
+                "the controller Service {ns}/{svc} has no ready endpoints (is coffer-controller running?)"
             ))
             .hint(format!(
                 "the API server answered for it: {message}; check `kubectl -n {ns} get pods,endpoints`"
             )),
             404 if service_exists || message.contains("endpoints") => Failure::cluster(format!(
-                "the controller Service {ns}/{SERVICE} has no ready endpoints (is coffer-controller running?)"
+                "the controller Service {ns}/{svc} has no ready endpoints (is coffer-controller running?)"
             ))
             .hint(format!("check `kubectl -n {ns} get pods,endpoints`")),
             404 if about_service || reason == "NotFound" => Failure::cluster(format!(
-                "the API server has no Service {ns}/{SERVICE} (is coffer-controller installed?)"
+                "the API server has no Service {ns}/{svc} (is coffer-controller installed?)"
             ))
-            .hint("pass --controller-namespace if it runs elsewhere, or --controller-url"),
+            .hint("pass --controller-namespace and --controller-name if it runs elsewhere, or --controller-url"),
             403 => Failure::cluster(format!("the cluster refused the request: {message}"))
                 .hint(format!("it needs create on services/proxy in namespace {ns}")),
             _ => Failure::cluster(format!(

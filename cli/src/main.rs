@@ -71,6 +71,14 @@ pub struct ClusterArgs {
     /// Reach the controller's HTTP API at this URL (e.g. after `kubectl port-forward`) instead of through the API server's service proxy.
     #[arg(long, global = true, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
     controller_url: Option<String>,
+    /// Name of the controller's Service, reached through the API server's service proxy [default: coffer-controller].
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_CONTROLLER_NAME",
+        value_name = "NAME"
+    )]
+    controller_name: Option<String>,
 }
 
 /// The same flags before the command name; not passed down to commands
@@ -89,6 +97,9 @@ struct TopClusterArgs {
     /// Reach the controller's HTTP API at this URL instead of through the API server's service proxy.
     #[arg(long, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
     controller_url: Option<String>,
+    /// Name of the controller's Service [default: coffer-controller].
+    #[arg(long, env = "COFFER_CONTROLLER_NAME", value_name = "NAME")]
+    controller_name: Option<String>,
 }
 
 impl TopClusterArgs {
@@ -103,6 +114,11 @@ impl TopClusterArgs {
                 .or(self.controller_namespace.clone())
                 .unwrap_or_else(|| "coffer-system".into()),
             controller_url: own.controller_url.clone().or(self.controller_url.clone()),
+            service: own
+                .controller_name
+                .clone()
+                .or(self.controller_name.clone())
+                .unwrap_or_else(|| cluster::SERVICE.into()),
         }
     }
 }

@@ -560,6 +560,21 @@ async fn verify_says_when_the_controller_service_has_no_endpoints() {
     assert!(!err.contains("the controller answered HTTP"), "{err}");
     assert!(!err.contains("cli-e2e-noep"), "{err}");
 
+    // --controller-name: another Service name, here also without endpoints.
+    server.kubectl_stdin(
+        &["apply", "-n", &ns, "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: sealer}\nspec:\n  selector: {app: nothing-runs-here}\n  ports: [{name: http, port: 8080}]\n",
+    );
+    let o = coffer(&["verify", "--controller-name", "sealer"], &sealed);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: the controller Service {ns}/sealer has no ready endpoints"
+        )),
+        "{err}"
+    );
+
     // Without the Service at all, it says so.
     server.kubectl_ok(&["delete", "service", "-n", &ns, "coffer-controller"]);
     let o = coffer(&["verify"], &sealed);
