@@ -273,6 +273,23 @@ fn direct_post(url: &str, body: &[u8]) -> Result<(u16, String)> {
     Ok((r.status().as_u16(), controller_message(text)))
 }
 
+/// Fetches a recipients file given as `-r https://…`.
+pub fn fetch_recipients(url: &str) -> Result<String> {
+    let mut r = agent()
+        .get(url)
+        .call()
+        .map_err(|e| Failure::cluster(format!("cannot fetch {url}: {e}")))?;
+    if r.status() != 200 {
+        return Err(Failure::cluster(format!(
+            "cannot fetch {url}: the server answered HTTP {}",
+            r.status()
+        )));
+    }
+    r.body_mut()
+        .read_to_string()
+        .map_err(|e| Failure::cluster(format!("cannot fetch {url}: {e}")))
+}
+
 fn direct_get(url: &str) -> Result<String> {
     let mut r = agent()
         .get(url)

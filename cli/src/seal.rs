@@ -24,8 +24,8 @@ use crate::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_
 pub struct SealArgs {
     /// Secret manifests (YAML, several documents, JSON, kind List); stdin when none or `-`.
     pub files: Vec<PathBuf>,
-    /// Recipients file, `-` for stdin, or an `age1…` recipient itself (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
-    #[arg(long = "recipients", short = 'r', value_name = "FILE|-|age1…")]
+    /// Recipients file, `-` for stdin, an `https://` URL, or an `age1…` recipient itself (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
+    #[arg(long = "recipients", short = 'r', value_name = "FILE|-|URL|age1…")]
     pub recipients: Vec<PathBuf>,
     /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere).
     #[arg(long, default_value = "strict", value_parser = parse_scope)]
@@ -100,6 +100,22 @@ pub async fn recipients(
             let given = f.to_string_lossy();
             let input = if f.as_os_str() == "-" {
                 read_stdin()?
+            } else if given.starts_with("http://") {
+                return Err(Failure::usage(format!(
+                    "-r {given}: recipients are fetched over https only, so they cannot be swapped in transit"
+                )));
+            } else if given.starts_with("https://") {
+                let url = given.to_string();
+                let text = tokio::task::spawn_blocking({
+                    let url = url.clone();
+                    move || crate::cluster::fetch_recipients(&url)
+                })
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))??;
+                crate::io::Input {
+                    name: url,
+                    text: Zeroizing::new(text),
+                }
             } else if given.starts_with("age1") && !f.exists() {
                 // A recipient given literally, as `age -r` takes it.
                 let name = format!("-r {given}");

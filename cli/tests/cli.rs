@@ -292,6 +292,31 @@ fn recipients_can_be_given_literally_or_on_stdin() {
 }
 
 #[test]
+fn recipients_urls_must_be_https_and_reachable() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "http://127.0.0.1:1/r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error: -r http://127.0.0.1:1/r.txt: recipients are fetched over https only",
+        ))
+        .stdout("");
+    d.coffer()
+        .args(["seal", "-r", "https://127.0.0.1:1/r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(4)
+        .stderr(predicate::str::starts_with(
+            "error: cannot fetch https://127.0.0.1:1/r.txt:",
+        ))
+        .stderr(predicate::str::contains("no such file").not())
+        .stderr(no_plaintext())
+        .stdout("");
+}
+
+#[test]
 fn a_non_string_value_is_refused_without_echoing_it() {
     let d = Dir::new();
     d.coffer()
