@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use coffer_format::RecipientsFile;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -15,7 +15,7 @@ use crate::error::{Failure, Result};
 /// Name of the ConfigMap and key the controller publishes.
 pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
 pub const RECIPIENTS_KEY: &str = "recipients.txt";
-/// Service of the controller (deploy/).
+/// Service of the controller (deploy/), unless `--controller-name` says otherwise.
 pub const SERVICE: &str = "coffer-controller";
 
 /// Kubeconfig selection, as kubectl does it.
@@ -27,6 +27,8 @@ pub struct Target {
     /// Reach the controller's HTTP API directly (e.g. through
     /// `kubectl port-forward`) instead of through the API server's proxy.
     pub controller_url: Option<String>,
+    /// Name of the controller's Service (`--controller-name`).
+    pub service: String,
 }
 
 impl Target {
@@ -59,11 +61,22 @@ impl Target {
             ..Default::default()
         };
         let config = match self.kubeconfig()? {
-            Some(kc) => Config::from_custom_kubeconfig(kc, &opts)
-                .await
-                .map_err(|e| Failure::cluster(format!("cannot use the kubeconfig: {e}")))?,
+            // Every error here is local: a context, cluster or user the
+            // kubeconfig does not hold, or a certificate it cannot load.
+            // The cluster was not contacted, so it is not a cluster error.
+            Some(kc) => Config::from_custom_kubeconfig(kc, &opts).await.map_err(|e| {
+                Failure::input(format!("cannot use the kubeconfig: {e}")).hint(
+                    "check --context and --kubeconfig (`kubectl config get-contexts` lists the contexts)",
+                )
+            })?,
+            None if self.context.is_some() => {
+                return Err(Failure::input(
+                    "--context was given, but no kubeconfig was found to hold it",
+                )
+                .hint("pass --kubeconfig FILE or set KUBECONFIG"));
+            }
             None => Config::infer().await.map_err(|e| {
-                Failure::cluster(format!("no kubeconfig found and not inside a cluster: {e}"))
+                Failure::input(format!("no kubeconfig found and not inside a cluster: {e}"))
                     .hint("pass --kubeconfig, or seal offline with --recipients FILE")
             })?,
         };
@@ -95,8 +108,8 @@ impl Target {
         match self.proxy_get(&client, "/v1/recipients").await {
             Ok(text) => Ok(text),
             Err(_) => Err(Failure::cluster(format!(
-                "no recipients published in namespace {} (ConfigMap {RECIPIENTS_CONFIGMAP}, or /v1/recipients of service {SERVICE})",
-                self.controller_namespace
+                "no recipients published in namespace {} (ConfigMap {RECIPIENTS_CONFIGMAP}, or /v1/recipients of service {})",
+                self.controller_namespace, self.service
             ))
             .hint("is the controller installed? use --controller-namespace, or seal offline with --recipients FILE")),
         }
@@ -104,8 +117,8 @@ impl Target {
 
     fn proxy_path(&self, path: &str) -> String {
         format!(
-            "/api/v1/namespaces/{}/services/http:{SERVICE}:http/proxy{path}",
-            self.controller_namespace
+            "/api/v1/namespaces/{}/services/http:{}:http/proxy{path}",
+            self.controller_namespace, self.service
         )
     }
 
@@ -163,13 +176,77 @@ impl Target {
         };
         let req = http::Request::post(self.proxy_path(path))
             .header("content-type", "application/json")
-            .body(body)
+            .body(kube::client::Body::from(body))
             .map_err(|e| Failure::new(1, e.to_string()))?;
-        match client.request_text(req).await {
-            Ok(text) => Ok((200, text)),
-            Err(kube::Error::Api(s)) => Ok((s.code, s.message.clone())),
-            Err(e) => Err(e.into()),
+        let res = client.send(req).await.map_err(Failure::from)?;
+        let code = res.status().as_u16();
+        let bytes =
+            res.into_body().collect_bytes().await.map_err(|e| {
+                Failure::cluster(format!("cannot read the controller's answer: {e}"))
+            })?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(f) = self.api_server_refusal(client, code, &text).await {
+            return Err(f);
         }
+        Ok((code, controller_message(text)))
+    }
+
+    /// An error answered by the API server's service proxy itself (a
+    /// Kubernetes `Status`), not by the controller: the Service is missing
+    /// or has no ready endpoints, or the caller may not use the proxy.
+    /// The proxy answers `services "…" not found` (404) both for a missing
+    /// Service and for one without endpoints, so the Service is looked up.
+    async fn api_server_refusal(&self, client: &Client, code: u16, body: &str) -> Option<Failure> {
+        if (200..300).contains(&code) {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        if v.get("kind").and_then(|k| k.as_str()) != Some("Status") {
+            return None;
+        }
+        let message = v.get("message").and_then(|m| m.as_str()).unwrap_or("");
+        let reason = v.get("reason").and_then(|m| m.as_str()).unwrap_or("");
+        let about_service = v
+            .pointer("/details/kind")
+            .and_then(|k| k.as_str())
+            .is_some_and(|k| k == "services" || k == "endpoints");
+        let ns = &self.controller_namespace;
+        let svc = &self.service;
+        let service_exists = if code == 404 && about_service {
+            let services: Api<Service> = Api::namespaced(client.clone(), ns);
+            matches!(services.get_opt(&self.service).await, Ok(Some(_)))
+        } else {
+            false
+        };
+        Some(match code {
+            503 => Failure::cluster(format!(
+                "the controller Service {ns}/{svc} has no ready endpoints (is coffer-controller running?)"
+            ))
+            .hint(format!(
+                "the API server answered for it: {message}; check `kubectl -n {ns} get pods,endpoints`"
+            )),
+            404 if service_exists || message.contains("endpoints") => Failure::cluster(format!(
+                "the controller Service {ns}/{svc} has no ready endpoints (is coffer-controller running?)"
+            ))
+            .hint(format!("check `kubectl -n {ns} get pods,endpoints`")),
+            404 if about_service || reason == "NotFound" => Failure::cluster(format!(
+                "the API server has no Service {ns}/{svc} (is coffer-controller installed?)"
+            ))
+            .hint("pass --controller-namespace and --controller-name if it runs elsewhere, or --controller-url"),
+            403 => Failure::cluster(format!("the cluster refused the request: {message}"))
+                .hint(format!("it needs create on services/proxy in namespace {ns}")),
+            _ => Failure::cluster(format!(
+                "the API server answered HTTP {code} for the controller's Service: {message}"
+            )),
+        })
+    }
+}
+
+/// The controller's refusals come as `{"error": "…"}`; keep the reason alone.
+fn controller_message(text: String) -> String {
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) if v.get("error").is_some() => v["error"].as_str().unwrap_or_default().to_string(),
+        _ => text,
     }
 }
 
@@ -193,12 +270,24 @@ fn direct_post(url: &str, body: &[u8]) -> Result<(u16, String)> {
         .send(body)
         .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
     let text = r.body_mut().read_to_string().unwrap_or_default();
-    // Refusals come as {"error": "…"}; show the reason alone.
-    let msg = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(v) if v.get("error").is_some() => v["error"].as_str().unwrap_or_default().to_string(),
-        _ => text,
-    };
-    Ok((r.status().as_u16(), msg))
+    Ok((r.status().as_u16(), controller_message(text)))
+}
+
+/// Fetches a recipients file given as `-r https://…`.
+pub fn fetch_recipients(url: &str) -> Result<String> {
+    let mut r = agent()
+        .get(url)
+        .call()
+        .map_err(|e| Failure::cluster(format!("cannot fetch {url}: {e}")))?;
+    if r.status() != 200 {
+        return Err(Failure::cluster(format!(
+            "cannot fetch {url}: the server answered HTTP {}",
+            r.status()
+        )));
+    }
+    r.body_mut()
+        .read_to_string()
+        .map_err(|e| Failure::cluster(format!("cannot fetch {url}: {e}")))
 }
 
 fn direct_get(url: &str) -> Result<String> {

@@ -9,7 +9,7 @@ pub mod code {
     pub const FAILURE: u8 = 1;
     /// Bad command line (clap also exits 2).
     pub const USAGE: u8 = 2;
-    /// A file or manifest could not be read or is invalid.
+    /// A file, manifest or the kubeconfig could not be read or is invalid.
     pub const INPUT: u8 = 3;
     /// The cluster could not be reached or refused the request.
     pub const CLUSTER: u8 = 4;

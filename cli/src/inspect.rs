@@ -8,7 +8,7 @@ use coffer_format::envelope;
 use crate::cluster::parse_recipients;
 use crate::documents::read_sealed;
 use crate::error::{Failure, Result};
-use crate::io::{Format, read_file, read_inputs};
+use crate::io::{read_file, read_inputs};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -20,6 +20,9 @@ pub struct InspectArgs {
     /// Flag values sealed to no key of these recipients files.
     #[arg(long = "recipients", short = 'r', value_name = "FILE")]
     pub recipients: Vec<PathBuf>,
+    /// Output format [default: table].
+    #[arg(short = 'o', long = "format", value_enum)]
+    pub format: Option<InspectFormat>,
 }
 
 #[derive(serde::Serialize)]
@@ -43,7 +46,14 @@ struct Report {
     problems: Vec<String>,
 }
 
-pub fn run(args: InspectArgs, format: Format) -> Result<()> {
+/// What `inspect` prints: a table for people, or JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectFormat {
+    Table,
+    Json,
+}
+
+pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
     let known: Option<BTreeSet<String>> = if args.recipients.is_empty() {
         None
     } else {
@@ -125,11 +135,11 @@ pub fn run(args: InspectArgs, format: Format) -> Result<()> {
         });
     }
     let text = match format {
-        Format::Json => {
+        InspectFormat::Json => {
             serde_json::to_string_pretty(&reports).map_err(|e| Failure::new(1, e.to_string()))?
                 + "\n"
         }
-        Format::Yaml => human(&reports),
+        InspectFormat::Table => human(&reports),
     };
     print!("{text}");
     if any_problem {

@@ -96,7 +96,7 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn read_stdin() -> Result<Input> {
+pub fn read_stdin() -> Result<Input> {
     let mut buf = Zeroizing::new(String::new());
     std::io::stdin()
         .take(MAX_INPUT + 1)

@@ -36,37 +36,102 @@ use crate::io::Format;
 Exit codes: 0 ok, 1 failure, 2 usage, 3 bad input, 4 cluster error, 5 refused (see docs/cli.md)."
 )]
 struct Cli {
+    /// Cluster flags given before the command (every cluster command also
+    /// takes them after it, where its help lists them).
+    #[command(flatten)]
+    cluster: TopClusterArgs,
+    /// Before the command, for compatibility: `seal -n`.
+    #[arg(short = 'n', long, hide = true)]
+    namespace: Option<String>,
+    /// Before the command, for compatibility: the `-o` of seal, inspect, recover.
+    #[arg(short = 'o', long = "format", hide = true, value_enum)]
+    format: Option<Format>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the cluster and the controller are; only the commands that talk
+/// to them take these (after the command name; also before it, see Cli).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
     /// Kubeconfig file (default: $KUBECONFIG, which may list several files, or ~/.kube/config).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "NAME")]
     context: Option<String>,
-    /// Namespace of the Secrets (default: the manifest's, then the context's).
-    #[arg(short = 'n', long, global = true)]
-    namespace: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Format::Yaml)]
-    format: Format,
-    /// Namespace where the controller runs and publishes its recipients.
+    /// Namespace where the controller runs and publishes its recipients [default: coffer-system].
     #[arg(
         long,
         global = true,
         env = "COFFER_CONTROLLER_NAMESPACE",
-        default_value = "coffer-system"
+        value_name = "NS"
     )]
-    controller_namespace: String,
+    controller_namespace: Option<String>,
     /// Reach the controller's HTTP API at this URL (e.g. after `kubectl port-forward`) instead of through the API server's service proxy.
-    #[arg(long, global = true, env = "COFFER_CONTROLLER_URL")]
+    #[arg(long, global = true, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
     controller_url: Option<String>,
-    #[command(subcommand)]
-    command: Command,
+    /// Name of the controller's Service, reached through the API server's service proxy [default: coffer-controller].
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_CONTROLLER_NAME",
+        value_name = "NAME"
+    )]
+    controller_name: Option<String>,
+}
+
+/// The same flags before the command name; not passed down to commands
+/// that have no use for them, so their help does not list them.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct TopClusterArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, which may list several files, or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Namespace where the controller runs and publishes its recipients [default: coffer-system].
+    #[arg(long, env = "COFFER_CONTROLLER_NAMESPACE", value_name = "NS")]
+    controller_namespace: Option<String>,
+    /// Reach the controller's HTTP API at this URL instead of through the API server's service proxy.
+    #[arg(long, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
+    controller_url: Option<String>,
+    /// Name of the controller's Service [default: coffer-controller].
+    #[arg(long, env = "COFFER_CONTROLLER_NAME", value_name = "NAME")]
+    controller_name: Option<String>,
+}
+
+impl TopClusterArgs {
+    /// The command's own flags win over those before the command.
+    fn target(&self, own: &ClusterArgs) -> Target {
+        Target {
+            kubeconfig: own.kubeconfig.clone().or(self.kubeconfig.clone()),
+            context: own.context.clone().or(self.context.clone()),
+            controller_namespace: own
+                .controller_namespace
+                .clone()
+                .or(self.controller_namespace.clone())
+                .unwrap_or_else(|| "coffer-system".into()),
+            controller_url: own.controller_url.clone().or(self.controller_url.clone()),
+            service: own
+                .controller_name
+                .clone()
+                .or(self.controller_name.clone())
+                .unwrap_or_else(|| cluster::SERVICE.into()),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Seal Secret manifests (or one raw value) into SealedSecrets.
-    Seal(seal::SealArgs),
+    Seal {
+        #[command(flatten)]
+        args: seal::SealArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Print or save the cluster's recipients file (public keys; safe to commit).
     #[command(
         after_help = "Examples:\n  coffer recipients\n  coffer recipients -w clusters/prod.txt"
@@ -75,16 +140,32 @@ enum Command {
         /// Write here (atomically) instead of stdout.
         #[arg(short = 'w', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Show scopes, items, key ids and size buckets of SealedSecrets, offline.
     Inspect(inspect::InspectArgs),
     /// Ask the controller whether each SealedSecret opens in this cluster.
-    Verify(verify::VerifyArgs),
+    Verify {
+        #[command(flatten)]
+        args: verify::VerifyArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Rotate: get a new key, then re-encrypt every SealedSecret under PATH in place.
-    Rotate(rotate::RotateArgs),
+    Rotate {
+        #[command(flatten)]
+        args: rotate::RotateArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Manage the key ring (key admins).
-    #[command(subcommand)]
-    Keys(key_admin::KeysCmd),
+    Keys {
+        #[command(subcommand)]
+        cmd: key_admin::KeysCmd,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Disaster recovery: open SealedSecrets offline with backed-up keys.
     Recover(recover::RecoverArgs),
     /// Make a new identity and its recipients file (tests, bring-your-own-key).
@@ -108,24 +189,50 @@ enum Command {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let target = Target {
-        kubeconfig: cli.kubeconfig.clone(),
-        context: cli.context.clone(),
-        controller_namespace: cli.controller_namespace.clone(),
-        controller_url: cli.controller_url.clone(),
-    };
+    let top = &cli.cluster;
+    let takes_format = matches!(
+        cli.command,
+        Command::Seal { .. } | Command::Inspect(_) | Command::Recover(_)
+    );
+    if cli.format.is_some() && !takes_format {
+        return Err(Failure::usage(
+            "-o applies to seal, inspect and recover only; this command has one output",
+        ));
+    }
+    if cli.namespace.is_some() && !matches!(cli.command, Command::Seal { .. }) {
+        return Err(Failure::usage("-n applies to seal only"));
+    }
     match cli.command {
-        Command::Seal(args) => seal::run(args, &target, cli.namespace, cli.format).await,
-        Command::Recipients { output } => {
-            let text = target.recipients_text().await?;
+        Command::Seal { args, cluster } => {
+            let namespace = args.namespace.clone().or(cli.namespace);
+            let format = args.format.or(cli.format).unwrap_or_default();
+            seal::run(args, &top.target(&cluster), namespace, format).await
+        }
+        Command::Recipients { output, cluster } => {
+            let text = top.target(&cluster).recipients_text().await?;
             cluster::parse_recipients("the cluster's recipients file", &text)?;
             io::emit(output.as_deref(), &text)
         }
-        Command::Inspect(args) => inspect::run(args, cli.format),
-        Command::Verify(args) => verify::verify(args, &target).await,
-        Command::Rotate(args) => rotate::rotate(args, &target).await,
-        Command::Keys(cmd) => key_admin::run(cmd, &target).await,
-        Command::Recover(args) => recover::run(args, cli.format),
+        Command::Inspect(args) => {
+            let format = match (args.format, cli.format) {
+                (Some(f), _) => f,
+                (None, Some(Format::Json)) => inspect::InspectFormat::Json,
+                (None, Some(Format::Yaml)) => {
+                    return Err(Failure::usage(
+                        "inspect prints a table or JSON: -o table or -o json",
+                    ));
+                }
+                (None, None) => inspect::InspectFormat::Table,
+            };
+            inspect::run(args, format)
+        }
+        Command::Verify { args, cluster } => verify::verify(args, &top.target(&cluster)).await,
+        Command::Rotate { args, cluster } => rotate::rotate(args, &top.target(&cluster)).await,
+        Command::Keys { cmd, cluster } => key_admin::run(cmd, &top.target(&cluster)).await,
+        Command::Recover(args) => {
+            let format = args.format.or(cli.format).unwrap_or_default();
+            recover::run(args, format)
+        }
         Command::Keygen {
             output,
             recipients_out,

@@ -31,6 +31,9 @@ pub struct RecoverArgs {
     /// Write the Secrets here (atomically, mode 0600) instead of stdout.
     #[arg(short = 'w', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Output format [default: yaml].
+    #[arg(short = 'o', long = "format", value_enum)]
+    pub format: Option<Format>,
 }
 
 /// Loads identities, and the keys of any backups they open.

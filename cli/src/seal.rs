@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::cluster::{Target, parse_recipients};
 use crate::error::{Failure, Result};
-use crate::io::{Format, emit, read_file, read_inputs, render, write_atomic};
+use crate::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_atomic};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -24,8 +24,8 @@ use crate::io::{Format, emit, read_file, read_inputs, render, write_atomic};
 pub struct SealArgs {
     /// Secret manifests (YAML, several documents, JSON, kind List); stdin when none or `-`.
     pub files: Vec<PathBuf>,
-    /// Recipients file (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
-    #[arg(long = "recipients", short = 'r', value_name = "FILE")]
+    /// Recipients file, `-` for stdin, an `https://` URL, or an `age1…` recipient itself (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
+    #[arg(long = "recipients", short = 'r', value_name = "FILE|-|URL|age1…")]
     pub recipients: Vec<PathBuf>,
     /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere).
     #[arg(long, default_value = "strict", value_parser = parse_scope)]
@@ -48,10 +48,20 @@ pub struct SealArgs {
     /// With --raw: read the value from this file instead of stdin.
     #[arg(long, value_name = "FILE", requires = "raw")]
     pub from_file: Option<PathBuf>,
+    /// Namespace of the Secrets (default: the manifest's, then the context's, then `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Output format [default: yaml].
+    #[arg(short = 'o', long = "format", value_enum)]
+    pub format: Option<Format>,
     /// Warn when the newest key in a recipients file is older than this.
     #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_period)]
     pub renewal_period: Duration,
 }
+
+/// The namespace used when the manifest, `-n` and the kubeconfig context
+/// name none, as kubectl does.
+pub const DEFAULT_NAMESPACE: &str = "default";
 
 fn parse_scope(s: &str) -> std::result::Result<Scope, String> {
     s.parse()
@@ -87,7 +97,37 @@ pub async fn recipients(
         );
     } else {
         for f in files {
-            let input = read_file(f)?;
+            let given = f.to_string_lossy();
+            let input = if f.as_os_str() == "-" {
+                read_stdin()?
+            } else if given.starts_with("http://") {
+                return Err(Failure::usage(format!(
+                    "-r {given}: recipients are fetched over https only, so they cannot be swapped in transit"
+                )));
+            } else if given.starts_with("https://") {
+                let url = given.to_string();
+                let text = tokio::task::spawn_blocking({
+                    let url = url.clone();
+                    move || crate::cluster::fetch_recipients(&url)
+                })
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))??;
+                crate::io::Input {
+                    name: url,
+                    text: Zeroizing::new(text),
+                }
+            } else if given.starts_with("age1") && !f.exists() {
+                // A recipient given literally, as `age -r` takes it.
+                let name = format!("-r {given}");
+                let file = parse_recipients(&name, &given).map_err(|e| {
+                    Failure::input(e.message)
+                        .hint("give an age1… recipient, a recipients file, or - for stdin")
+                })?;
+                add(&name, file);
+                continue;
+            } else {
+                read_file(f)?
+            };
             add(&input.name, parse_recipients(&input.name, &input.text)?);
         }
     }
@@ -101,13 +141,26 @@ fn warn_if_stale(name: &str, file: &RecipientsFile, period: Duration) {
     }
     let age = jiff::Timestamp::now().duration_since(newest);
     if age.as_secs() > 0 && age.unsigned_abs() > period {
-        let days = age.as_secs() / 86_400;
         eprintln!(
-            "warning: {name}: its newest key was created {days} days ago, longer than the renewal period ({}); \
+            "warning: {name}: its newest key was created {} ago, longer than the renewal period ({}); \
              fetch a fresh one with `coffer recipients -w FILE`",
-            humantime::format_duration(period)
+            human_duration(age.unsigned_abs()),
+            human_duration(period)
         );
     }
+}
+
+/// A duration in its largest whole unit, for people: "45 seconds",
+/// "1 minute", "3 hours", "30 days". Never "0 days".
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = match secs {
+        0..60 => (secs, "second"),
+        60..3_600 => (secs / 60, "minute"),
+        3_600..86_400 => (secs / 3_600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 pub async fn run(
@@ -116,6 +169,20 @@ pub async fn run(
     namespace: Option<String>,
     format: Format,
 ) -> Result<()> {
+    if args.recipients.iter().any(|r| r.as_os_str() == "-") {
+        let stdin_taken = if args.raw {
+            args.from_file.is_none().then_some("the --raw value")
+        } else {
+            (args.files.is_empty() || args.files.iter().any(|f| f.as_os_str() == "-"))
+                .then_some("the Secret manifest")
+        };
+        if let Some(what) = stdin_taken {
+            return Err(Failure::usage(format!(
+                "-r - reads recipients from stdin, but {what} is read from stdin too"
+            ))
+            .hint("give the manifest as a file (or the --raw value with --from-file), or the recipients as a file"));
+        }
+    }
     if args.raw {
         return raw(&args, target, namespace).await;
     }
@@ -142,10 +209,22 @@ pub async fn run(
             manifests.push((input.name.clone(), s));
         }
     }
-    let (ns, explicit) = match namespace {
+    let (mut ns, explicit) = match namespace {
         Some(n) => (Some(n), true),
         None => (target.context_namespace(), false),
     };
+    // Last, as kubectl and kubeseal do: `default`, said once on stderr.
+    if ns.is_none() {
+        ns = Some(DEFAULT_NAMESPACE.to_string());
+        if manifests
+            .iter()
+            .any(|(_, m)| m.metadata.namespace.is_none())
+        {
+            eprintln!(
+                "note: no namespace in the manifest, -n or the kubeconfig context; using namespace \"{DEFAULT_NAMESPACE}\""
+            );
+        }
+    }
     let keys = recipients(&args.recipients, target, args.renewal_period).await?;
     let mut sealed = Vec::new();
     for (file, m) in &manifests {
@@ -244,10 +323,30 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
                 .map_err(|e| Failure::input(format!("{}: {e}", p.display())))?;
         }
         None => {
-            std::io::stdin()
+            use std::io::IsTerminal;
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "Type the value to seal for item {key:?}, then press Ctrl-D \
+                     (twice if not at the start of a line). A final newline is sealed too."
+                );
+            }
+            stdin
                 .take(coffer_format::envelope::MAX_VALUE_LEN as u64 + 1)
                 .read_to_end(&mut value)
                 .map_err(|e| Failure::input(format!("<stdin>: {e}")))?;
+            if value.is_empty() {
+                return Err(Failure::input(
+                    "<stdin>: no value to seal: --raw reads the value from stdin and got nothing",
+                )
+                .hint("pipe the value in, e.g. `printf '%s' \"$VALUE\" | coffer seal --raw …`, or use --from-file FILE"));
+            }
+            if value.ends_with(b"\n") {
+                eprintln!(
+                    "warning: the value read from stdin ends with a newline, which is sealed as part of it; \
+                     to leave it out, use `printf '%s' \"$VALUE\"` or `echo -n` instead of `echo`"
+                );
+            }
         }
     }
     let keys = recipients(&args.recipients, target, args.renewal_period).await?;
@@ -259,4 +358,22 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
     let sealed = coffer_format::seal(&value, args.scope, at, &keys)
         .map_err(|e| Failure::input(format!("item {key:?}: {e}")))?;
     emit(args.output.as_deref(), &format!("{sealed}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_in_their_largest_whole_unit() {
+        let s = Duration::from_secs;
+        assert_eq!(human_duration(s(0)), "0 seconds");
+        assert_eq!(human_duration(s(1)), "1 second");
+        assert_eq!(human_duration(s(45)), "45 seconds");
+        assert_eq!(human_duration(s(60)), "1 minute");
+        assert_eq!(human_duration(s(3_599)), "59 minutes");
+        assert_eq!(human_duration(s(2 * 3_600 + 5)), "2 hours");
+        assert_eq!(human_duration(s(86_400)), "1 day");
+        assert_eq!(human_duration(s(720 * 3_600)), "30 days");
+    }
 }

@@ -164,15 +164,60 @@ fn conflicting_namespaces_are_refused_with_a_hint() {
 }
 
 #[test]
-fn a_secret_without_any_namespace_says_where_to_give_one() {
+fn a_secret_without_any_namespace_falls_back_to_default_and_says_so_once() {
     let d = Dir::new();
+    let bare = SECRET.replace("  namespace: shop\n", "");
+    let out = d
+        .coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(format!(
+            "{bare}---\n{}",
+            bare.replace("name: db", "name: db2")
+        ))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("using namespace \"default\"").count(1))
+        .stderr(no_plaintext());
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert_eq!(sealed.matches("namespace: default").count(), 2, "{sealed}");
+    // The manifest's namespace is used as before, with no note.
     d.coffer()
         .args(["seal", "-r", "r.txt"])
-        .write_stdin(SECRET.replace("  namespace: shop\n", ""))
+        .write_stdin(SECRET)
         .assert()
-        .code(3)
-        .stderr(predicate::str::contains("has no namespace"))
-        .stderr(predicate::str::contains("pass -n NAMESPACE"));
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn the_context_namespace_comes_before_the_default() {
+    let d = Dir::new();
+    let kc = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: x, cluster: {{server: 'https://127.0.0.1:1'}}}}]\nusers: [{{name: x, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: x, user: x{ns}}}}}]\ncurrent-context: x\n"
+        )
+    };
+    d.write("with-ns", &kc(", namespace: team"));
+    d.write("without-ns", &kc(""));
+    let bare = SECRET.replace("  namespace: shop\n", "");
+    let out = d
+        .coffer()
+        .args(["--kubeconfig", "with-ns", "seal", "-r", "r.txt"])
+        .write_stdin(bare.clone())
+        .assert()
+        .success()
+        .stderr("");
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(sealed.contains("namespace: team"), "{sealed}");
+    let out = d
+        .coffer()
+        .args(["--kubeconfig", "without-ns", "seal", "-r", "r.txt"])
+        .write_stdin(bare)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("using namespace \"default\""));
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(sealed.contains("namespace: default"), "{sealed}");
 }
 
 #[test]
@@ -184,6 +229,91 @@ fn a_missing_recipients_file_is_an_input_error() {
         .assert()
         .code(3)
         .stderr("error: nope.txt: cannot open: no such file\n");
+}
+
+#[test]
+fn recipients_can_be_given_literally_or_on_stdin() {
+    let d = Dir::new();
+    let key = d
+        .read("r.txt")
+        .lines()
+        .find(|l| l.starts_with("age1"))
+        .unwrap()
+        .to_string();
+    d.write("secret.yaml", SECRET);
+    // -r age1…: the recipient itself.
+    let out = d
+        .coffer()
+        .args(["seal", "-r", &key, "secret.yaml"])
+        .assert()
+        .success()
+        .stderr("");
+    d.write(
+        "a.yaml",
+        &String::from_utf8(out.get_output().stdout.clone()).unwrap(),
+    );
+    // -r -: the recipients file on stdin, the manifest from a file.
+    let out = d
+        .coffer()
+        .args(["seal", "-r", "-", "secret.yaml"])
+        .write_stdin(d.read("r.txt"))
+        .assert()
+        .success();
+    d.write(
+        "b.yaml",
+        &String::from_utf8(out.get_output().stdout.clone()).unwrap(),
+    );
+    for f in ["a.yaml", "b.yaml"] {
+        d.coffer()
+            .args(["recover", "-i", "identity.txt", f])
+            .assert()
+            .success()
+            // base64 of cli-plaintext-1
+            .stdout(predicate::str::contains("password: Y2xpLXBsYWludGV4dC0x"));
+    }
+    // Not both on stdin.
+    d.coffer()
+        .args(["seal", "-r", "-"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error: -r - reads recipients from stdin, but the Secret manifest is read from stdin too",
+        ));
+    // A literal that is not a recipient is an input error, not a missing file.
+    d.coffer()
+        .args(["seal", "-r", "age1notakey", "secret.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: -r age1notakey: line 1:",
+        ))
+        .stderr(predicate::str::contains("no such file").not());
+}
+
+#[test]
+fn recipients_urls_must_be_https_and_reachable() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "http://127.0.0.1:1/r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error: -r http://127.0.0.1:1/r.txt: recipients are fetched over https only",
+        ))
+        .stdout("");
+    d.coffer()
+        .args(["seal", "-r", "https://127.0.0.1:1/r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .code(4)
+        .stderr(predicate::str::starts_with(
+            "error: cannot fetch https://127.0.0.1:1/r.txt:",
+        ))
+        .stderr(predicate::str::contains("no such file").not())
+        .stderr(no_plaintext())
+        .stdout("");
 }
 
 #[test]
@@ -295,6 +425,48 @@ fn raw_seals_one_value_to_bare_base64() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--scope strict needs --name"));
+}
+
+#[test]
+fn raw_warns_about_a_trailing_newline_from_stdin_and_keeps_it() {
+    let d = Dir::new();
+    let raw = [
+        "seal", "--raw", "-r", "r.txt", "-n", "shop", "--name", "db", "--key", "pw",
+    ];
+    d.coffer()
+        .args(raw)
+        .write_stdin("cli-plaintext-7\n")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: the value read from stdin ends with a newline",
+        ))
+        .stderr(predicate::str::contains("printf"))
+        .stderr(predicate::str::contains("echo -n"))
+        .stderr(no_plaintext());
+    d.coffer()
+        .args(raw)
+        .write_stdin("cli-plaintext-7")
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn raw_refuses_an_empty_stdin() {
+    let d = Dir::new();
+    d.coffer()
+        .args([
+            "seal", "--raw", "-r", "r.txt", "-n", "shop", "--name", "db", "--key", "pw",
+        ])
+        .write_stdin("")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: <stdin>: no value to seal: --raw reads the value from stdin and got nothing",
+        ))
+        .stderr(predicate::str::contains("--from-file"))
+        .stdout("");
 }
 
 #[test]
@@ -509,6 +681,115 @@ fn completion_version_and_help_with_examples() {
 }
 
 #[test]
+fn commands_list_only_the_flags_they_use() {
+    let d = Dir::new();
+    for sub in ["keygen", "completion", "inspect", "recover"] {
+        d.coffer()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--kubeconfig").not())
+            .stdout(predicate::str::contains("--namespace").not())
+            .stdout(predicate::str::contains("--controller-url").not())
+            .stdout(predicate::str::contains("--controller-namespace").not());
+    }
+    for sub in ["seal", "recipients", "verify", "rotate"] {
+        d.coffer()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--kubeconfig"))
+            .stdout(predicate::str::contains("--controller-url"));
+    }
+    d.coffer()
+        .args(["keys", "list", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--context"));
+    // Cluster flags work before and after the command.
+    for args in [
+        ["--kubeconfig", "missing-kc", "recipients"],
+        ["recipients", "--kubeconfig", "missing-kc"],
+    ] {
+        d.coffer()
+            .args(args)
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(
+                "missing-kc: not a readable kubeconfig",
+            ));
+    }
+}
+
+#[test]
+fn dash_o_means_one_thing_per_command() {
+    let d = Dir::new();
+    d.write("sealed.yaml", &d.seal(SECRET));
+    // inspect: a table or JSON, never "yaml" that prints a table.
+    d.coffer()
+        .args(["inspect", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("SealedSecret shop/db"));
+    d.coffer()
+        .args(["inspect", "-o", "table", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("SealedSecret shop/db"));
+    d.coffer()
+        .args(["inspect", "-o", "json", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("["));
+    d.coffer()
+        .args(["inspect", "-o", "yaml", "sealed.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values: table, json"));
+    d.coffer()
+        .args(["-o", "yaml", "inspect", "sealed.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("-o table or -o json"));
+    d.coffer()
+        .args(["inspect", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("[default: table]"));
+    // recipients prints the file as it is: -o is refused, not ignored.
+    d.coffer()
+        .args(["recipients", "-o", "json"])
+        .assert()
+        .code(2)
+        .stdout("");
+    d.coffer()
+        .args(["-o", "json", "recipients"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "-o applies to seal, inspect and recover only",
+        ))
+        .stdout("");
+    // seal and recover: yaml or json, after or before the command.
+    for args in [
+        vec!["seal", "-r", "r.txt", "-o", "json"],
+        vec!["-o", "json", "seal", "-r", "r.txt"],
+    ] {
+        d.coffer()
+            .args(args)
+            .write_stdin(SECRET)
+            .assert()
+            .success()
+            .stdout(predicate::str::starts_with("{"));
+    }
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "-o", "json", "sealed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("{"));
+}
+
+#[test]
 fn commands_that_need_a_cluster_fail_cleanly_without_one() {
     let d = Dir::new();
     let kubeconfig = d.write("kc", "apiVersion: v1\nkind: Config\nclusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: x, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\ncurrent-context: x\n");
@@ -523,6 +804,41 @@ fn commands_that_need_a_cluster_fail_cleanly_without_one() {
         .stderr(predicate::str::contains("--recipients FILE"))
         .stderr(no_plaintext());
     let _ = Path::new(".");
+}
+
+#[test]
+fn kubeconfig_mistakes_are_input_errors_not_cluster_errors() {
+    let d = Dir::new();
+    let kubeconfig = d.write("kc", "apiVersion: v1\nkind: Config\nclusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: x, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\ncurrent-context: x\n");
+    d.coffer()
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["recipients", "--context", "nope"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: cannot use the kubeconfig:",
+        ))
+        .stderr(predicate::str::contains("nope"))
+        .stderr(predicate::str::contains("hint: check --context"));
+    d.coffer()
+        .args(["--kubeconfig", "missing-kc", "recipients"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "missing-kc: not a readable kubeconfig",
+        ));
+    // No kubeconfig at all (HOME is the temp dir, KUBECONFIG unset).
+    d.coffer()
+        .args(["recipients", "--context", "nope"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no kubeconfig was found"));
+    d.coffer()
+        .args(["recipients"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no kubeconfig found"));
 }
 
 #[test]
@@ -556,6 +872,21 @@ fn an_old_recipients_file_gets_a_warning_but_still_seals() {
 }
 
 #[test]
+fn a_short_renewal_period_warns_in_seconds_not_zero_days() {
+    let d = Dir::new();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "--renewal-period", "1s"])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .stderr(predicate::str::is_match(
+            r"its newest key was created \d+ seconds ago, longer than the renewal period \(1 second\)",
+        ).unwrap())
+        .stderr(predicate::str::contains("0 days").not());
+}
+
+#[test]
 fn bad_base64_in_data_is_refused_without_echoing_it() {
     let d = Dir::new();
     d.coffer()
@@ -567,6 +898,42 @@ fn bad_base64_in_data_is_refused_without_echoing_it() {
         .code(3)
         .stderr(predicate::str::contains("not valid base64"))
         .stderr(no_plaintext());
+}
+
+#[test]
+fn bad_base64_names_the_item_and_is_not_called_invalid_yaml() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(
+            "kind: Secret\nmetadata: {name: a, namespace: b}\ndata: {user: YWRtaW4=, pw: cli-plaintext-5!!}\n",
+        )
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "error: <stdin>: document 1: data item \"pw\" is not valid base64 (use stringData for plain text)",
+        ))
+        .stderr(predicate::str::contains("not valid YAML").not())
+        .stderr(no_plaintext());
+}
+
+#[test]
+fn a_config_map_is_refused_as_a_config_map_not_as_bad_yaml() {
+    let d = Dir::new();
+    d.coffer()
+        .args(["seal", "-r", "r.txt"])
+        .write_stdin(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata:\n  mode: cli-plaintext-6 is not base64\n",
+        )
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "error: <stdin>: document 1: kind \"ConfigMap\" is not a Secret",
+        ))
+        .stderr(predicate::str::contains("not valid YAML").not())
+        .stderr(predicate::str::contains("base64").not())
+        .stderr(no_plaintext())
+        .stdout("");
 }
 
 #[test]

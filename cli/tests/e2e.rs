@@ -505,3 +505,85 @@ async fn one_value_sealed_for_two_clusters_opens_in_both() {
     ctrl_b.assert_log_free_of(&["multi-e2e"]);
     a.ctrl.assert_log_free_of(&["multi-e2e"]);
 }
+
+#[tokio::test]
+async fn verify_says_when_the_controller_service_has_no_endpoints() {
+    // The API server's service proxy answers for a Service with no ready
+    // endpoints (here: no pod matches it); that is not the controller.
+    let server = Server::shared().clone();
+    let admin = server.admin().await;
+    let ns = namespace(&admin, "cli-noep").await;
+    server.kubectl_stdin(
+        &["apply", "-n", &ns, "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: coffer-controller}\nspec:\n  selector: {app: nothing-runs-here}\n  ports: [{name: http, port: 8080}]\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let coffer = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .current_dir(dir.path())
+            .env_remove("COFFER_CONTROLLER_URL")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["--controller-namespace", &ns])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    ok(&coffer(
+        &["keygen", "-w", "id.txt", "--recipients-out", "r.txt"],
+        "",
+    ));
+    let sealed = ok(&coffer(
+        &["seal", "-r", "r.txt"],
+        &secret("shop", "db", "cli-e2e-noep"),
+    ));
+    let o = coffer(&["verify"], &sealed);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: the controller Service {ns}/coffer-controller has no ready endpoints (is coffer-controller running?)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("the controller answered HTTP"), "{err}");
+    assert!(!err.contains("cli-e2e-noep"), "{err}");
+
+    // --controller-name: another Service name, here also without endpoints.
+    server.kubectl_stdin(
+        &["apply", "-n", &ns, "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: sealer}\nspec:\n  selector: {app: nothing-runs-here}\n  ports: [{name: http, port: 8080}]\n",
+    );
+    let o = coffer(&["verify", "--controller-name", "sealer"], &sealed);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: the controller Service {ns}/sealer has no ready endpoints"
+        )),
+        "{err}"
+    );
+
+    // Without the Service at all, it says so.
+    server.kubectl_ok(&["delete", "service", "-n", &ns, "coffer-controller"]);
+    let o = coffer(&["verify"], &sealed);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: the API server has no Service {ns}/coffer-controller (is coffer-controller installed?)"
+        )),
+        "{err}"
+    );
+}

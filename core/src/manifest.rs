@@ -27,29 +27,33 @@ impl fmt::Debug for SecretValue {
     }
 }
 
-/// A `data` entry: base64 in the manifest.
+/// A `data` entry: base64 in the manifest, kept as text until the
+/// document is known to be a Secret (a ConfigMap's `data` is not base64),
+/// then decoded with the item's key at hand for the error.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Base64Value(pub SecretValue);
+
+impl Base64Value {
+    /// Decodes the base64 text; `None` when it is not valid base64.
+    pub fn decode(&self) -> Option<SecretValue> {
+        // Kubernetes prints `data` as canonical standard base64.
+        let text = std::str::from_utf8(&self.0.0).ok()?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(text.len() * 3 / 4));
+        STANDARD.decode_vec(text.trim(), &mut bytes).ok()?;
+        Some(SecretValue(bytes))
+    }
+}
 /// A `stringData` entry: the text itself.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TextValue(pub SecretValue);
 
-struct ValueVisitor {
-    base64: bool,
-}
+struct ValueVisitor;
 
 impl ValueVisitor {
     fn convert<E: de::Error>(&self, s: &str) -> Result<SecretValue, E> {
-        if self.base64 {
-            // Kubernetes prints `data` as canonical standard base64.
-            let mut bytes = Zeroizing::new(Vec::with_capacity(s.len() * 3 / 4));
-            STANDARD.decode_vec(s.trim(), &mut bytes).map_err(|_| {
-                E::custom("a data value is not valid base64 (use stringData for plain text)")
-            })?;
-            Ok(SecretValue(bytes))
-        } else {
-            Ok(SecretValue(Zeroizing::new(s.as_bytes().to_vec())))
-        }
+        // `data` stays base64 text here; `flatten` decodes it once the
+        // document is known to be a Secret.
+        Ok(SecretValue(Zeroizing::new(s.as_bytes().to_vec())))
     }
 }
 
@@ -95,15 +99,13 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
 impl<'de> Deserialize<'de> for Base64Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor { base64: true })
-            .map(Base64Value)
+        d.deserialize_any(ValueVisitor).map(Base64Value)
     }
 }
 
 impl<'de> Deserialize<'de> for TextValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor { base64: false })
-            .map(TextValue)
+        d.deserialize_any(ValueVisitor).map(TextValue)
     }
 }
 
@@ -239,12 +241,15 @@ fn flatten(doc: RawDoc, out: &mut Vec<SecretManifest>) -> Result<(), ManifestErr
             if metadata.name.as_deref().unwrap_or("").is_empty() {
                 return Err(err("the Secret has no metadata.name".into()));
             }
-            let mut data: BTreeMap<String, SecretValue> = doc
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
+            let mut data: BTreeMap<String, SecretValue> = BTreeMap::new();
+            for (k, v) in doc.data.unwrap_or_default() {
+                let value = v.decode().ok_or_else(|| {
+                    err(format!(
+                        "data item {k:?} is not valid base64 (use stringData for plain text)"
+                    ))
+                })?;
+                data.insert(k, value);
+            }
             for (k, v) in doc.string_data.unwrap_or_default() {
                 data.insert(k, v.0);
             }
@@ -313,6 +318,26 @@ mod tests {
         let text = "kind: Secret\nmetadata: {name: a}\ndata:\n  pw: s3cr3t-value!\n";
         let e = read_secrets(text).unwrap_err().to_string();
         assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn bad_base64_names_the_item_and_is_not_a_syntax_error() {
+        let text = "kind: Secret\nmetadata: {name: a}\ndata:\n  ok: aGk=\n  pw: s3cr3t-value!\n";
+        let e = read_secrets(text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "document 1: data item \"pw\" is not valid base64 (use stringData for plain text)"
+        );
+        assert!(!matches!(e, ManifestError::Syntax { .. }));
+    }
+
+    #[test]
+    fn a_config_map_is_named_as_such_even_when_its_data_is_not_base64() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  mode: fast and loose\n";
+        assert_eq!(
+            read_secrets(text).unwrap_err().to_string(),
+            "document 1: kind \"ConfigMap\" is not a Secret"
+        );
     }
 
     #[test]
