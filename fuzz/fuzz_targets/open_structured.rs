@@ -873,10 +873,12 @@ fn build_payload(plain: &[u8], ops: &[PayloadOp]) -> (Vec<u8>, Vec<u8>) {
         }
     }
     let mut payload = write_payload(&nonce, &payload_nonce, &chunks, &FILE_KEY);
-    let carried: Vec<u8> = chunks
-        .iter()
-        .flat_map(|c| c.plain.iter().copied())
-        .collect();
+    // How many whole chunks the payload still holds: a truncation that cuts
+    // exactly at a chunk boundary leaves a shorter stream of authentic
+    // chunks, which opens if its new last chunk carries the last flag (a
+    // duplicated final chunk cut back to one, say). What may open is what
+    // those chunks carry.
+    let mut whole = chunks.len();
     for op in raw {
         match op {
             PayloadOp::FlipByte { pos, xor } => {
@@ -887,11 +889,23 @@ fn build_payload(plain: &[u8], ops: &[PayloadOp]) -> (Vec<u8>, Vec<u8>) {
             PayloadOp::Truncate(n) => {
                 let keep = *n as usize % (payload.len() + 1);
                 payload.truncate(keep);
+                let mut end = nonce.len();
+                whole = chunks[..whole]
+                    .iter()
+                    .take_while(|c| {
+                        end += c.plain.len() + 16;
+                        end <= keep
+                    })
+                    .count();
             }
             PayloadOp::AppendBytes(b) => payload.extend_from_slice(b),
             _ => {}
         }
     }
+    let carried: Vec<u8> = chunks[..whole]
+        .iter()
+        .flat_map(|c| c.plain.iter().copied())
+        .collect();
     (payload, carried)
 }
 
