@@ -275,33 +275,30 @@ fn direct_post(url: &str, body: &[u8]) -> Result<(u16, String)> {
 
 /// Fetches a recipients file given as `-r https://…`.
 pub fn fetch_recipients(url: &str) -> Result<String> {
-    let mut r = agent()
-        .get(url)
-        .call()
-        .map_err(|e| Failure::cluster(format!("cannot fetch {url}: {e}")))?;
-    if r.status() != 200 {
-        return Err(Failure::cluster(format!(
-            "cannot fetch {url}: the server answered HTTP {}",
-            r.status()
-        )));
-    }
-    r.body_mut()
-        .read_to_string()
-        .map_err(|e| Failure::cluster(format!("cannot fetch {url}: {e}")))
+    get_text(url, &format!("cannot fetch {url}"), |code| {
+        format!("cannot fetch {url}: the server answered HTTP {code}")
+    })
 }
 
 fn direct_get(url: &str) -> Result<String> {
+    get_text(
+        url,
+        &format!("cannot reach the controller at {url}"),
+        |code| format!("the controller answered HTTP {code} for {url}"),
+    )
+}
+
+/// `GET`s `url` as text: `failed` prefixes a transport error, `refused`
+/// says what an answer other than 200 means.
+fn get_text(url: &str, failed: &str, refused: impl Fn(u16) -> String) -> Result<String> {
     let mut r = agent()
         .get(url)
         .call()
-        .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
+        .map_err(|e| Failure::cluster(format!("{failed}: {e}")))?;
     if r.status() != 200 {
-        return Err(Failure::cluster(format!(
-            "the controller answered HTTP {} for {url}",
-            r.status()
-        )));
+        return Err(Failure::cluster(refused(r.status().as_u16())));
     }
     r.body_mut()
         .read_to_string()
-        .map_err(|e| Failure::cluster(e.to_string()))
+        .map_err(|e| Failure::cluster(format!("{failed}: {e}")))
 }

@@ -345,6 +345,19 @@ async fn metrics_expose_the_named_series() {
     assert!(!text.contains(&t.ns), "object names must not be labels");
 }
 
+/// Waits until an Event with `reason` exists in the test's namespace.
+async fn wait_event(t: &Cluster, reason: &str) {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
+    eventually(WAIT, &format!("a {reason} event"), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(reason))
+            .then_some(())
+    })
+    .await;
+}
+
 /// `coffer_unseal_total{reason=...}` as scraped now.
 fn unseal_count(t: &Cluster, reason: &str) -> u64 {
     let (_, text) = get(t, "/metrics");
@@ -367,15 +380,7 @@ async fn a_refusal_is_counted_and_logged_once_while_nothing_changes() {
     t.wait_reason(&t.ns, "moved", "ScopeMismatch").await;
     // The status it wrote comes back through its watch and is reconciled
     // again; that is not a second refusal.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
-    eventually(WAIT, "the Warning event", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("ScopeMismatch"))
-            .then_some(())
-    })
-    .await;
+    wait_event(&t, "ScopeMismatch").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(unseal_count(&t, "ScopeMismatch"), 1);
     let log = t.ctrl.log_text();
@@ -398,16 +403,6 @@ async fn a_refusal_is_counted_and_logged_once_while_nothing_changes() {
     .await;
 }
 
-/// `coffer_unseal_total{reason="Unsealed"}`: how many times values were
-/// decrypted into a Secret.
-fn unsealed_count(t: &Cluster) -> u64 {
-    let (_, text) = get(t, "/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix("coffer_unseal_total{reason=\"Unsealed\"} "))
-        .map(|v| v.trim().parse().expect("a counter value"))
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn echoes_of_its_own_writes_decrypt_nothing_but_drift_and_new_generations_do() {
     let t = setup("once", &[]).await;
@@ -416,17 +411,9 @@ async fn echoes_of_its_own_writes_decrypt_nothing_but_drift_and_new_generations_
     t.wait_reason(&t.ns, "db", "Unsealed").await;
     // The Secret it created and the status it wrote both come back through
     // its watches and are reconciled; neither may decrypt again.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(t.admin.clone(), &t.ns);
-    eventually(WAIT, "the Normal event", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Unsealed"))
-            .then_some(())
-    })
-    .await;
+    wait_event(&t, "Unsealed").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(unsealed_count(&t), 1);
+    assert_eq!(unseal_count(&t, "Unsealed"), 1);
 
     // A hand edit is drift: decrypted again and restored.
     let secrets = t.secrets(&t.ns);
@@ -443,7 +430,7 @@ async fn echoes_of_its_own_writes_decrypt_nothing_but_drift_and_new_generations_
         (d["k"] == b"once-e2e").then_some(())
     })
     .await;
-    assert_eq!(unsealed_count(&t), 2);
+    assert_eq!(unseal_count(&t, "Unsealed"), 2);
 
     // A new generation is decrypted again.
     t.apply(&t.sealed(&secret_yaml("db", &[("k", "twice-e2e")]), Scope::Strict))
@@ -454,7 +441,7 @@ async fn echoes_of_its_own_writes_decrypt_nothing_but_drift_and_new_generations_
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(unsealed_count(&t), 3);
+    assert_eq!(unseal_count(&t, "Unsealed"), 3);
     t.ctrl.assert_log_free_of(&["once-e2e", "twice-e2e"]);
 }
 
