@@ -89,6 +89,16 @@ pub struct RunArgs {
     /// Elect one writer among replicas through a coordination.k8s.io Lease.
     #[arg(long, env = "COFFER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub leader_elect: bool,
+    /// Namespaces labelled one by one in the `coffer_sealed_secrets` gauge;
+    /// the rest are summed under `namespace="_other"` (those with
+    /// SealedSecrets that are not unsealed are labelled first). 0: none.
+    #[arg(
+        long,
+        env = "COFFER_METRICS_MAX_NAMESPACES",
+        default_value_t = 200,
+        global = true
+    )]
+    pub metrics_max_namespaces: usize,
     /// Name of the Lease in the key namespace.
     #[arg(
         long,

@@ -53,7 +53,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Service as _;
 
 use crate::key_secrets::Keys;
-use crate::metrics::{HttpLabel, Metrics};
+use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
 use crate::ratelimit::TokenBucket;
 use crate::secret_types::SecretTypePolicy;
@@ -600,15 +600,11 @@ async fn count(
         _ => "other",
     }
     .to_string();
+    let started = Instant::now();
     let resp = next.run(req).await;
     state
         .metrics
-        .http
-        .get_or_create(&HttpLabel {
-            path,
-            code: resp.status().as_u16().to_string(),
-        })
-        .inc();
+        .http_request(&path, resp.status().as_u16(), started.elapsed());
     resp
 }
 

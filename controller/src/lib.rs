@@ -3,6 +3,7 @@
 //! they were not sealed for), keeps the key ring, and publishes the public
 //! side.
 
+pub mod api_count;
 pub mod args;
 pub mod cache;
 pub mod events;

@@ -36,7 +36,9 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match cli.run.log_format {
-        LogFormat::Json => builder.json().init(),
+        // The message and the event's fields at the top level of each line,
+        // where log pipelines look for them, not under "fields".
+        LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
     match coffer_controller::run::run(cli.run).await {

@@ -1,15 +1,28 @@
-//! Prometheus metrics. No object names as labels: cardinality stays bounded
-//! however many SealedSecrets exist.
+//! Prometheus metrics. No object names as labels, and namespaces only up to
+//! `--metrics-max-namespaces`: cardinality stays bounded however many
+//! SealedSecrets exist.
+//!
+//! Failure series exist at zero from the start, so `increase()` and alerts
+//! see the first failure, not only the second.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::cache::CachedSealed;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -32,34 +45,107 @@ pub struct HttpLabel {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    pub verb: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: String,
+}
+
+/// Every reason a SealedSecret can be refused with (its `Ready=False`
+/// reason), plus `Unsealed`: the `coffer_unseal_total` series that exist
+/// at zero from the start.
+pub const UNSEAL_REASONS: &[&str] = &[
+    "Unsealed",
+    "NoMatchingKey",
+    "KeyRetired",
+    "ScopeMismatch",
+    "UnsupportedVersion",
+    "Tampered",
+    "Malformed",
+    "SecretTypeRefused",
+    "SecretInvalid",
+    "SecretNotOwned",
+];
+
+/// Every `coffer_reconcile_errors_total` error label.
+pub const RECONCILE_ERRORS: &[&str] = &["api_error", "keys_not_ready"];
+
+/// The `reason` of a SealedSecret the controller has not yet acted on at
+/// its current generation.
+pub const PENDING: &str = "Pending";
+
+/// The `namespace` label of the namespaces over `--metrics-max-namespaces`.
+/// Not a valid namespace name, so it cannot clash with one.
+pub const OTHER_NAMESPACES: &str = "_other";
+
 /// Every series the controller exports.
 pub struct Metrics {
     pub registry: Registry,
     unseal: Family<ReasonLabel, Counter>,
     errors: Family<ErrorLabel, Counter>,
     duration: Histogram,
-    pub api_requests: Counter<u64, AtomicU64>,
+    api_requests: Family<ApiLabel, Counter>,
+    api_total: Counter,
     pub keys: Family<StateLabel, Gauge>,
     pub active_key_age: Gauge<f64, AtomicU64>,
+    renewal_period: Gauge<f64, AtomicU64>,
     pub http: Family<HttpLabel, Counter>,
+    http_duration: Family<PathLabel, Histogram>,
     /// HTTP connections open now.
     pub http_connections: Gauge,
     /// HTTP connections closed unserved: their client address already had
     /// `--http-max-connections-per-client` open.
     pub http_connections_refused: Counter,
     events_dropped: Counter,
+    leader: Gauge,
+    sealed: Arc<SealedStates>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(usize::MAX)
+    }
+}
+
+impl Metrics {
+    /// The metrics, labelling at most `max_namespaces` namespaces one by
+    /// one in `coffer_sealed_secrets`.
+    pub fn new(max_namespaces: usize) -> Self {
         let mut registry = Registry::with_prefix("coffer");
+        registry.register(
+            "build",
+            "The controller's version",
+            Info::new(BuildLabel {
+                version: env!("CARGO_PKG_VERSION").into(),
+            }),
+        );
         let unseal = Family::<ReasonLabel, Counter>::default();
+        for reason in UNSEAL_REASONS {
+            let _ = unseal.get_or_create(&ReasonLabel {
+                reason: (*reason).into(),
+            });
+        }
         registry.register(
             "unseal",
-            "Unseal results by reason (Unsealed or why not)",
+            "Unseal results by reason (Unsealed or why not); a refusal is counted once until its SealedSecret or the key ring changes",
             unseal.clone(),
         );
         let errors = Family::<ErrorLabel, Counter>::default();
+        for error in RECONCILE_ERRORS {
+            let _ = errors.get_or_create(&ErrorLabel {
+                error: (*error).into(),
+            });
+        }
         registry.register(
             "reconcile_errors",
             "Reconciles that failed and will be retried",
@@ -71,16 +157,16 @@ impl Default for Metrics {
             "Time spent in one reconcile",
             duration.clone(),
         );
-        let api_requests = Counter::default();
+        let api_requests = Family::<ApiLabel, Counter>::default();
         registry.register(
             "kube_api_requests",
-            "Requests sent to the Kubernetes API",
+            "Requests sent to the Kubernetes API by verb (GET, LIST, WATCH, POST, PUT, PATCH, DELETE) and response code (\"error\": no response)",
             api_requests.clone(),
         );
         let keys = Family::<StateLabel, Gauge>::default();
         registry.register(
             "keys",
-            "Sealing keys by state (active, usable, retired)",
+            "Sealing keys by state (active, usable, open-only, retired)",
             keys.clone(),
         );
         let active_key_age = Gauge::<f64, AtomicU64>::default();
@@ -89,11 +175,26 @@ impl Default for Metrics {
             "Age of the active sealing key",
             active_key_age.clone(),
         );
+        let renewal_period = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "key_renewal_period_seconds",
+            "--key-renewal-period (0: renewal is off)",
+            renewal_period.clone(),
+        );
         let http = Family::<HttpLabel, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by path and status code",
             http.clone(),
+        );
+        // 0.5 ms to 16 s.
+        let http_duration = Family::<PathLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from an HTTP request's head to its response's head, by path",
+            http_duration.clone(),
         );
         let http_connections = Gauge::default();
         registry.register(
@@ -113,23 +214,37 @@ impl Default for Metrics {
             "Normal Events not published because too many were waiting for spare API tokens",
             events_dropped.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the leader (reconciles and renews keys), else 0",
+            leader.clone(),
+        );
+        let sealed = Arc::new(SealedStates {
+            stores: Mutex::default(),
+            max_namespaces,
+        });
+        registry.register_collector(Box::new(sealed.clone()));
         Metrics {
-            events_dropped,
             registry,
             unseal,
             errors,
             duration,
             api_requests,
+            api_total: Counter::default(),
             keys,
             active_key_age,
+            renewal_period,
             http,
+            http_duration,
             http_connections,
             http_connections_refused,
+            events_dropped,
+            leader,
+            sealed,
         }
     }
-}
 
-impl Metrics {
     pub fn event_dropped(&self) {
         self.events_dropped.inc();
     }
@@ -151,8 +266,44 @@ impl Metrics {
     pub fn observe_reconcile(&self, d: Duration) {
         self.duration.observe(d.as_secs_f64());
     }
+    /// One request to the Kubernetes API has been answered (`code`) or has
+    /// failed without an answer (`None`).
+    pub fn api_request(&self, verb: &'static str, code: Option<u16>) {
+        self.api_total.inc();
+        self.api_requests
+            .get_or_create(&ApiLabel {
+                verb: verb.into(),
+                code: code.map_or_else(|| "error".into(), |c| c.to_string()),
+            })
+            .inc();
+    }
+    /// Requests sent to the Kubernetes API so far.
     pub fn api_request_count(&self) -> u64 {
-        self.api_requests.get()
+        self.api_total.get()
+    }
+    /// One HTTP request on `path` (already bounded to the known paths).
+    pub fn http_request(&self, path: &str, code: u16, took: Duration) {
+        self.http
+            .get_or_create(&HttpLabel {
+                path: path.into(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&PathLabel { path: path.into() })
+            .observe(took.as_secs_f64());
+    }
+    /// Whether this replica leads now.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+    pub fn set_renewal_period(&self, period: Duration) {
+        self.renewal_period.set(period.as_secs_f64());
+    }
+    /// The leader's caches of SealedSecrets, counted by
+    /// `coffer_sealed_secrets` at each scrape; empty while not leading.
+    pub fn count_sealed_in(&self, stores: Vec<Store<CachedSealed>>) {
+        *self.sealed.stores.lock().expect("metrics lock") = stores;
     }
     /// OpenMetrics text.
     pub fn encode(&self) -> String {
@@ -185,9 +336,184 @@ impl Metrics {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<Metrics>();
-    let _ = Ordering::Relaxed;
+/// `coffer_sealed_secrets{namespace, reason}`: how many SealedSecrets the
+/// leader's caches hold, by namespace and by the reason of their `Ready`
+/// condition ([`PENDING`] when the controller has not yet acted on their
+/// current generation). Counted at scrape time from what the caches
+/// already hold, so it is the state the API server shows, not a tally of
+/// events that could drift.
+#[derive(Debug)]
+struct SealedStates {
+    stores: Mutex<Vec<Store<CachedSealed>>>,
+    max_namespaces: usize,
+}
+
+/// The `reason` label of one SealedSecret.
+pub fn state_reason(s: &CachedSealed) -> &str {
+    let current = s.observed_generation.is_some() && s.observed_generation == s.metadata.generation;
+    match &s.ready {
+        Some(ready) if current => ready.reason.as_str(),
+        _ => PENDING,
+    }
+}
+
+/// Counts by (namespace, reason). Over `max_namespaces` namespaces, those
+/// with SealedSecrets that are not unsealed keep their own label first
+/// (they are what alerts need), then by name; the rest are summed under
+/// [`OTHER_NAMESPACES`].
+pub fn count_states<'a>(
+    states: impl IntoIterator<Item = (&'a str, &'a str)>,
+    max_namespaces: usize,
+) -> BTreeMap<(String, String), i64> {
+    let mut by_ns: HashMap<&str, HashMap<&str, i64>> = HashMap::new();
+    for (ns, reason) in states {
+        *by_ns.entry(ns).or_default().entry(reason).or_default() += 1;
+    }
+    let mut namespaces: Vec<(&str, bool)> = by_ns
+        .iter()
+        .map(|(ns, reasons)| (*ns, reasons.keys().any(|r| *r != "Unsealed")))
+        .collect();
+    namespaces.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut out = BTreeMap::new();
+    for (i, (ns, _)) in namespaces.into_iter().enumerate() {
+        let label = if i < max_namespaces {
+            ns
+        } else {
+            OTHER_NAMESPACES
+        };
+        for (reason, n) in &by_ns[ns] {
+            *out.entry((label.to_string(), reason.to_string()))
+                .or_default() += n;
+        }
+    }
+    out
+}
+
+impl Collector for SealedStates {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let started = Instant::now();
+        let stores = self.stores.lock().expect("metrics lock").clone();
+        let objects: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
+        let counts = count_states(
+            objects.iter().map(|s| {
+                (
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    state_reason(s),
+                )
+            }),
+            self.max_namespaces,
+        );
+        let mut family = encoder.encode_descriptor(
+            "sealed_secrets",
+            "SealedSecrets by namespace and Ready reason (Unsealed, a refusal, or Pending); reported by the leader only",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, reason), n) in &counts {
+            let labels = [
+                ("namespace", namespace.as_str()),
+                ("reason", reason.as_str()),
+            ];
+            ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        tracing::trace!(objects = objects.len(), took = ?started.elapsed(), "counted SealedSecrets for /metrics");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn states(list: &[(&'static str, &'static str, usize)]) -> Vec<(&'static str, &'static str)> {
+        list.iter()
+            .flat_map(|(ns, r, n)| std::iter::repeat_n((*ns, *r), *n))
+            .collect()
+    }
+
+    fn key(ns: &str, r: &str) -> (String, String) {
+        (ns.into(), r.into())
+    }
+
+    #[test]
+    fn counts_by_namespace_and_reason() {
+        let c = count_states(
+            states(&[
+                ("a", "Unsealed", 3),
+                ("a", "ScopeMismatch", 1),
+                ("b", "Pending", 2),
+            ]),
+            10,
+        );
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[&key("a", "Unsealed")], 3);
+        assert_eq!(c[&key("a", "ScopeMismatch")], 1);
+        assert_eq!(c[&key("b", "Pending")], 2);
+    }
+
+    #[test]
+    fn namespaces_over_the_cap_are_summed_and_failing_ones_keep_their_label() {
+        let c = count_states(
+            states(&[
+                ("a", "Unsealed", 1),
+                ("b", "Unsealed", 2),
+                ("z", "Tampered", 1),
+                ("c", "Unsealed", 4),
+            ]),
+            2,
+        );
+        // z fails, so it is labelled before a, b and c; then a; b and c
+        // are summed.
+        assert_eq!(c[&key("z", "Tampered")], 1);
+        assert_eq!(c[&key("a", "Unsealed")], 1);
+        assert_eq!(c[&key(OTHER_NAMESPACES, "Unsealed")], 6);
+        assert_eq!(c.len(), 3);
+        let none = count_states(states(&[("a", "Unsealed", 1), ("b", "Pending", 1)]), 0);
+        assert_eq!(none[&key(OTHER_NAMESPACES, "Unsealed")], 1);
+        assert_eq!(none[&key(OTHER_NAMESPACES, "Pending")], 1);
+    }
+
+    #[test]
+    fn failure_series_exist_at_zero() {
+        let m = Metrics::default();
+        let text = m.encode();
+        for reason in UNSEAL_REASONS {
+            let line = format!("coffer_unseal_total{{reason=\"{reason}\"}} 0\n");
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        for error in RECONCILE_ERRORS {
+            let line = format!("coffer_reconcile_errors_total{{error=\"{error}\"}} 0\n");
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        assert!(text.contains("coffer_leader 0\n"), "{text}");
+        m.set_renewal_period(Duration::from_secs(720 * 3600));
+        let text = m.encode();
+        assert!(
+            text.contains("coffer_key_renewal_period_seconds 2592000.0\n"),
+            "{text}"
+        );
+        let build = format!(
+            "coffer_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
+    }
+
+    #[test]
+    fn api_requests_are_counted_by_verb_and_code() {
+        let m = Metrics::default();
+        m.api_request("LIST", Some(200));
+        m.api_request("LIST", Some(200));
+        m.api_request("PATCH", Some(409));
+        m.api_request("POST", None);
+        let text = m.encode();
+        for line in [
+            "coffer_kube_api_requests_total{verb=\"LIST\",code=\"200\"} 2\n",
+            "coffer_kube_api_requests_total{verb=\"PATCH\",code=\"409\"} 1\n",
+            "coffer_kube_api_requests_total{verb=\"POST\",code=\"error\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert_eq!(m.api_request_count(), 4);
+    }
 }

@@ -1,6 +1,5 @@
 //! Client-side QPS/burst limit on Kubernetes API requests (a token bucket,
-//! like client-go's), and the request counter behind the
-//! `coffer_kube_api_requests` metric.
+//! like client-go's).
 //!
 //! Two priorities share one bucket: writes that make Secrets right take
 //! tokens as they come (queueing behind each other), while background
@@ -13,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
 use tower::{Layer, Service};
 
 /// A token bucket: `rate` tokens a second, holding at most `burst`. A rate
@@ -123,11 +121,10 @@ pub enum Priority {
     Background,
 }
 
-/// Layer adding the limit and the counter.
+/// Layer adding the limit.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     pub bucket: Arc<Bucket>,
-    pub counter: Counter,
     pub priority: Priority,
 }
 
@@ -137,7 +134,6 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimited {
             inner,
             bucket: self.bucket.clone(),
-            counter: self.counter.clone(),
             priority: self.priority,
             sleep: None,
             reserved: false,
@@ -150,7 +146,6 @@ impl<S> Layer<S> for RateLimitLayer {
 pub struct RateLimited<S> {
     inner: S,
     bucket: Arc<Bucket>,
-    counter: Counter,
     priority: Priority,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     reserved: bool,
@@ -199,7 +194,6 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         self.reserved = false;
-        self.counter.inc();
         self.inner.call(req)
     }
 }

@@ -13,6 +13,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use crate::api_count::CountLayer;
 use crate::args::RunArgs;
 use crate::cache::{CachedSealed, Outcomes, OwnedSecret};
 use crate::events::Events;
@@ -27,7 +28,7 @@ use crate::watch::{ShortBackoff, watch_config};
 use coffer_core::api::KeyStatus;
 
 /// API clients built from the flags, sharing one QPS/burst limit and the
-/// request counter.
+/// request counters.
 pub struct Clients {
     pub main: Client,
     /// Takes only the tokens `main` leaves free (Normal Events).
@@ -35,7 +36,7 @@ pub struct Clients {
 }
 
 /// Builds the clients from the flags.
-pub async fn client(args: &RunArgs, metrics: &Metrics) -> anyhow::Result<Clients> {
+pub async fn client(args: &RunArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Clients> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -52,17 +53,19 @@ pub async fn client(args: &RunArgs, metrics: &Metrics) -> anyhow::Result<Clients
     };
     let layer = RateLimitLayer {
         bucket: Bucket::new(args.kube_qps, args.kube_burst),
-        counter: metrics.api_requests.clone(),
         priority: Priority::Normal,
     };
     let background = RateLimitLayer {
         priority: Priority::Background,
         ..layer.clone()
     };
+    let count = CountLayer(metrics.clone());
     let main = kube::client::ClientBuilder::try_from(config.clone())?
+        .with_layer(&count)
         .with_layer(&layer)
         .build();
     let background = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
         .with_layer(&background)
         .build();
     Ok(Clients { main, background })
@@ -91,7 +94,8 @@ async fn until(rx: &mut watch::Receiver<bool>, f: impl Fn(bool) -> bool) {
 
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(args.metrics_max_namespaces));
+    metrics.set_renewal_period(args.key_renewal_period);
     let clients = client(&args, &metrics).await?;
     let client = clients.main.clone();
     let keys = Keys::new();
@@ -285,6 +289,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         secret_types,
         pool,
     } = shared;
+    let _leading = Leading::start(metrics);
     let manager = KeyManager {
         client: clients.main.clone(),
         namespace: args.key_namespace.clone(),
@@ -311,6 +316,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         args.namespaces.iter().cloned().map(Some).collect()
     };
     let mut controllers = Vec::new();
+    let mut counted = Vec::new();
     for ns in namespaces {
         let (sealed_api, secret_api): (Api<CachedSealed>, Api<OwnedSecret>) = match &ns {
             Some(ns) => (
@@ -351,6 +357,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         });
         let (sealed_store, sealed_writer) = reflector::store();
         let live = sealed_store.clone();
+        counted.push(sealed_store.clone());
         let sealed_stream = watcher(sealed_api, watch_config())
             .reflect(sealed_writer)
             .inspect_ok(move |event| forget_deleted(&outcomes, &live, event))
@@ -372,10 +379,31 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
             .for_each(|_| futures::future::ready(()));
         controllers.push(controller);
     }
+    metrics.count_sealed_in(counted);
     tracing::info!("controller started");
     tokio::select! {
         _ = futures::future::join_all(controllers) => Ok(()),
         r = &mut manage => r,
+    }
+}
+
+/// Marks this replica as the leader in the metrics while alive; when
+/// leading ends (however `leader` returns or is dropped) the leader gauge
+/// goes back to 0 and the SealedSecret gauge empties, so only the leader
+/// reports the state of SealedSecrets.
+struct Leading<'a>(&'a Metrics);
+
+impl<'a> Leading<'a> {
+    fn start(metrics: &'a Metrics) -> Self {
+        metrics.set_leader(true);
+        Leading(metrics)
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.count_sealed_in(Vec::new());
+        self.0.set_leader(false);
     }
 }
 
@@ -422,7 +450,10 @@ fn forget_deleted(
     }
 }
 
+/// Keeps the key gauges current: at once when the key ring changes, and
+/// every 15 s for the active key's age.
 async fn key_metrics(keys: Arc<Keys>, metrics: Arc<Metrics>) {
+    let mut changed = keys.subscribe();
     loop {
         let s = keys.current();
         let count = |status| s.keys.iter().filter(|k| k.status == status).count() as i64;
@@ -441,6 +472,9 @@ async fn key_metrics(keys: Arc<Keys>, metrics: Arc<Metrics>) {
             count(KeyStatus::Retired),
             age,
         );
-        tokio::time::sleep(Duration::from_secs(15)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            r = changed.changed() => if r.is_err() { return },
+        }
     }
 }

@@ -328,21 +328,61 @@ async fn metrics_expose_the_named_series() {
     t.apply(&moved).await;
     t.wait_reason(&t.ns, "moved", "ScopeMismatch").await;
     let _ = get(&t, "/v1/recipients");
-    let (code, text) = get(&t, "/metrics");
-    assert_eq!(code, 200);
+    let ns = &t.ns;
+    // The gauge counts what the controller's cache has seen of the status
+    // it wrote: a moment after the API server has it.
+    let text = eventually(WAIT, "the gauge to show both", || async {
+        let (code, text) = get(&t, "/metrics");
+        assert_eq!(code, 200);
+        (text.contains(&format!("namespace=\"{ns}\",reason=\"Unsealed\"}} 1\n"))
+            && text.contains(&format!(
+                "namespace=\"{ns}\",reason=\"ScopeMismatch\"}} 1\n"
+            )))
+        .then_some(text)
+    })
+    .await;
+    for line in [
+        // State: one unsealed and one refused SealedSecret in the namespace.
+        format!("coffer_sealed_secrets{{namespace=\"{ns}\",reason=\"Unsealed\"}} 1\n"),
+        format!("coffer_sealed_secrets{{namespace=\"{ns}\",reason=\"ScopeMismatch\"}} 1\n"),
+        // Counters: the refusal once, other reasons at zero from the start.
+        "coffer_unseal_total{reason=\"Unsealed\"} 1\n".into(),
+        "coffer_unseal_total{reason=\"ScopeMismatch\"} 1\n".into(),
+        "coffer_unseal_total{reason=\"Tampered\"} 0\n".into(),
+        "coffer_reconcile_errors_total{error=\"api_error\"} 0\n".into(),
+        "coffer_leader 1\n".into(),
+        format!(
+            "coffer_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "coffer_keys{state=\"active\"} 1\n".into(),
+        // --key-renewal-period's default, 720h.
+        "coffer_key_renewal_period_seconds 2592000.0\n".into(),
+        "coffer_http_requests_total{path=\"/v1/recipients\",code=\"200\"} 1\n".into(),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
     for series in [
-        "coffer_unseal_total{reason=\"Unsealed\"}",
-        "coffer_unseal_total{reason=\"ScopeMismatch\"}",
         "coffer_reconcile_duration_seconds_bucket",
-        "coffer_keys{state=\"active\"}",
         "coffer_active_key_age_seconds",
-        "coffer_http_requests_total{path=\"/v1/recipients\",code=\"200\"}",
-        "coffer_kube_api_requests_total",
+        "coffer_http_request_duration_seconds_bucket{le=\"0.0005\",path=\"/v1/recipients\"}",
+        "coffer_http_request_duration_seconds_count{path=\"/v1/recipients\"} 1",
+        // The list and watch of SealedSecrets, the Secret created, the
+        // statuses patched.
+        "coffer_kube_api_requests_total{verb=\"LIST\",code=\"200\"}",
+        "coffer_kube_api_requests_total{verb=\"WATCH\",code=\"200\"}",
+        "coffer_kube_api_requests_total{verb=\"POST\",code=\"201\"}",
+        "coffer_kube_api_requests_total{verb=\"PATCH\",code=\"200\"}",
         "coffer_events_dropped_total",
     ] {
         assert!(text.contains(series), "missing {series} in\n{text}");
     }
-    assert!(!text.contains(&t.ns), "object names must not be labels");
+    for name in ["ok", "moved"] {
+        assert!(
+            !text.contains(&format!("=\"{name}\"")),
+            "object names must not be labels"
+        );
+    }
 }
 
 /// Waits until an Event with `reason` exists in the test's namespace.
@@ -453,7 +493,7 @@ async fn two_replicas_elect_one_writer_and_a_follower_takes_over() {
         .controller(
             &format!("{}-b", t.ns),
             &t.watched,
-            &["--lease-duration", "3s"],
+            &["--lease-duration", "3s", "--log-format", "json"],
         )
         .await;
     eventually(WAIT, "the second replica to follow", || async {
@@ -488,12 +528,44 @@ async fn two_replicas_elect_one_writer_and_a_follower_takes_over() {
     .await
     .unwrap();
     assert_eq!(code, 200);
+    // Only the leader reports that it leads and what state the
+    // SealedSecrets are in.
+    let (leader, follower) = if t.ctrl.log_text().contains("became leader") {
+        (t.ctrl.http, second.http)
+    } else {
+        (second.http, t.ctrl.http)
+    };
+    let scrape = |a| async move {
+        tokio::task::spawn_blocking(move || get_from(a, "/metrics").1)
+            .await
+            .unwrap()
+    };
+    let unsealed = format!(
+        "coffer_sealed_secrets{{namespace=\"{}\",reason=\"Unsealed\"}} 1\n",
+        t.ns
+    );
+    let text = eventually(WAIT, "the leader's gauge", || async {
+        let text = scrape(leader).await;
+        text.contains(&unsealed).then_some(text)
+    })
+    .await;
+    assert!(text.contains("coffer_leader 1\n"), "{text}");
+    let text = scrape(follower).await;
+    assert!(text.contains("coffer_leader 0\n"), "{text}");
+    assert!(!text.contains("coffer_sealed_secrets{"), "{text}");
 
     t.ctrl.kill();
     t.apply(&t.sealed(&secret_yaml("after", &[("k", "ha2-e2e")]), Scope::Strict))
         .await;
     t.wait_reason(&t.ns, "after", "Unsealed").await;
     assert!(second.log_text().contains("became leader"));
+    let unsealed = unsealed.replace("} 1\n", "} 2\n");
+    let text = eventually(WAIT, "the new leader's gauge", || async {
+        let text = scrape(second.http).await;
+        text.contains(&unsealed).then_some(text)
+    })
+    .await;
+    assert!(text.contains("coffer_leader 1\n"), "{text}");
     let secrets: Api<Secret> = Api::namespaced(t.admin.clone(), &t.ns);
     assert_eq!(
         secrets
@@ -506,6 +578,14 @@ async fn two_replicas_elect_one_writer_and_a_follower_takes_over() {
     );
     second.stop();
     assert!(second.log_text().contains("released the leader lease"));
+    // JSON logs: one object per line, the message and fields at the top
+    // level, where log pipelines look for them.
+    for line in second.log_text().lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["message"].is_string(), "no top-level message: {line}");
+        assert!(v.get("fields").is_none(), "fields nested: {line}");
+    }
     second.assert_log_free_of(&["ha-e2e", "ha2-e2e"]);
     t.ctrl.assert_log_free_of(&["ha-e2e", "ha2-e2e"]);
 }

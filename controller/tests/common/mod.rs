@@ -82,8 +82,13 @@ pub fn agent() -> ureq::Agent {
 }
 
 pub fn get(t: &Cluster, path: &str) -> (u16, String) {
+    get_from(t.ctrl.http, path)
+}
+
+/// GET `path` from the controller listening at `addr`.
+pub fn get_from(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut r = agent()
-        .get(format!("http://{}{path}", t.ctrl.http))
+        .get(format!("http://{addr}{path}"))
         .call()
         .expect("HTTP GET");
     (

@@ -785,3 +785,35 @@ fn helm_chart_narrows_the_http_port_to_the_api_server_and_scrapers_when_told() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_chart_and_deploy_prometheus_ship_the_alert_rules_as_they_are() {
+    let rules: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("deploy/prometheus/rules.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !objects(&helm_template(NAMESPACE, &[]))
+            .iter()
+            .any(|o| kind(o) == "PrometheusRule"),
+        "no PrometheusRule unless asked for"
+    );
+    let chart = objects(&helm_template(
+        NAMESPACE,
+        &[
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--set",
+            "metrics.prometheusRule.labels.release=prom",
+        ],
+    ));
+    let rule = find(&chart, "PrometheusRule", "coffer-controller");
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    // The alerts' own {{ $labels }} templates reach Prometheus untouched.
+    assert_eq!(rule["spec"]["groups"], rules["groups"]);
+    let kustomized = objects(&kustomize_dir(&root().join("deploy/prometheus")));
+    let rule = find(&kustomized, "PrometheusRule", "coffer-controller");
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(rule["spec"]["groups"], rules["groups"]);
+}

@@ -635,9 +635,8 @@ fn api_requests_from_log(log: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().rev().find_map(|line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let fields = v.get("fields")?;
-        (fields.get("message")?.as_str()? == "controller stopped")
-            .then(|| fields.get("api_requests")?.as_u64())?
+        (v.get("message")?.as_str()? == "controller stopped")
+            .then(|| v.get("api_requests")?.as_u64())?
     })
 }
 
