@@ -22,6 +22,19 @@ const NAMESPACE: &str = "coffer-system";
 /// Runs `cmd`, feeding it `stdin` if given; returns stdout, failing on error.
 fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
     let what = format!("{cmd:?}");
+    let out = output(cmd, stdin);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs `cmd`, feeding it `stdin` if given; its status and output.
+fn output(cmd: &mut Command, stdin: Option<&str>) -> std::process::Output {
+    let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -36,14 +49,7 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
         let mut pipe = child.stdin.take().expect("stdin");
         pipe.write_all(text.as_bytes()).expect("write stdin");
     }
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    child.wait_with_output().expect("wait")
 }
 
 /// The helm binary, built once per test process.
@@ -66,19 +72,52 @@ fn kubectl() -> Command {
     Command::new(kubectl_bin())
 }
 
-/// `helm template coffer deploy/helm/coffer --namespace NS ARGS...`.
-fn helm_template(namespace: &str, args: &[&str]) -> String {
+/// The chart.
+fn chart_dir() -> PathBuf {
+    root().join("deploy/helm/coffer")
+}
+
+/// helm, with its caches and config kept out of $HOME.
+fn helm() -> Command {
     let home = target_dir().join("helm/home");
     let mut cmd = Command::new(helm_bin());
-    cmd.args(["template", "coffer"])
-        .arg(root().join("deploy/helm/coffer"))
-        .args(["--namespace", namespace])
-        .args(args)
-        // Keep helm's caches and config out of $HOME.
-        .env("HELM_CACHE_HOME", home.join("cache"))
+    cmd.env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_DATA_HOME", home.join("data"));
-    run(&mut cmd, None)
+    cmd
+}
+
+/// `helm template coffer deploy/helm/coffer --namespace NS ARGS...`, to run.
+fn helm_template_command(namespace: &str, args: &[&str]) -> Command {
+    let mut cmd = helm();
+    cmd.args(["template", "coffer"])
+        .arg(chart_dir())
+        .args(["--namespace", namespace])
+        .args(args);
+    cmd
+}
+
+/// `helm template coffer deploy/helm/coffer --namespace NS ARGS...`.
+fn helm_template(namespace: &str, args: &[&str]) -> String {
+    run(&mut helm_template_command(namespace, args), None)
+}
+
+/// [`helm_template`] with `values` as a values file (`--values -`) before ARGS.
+fn helm_template_values(namespace: &str, values: &str, args: &[&str]) -> String {
+    let mut cmd = helm_template_command(namespace, &["--values", "-"]);
+    cmd.args(args);
+    run(&mut cmd, Some(values))
+}
+
+/// [`helm_template`], which must refuse to render: returns helm's error.
+fn helm_template_refused(namespace: &str, args: &[&str]) -> String {
+    let out = output(&mut helm_template_command(namespace, args), None);
+    assert!(
+        !out.status.success(),
+        "helm template {args:?} rendered:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `kubectl kustomize deploy/`.
@@ -131,6 +170,15 @@ fn name(o: &Value) -> &str {
 
 fn kinds(objects: &[Value]) -> BTreeSet<String> {
     objects.iter().map(|o| kind(o).to_string()).collect()
+}
+
+/// (kind, name) of every object but the Namespace.
+fn kinds_and_names(objects: &[Value]) -> BTreeSet<(String, String)> {
+    objects
+        .iter()
+        .filter(|o| kind(o) != "Namespace")
+        .map(|o| (kind(o).to_string(), name(o).to_string()))
+        .collect()
 }
 
 fn find<'a>(objects: &'a [Value], kind_: &str, name_: &str) -> &'a Value {
@@ -202,6 +250,27 @@ fn rbac_rules(objects: &[Value]) -> BTreeMap<Id, Vec<String>> {
         .collect()
 }
 
+/// Every name a Role's rules pin (`resourceNames`).
+fn resource_names(role: &Value) -> BTreeSet<String> {
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resourceNames"].as_array().cloned().unwrap_or_default())
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The ServiceAccounts among every binding's subjects.
+fn service_account_subjects(objects: &[Value]) -> Vec<&Value> {
+    objects
+        .iter()
+        .filter(|o| matches!(kind(o), "RoleBinding" | "ClusterRoleBinding"))
+        .flat_map(|o| o["subjects"].as_array().unwrap())
+        .filter(|s| s["kind"] == "ServiceAccount")
+        .collect()
+}
+
 /// Every RoleBinding's and ClusterRoleBinding's roleRef and sorted subjects.
 fn rbac_bindings(objects: &[Value]) -> BTreeMap<Id, (Value, Vec<String>)> {
     objects
@@ -266,13 +335,7 @@ fn helm_chart_and_kustomize_base_grant_the_same_rbac() {
     ] {
         assert!(base_kinds.contains(k), "deploy/ has no {k}");
     }
-    let names = |objs: &[Value]| -> BTreeSet<(String, String)> {
-        objs.iter()
-            .filter(|o| kind(o) != "Namespace")
-            .map(|o| (kind(o).to_string(), name(o).to_string()))
-            .collect()
-    };
-    assert_eq!(names(&chart), names(&base));
+    assert_eq!(kinds_and_names(&chart), kinds_and_names(&base));
 
     // The chart's CRD is the generated one, verbatim.
     assert_eq!(
@@ -416,11 +479,22 @@ fn helm_chart_passes_server_side_dry_run() {
             "tolerations[0].operator=Exists",
         ],
     );
-    let result = std::panic::catch_unwind(|| apply(&manifests));
+    // And every value beyond deploy/'s (another name, its own annotated
+    // ServiceAccount, a digest, spread constraints, extra env), in
+    // namespaced mode so that the renamed per-namespace Roles go through.
+    let renamed = helm_template_values(&ns, EVERY_NEW_VALUE, &["--set", &watched]);
+    let result = std::panic::catch_unwind(|| (apply(&manifests), apply(&renamed)));
     for n in [&ns, &shop, &web] {
         server.kubectl_ok(&["delete", "namespace", n, "--wait=false"]);
     }
-    result.unwrap();
+    let (_, out) = result.unwrap();
+    for object in [
+        "deployment.apps/sealer",
+        "serviceaccount/sealer-identity",
+        "rolebinding.rbac.authorization.k8s.io/sealer-unseal",
+    ] {
+        assert!(out.contains(object), "unexpected kubectl output:\n{out}");
+    }
     let objs = objects(&manifests);
     assert!(!kinds(&objs).contains("PodDisruptionBudget"));
     let c = &find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"]["containers"]
@@ -656,15 +730,8 @@ fn the_controller_role_pins_the_recipients_configmap_and_the_lease_by_name() {
                 );
             }
         }
-        let names: BTreeSet<String> = role["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r["resourceNames"].as_array().cloned().unwrap_or_default())
-            .map(|n| n.as_str().unwrap().to_string())
-            .collect();
         assert_eq!(
-            names,
+            resource_names(role),
             BTreeSet::from([
                 "coffer-recipients".to_string(),
                 "coffer-controller".to_string()
@@ -691,12 +758,7 @@ fn an_overlay_that_moves_the_kustomize_base_binds_the_service_account_where_it_w
     let _ = std::fs::remove_dir_all(&dir);
     let namespaced = objects(&kustomize_namespaced("elsewhere", &["shop"]));
     for (what, objs) in [("moved", &moved), ("moved, namespaced", &namespaced)] {
-        let service_accounts: Vec<&Value> = objs
-            .iter()
-            .filter(|o| matches!(kind(o), "RoleBinding" | "ClusterRoleBinding"))
-            .flat_map(|o| o["subjects"].as_array().unwrap())
-            .filter(|s| s["kind"] == "ServiceAccount")
-            .collect();
+        let service_accounts = service_account_subjects(objs);
         assert!(!service_accounts.is_empty());
         for s in service_accounts {
             assert_eq!(
@@ -764,26 +826,394 @@ fn helm_chart_narrows_the_http_port_to_the_api_server_and_scrapers_when_told() {
     );
 
     // Scrapers alone would shut the API server (and so the CLI) out: refused.
-    let home = target_dir().join("helm/home");
-    let out = Command::new(helm_bin())
-        .args(["template", "coffer"])
-        .arg(root().join("deploy/helm/coffer"))
-        .args(["--namespace", NAMESPACE, "--set-json"])
-        .arg(format!("networkPolicy.ingress.metricsFrom=[{scraper}]"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .expect("run helm");
-    assert!(
-        !out.status.success(),
-        "metricsFrom without apiServerCIDRs was rendered"
+    let err = helm_template_refused(
+        NAMESPACE,
+        &[
+            "--set-json",
+            &format!("networkPolicy.ingress.metricsFrom=[{scraper}]"),
+        ],
     );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("apiServerCIDRs"),
-        "{}",
+    assert!(err.contains("apiServerCIDRs"), "{err}");
+}
+
+/// A values file that sets every value the chart has beyond deploy/'s:
+/// another name, an existing-style annotated ServiceAccount under its own
+/// name, an image pinned by digest, spread constraints and extra env.
+const EVERY_NEW_VALUE: &str = r#"
+fullnameOverride: sealer
+image:
+  tag: 0.1.0-test
+  digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+serviceAccount:
+  create: true
+  name: sealer-identity
+  annotations:
+    iam.gke.io/gcp-service-account: coffer@example-project.iam.gserviceaccount.com
+extraEnv:
+  - name: COFFER_HTTP_RATE
+    value: "50"
+  - name: COFFER_CONCURRENCY
+    valueFrom:
+      configMapKeyRef: {name: coffer-tuning, key: concurrency, optional: true}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+"#;
+
+/// `helm lint --strict` on the chart, with `values` as a values file if
+/// given; its status and all it printed.
+fn helm_lint(values: Option<&str>) -> (bool, String) {
+    let mut cmd = helm();
+    cmd.args(["lint", "--strict"]).arg(chart_dir());
+    if values.is_some() {
+        cmd.args(["--values", "-"]);
+    }
+    let out = output(&mut cmd, values);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), text)
+}
+
+#[test]
+fn helm_lint_strict_passes_with_the_defaults_and_with_every_new_value() {
+    for (what, values) in [
+        ("defaults", None),
+        ("every new value", Some(EVERY_NEW_VALUE)),
+    ] {
+        let (ok, text) = helm_lint(values);
+        assert!(ok, "{what}: helm lint --strict failed:\n{text}");
+        assert!(
+            text.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "{what}:\n{text}"
+        );
+    }
+    // The lint checks the values against values.schema.json.
+    let (ok, text) = helm_lint(Some("replicas: abc\n"));
+    assert!(!ok, "helm lint --strict passed replicas: abc:\n{text}");
+    assert!(text.contains("at '/replicas'"), "{text}");
+}
+
+#[test]
+fn helm_values_schema_refuses_bad_values_and_names_them() {
+    for (set, at, why) in [
+        ("replicas=abc", "'/replicas'", "want integer"),
+        ("replicas=0", "'/replicas'", "minimum"),
+        ("logFormat=xml", "'/logFormat'", "must be one of"),
+        (
+            "image.digest=notadigest",
+            "'/image/digest'",
+            "does not match",
+        ),
+        ("replica=3", "''", "additional properties 'replica'"),
+        ("service.port=70000", "'/service/port'", "maximum"),
+        ("extraEnv=foo", "'/extraEnv'", "want array"),
+        // Beyond the issue's list: a typo inside an object the chart owns,
+        // a duration the controller would not parse, a name that cannot
+        // name a Service, and a list whose emptiness would open egress.
+        (
+            "serviceAccount.nmae=x",
+            "'/serviceAccount'",
+            "additional properties 'nmae'",
+        ),
+        ("keyRenewalPeriod=soon", "'/keyRenewalPeriod'", "soon"),
+        ("keyRenewalPeriod=30", "'/keyRenewalPeriod'", "must be 0"),
+        (
+            "fullnameOverride=Coffer_1",
+            "'/fullnameOverride'",
+            "does not match",
+        ),
+        (
+            "networkPolicy.apiServerPorts=null",
+            "'/networkPolicy'",
+            "missing property 'apiServerPorts'",
+        ),
+    ] {
+        let err = helm_template_refused(NAMESPACE, &["--set", set]);
+        assert!(
+            err.contains("values don't meet the specifications of the schema"),
+            "--set {set}: refused, but not by the schema:\n{err}"
+        );
+        assert!(
+            err.contains(&format!("at {at}")) && err.contains(why),
+            "--set {set}: expected `at {at}` and `{why}` in:\n{err}"
+        );
+    }
+
+    // What the schema must still let through: Kubernetes objects passed to
+    // the pod as they are, and durations as the controller parses them.
+    let renewal = "/containers/0/env/2/value";
+    for (args, pointer, expected) in [
+        (
+            &["--set", "podSecurityContext.fsGroup=65532"][..],
+            "/securityContext/fsGroup",
+            json!(65532),
+        ),
+        (
+            &["--set-json", r#"affinity={"nodeAffinity":{}}"#],
+            "/affinity",
+            json!({"nodeAffinity": {}}),
+        ),
+        (
+            &["--set", "resources.limits.cpu=1"],
+            "/containers/0/resources/limits/cpu",
+            json!(1),
+        ),
+        (&["--set", "keyRenewalPeriod=0"], renewal, json!("0")),
+        (&["--set", "keyRenewalPeriod=30d"], renewal, json!("30d")),
+        (
+            &["--set", "keyRenewalPeriod=1h30m"],
+            renewal,
+            json!("1h30m"),
+        ),
+    ] {
+        let objs = objects(&helm_template(NAMESPACE, args));
+        let pod = &find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"];
+        assert_eq!(pod.pointer(pointer), Some(&expected), "{args:?}");
+    }
+}
+
+/// `text` with the chart's default object name replaced by `to`.
+fn renamed(text: &str, to: &str) -> String {
+    text.replace("coffer-controller", to)
+}
+
+#[test]
+fn helm_fullname_override_renames_the_controller_objects_consistently() {
+    let to = "sealer";
+    for mode in [
+        &[][..],
+        &[
+            "--set",
+            "namespaces={shop,web}",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+    ] {
+        let default = objects(&helm_template(NAMESPACE, mode));
+        let set_name = format!("fullnameOverride={to}");
+        let mut args = vec!["--set", &set_name];
+        args.extend(mode);
+        let objs = objects(&helm_template(NAMESPACE, &args));
+
+        // The same objects under the new name, but for the recipients
+        // reader, which the CLI and the controller know by its fixed name.
+        let names = kinds_and_names(&objs);
+        assert_eq!(
+            names,
+            kinds_and_names(&default)
+                .into_iter()
+                .map(|(k, n)| (k, renamed(&n, to)))
+                .collect(),
+            "{mode:?}"
+        );
+        assert!(names.contains(&("Role".into(), "coffer-recipients-reader".into())));
+        assert!(!names.iter().any(|(_, n)| n.contains("coffer-controller")));
+
+        // The same grants, to the renamed ServiceAccount, with the Lease
+        // pinned by its new name (and the recipients ConfigMap by its old).
+        let rules_renamed = |rules: BTreeMap<Id, Vec<String>>| -> BTreeMap<Id, Vec<String>> {
+            rules
+                .into_iter()
+                .map(|((k, ns, n), rules)| {
+                    let mut rules: Vec<String> = rules.iter().map(|r| renamed(r, to)).collect();
+                    rules.sort();
+                    ((k, ns, renamed(&n, to)), rules)
+                })
+                .collect()
+        };
+        assert_eq!(rbac_rules(&objs), rules_renamed(rbac_rules(&default)));
+        let bindings_renamed = |b: BTreeMap<Id, (Value, Vec<String>)>| {
+            b.into_iter()
+                .map(|((k, ns, n), (role_ref, subjects))| {
+                    let role_ref = renamed(&role_ref.to_string(), to);
+                    let mut subjects: Vec<String> =
+                        subjects.iter().map(|s| renamed(s, to)).collect();
+                    subjects.sort();
+                    (
+                        (k, ns, renamed(&n, to)),
+                        (serde_json::from_str::<Value>(&role_ref).unwrap(), subjects),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            rbac_bindings(&objs),
+            bindings_renamed(rbac_bindings(&default))
+        );
+        assert_eq!(
+            resource_names(find(&objs, "Role", to)),
+            BTreeSet::from(["coffer-recipients".to_string(), to.to_string()])
+        );
+        assert_bound_to(&objs, to, to);
+        find(&objs, "ServiceAccount", to);
+
+        // The controller elects its leader through the Lease the Role pins.
+        let mut expected = controller_args(&default).as_array().unwrap().clone();
+        expected.push(json!(format!("--lease-name={to}")));
+        let deploy = find(&objs, "Deployment", to);
+        let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["args"], json!(expected));
+
+        // The Service (the CLI's --controller-name) still selects the pods.
+        let svc = find(&objs, "Service", to);
+        assert_eq!(
+            svc["spec"]["selector"],
+            deploy["spec"]["selector"]["matchLabels"]
+        );
+        assert_eq!(svc["spec"]["ports"][0]["name"], "http");
+    }
+}
+
+/// The pod of the Deployment `deployment` runs as the ServiceAccount `sa`
+/// of NAMESPACE, and every binding grants to it.
+fn assert_bound_to(objs: &[Value], deployment: &str, sa: &str) {
+    let pod = &find(objs, "Deployment", deployment)["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], sa);
+    let subjects = service_account_subjects(objs);
+    assert!(!subjects.is_empty());
+    for s in subjects {
+        assert_eq!(
+            s,
+            &json!({"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE})
+        );
+    }
+}
+
+#[test]
+fn helm_service_account_values_name_annotate_or_skip_it() {
+    // Created under its own name, annotated (e.g. for workload identity).
+    let objs = objects(&helm_template(
+        NAMESPACE,
+        &[
+            "--set",
+            "serviceAccount.name=coffer-identity",
+            "--set",
+            "serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account=coffer@p.iam.gserviceaccount.com",
+        ],
+    ));
+    let sa = find(&objs, "ServiceAccount", "coffer-identity");
+    assert_eq!(
+        sa["metadata"]["annotations"],
+        json!({"iam.gke.io/gcp-service-account": "coffer@p.iam.gserviceaccount.com"})
+    );
+    assert_eq!(sa["automountServiceAccountToken"], true);
+    assert_eq!(
+        objs.iter().filter(|o| kind(o) == "ServiceAccount").count(),
+        1
+    );
+    assert_bound_to(&objs, "coffer-controller", "coffer-identity");
+    // The chart's own account mounts its token: nothing to force on the pod.
+    let pod = &find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"];
+    assert!(pod.get("automountServiceAccountToken").is_none());
+
+    // Not created: bound to serviceAccount.name, else to the fullname; the
+    // pod mounts the token whatever the foreign account says.
+    for (args, sa) in [
+        (
+            &[
+                "--set",
+                "serviceAccount.create=false",
+                "--set",
+                "serviceAccount.name=platform-coffer",
+            ][..],
+            "platform-coffer",
+        ),
+        (
+            &["--set", "serviceAccount.create=false"],
+            "coffer-controller",
+        ),
+    ] {
+        for namespaced in [false, true] {
+            let mut args = args.to_vec();
+            if namespaced {
+                args.extend(["--set", "namespaces={shop}"]);
+            }
+            let objs = objects(&helm_template(NAMESPACE, &args));
+            assert!(!kinds(&objs).contains("ServiceAccount"), "{args:?}");
+            assert_bound_to(&objs, "coffer-controller", sa);
+            let pod = &find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"];
+            assert_eq!(pod["automountServiceAccountToken"], true, "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn helm_image_digest_pins_the_image_by_digest() {
+    let image = |args: &[&str]| {
+        let objs = objects(&helm_template(NAMESPACE, args));
+        find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"]["containers"][0]
+            ["image"]
+            .clone()
+    };
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let set_digest = format!("image.digest={digest}");
+    assert_eq!(image(&[]), "ghcr.io/coffer-dev/coffer-controller:0.1.0");
+    assert_eq!(
+        image(&["--set", &set_digest]),
+        format!("ghcr.io/coffer-dev/coffer-controller@{digest}")
+    );
+    // The digest alone names the image: a tag is ignored.
+    assert_eq!(
+        image(&[
+            "--set",
+            &set_digest,
+            "--set",
+            "image.tag=0.2.0",
+            "--set",
+            "image.repository=registry.example.com/coffer",
+        ]),
+        format!("registry.example.com/coffer@{digest}")
+    );
+}
+
+#[test]
+fn helm_topology_spread_constraints_and_extra_env_reach_the_pod() {
+    let zone = json!({
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+    });
+    let own_selector = json!({
+        "maxSkew": 2,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"tier": "secrets"}},
+    });
+    let env = json!([
+        {"name": "COFFER_HTTP_RATE", "value": "50"},
+        {"name": "COFFER_CONCURRENCY", "valueFrom": {"configMapKeyRef": {"name": "coffer-tuning", "key": "concurrency"}}},
+    ]);
+    let default = objects(&helm_template(NAMESPACE, &[]));
+    let default = &find(&default, "Deployment", "coffer-controller")["spec"]["template"]["spec"];
+    assert!(default.get("topologySpreadConstraints").is_none());
+
+    let objs = objects(&helm_template(
+        NAMESPACE,
+        &[
+            "--set-json",
+            &format!("topologySpreadConstraints={}", json!([zone, own_selector])),
+            "--set-json",
+            &format!("extraEnv={env}"),
+        ],
+    ));
+    let deploy = find(&objs, "Deployment", "coffer-controller");
+    let pod = &deploy["spec"]["template"]["spec"];
+    // A constraint without a labelSelector counts the controller's pods.
+    let mut zone_selected = zone.clone();
+    zone_selected["labelSelector"] = deploy["spec"]["selector"].clone();
+    assert_eq!(
+        pod["topologySpreadConstraints"],
+        json!([zone_selected, own_selector])
+    );
+    // The chart's variables, then the extra ones.
+    let mut expected = default["containers"][0]["env"].as_array().unwrap().clone();
+    assert_eq!(expected.len(), 3);
+    expected.extend(env.as_array().unwrap().iter().cloned());
+    assert_eq!(pod["containers"][0]["env"], json!(expected));
 }
 
 #[test]

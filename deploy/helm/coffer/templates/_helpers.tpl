@@ -1,8 +1,20 @@
 {{/*
-Names are fixed: the CLI finds the Service `coffer-controller` by name, and
-deploy/ (the kustomize base) uses the same ones.
+The name of the controller's objects (Deployment, Service, ServiceAccount,
+roles, bindings, NetworkPolicy, PodDisruptionBudget, ServiceMonitor) and of
+its leader Lease: `coffer-controller`, as in deploy/ (the kustomize base),
+which is also the Service name the CLI looks for; or fullnameOverride (then
+tell the CLI with --controller-name). The recipients ConfigMap
+`coffer-recipients` and the Role `coffer-recipients-reader` keep their names:
+the controller and the CLI know the ConfigMap by that name only.
 */}}
-{{- define "coffer.name" -}}coffer-controller{{- end -}}
+{{- define "coffer.fullname" -}}
+{{- default "coffer-controller" .Values.fullnameOverride -}}
+{{- end -}}
+
+{{/* The ServiceAccount the controller runs as (and the bindings name). */}}
+{{- define "coffer.serviceAccountName" -}}
+{{- default (include "coffer.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
 
 {{- define "coffer.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
@@ -23,8 +35,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ include "coffer.chart" . }}
 {{- end -}}
 
+{{/* repository@digest when image.digest is set (the tag is then ignored), else repository:tag. */}}
 {{- define "coffer.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
