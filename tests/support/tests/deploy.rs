@@ -927,6 +927,11 @@ fn helm_values_schema_refuses_bad_values_and_names_them() {
             "does not match",
         ),
         (
+            "metrics.prometheusRule.enabled=maybe",
+            "'/metrics/prometheusRule/enabled'",
+            "want boolean",
+        ),
+        (
             "networkPolicy.apiServerPorts=null",
             "'/networkPolicy'",
             "missing property 'apiServerPorts'",
