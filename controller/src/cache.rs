@@ -132,6 +132,10 @@ pub struct CachedSealed {
     pub template: Template,
     pub observed_generation: Option<i64>,
     pub ready: Option<Condition>,
+    /// Whether its status holds a `Stalled` or a `Reconciling` condition
+    /// that is `True` (the controller writes them beside `Ready`).
+    pub stalled: bool,
+    pub reconciling: bool,
 }
 
 impl From<WireSealed> for CachedSealed {
@@ -159,9 +163,17 @@ impl From<WireSealed> for CachedSealed {
             items,
             template,
             observed_generation,
+            stalled: is_true(&conditions, "Stalled"),
+            reconciling: is_true(&conditions, "Reconciling"),
             ready: conditions.into_iter().find(|c| c.type_ == "Ready"),
         }
     }
+}
+
+fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 impl CachedSealed {

@@ -287,6 +287,8 @@ mod tests {
             },
             observed_generation: None,
             ready: None,
+            stalled: false,
+            reconciling: false,
         }
     }
 

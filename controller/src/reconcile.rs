@@ -54,50 +54,94 @@ pub struct Context {
     pub secret_types: Arc<SecretTypePolicy>,
 }
 
-fn condition(
-    ready: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    old: Option<&Condition>,
-) -> Condition {
-    let status = if ready { "True" } else { "False" }.to_string();
-    let last_transition_time = match old {
-        Some(o) if o.status == status => o.last_transition_time.clone(),
-        _ => Time(jiff::Timestamp::now()),
-    };
-    Condition {
-        type_: "Ready".into(),
-        status,
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
+/// What the status says of the SealedSecret's current generation, in the
+/// conditions kstatus (Flux), Argo CD and `kubectl wait` read: `Ready`,
+/// plus `Stalled` beside a refusal (it will not fix itself: someone must
+/// change the SealedSecret, the keys or the flags) and `Reconciling` while
+/// the controller keeps retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// `Ready=True`.
+    Unsealed,
+    /// `Ready=False` and `Stalled=True`, with the same reason and message.
+    Refused,
+    /// `Ready=Unknown` and `Reconciling=True`, reason `Retrying`.
+    Retrying,
+}
+
+impl Readiness {
+    fn ready_status(self) -> &'static str {
+        match self {
+            Readiness::Unsealed => "True",
+            Readiness::Refused => "False",
+            Readiness::Retrying => "Unknown",
+        }
     }
+}
+
+/// The conditions for `readiness`; each keeps its transition time while
+/// its status stays the same.
+pub fn conditions(
+    readiness: Readiness,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    old_ready: Option<&Condition>,
+    now: Time,
+) -> Vec<Condition> {
+    let condition = |type_: &str, status: &str, since: Option<&Condition>| Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: match since {
+            Some(o) if o.status == status => o.last_transition_time.clone(),
+            _ => now.clone(),
+        },
+    };
+    let mut out = vec![condition("Ready", readiness.ready_status(), old_ready)];
+    match readiness {
+        Readiness::Unsealed => {}
+        // Stalled and Reconciling are written only while True: when the
+        // refusal or the retrying ends, the next status drops them.
+        Readiness::Refused => out.push(condition("Stalled", "True", None)),
+        Readiness::Retrying => out.push(condition("Reconciling", "True", None)),
+    }
+    out
 }
 
 /// Writes the status when it differs; returns whether it changed.
 async fn set_status(
     ctx: &Context,
     sealed: &CachedSealed,
-    ready: bool,
+    readiness: Readiness,
     reason: &str,
     message: String,
 ) -> Result<bool, kube::Error> {
     let generation = sealed.metadata.generation;
     let old = sealed.ready.as_ref();
-    let observed = sealed.observed_generation;
     if let Some(o) = old
-        && o.status == if ready { "True" } else { "False" }
+        && o.status == readiness.ready_status()
         && o.reason == reason
         && o.message == message
-        && observed == generation
+        && sealed.observed_generation == generation
+        && sealed.stalled == (readiness == Readiness::Refused)
+        && sealed.reconciling == (readiness == Readiness::Retrying)
     {
         return Ok(false);
     }
-    let cond = condition(ready, reason, message, generation, old);
+    let conditions = conditions(
+        readiness,
+        reason,
+        &message,
+        generation,
+        old,
+        Time(jiff::Timestamp::now()),
+    );
+    // A merge patch replaces the whole list: conditions no longer true go.
     let patch = serde_json::json!({
-        "status": { "observedGeneration": generation, "conditions": [cond] }
+        "status": { "observedGeneration": generation, "conditions": conditions }
     });
     gateway::patch_status::<CachedSealed>(
         &ctx.client,
@@ -113,8 +157,25 @@ async fn set_status(
 pub async fn reconcile(sealed: Arc<CachedSealed>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let result = reconcile_inner(&sealed, &ctx).await;
+    if let Err(Error::Kube(e)) = &result {
+        // Say that work is pending, once per generation and cause; if the
+        // API server cannot take this either, the retry will say it.
+        let _ = set_status(&ctx, &sealed, Readiness::Retrying, "Retrying", retrying(e)).await;
+    }
     ctx.metrics.observe_reconcile(start.elapsed());
     result
+}
+
+/// The `Reconciling` message after an API error: its code and reason only,
+/// never the API's free text, which may quote what was sent.
+fn retrying(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!(
+            "retrying: the Kubernetes API answered {} ({})",
+            s.code, s.reason
+        ),
+        _ => "retrying: no answer from the Kubernetes API".into(),
+    }
 }
 
 async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Action, Error> {
@@ -337,7 +398,7 @@ async fn report(
                         },
                     );
                 }
-                set_status(ctx, sealed, true, "Unsealed", message.clone()).await?;
+                set_status(ctx, sealed, Readiness::Unsealed, "Unsealed", message.clone()).await?;
                 let (event, log) = match kind {
                     WriteKind::Unchanged => return Ok(Action::await_change()),
                     WriteKind::Create => ("Unsealed", "created Secret"),
@@ -348,7 +409,7 @@ async fn report(
                     .publish(sealed, EventType::Normal, event, message)
                     .await;
             } else {
-                set_status(ctx, sealed, true, "Unsealed", message).await?;
+                set_status(ctx, sealed, Readiness::Unsealed, "Unsealed", message).await?;
             }
             Ok(Action::await_change())
         }
@@ -392,7 +453,7 @@ async fn refuse(
         ctx.metrics.unseal(reason);
         tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), reason, "{message}");
     }
-    if set_status(ctx, sealed, false, reason, message.clone()).await? {
+    if set_status(ctx, sealed, Readiness::Refused, reason, message.clone()).await? {
         ctx.events
             .publish(sealed, EventType::Warning, reason, message)
             .await;
