@@ -398,7 +398,14 @@ async fn report(
                         },
                     );
                 }
-                set_status(ctx, sealed, Readiness::Unsealed, "Unsealed", message.clone()).await?;
+                set_status(
+                    ctx,
+                    sealed,
+                    Readiness::Unsealed,
+                    "Unsealed",
+                    message.clone(),
+                )
+                .await?;
                 let (event, log) = match kind {
                     WriteKind::Unchanged => return Ok(Action::await_change()),
                     WriteKind::Create => ("Unsealed", "created Secret"),

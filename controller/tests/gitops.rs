@@ -120,7 +120,10 @@ async fn kstatus_sees_in_progress_then_current_or_failed() {
     let message = wait_kstatus(&t, &t.ns, "moved", "Failed").await;
     assert!(message.contains("sealed for"), "{message}");
     let c = conditions(&t, &t.ns, "moved").await;
-    let stalled = c.iter().find(|c| c.0 == "Stalled").expect("a Stalled condition");
+    let stalled = c
+        .iter()
+        .find(|c| c.0 == "Stalled")
+        .expect("a Stalled condition");
     let ready = c.iter().find(|c| c.0 == "Ready").unwrap();
     assert_eq!(stalled.1, "True");
     assert_eq!((&stalled.2, &stalled.3), (&ready.2, &ready.3));
@@ -146,7 +149,9 @@ async fn kstatus_sees_in_progress_then_current_or_failed() {
     keys.patch(
         &format!("coffer-key-{}", first.id()),
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"metadata": {"labels": {"coffer.dev/key-state": "retired"}}})),
+        &Patch::Merge(
+            serde_json::json!({"metadata": {"labels": {"coffer.dev/key-state": "retired"}}}),
+        ),
     )
     .await
     .unwrap();
@@ -169,7 +174,10 @@ async fn kstatus_sees_in_progress_then_current_or_failed() {
     .await;
     wait_kstatus(&t, &t.ns, "ok", "Current").await;
     assert!(
-        conditions(&t, &t.ns, "ok").await.iter().all(|c| c.0 == "Ready"),
+        conditions(&t, &t.ns, "ok")
+            .await
+            .iter()
+            .all(|c| c.0 == "Ready"),
         "Stalled is gone once it unseals"
     );
     t.ctrl
@@ -205,8 +213,14 @@ async fn a_write_the_api_server_keeps_refusing_is_reconciling_until_it_goes_thro
         }
     }))
     .unwrap();
-    policies.create(&PostParams::default(), &deny).await.unwrap();
-    bindings.create(&PostParams::default(), &bind).await.unwrap();
+    policies
+        .create(&PostParams::default(), &deny)
+        .await
+        .unwrap();
+    bindings
+        .create(&PostParams::default(), &bind)
+        .await
+        .unwrap();
     // The API server loads policies asynchronously: wait until a dry-run
     // create is refused.
     let secrets: Api<Secret> = Api::namespaced(t.admin.clone(), &t.ns);
@@ -230,7 +244,11 @@ async fn a_write_the_api_server_keeps_refusing_is_reconciling_until_it_goes_thro
     })
     .await;
     let rec = c.iter().find(|c| c.0 == "Reconciling").unwrap();
-    assert_eq!((rec.1.as_str(), rec.2.as_str()), ("True", "Retrying"), "{c:?}");
+    assert_eq!(
+        (rec.1.as_str(), rec.2.as_str()),
+        ("True", "Retrying"),
+        "{c:?}"
+    );
     assert!(
         rec.3.contains("answered 403 (Forbidden)"),
         "the code and reason, not the API's text: {}",
@@ -251,7 +269,10 @@ async fn a_write_the_api_server_keeps_refusing_is_reconciling_until_it_goes_thro
     t.wait_reason(&t.ns, "db", "Unsealed").await;
     wait_kstatus(&t, &t.ns, "db", "Current").await;
     assert!(
-        conditions(&t, &t.ns, "db").await.iter().all(|c| c.0 == "Ready"),
+        conditions(&t, &t.ns, "db")
+            .await
+            .iter()
+            .all(|c| c.0 == "Ready"),
         "Reconciling is gone once the Secret is written"
     );
     t.ctrl.assert_log_free_of(&["rec-e2e"]);

@@ -145,8 +145,8 @@ pub const UNOBSERVED_GENERATION: i64 = -1;
 /// `{observedGeneration: -1}` ([`UNOBSERVED_GENERATION`]). The API server
 /// applies the default when it reads an object without a status, so every
 /// reader, `kubectl get -o yaml` included, sees it as not yet observed.
-pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition
-{
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON;
     use kube::CustomResourceExt;
     let mut crd = SealedSecret::crd();
