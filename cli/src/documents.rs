@@ -28,63 +28,72 @@ impl Doc {
     }
 }
 
+/// The documents of an input in order: a JSON object or a YAML stream,
+/// with the items of a `kind: List` in its place. An empty document is a
+/// `null`, so that numbering matches the file.
+pub fn documents(input: &Input) -> Result<Vec<serde_json::Value>> {
+    let values: Vec<serde_json::Value> = if input.text.trim_start().starts_with('{') {
+        vec![
+            serde_json::from_str(&input.text)
+                .map_err(|e| Failure::input(format!("{}: not valid JSON: {e}", input.name)))?,
+        ]
+    } else {
+        serde_saphyr::from_multiple(&input.text).map_err(|e| {
+            Failure::input(format!(
+                "{}: not valid YAML: {}",
+                input.name,
+                e.to_string().lines().next().unwrap_or("")
+            ))
+        })?
+    };
+    let mut out = Vec::new();
+    for v in values {
+        if v.get("kind").and_then(|k| k.as_str()) == Some("List") {
+            out.extend(
+                v.get("items")
+                    .and_then(|i| i.as_array())
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        } else {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
 /// Every SealedSecret in the inputs; other kinds are skipped when
 /// `skip_other_kinds`, refused otherwise.
 pub fn read_sealed(inputs: &[Input], skip_other_kinds: bool) -> Result<Vec<Doc>> {
     let mut out = Vec::new();
     for input in inputs {
-        let values: Vec<serde_json::Value> = if input.text.trim_start().starts_with('{') {
-            vec![
-                serde_json::from_str(&input.text)
-                    .map_err(|e| Failure::input(format!("{}: not valid JSON: {e}", input.name)))?,
-            ]
-        } else {
-            serde_saphyr::from_multiple(&input.text).map_err(|e| {
-                Failure::input(format!(
-                    "{}: not valid YAML: {}",
-                    input.name,
-                    e.to_string().lines().next().unwrap_or("")
-                ))
-            })?
-        };
-        let mut index = 0;
-        for v in values {
-            let items = if v.get("kind").and_then(|k| k.as_str()) == Some("List") {
-                v.get("items")
-                    .and_then(|i| i.as_array())
-                    .cloned()
-                    .unwrap_or_default()
-            } else {
-                vec![v]
+        for (i, item) in documents(input)?.into_iter().enumerate() {
+            let index = i + 1;
+            let kind = item.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            let api = item
+                .get("apiVersion")
+                .and_then(|k| k.as_str())
+                .unwrap_or("");
+            let not_sealed = format!(
+                "{}: document {index}: kind {kind:?} ({api}) is not a coffer.dev SealedSecret",
+                input.name
+            );
+            let sealed = match read_sealed_secret(item) {
+                Ok(Some(s)) => s,
+                Ok(None) if skip_other_kinds => continue,
+                Ok(None) => return Err(Failure::input(not_sealed)),
+                Err(e) => {
+                    return Err(Failure::input(format!(
+                        "{}: document {index}: {e}",
+                        input.name
+                    )));
+                }
             };
-            for item in items {
-                index += 1;
-                let kind = item.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-                let api = item
-                    .get("apiVersion")
-                    .and_then(|k| k.as_str())
-                    .unwrap_or("");
-                let not_sealed = format!(
-                    "{}: document {index}: kind {kind:?} ({api}) is not a coffer.dev SealedSecret",
-                    input.name
-                );
-                let sealed = match read_sealed_secret(item) {
-                    Ok(Some(s)) => s,
-                    Ok(None) if skip_other_kinds => continue,
-                    Ok(None) => return Err(Failure::input(not_sealed)),
-                    Err(e) => {
-                        return Err(Failure::input(format!(
-                            "{}: document {index}: {e}",
-                            input.name
-                        )));
-                    }
-                };
-                out.push(Doc {
-                    file: input.name.clone(),
-                    index,
-                    sealed,
-                });
-            }
+            out.push(Doc {
+                file: input.name.clone(),
+                index,
+                sealed,
+            });
         }
     }
     Ok(out)

@@ -2,6 +2,7 @@
 //! keys that open them. A thin layer over coffer-core: it reads, calls the
 //! library, and writes.
 
+mod check;
 mod cluster;
 mod documents;
 mod error;
@@ -10,6 +11,7 @@ mod io;
 mod key_admin;
 mod recover;
 mod rotate;
+mod rules;
 mod seal;
 mod verify;
 
@@ -145,6 +147,8 @@ enum Command {
     },
     /// Show scopes, items, key ids and size buckets of SealedSecrets, offline.
     Inspect(inspect::InspectArgs),
+    /// Find what must not be committed, offline: plain Secrets, unreadable or altered SealedSecrets, values not sealed as .coffer.yaml asks.
+    Check(check::CheckArgs),
     /// Ask the controller whether each SealedSecret opens in this cluster.
     Verify {
         #[command(flatten)]
@@ -213,6 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
             cluster::parse_recipients("the cluster's recipients file", &text)?;
             io::emit(output.as_deref(), &text)
         }
+        Command::Check(args) => check::run(args),
         Command::Inspect(args) => {
             let format = match (args.format, cli.format) {
                 (Some(f), _) => f,

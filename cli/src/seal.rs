@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use crate::cluster::{Target, parse_recipients};
 use crate::error::{Failure, Result};
 use crate::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_atomic};
+use crate::rules::Rules;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -27,9 +28,9 @@ pub struct SealArgs {
     /// Recipients file, `-` for stdin, an `https://` URL, or an `age1…` recipient itself (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
     #[arg(long = "recipients", short = 'r', value_name = "FILE|-|URL|age1…")]
     pub recipients: Vec<PathBuf>,
-    /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere).
-    #[arg(long, default_value = "strict", value_parser = parse_scope)]
-    pub scope: Scope,
+    /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere) [default: the .coffer.yaml rule's, else strict].
+    #[arg(long, value_parser = parse_scope)]
+    pub scope: Option<Scope>,
     /// Write here (atomically) instead of stdout.
     #[arg(short = 'w', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -57,6 +58,47 @@ pub struct SealArgs {
     /// Warn when the newest key in a recipients file is older than this.
     #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_period)]
     pub renewal_period: Duration,
+}
+
+impl SealArgs {
+    /// The scope: `--scope`, else the `.coffer.yaml` rule's (filled in by
+    /// [`apply_rules`]), else strict.
+    fn scope(&self) -> Scope {
+        self.scope.unwrap_or(Scope::Strict)
+    }
+}
+
+/// Without `-r`, takes the recipients (and, without `--scope`, the scope)
+/// from the `.coffer.yaml` rule matching the file written (`-w` or
+/// `--merge-into`), and says so on stderr.
+fn apply_rules(args: &mut SealArgs) -> Result<()> {
+    let Some(written) = args.output.as_ref().or(args.merge_into.as_ref()) else {
+        return Ok(());
+    };
+    if !args.recipients.is_empty() {
+        return Ok(());
+    }
+    let Some(rules) = Rules::find(written)? else {
+        return Ok(());
+    };
+    let Some(rule) = rules.for_path(written) else {
+        return Ok(());
+    };
+    args.recipients = rules.recipients_paths(rule);
+    if args.scope.is_none() {
+        args.scope = rule.scope;
+    }
+    eprintln!(
+        "note: {}: recipients {}{} from rule {:?} of {}",
+        written.display(),
+        rule.recipients.join(", "),
+        rule.scope
+            .map(|s| format!(", scope {s}"))
+            .unwrap_or_default(),
+        rule.path,
+        rules.root.join(crate::rules::FILE).display()
+    );
+    Ok(())
 }
 
 /// The namespace used when the manifest, `-n` and the kubeconfig context
@@ -164,11 +206,12 @@ fn human_duration(d: Duration) -> String {
 }
 
 pub async fn run(
-    args: SealArgs,
+    mut args: SealArgs,
     target: &Target,
     namespace: Option<String>,
     format: Format,
 ) -> Result<()> {
+    apply_rules(&mut args)?;
     if args.recipients.iter().any(|r| r.as_os_str() == "-") {
         let stdin_taken = if args.raw {
             args.from_file.is_none().then_some("the --raw value")
@@ -228,7 +271,7 @@ pub async fn run(
     let keys = recipients(&args.recipients, target, args.renewal_period).await?;
     let mut sealed = Vec::new();
     for (file, m) in &manifests {
-        let s = seal_secret(m, ns.as_deref(), explicit, args.scope, &keys)
+        let s = seal_secret(m, ns.as_deref(), explicit, args.scope(), &keys)
             .map_err(|e| seal_failure(file, e))?;
         sealed.push(s);
     }
@@ -293,7 +336,7 @@ fn merge(path: &std::path::Path, sealed: Vec<SealedSecret>, format: Format) -> R
 async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Result<()> {
     let key = args.key.clone().unwrap_or_default();
     let namespace = namespace.or_else(|| target.context_namespace());
-    let ns = match (args.scope, namespace) {
+    let ns = match (args.scope(), namespace) {
         (Scope::Cluster, n) => n.unwrap_or_default(),
         (_, Some(n)) => n,
         (_, None) => {
@@ -302,7 +345,7 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
             ));
         }
     };
-    let name = match (args.scope, &args.name) {
+    let name = match (args.scope(), &args.name) {
         (Scope::Strict, None) => {
             return Err(Failure::usage("--raw with --scope strict needs --name"));
         }
@@ -355,7 +398,7 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
         name: &name,
         key: &key,
     };
-    let sealed = coffer_format::seal(&value, args.scope, at, &keys)
+    let sealed = coffer_format::seal(&value, args.scope(), at, &keys)
         .map_err(|e| Failure::input(format!("item {key:?}: {e}")))?;
     emit(args.output.as_deref(), &format!("{sealed}\n"))
 }

@@ -959,3 +959,214 @@ fn inspect_and_recover_search_directories() {
         .success()
         .stdout(predicate::str::contains("name: db"));
 }
+
+/// A repository with `.coffer.yaml`: prod and dr recipients files, base/
+/// sealed for both, clusters/dr/ for dr only with scope namespace.
+fn repo() -> Dir {
+    let d = Dir::new();
+    std::fs::create_dir_all(d.path("recipients")).unwrap();
+    std::fs::create_dir_all(d.path("base")).unwrap();
+    std::fs::create_dir_all(d.path("clusters/dr")).unwrap();
+    std::fs::create_dir_all(d.path(".git")).unwrap();
+    std::fs::rename(d.path("r.txt"), d.path("recipients/prod.txt")).unwrap();
+    d.coffer()
+        .args([
+            "keygen",
+            "-w",
+            "dr-identity.txt",
+            "--recipients-out",
+            "recipients/dr.txt",
+        ])
+        .assert()
+        .success();
+    d.write(
+        ".coffer.yaml",
+        "rules:\n  - path: \"clusters/dr/**\"\n    recipients: [recipients/dr.txt]\n    scope: namespace\n  - path: \"base/**\"\n    recipients: [recipients/prod.txt, recipients/dr.txt]\n",
+    );
+    d.write("secret.yaml", SECRET);
+    d
+}
+
+fn key_id(d: &Dir, recipients: &str) -> String {
+    d.read(recipients)
+        .lines()
+        .find_map(|l| l.strip_prefix("# coffer: key="))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn seal_takes_recipients_and_scope_from_the_rule_of_the_file_it_writes() {
+    let d = repo();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "recipients recipients/dr.txt, scope namespace from rule \"clusters/dr/**\"",
+        ))
+        .stderr(no_plaintext());
+    // dr's key opens it; prod's does not.
+    d.coffer()
+        .args(["recover", "-i", "dr-identity.txt", "clusters/dr/db.yaml"])
+        .assert()
+        .success()
+        // base64 of cli-plaintext-1
+        .stdout(predicate::str::contains("Y2xpLXBsYWludGV4dC0x"));
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "clusters/dr/db.yaml"])
+        .assert()
+        .failure();
+    d.coffer()
+        .args(["inspect", "clusters/dr/db.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("scope: namespace"));
+    // base/ is sealed once for both clusters.
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "base/db.yaml"])
+        .assert()
+        .success();
+    for identity in ["identity.txt", "dr-identity.txt"] {
+        d.coffer()
+            .args(["recover", "-i", identity, "base/db.yaml"])
+            .assert()
+            .success();
+    }
+    // -r and --scope win over the rule.
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "-r",
+            "recipients/prod.txt",
+            "--scope",
+            "strict",
+            "-w",
+            "clusters/dr/other.yaml",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("rule").not());
+    d.coffer()
+        .args(["inspect", "clusters/dr/other.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("scope: strict"));
+}
+
+#[test]
+fn check_passes_a_clean_repository_and_names_every_problem_with_its_fix() {
+    let d = repo();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+        .assert()
+        .success();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "base/db.yaml"])
+        .assert()
+        .success();
+    std::fs::remove_file(d.path("secret.yaml")).unwrap();
+    d.coffer()
+        .args(["check"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("2 SealedSecret(s), 0 problem(s)"));
+
+    // A plain Secret committed by mistake: named, never quoted.
+    d.write("base/leak.yaml", SECRET);
+    // Sealed for prod only where the rule asks for prod and dr (what a
+    // rotation or a new cluster leaves behind).
+    d.coffer()
+        .args([
+            "seal",
+            "-r",
+            "recipients/prod.txt",
+            "-w",
+            "base/stale.yaml",
+            "base/leak.yaml",
+        ])
+        .assert()
+        .success();
+    // Strict where the rule asks for namespace.
+    d.coffer()
+        .args([
+            "seal",
+            "base/leak.yaml",
+            "--scope",
+            "strict",
+            "-w",
+            "clusters/dr/strict.yaml",
+        ])
+        .assert()
+        .success();
+    // A value cut short.
+    let sealed = d.read("base/db.yaml");
+    let cut: String = sealed
+        .lines()
+        .map(|l| match l.split_once("password: ") {
+            Some((head, v)) => format!("{head}password: {}\n", &v[..v.len() / 2]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    d.write("base/cut.yaml", &cut);
+    d.write("base/broken.yaml", "kind: [\n");
+    let dr = key_id(&d, "recipients/dr.txt");
+    let out = d
+        .coffer()
+        .args(["check"])
+        .assert()
+        .code(5)
+        .stdout(no_plaintext())
+        .stderr(no_plaintext());
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let has = |file: &str, what: &str| {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(file) && l.contains(what) && l.contains("; fix: ")),
+            "no line for {file} saying {what:?} in\n{stdout}"
+        );
+    };
+    has(
+        "./base/leak.yaml: document 1 (Secret shop/db)",
+        "a plain Secret with values is committed",
+    );
+    has(
+        "./base/stale.yaml: document 1 (SealedSecret shop/db)",
+        &format!("item \"password\" is not sealed to key {dr} of recipients/dr.txt"),
+    );
+    has(
+        "./clusters/dr/strict.yaml",
+        "item \"password\" is sealed with scope strict, but rule \"clusters/dr/**\"",
+    );
+    has("./base/cut.yaml", "item \"password\" is not a sealed value");
+    has("./base/broken.yaml", "cannot be read");
+    // One line per problem: stale has two items, strict two, cut one.
+    assert_eq!(lines.len(), 1 + 2 + 2 + 1 + 1, "{stdout}");
+    // Checking only the clean files passes.
+    d.coffer()
+        .args(["check", "base/db.yaml", "clusters/dr/db.yaml"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_bad_rules_file_is_an_input_error() {
+    let d = repo();
+    d.write(
+        ".coffer.yaml",
+        "rules:\n  - path: \"base/**\"\n    recipient: [x]\n",
+    );
+    d.write("base/db.yaml", "");
+    d.coffer()
+        .args(["check"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(".coffer.yaml"))
+        .stderr(predicate::str::contains("unknown field"));
+}
