@@ -1170,3 +1170,14 @@ fn a_bad_rules_file_is_an_input_error() {
         .stderr(predicate::str::contains(".coffer.yaml"))
         .stderr(predicate::str::contains("unknown field"));
 }
+
+#[test]
+fn the_example_repository_passes_coffer_check() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gitops");
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("check")
+        .current_dir(&example)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("3 SealedSecret(s), 0 problem(s)"));
+}

@@ -12,8 +12,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use coffer_core::SealedSecret;
+use coffer_core::api::{KeyStatus, key_secret};
+use coffer_format::key::parse_identity_file;
 use coffer_format::{Scope, SecretKey};
-use coffer_test_support::{eventually, namespace, root};
+use coffer_test_support::{
+    ControllerProcess, Server, eventually, grant_key_namespace, namespace, root, suffix,
+};
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -276,4 +280,87 @@ async fn a_write_the_api_server_keeps_refusing_is_reconciling_until_it_goes_thro
         "Reconciling is gone once the Secret is written"
     );
     t.ctrl.assert_log_free_of(&["rec-e2e"]);
+}
+
+/// The example repository (`examples/gitops`), as a user would run it:
+/// each cluster's overlay applied with `kubectl apply -k` to its own API
+/// server, whose controller holds that cluster's (published example) key.
+/// The base value, sealed once for both, opens in both; each overlay's own
+/// value opens only where it was sealed for.
+#[tokio::test]
+async fn the_example_repository_unseals_in_each_cluster_it_was_sealed_for() {
+    let example = root().join("examples/gitops");
+    for (cluster, other, token) in [
+        ("prod", "dr", "example-prod-payment-token"),
+        ("dr", "prod", "example-dr-payment-token"),
+    ] {
+        let server = Server::start_private(&format!("gitops-{cluster}")).unwrap();
+        let _stop = server.stop_on_drop();
+        server.install_deploy();
+        let admin = server.admin().await;
+        // The cluster's key, loaded as an open-only key before the
+        // controller starts (docs/operations.md, "Adding a key by hand").
+        let key_ns = namespace(&admin, &format!("gitops-{cluster}-keys")).await;
+        grant_key_namespace(&admin, &key_ns).await;
+        let identity =
+            std::fs::read_to_string(example.join(format!("example-keys/{cluster}.txt"))).unwrap();
+        let key = parse_identity_file(&identity).unwrap().remove(0);
+        let keys: Api<Secret> = Api::namespaced(admin.clone(), &key_ns);
+        keys.create(
+            &PostParams::default(),
+            &key_secret(&key, None, KeyStatus::OpenOnly, None),
+        )
+        .await
+        .unwrap();
+
+        let overlay = example.join(format!("clusters/{cluster}"));
+        server.kubectl_ok(&["apply", "-k", overlay.to_str().unwrap()]);
+        let ctrl = ControllerProcess::start(
+            &server,
+            Path::new(BIN),
+            &format!("gitops-{cluster}-{}", suffix()),
+            &["--namespaces", "shop", "--key-namespace", &key_ns],
+        )
+        .await
+        .unwrap();
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), "shop");
+        let value = |name: &'static str, item: &'static str| {
+            let secrets = secrets.clone();
+            async move {
+                let s = secrets.get(name).await.ok()?;
+                Some(s.data?.get(item)?.0.clone())
+            }
+        };
+        eventually(WAIT, &format!("{cluster}: shop/db"), || async {
+            (value("db", "password").await? == b"example-db-password").then_some(())
+        })
+        .await;
+        eventually(WAIT, &format!("{cluster}: shop/payment-api"), || async {
+            (value("payment-api", "token").await? == token.as_bytes()).then_some(())
+        })
+        .await;
+
+        // The other cluster's value, applied here, is refused and says so.
+        let foreign = example.join(format!("clusters/{other}/payment-api.sealed.yaml"));
+        let mut moved: SealedSecret =
+            serde_saphyr::from_str(&std::fs::read_to_string(foreign).unwrap()).unwrap();
+        moved.metadata.name = Some("payment-api-from-elsewhere".into());
+        Api::<SealedSecret>::namespaced(admin.clone(), "shop")
+            .create(&PostParams::default(), &moved)
+            .await
+            .unwrap();
+        eventually(
+            WAIT,
+            &format!("{cluster}: the foreign value refused"),
+            || async {
+                let s = Api::<SealedSecret>::namespaced(admin.clone(), "shop")
+                    .get("payment-api-from-elsewhere")
+                    .await
+                    .ok()?;
+                (s.ready_condition()?.reason == "NoMatchingKey").then_some(())
+            },
+        )
+        .await;
+        ctrl.assert_log_free_of(&["example-db-password", token]);
+    }
 }
