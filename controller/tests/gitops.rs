@@ -2,19 +2,21 @@
 //! checks use kstatus (`sigs.k8s.io/cli-utils/pkg/kstatus`); here kstatus
 //! itself (built from its Go module by `tests/kstatus/build`) judges live
 //! objects from the test API server: InProgress before the controller acts
-//! and while it retries, Current when unsealed, Failed when refused.
+//! and while it retries, Current when unsealed, Failed when refused. Argo CD
+//! (built from its module by `tests/argocd/build`), with the health check of
+//! `deploy/argocd`, must agree on each: Progressing, Healthy, Degraded.
 
 mod common;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use coffer_core::SealedSecret;
 use coffer_core::api::{KeyStatus, key_secret};
 use coffer_format::key::parse_identity_file;
 use coffer_format::{Scope, SecretKey};
+use coffer_test_support::tools::{Scratch, argocd_health_of, argocd_health_run, tool};
 use coffer_test_support::{
     ControllerProcess, Server, eventually, grant_key_namespace, namespace, root, suffix,
 };
@@ -25,33 +27,16 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 
-/// The kstatus command, built once per test process.
-fn kstatus_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(root().join("tests/kstatus/build"))
-            .output()
-            .expect("run tests/kstatus/build");
-        assert!(
-            out.status.success(),
-            "tests/kstatus/build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        PathBuf::from(stdout.lines().last().expect("a path"))
-    })
+/// The kstatus command, built once.
+fn kstatus_bin() -> PathBuf {
+    tool("tests/kstatus/build")
 }
 
 /// kstatus' (status, message) for the live SealedSecret `ns/name`, read
 /// from the API server as it stores it (defaults applied, nothing of it
 /// interpreted by Coffer's types).
 async fn kstatus(t: &Cluster, ns: &str, name: &str) -> (String, String) {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        t.admin.clone(),
-        ns,
-        &ApiResource::erase::<SealedSecret>(&()),
-    );
-    let live = serde_json::to_vec(&api.get(name).await.unwrap()).unwrap();
+    let live = live_json(t, ns, name).await;
     let mut child = Command::new(kstatus_bin())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -72,13 +57,51 @@ async fn kstatus(t: &Cluster, ns: &str, name: &str) -> (String, String) {
     )
 }
 
-/// Waits until kstatus says `want` of `ns/name`; returns its message.
+/// Waits until kstatus says `want` of `ns/name`; returns its message. Then
+/// Argo CD, with the health check of `deploy/argocd`, must say the same of
+/// the same live object: Progressing, Healthy or Degraded.
 async fn wait_kstatus(t: &Cluster, ns: &str, name: &str, want: &str) -> String {
-    eventually(WAIT, &format!("kstatus {want} for {ns}/{name}"), || async {
+    let message = eventually(WAIT, &format!("kstatus {want} for {ns}/{name}"), || async {
         let (status, message) = kstatus(t, ns, name).await;
         (status == want).then_some(message)
     })
-    .await
+    .await;
+    let argo = match want {
+        "InProgress" => "Progressing",
+        "Current" => "Healthy",
+        _ => "Degraded",
+    };
+    let (health, _) = argocd_health(t, ns, name).await;
+    assert_eq!(
+        health, argo,
+        "Argo CD's health of {ns}/{name} (kstatus {want})"
+    );
+    message
+}
+
+/// Argo CD's (health, message) of the live SealedSecret `ns/name`, with
+/// the check of `deploy/argocd/argocd-cm.yaml`.
+async fn argocd_health(t: &Cluster, ns: &str, name: &str) -> (String, String) {
+    let scratch = Scratch::new("argocd-live");
+    let object = scratch.write("object.json", live_json(t, ns, name).await);
+    let out = argocd_health_run(&object, &root().join("deploy/argocd/argocd-cm.yaml"));
+    argocd_health_of(&out).unwrap_or_else(|| {
+        panic!(
+            "argocd: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The live object as the API server returns it.
+async fn live_json(t: &Cluster, ns: &str, name: &str) -> Vec<u8> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        t.admin.clone(),
+        ns,
+        &ApiResource::erase::<SealedSecret>(&()),
+    );
+    serde_json::to_vec(&api.get(name).await.unwrap()).unwrap()
 }
 
 /// The conditions of a live SealedSecret by type: (status, reason, message).
@@ -105,6 +128,7 @@ async fn kstatus_sees_in_progress_then_current_or_failed() {
     let (status, message) = kstatus(&t, &idle, "db").await;
     assert_eq!(status, "InProgress", "{message}");
     assert!(message.contains("observed generation is -1"), "{message}");
+    assert_eq!(argocd_health(&t, &idle, "db").await.0, "Progressing");
 
     // Unsealed: Current, and only a Ready condition.
     let first = t.recipients[0].clone();

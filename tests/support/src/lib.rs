@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod procfs;
+pub mod tools;
 
 pub use cluster::{Cluster, WAIT, published_recipients, secret_data};
 

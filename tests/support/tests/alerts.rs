@@ -5,30 +5,16 @@
 //! promtool is built from the Prometheus Go module by
 //! `tests/prometheus/build` (once, then cached like helm and envtest).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use coffer_test_support::tools::tool;
 use coffer_test_support::{root, suffix, target_dir};
 use serde_json::Value;
 
-/// The promtool binary, built once per test process.
-fn promtool() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(root().join("tests/prometheus/build"))
-            .output()
-            .expect("run tests/prometheus/build");
-        assert!(
-            out.status.success(),
-            "tests/prometheus/build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).expect("utf-8");
-        let path = PathBuf::from(stdout.lines().last().expect("a path"));
-        assert!(path.is_file(), "{} is not a file", path.display());
-        path
-    })
+/// promtool, built from the Prometheus module once.
+fn promtool() -> PathBuf {
+    tool("tests/prometheus/build")
 }
 
 fn promtool_run(args: &[&str]) -> Output {

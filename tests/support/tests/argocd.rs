@@ -12,11 +12,11 @@
 //! promtool).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use coffer_test_support::{kubectl_bin, root, suffix, target_dir};
+use coffer_test_support::tools::{Scratch, argocd_health_of, argocd_health_run};
+use coffer_test_support::{kubectl_bin, root};
 use serde_json::Value;
 
 const CM: &str = "deploy/argocd/argocd-cm.yaml";
@@ -24,86 +24,12 @@ const CM_KEY: &str = "resource.customizations.health.coffer.dev_SealedSecret";
 const SCRIPT: &str = "deploy/argocd/health.lua";
 const TESTS: &str = "deploy/argocd/health_test.yaml";
 
-/// The argocd binary, built once per test process.
-fn argocd_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(root().join("tests/argocd/build"))
-            .output()
-            .expect("run tests/argocd/build");
-        assert!(
-            out.status.success(),
-            "tests/argocd/build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).expect("utf-8");
-        let path = PathBuf::from(stdout.lines().last().expect("a path"));
-        assert!(path.is_file(), "{} is not a file", path.display());
-        path
-    })
-}
-
-/// A scratch directory under the target dir, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Self {
-        let dir = target_dir().join(format!("argocd/{what}-{}", suffix()));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write scratch file");
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `argocd admin settings resource-overrides health OBJECT --argocd-cm-path CM`,
-/// offline, with a HOME of its own so no user config is read.
-fn health_run(object: &Path, cm: &Path) -> Output {
-    static HOME: OnceLock<Scratch> = OnceLock::new();
-    let home = HOME.get_or_init(|| Scratch::new("home"));
-    Command::new(argocd_bin())
-        .args(["admin", "settings", "resource-overrides", "health"])
-        .arg(object)
-        .arg("--argocd-cm-path")
-        .arg(cm)
-        .current_dir(root())
-        .env("HOME", &home.0)
-        .env_remove("KUBECONFIG")
-        .env_remove("ARGOCD_OPTS")
-        .output()
-        .expect("run argocd")
-}
-
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// The `(status, message)` that `argocd ... health` printed
-/// (`STATUS: X\nMESSAGE: Y\n`), or None for anything else.
-fn health_of(out: &Output) -> Option<(String, String)> {
-    if !out.status.success() {
-        return None;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let rest = stdout.strip_prefix("STATUS: ")?;
-    let (status, rest) = rest.split_once('\n')?;
-    let message = rest.strip_prefix("MESSAGE: ")?;
-    let message = message.strip_suffix('\n').unwrap_or(message);
-    Some((status.to_string(), message.to_string()))
 }
 
 fn yaml_file(path: &Path) -> Value {
@@ -154,9 +80,9 @@ fn every_case_of_health_test_yaml_passes_in_argo_cd() {
     let cm = root().join(CM);
     let mut failures = Vec::new();
     for case in &cases {
-        let out = health_run(&dir.join(&case.input_path), &cm);
+        let out = argocd_health_run(&dir.join(&case.input_path), &cm);
         let want = (case.status.clone(), case.message.clone());
-        match health_of(&out) {
+        match argocd_health_of(&out) {
             Some(got) if got == want => {}
             Some(got) => failures.push(format!(
                 "{}: want {want:?}, Argo CD says {got:?}",
@@ -229,15 +155,15 @@ fn argo_cd_runs_the_script_of_the_given_configmap() {
     // A refusal reported as healthy.
     let lenient = script.replacen("hs.status = \"Degraded\"", "hs.status = \"Healthy\"", 1);
     assert_ne!(lenient, script);
-    let cm = scratch.write("lenient.yaml", &cm_with_script(&lenient));
-    let out = health_run(&object, &cm);
-    let (status, _) = health_of(&out).unwrap_or_else(|| panic!("{}", text(&out)));
+    let cm = scratch.write("lenient.yaml", cm_with_script(&lenient));
+    let out = argocd_health_run(&object, &cm);
+    let (status, _) = argocd_health_of(&out).unwrap_or_else(|| panic!("{}", text(&out)));
     assert_eq!(status, "Healthy", "{}", text(&out));
 
     // A Lua error: argocd fails, naming it.
     let broken = format!("{script}\nlocal x = (\n");
-    let cm = scratch.write("broken.yaml", &cm_with_script(&broken));
-    let out = health_run(&object, &cm);
+    let cm = scratch.write("broken.yaml", cm_with_script(&broken));
+    let out = argocd_health_run(&object, &cm);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("failed to get resource health for dev/db"),
@@ -253,9 +179,9 @@ fn argo_cd_runs_the_script_of_the_given_configmap() {
         1,
     );
     assert_ne!(with_string_lib, script);
-    let cm = scratch.write("string-lib.yaml", &cm_with_script(&with_string_lib));
-    let out = health_run(&object, &cm);
-    assert!(health_of(&out).is_none(), "{}", text(&out));
+    let cm = scratch.write("string-lib.yaml", cm_with_script(&with_string_lib));
+    let out = argocd_health_run(&object, &cm);
+    assert!(argocd_health_of(&out).is_none(), "{}", text(&out));
     assert!(
         text(&out).contains("attempt to index a non-table object(nil) with key 'format'"),
         "{}",
@@ -270,13 +196,10 @@ fn argo_cd_has_no_built_in_check_for_coffer_sealed_secrets() {
     let scratch = Scratch::new("builtin");
     let mut cm = yaml_file(&root().join(CM));
     cm["data"] = serde_json::json!({});
-    let cm = scratch.write(
-        "argocd-cm.yaml",
-        &serde_json::to_string_pretty(&cm).unwrap(),
-    );
+    let cm = scratch.write("argocd-cm.yaml", serde_json::to_string_pretty(&cm).unwrap());
 
     let coffer = root().join("deploy/argocd/testdata/degraded-stalled-scope-mismatch.yaml");
-    let out = health_run(&coffer, &cm);
+    let out = argocd_health_run(&coffer, &cm);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -290,11 +213,11 @@ fn argo_cd_has_no_built_in_check_for_coffer_sealed_secrets() {
     bitnami["apiVersion"] = Value::String("bitnami.com/v1alpha1".into());
     let bitnami = scratch.write(
         "bitnami.yaml",
-        &serde_json::to_string_pretty(&bitnami).unwrap(),
+        serde_json::to_string_pretty(&bitnami).unwrap(),
     );
-    let out = health_run(&bitnami, &cm);
+    let out = argocd_health_run(&bitnami, &cm);
     assert_eq!(
-        health_of(&out),
+        argocd_health_of(&out),
         Some((
             "Progressing".to_string(),
             "Waiting for Sealed Secret to be decrypted".to_string()
@@ -319,7 +242,7 @@ fn the_patch_merges_into_an_existing_argocd_cm() {
     let scratch = Scratch::new("patch");
     let live = scratch.write(
         "live.yaml",
-        &serde_json::to_string_pretty(&serde_json::json!({
+        serde_json::to_string_pretty(&serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use coffer_test_support::tools::tool;
 use coffer_test_support::{
     Server, kubectl_bin, namespaced_kustomization, root, suffix, target_dir,
 };
@@ -52,15 +53,9 @@ fn output(cmd: &mut Command, stdin: Option<&str>) -> std::process::Output {
     child.wait_with_output().expect("wait")
 }
 
-/// The helm binary, built once per test process.
-fn helm_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = run(&mut Command::new(root().join("tests/helm/build")), None);
-        let path = PathBuf::from(out.lines().last().expect("tests/helm/build prints a path"));
-        assert!(path.is_file(), "{} is not a file", path.display());
-        path
-    })
+/// helm, built from its Go module once.
+fn helm_bin() -> PathBuf {
+    tool("tests/helm/build")
 }
 
 /// The envtest kubectl, built if needed.
