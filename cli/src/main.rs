@@ -28,7 +28,7 @@ use crate::io::Format;
 #[derive(Parser, Debug)]
 #[command(
     name = "coffer",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("COFFER_COMMIT"), ")"),
     about = "Seal Kubernetes Secrets so they are safe to commit; only the cluster's controller can open them",
     after_help = "Examples:
   coffer recipients -w recipients.txt                 # once: fetch the cluster's public key

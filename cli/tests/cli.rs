@@ -653,7 +653,11 @@ fn completion_version_and_help_with_examples() {
         .arg("--version")
         .assert()
         .success()
-        .stdout(predicate::str::starts_with("coffer "));
+        .stdout(format!(
+            "coffer {} (commit {})\n",
+            env!("CARGO_PKG_VERSION"),
+            coffer_test_support::git_commit()
+        ));
     for sub in [
         "seal",
         "recipients",

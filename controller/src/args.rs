@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "coffer-controller",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("COFFER_COMMIT"), ")"),
     about = "Unseals Coffer SealedSecrets into Secrets and keeps the sealing keys",
     after_help = "Examples:\n  coffer-controller                       # in cluster, all namespaces\n  coffer-controller --kubeconfig ~/.kube/config --namespaces shop,web\n  coffer-controller crd > crds/sealedsecret.yaml"
 )]

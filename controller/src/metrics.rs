@@ -59,6 +59,7 @@ pub struct ApiLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabel {
     version: String,
+    commit: String,
 }
 
 /// Every reason a SealedSecret can be refused with (its `Ready=False`
@@ -124,9 +125,10 @@ impl Metrics {
         let mut registry = Registry::with_prefix("coffer");
         registry.register(
             "build",
-            "The controller's version",
+            "The controller's version and the git commit it was built from",
             Info::new(BuildLabel {
                 version: env!("CARGO_PKG_VERSION").into(),
+                commit: env!("COFFER_COMMIT").into(),
             }),
         );
         let unseal = Family::<ReasonLabel, Counter>::default();
@@ -493,8 +495,9 @@ mod tests {
             "{text}"
         );
         let build = format!(
-            "coffer_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
+            "coffer_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("COFFER_COMMIT")
         );
         assert!(text.contains(&build), "{text}");
     }

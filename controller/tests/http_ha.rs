@@ -352,8 +352,9 @@ async fn metrics_expose_the_named_series() {
         "coffer_reconcile_errors_total{error=\"api_error\"} 0\n".into(),
         "coffer_leader 1\n".into(),
         format!(
-            "coffer_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
+            "coffer_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            coffer_test_support::git_commit()
         ),
         "coffer_keys{state=\"active\"} 1\n".into(),
         // --key-renewal-period's default, 720h.

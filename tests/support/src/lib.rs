@@ -603,3 +603,22 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The commit checked out, as `build/commit.rs` stamps it into the
+/// binaries: 12 hex digits, or `unknown` outside a git checkout.
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .chars()
+                .take(12)
+                .collect()
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
