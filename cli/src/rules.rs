@@ -99,24 +99,32 @@ impl Rules {
     }
 
     /// The `.coffer.yaml` nearest above `path` (a file or directory, which
-    /// need not exist yet), searching up to the root of the file system or
-    /// of the git repository, whichever comes first.
+    /// need not exist yet) within its git repository. Rules decide whose
+    /// keys values are sealed to, so they are taken only from the
+    /// repository the user works in: outside a git repository there are
+    /// none, and a file writable by everyone, or owned by another user than
+    /// the directory being written to, is refused.
     pub fn find(path: &Path) -> Result<Option<Rules>> {
-        let Some(mut dir) = absolute_dir(path) else {
+        let Some(start) = absolute_dir(path) else {
             return Ok(None);
         };
-        loop {
+        let Some(repo) = start.ancestors().find(|d| d.join(".git").exists()) else {
+            return Ok(None);
+        };
+        for dir in start.ancestors() {
             let file = dir.join(FILE);
             if file.is_file() {
+                trusted(&file, &start)?;
                 let text = std::fs::read_to_string(&file).map_err(|e| {
                     Failure::input(format!("{}: {}", file.display(), crate::io::io_reason(&e)))
                 })?;
-                return Rules::parse(&dir, &text).map(Some);
+                return Rules::parse(dir, &text).map(Some);
             }
-            if dir.join(".git").exists() || !dir.pop() {
-                return Ok(None);
+            if dir == repo {
+                break;
             }
         }
+        Ok(None)
     }
 
     /// The first rule matching `path`, which must lie under the root.
@@ -130,6 +138,36 @@ impl Rules {
     pub fn recipients_paths(&self, rule: &Rule) -> Vec<PathBuf> {
         rule.recipients.iter().map(|r| self.root.join(r)).collect()
     }
+}
+
+/// Refuses a rules file that someone other than the user may have put or
+/// changed: writable by everyone, or owned by another user than `start`.
+#[cfg(unix)]
+fn trusted(file: &Path, start: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file)
+        .map_err(|e| Failure::input(format!("{}: {}", file.display(), crate::io::io_reason(&e))))?;
+    let refuse = |why: &str| {
+        Err(Failure::input(format!(
+            "{}: {why}; refusing to take recipients from it",
+            file.display()
+        ))
+        .hint("fix its owner or mode (chmod o-w), or pass -r"))
+    };
+    if meta.mode() & 0o002 != 0 {
+        return refuse("writable by every user");
+    }
+    if let Ok(dir) = std::fs::metadata(start)
+        && dir.uid() != meta.uid()
+    {
+        return refuse("owned by another user than the directory it applies to");
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn trusted(_file: &Path, _start: &Path) -> Result<()> {
+    Ok(())
 }
 
 const EXAMPLE: &str = "write it as: rules: [{path: \"clusters/prod/**\", recipients: [recipients/prod.txt], scope: strict}]";

@@ -1185,3 +1185,27 @@ fn the_example_repository_passes_coffer_check() {
         .success()
         .stderr(predicate::str::contains("3 SealedSecret(s), 0 problem(s)"));
 }
+
+#[test]
+fn rules_are_taken_only_from_the_users_own_repository() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = repo();
+    // Writable by every user: refused, whatever it says.
+    let rules = d.path(".coffer.yaml");
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o666)).unwrap();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "base/db.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("writable by every user"));
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Outside a git repository, no rules: seal needs -r (here it would ask
+    // the cluster, and there is none).
+    std::fs::remove_dir_all(d.path(".git")).unwrap();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "base/db.yaml"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("rule").not());
+    assert!(!d.path("base/db.yaml").exists());
+}
