@@ -1247,3 +1247,67 @@ fn the_chart_and_deploy_prometheus_ship_the_alert_rules_as_they_are() {
     assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
     assert_eq!(rule["spec"]["groups"], rules["groups"]);
 }
+
+#[test]
+fn the_chart_packages_with_its_schema_crd_and_rules_and_the_package_renders_the_same() {
+    let scratch = coffer_test_support::tools::Scratch::new("helm-package");
+    run(
+        helm()
+            .arg("package")
+            .arg(chart_dir())
+            .arg("--destination")
+            .arg(&scratch.0),
+        None,
+    );
+    let chart: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    let package = scratch.0.join(format!(
+        "coffer-{}.tgz",
+        chart["version"].as_str().expect("Chart.yaml has a version")
+    ));
+    assert!(package.is_file(), "no {}", package.display());
+    let listing = run(Command::new("tar").arg("tzf").arg(&package), None);
+    for file in [
+        "coffer/Chart.yaml",
+        "coffer/values.yaml",
+        "coffer/values.schema.json",
+        "coffer/crds/sealedsecret.yaml",
+        "coffer/files/rules.yaml",
+        "coffer/templates/deployment.yaml",
+        "coffer/templates/prometheusrule.yaml",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == file),
+            "{file} is not in the package:\n{listing}"
+        );
+    }
+    // The package lints and renders exactly as the directory does,
+    // schema included.
+    run(helm().args(["lint", "--strict"]).arg(&package), None);
+    let args = [
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--include-crds",
+    ];
+    let from_package = run(
+        helm()
+            .args(["template", "coffer"])
+            .arg(&package)
+            .args(["--namespace", NAMESPACE])
+            .args(args),
+        None,
+    );
+    assert_eq!(from_package, helm_template(NAMESPACE, &args));
+    let refused = output(
+        helm()
+            .args(["template", "coffer"])
+            .arg(&package)
+            .args(["--set", "replicas=abc"]),
+        None,
+    );
+    assert!(
+        !refused.status.success(),
+        "the packaged schema refuses bad values"
+    );
+}
