@@ -2,7 +2,9 @@
 //! line per problem, with the fix; exit 5 when there is any:
 //! - a plain `Secret` with values (`data` or `stringData`);
 //! - a SealedSecret that cannot be read, or an item that is not a sealed
-//!   value (altered, truncated, sealed by another tool);
+//!   value (altered, truncated, sealed by another tool); a file that is
+//!   not YAML or JSON counts only if it mentions a Secret (so templates
+//!   are skipped, and said to be);
 //! - under a `.coffer.yaml` rule: an item not sealed to a key of every
 //!   recipients file the rule names (e.g. stale after a rotation), or
 //!   sealed with another scope than the rule's.
@@ -43,19 +45,30 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let files = files_under(&args.paths)?;
     let mut problems = Vec::new();
     let mut sealed = 0;
+    let mut skipped = 0;
     // Recipients files read once each: their key ids, or why not.
     let mut key_ids: BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>> = BTreeMap::new();
     for file in &files {
         let rules = Rules::find(file)?;
-        sealed += check_file(file, rules.as_ref(), &mut key_ids, &mut problems);
+        match check_file(file, rules.as_ref(), &mut key_ids, &mut problems) {
+            Checked::Read(n) => sealed += n,
+            Checked::Skipped => skipped += 1,
+        }
     }
     for p in &problems {
         println!("{}: {}; fix: {}", p.at, p.what, p.fix);
     }
     eprintln!(
-        "coffer check: {} file(s), {sealed} SealedSecret(s), {} problem(s)",
+        "coffer check: {} file(s), {sealed} SealedSecret(s), {} problem(s){}",
         files.len(),
-        problems.len()
+        problems.len(),
+        if skipped > 0 {
+            format!(
+                "; {skipped} file(s) not YAML or JSON and with no Secret in them skipped (e.g. templates)"
+            )
+        } else {
+            String::new()
+        }
     );
     if problems.is_empty() {
         Ok(())
@@ -67,23 +80,50 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
 }
 
-/// Checks one file; returns how many SealedSecrets it held.
+/// What checking one file came to.
+enum Checked {
+    /// Read: how many SealedSecrets it held.
+    Read(usize),
+    /// Not YAML or JSON, and no mention of a Secret: skipped.
+    Skipped,
+}
+
+/// Checks one file.
 fn check_file(
     file: &Path,
     rules: Option<&Rules>,
     key_ids: &mut BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>>,
     problems: &mut Vec<Problem>,
-) -> usize {
+) -> Checked {
     let name = file.display().to_string();
-    let docs = match read_file(file).and_then(|input| documents(&input)) {
-        Ok(d) => d,
+    let input = match read_file(file) {
+        Ok(i) => i,
         Err(e) => {
             problems.push(Problem {
                 at: name,
                 what: format!("cannot be read: {}", e.message),
                 fix: "fix the file, or move it out of the checked paths".into(),
             });
-            return 0;
+            return Checked::Read(0);
+        }
+    };
+    let docs = match documents(&input) {
+        Ok(d) => d,
+        // Not YAML or JSON: a Helm template, a Go template, a patch
+        // fragment. Only one that speaks of Secrets may be hiding one.
+        Err(_) if !input.text.contains("Secret") => return Checked::Skipped,
+        Err(e) => {
+            let why = e
+                .message
+                .strip_prefix(&format!("{}: ", input.name))
+                .unwrap_or(&e.message)
+                .to_string();
+            problems.push(Problem {
+                at: name,
+                what: format!("mentions a Secret but cannot be parsed: {why}"),
+                fix: "fix the file; if it is a template, check what it renders with `coffer check` on the output".into(),
+            });
+            return Checked::Read(0);
         }
     };
     let rule = rules.and_then(|r| r.for_path(file).map(|rule| (r, rule)));
@@ -209,7 +249,7 @@ fn check_file(
             }
         }
     }
-    count
+    Checked::Read(count)
 }
 
 fn recipients_ids(path: &Path) -> std::result::Result<Vec<KeyId>, String> {

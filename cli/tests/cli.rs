@@ -1117,7 +1117,12 @@ fn check_passes_a_clean_repository_and_names_every_problem_with_its_fix() {
         })
         .collect();
     d.write("base/cut.yaml", &cut);
-    d.write("base/broken.yaml", "kind: [\n");
+    d.write("base/broken.yaml", "kind: SealedSecret\nspec: [\n");
+    // A template that is not YAML and speaks of no Secret: skipped.
+    d.write(
+        "base/deployment.yaml",
+        "replicas: {{ .Values.replicas }}\n  bad: [\n",
+    );
     let dr = key_id(&d, "recipients/dr.txt");
     let out = d
         .coffer()
@@ -1149,7 +1154,18 @@ fn check_passes_a_clean_repository_and_names_every_problem_with_its_fix() {
         "item \"password\" is sealed with scope strict, but rule \"clusters/dr/**\"",
     );
     has("./base/cut.yaml", "item \"password\" is not a sealed value");
-    has("./base/broken.yaml", "cannot be read");
+    has(
+        "./base/broken.yaml",
+        "mentions a Secret but cannot be parsed",
+    );
+    assert!(
+        !stdout.contains("deployment.yaml"),
+        "a template without Secrets is no problem:\n{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.get_output().stderr).contains("1 file(s) not YAML or JSON"),
+        "the skipped template is counted"
+    );
     // One line per problem: stale has two items, strict two, cut one.
     assert_eq!(lines.len(), 1 + 2 + 2 + 1 + 1, "{stdout}");
     // Checking only the clean files passes.
