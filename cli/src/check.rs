@@ -48,9 +48,19 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let mut skipped = 0;
     // Recipients files read once each: their key ids, or why not.
     let mut key_ids: BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>> = BTreeMap::new();
+    // The rules of each directory, found and parsed once.
+    let mut rules_of: BTreeMap<PathBuf, Option<std::rc::Rc<Rules>>> = BTreeMap::new();
     for file in &files {
-        let rules = Rules::find(file)?;
-        match check_file(file, rules.as_ref(), &mut key_ids, &mut problems) {
+        let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let rules = match rules_of.get(&dir) {
+            Some(r) => r.clone(),
+            None => {
+                let r = Rules::find(file)?.map(std::rc::Rc::new);
+                rules_of.insert(dir, r.clone());
+                r
+            }
+        };
+        match check_file(file, rules.as_deref(), &mut key_ids, &mut problems) {
             Checked::Read(n) => sealed += n,
             Checked::Skipped => skipped += 1,
         }

@@ -97,10 +97,10 @@ pub struct Metrics {
     duration: Histogram,
     api_requests: Family<ApiLabel, Counter>,
     api_total: Counter,
-    pub keys: Family<StateLabel, Gauge>,
-    pub active_key_age: Gauge<f64, AtomicU64>,
+    keys: Family<StateLabel, Gauge>,
+    active_key_age: Gauge<f64, AtomicU64>,
     renewal_period: Gauge<f64, AtomicU64>,
-    pub http: Family<HttpLabel, Counter>,
+    http: Family<HttpLabel, Counter>,
     http_duration: Family<PathLabel, Histogram>,
     /// HTTP connections open now.
     pub http_connections: Gauge,

@@ -16,7 +16,7 @@ use coffer_core::SealedSecret;
 use coffer_core::api::{KeyStatus, key_secret};
 use coffer_format::key::parse_identity_file;
 use coffer_format::{Scope, SecretKey};
-use coffer_test_support::tools::{Scratch, argocd_health_of, argocd_health_run, tool};
+use coffer_test_support::tools::{Scratch, argocd_health_of, argocd_health_run, output_text, tool};
 use coffer_test_support::{
     ControllerProcess, Server, eventually, grant_key_namespace, namespace, root, suffix,
 };
@@ -85,13 +85,7 @@ async fn argocd_health(t: &Cluster, ns: &str, name: &str) -> (String, String) {
     let scratch = Scratch::new("argocd-live");
     let object = scratch.write("object.json", live_json(t, ns, name).await);
     let out = argocd_health_run(&object, &root().join("deploy/argocd/argocd-cm.yaml"));
-    argocd_health_of(&out).unwrap_or_else(|| {
-        panic!(
-            "argocd: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    argocd_health_of(&out).unwrap_or_else(|| panic!("argocd: {}", output_text(&out)))
 }
 
 /// The live object as the API server returns it.

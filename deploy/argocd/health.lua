@@ -17,6 +17,14 @@ local function describe(c)
   return reason .. ": " .. message
 end
 
+-- The condition's message, else its reason, else `default`.
+local function message_of(c, default)
+  if c.message ~= nil and c.message ~= "" then
+    return c.message
+  end
+  return c.reason or default
+end
+
 -- Until the controller reports on this generation, its conditions describe
 -- an earlier spec (or none): observedGeneration is -1 until it first acts.
 local generation = obj.metadata.generation
@@ -51,19 +59,13 @@ end
 -- Work is pending, e.g. a retry after a transient API error.
 if reconciling ~= nil and reconciling.status == "True" then
   hs.status = "Progressing"
-  hs.message = reconciling.message or ""
-  if hs.message == "" then
-    hs.message = reconciling.reason or "Reconciling"
-  end
+  hs.message = message_of(reconciling, "Reconciling")
   return hs
 end
 
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
-  hs.message = ready.message or ""
-  if hs.message == "" then
-    hs.message = ready.reason or "Unsealed"
-  end
+  hs.message = message_of(ready, "Unsealed")
   return hs
 end
 

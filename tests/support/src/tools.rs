@@ -90,3 +90,12 @@ pub fn argocd_health_of(out: &std::process::Output) -> Option<(String, String)> 
     let message = message.strip_suffix('\n').unwrap_or(message);
     Some((status.to_string(), message.to_string()))
 }
+
+/// Everything a command printed, stdout then stderr, for messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use coffer_test_support::tools::tool;
+use coffer_test_support::tools::{output_text, tool};
 use coffer_test_support::{root, suffix, target_dir};
 use serde_json::Value;
 
@@ -26,11 +26,7 @@ fn promtool_run(args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
 /// The `groups` of a rule file, as JSON.

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use coffer_test_support::tools::{Scratch, argocd_health_of, argocd_health_run};
+use coffer_test_support::tools::{Scratch, argocd_health_of, argocd_health_run, output_text};
 use coffer_test_support::{kubectl_bin, root};
 use serde_json::Value;
 
@@ -25,11 +25,7 @@ const SCRIPT: &str = "deploy/argocd/health.lua";
 const TESTS: &str = "deploy/argocd/health_test.yaml";
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
 fn yaml_file(path: &Path) -> Value {
