@@ -82,7 +82,7 @@ pub const RECONCILE_ERRORS: &[&str] = &["api_error", "keys_not_ready"];
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
 /// its current generation.
-pub const PENDING: &str = "Pending";
+pub use crate::store::PENDING;
 
 /// The `namespace` label of the namespaces over `--metrics-max-namespaces`.
 /// Not a valid namespace name, so it cannot clash with one.

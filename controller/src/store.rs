@@ -24,6 +24,10 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{CachedSealed, Outcome, OwnedSecret, Refusal};
 
+/// The `reason` of a SealedSecret the controller has not yet acted on at
+/// its current generation.
+pub const PENDING: &str = "Pending";
+
 /// `namespace/name`: neither may hold a `/`.
 pub type Key = Arc<str>;
 
@@ -186,7 +190,7 @@ impl SealedEntry {
         let current = s.observed_generation.is_some() && s.observed_generation == self.generation;
         match &s.ready {
             Some(ready) if current => &ready.reason,
-            _ => crate::metrics::PENDING,
+            _ => PENDING,
         }
     }
 }
