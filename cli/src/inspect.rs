@@ -96,7 +96,7 @@ pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
                         key: key.clone(),
                         scope: Some(env.scope.to_string()),
                         key_ids: ids,
-                        recipients: env.x25519_stanzas,
+                        recipients: env.recipient_stanzas,
                         size_bucket: Some(env.size_bucket()),
                         problem,
                     });

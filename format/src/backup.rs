@@ -24,7 +24,7 @@ pub enum BackupError {
     Decrypt(String),
     #[error("the backup holds no Coffer key")]
     Empty,
-    #[error("line {line}: not an age X25519 identity")]
+    #[error("line {line}: not an age identity (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)")]
     BadLine { line: usize },
     #[error("line {line}: bad coffer comment: {why}")]
     BadComment { line: usize, why: String },
