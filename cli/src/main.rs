@@ -186,6 +186,10 @@ enum Command {
         /// Cluster name for the recipients file comment.
         #[arg(long)]
         cluster: Option<String>,
+        /// Key kind: x25519, or mlkem768x25519 (age 1.3's hybrid
+        /// post-quantum keys, `age-keygen -pq`).
+        #[arg(long, default_value = "x25519", value_parser = parse_key_kind)]
+        kind: coffer_format::key::KeyKind,
     },
     /// Print shell completions.
     #[command(after_help = "Example:\n  coffer completion bash > /etc/bash_completion.d/coffer")]
@@ -242,7 +246,8 @@ async fn run(cli: Cli) -> Result<()> {
             output,
             recipients_out,
             cluster,
-        } => keygen(&output, recipients_out.as_deref(), cluster),
+            kind,
+        } => keygen(&output, recipients_out.as_deref(), cluster, kind),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "coffer", &mut std::io::stdout());
             Ok(())
@@ -254,6 +259,7 @@ fn keygen(
     output: &std::path::Path,
     recipients_out: Option<&std::path::Path>,
     cluster: Option<String>,
+    kind: coffer_format::key::KeyKind,
 ) -> Result<()> {
     if output.exists() {
         return Err(Failure::input(format!(
@@ -261,7 +267,7 @@ fn keygen(
             output.display()
         )));
     }
-    let key = coffer_format::SecretKey::generate();
+    let key = coffer_format::SecretKey::generate_kind(kind);
     let now = jiff::Timestamp::now();
     io::write_atomic(output, key.to_identity_file(&now).as_bytes(), true)?;
     let file = RecipientsFile {
@@ -275,12 +281,16 @@ fn keygen(
         io::write_atomic(r, file.render().as_bytes(), false)?;
     }
     eprintln!(
-        "key {}: identity in {}, public key {}",
+        "key {} ({kind}): identity in {}, public key {}",
         key.id(),
         output.display(),
         key.public()
     );
     Ok(())
+}
+
+fn parse_key_kind(s: &str) -> std::result::Result<coffer_format::key::KeyKind, String> {
+    s.parse()
 }
 
 fn main() -> ExitCode {

@@ -46,6 +46,24 @@ pub fn kubectl_bin() -> PathBuf {
         .join("kubectl")
 }
 
+/// A Go age 1.3 binary (`age`, `age-keygen`) installed by
+/// `tests/age-pq/build` into `$COFFER_AGE_PQ_DIR/bin` (default
+/// `<target>/age-pq/bin`), beside the stock age of tests/setup. Panics with
+/// the fix when it is missing: the post-quantum interop tests never skip.
+pub fn go_age_bin(tool: &str) -> PathBuf {
+    let bin = std::env::var_os("COFFER_AGE_PQ_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("age-pq"))
+        .join("bin")
+        .join(tool);
+    assert!(
+        bin.is_file(),
+        "Go age 1.3 (`{tool}`) is required for this test and is not at {}; run tests/age-pq/build",
+        bin.display()
+    );
+    bin
+}
+
 /// A running API server started by `tests/envtest/start`.
 #[derive(Clone, Debug)]
 pub struct Server {

@@ -836,6 +836,7 @@ fn helm_chart_narrows_the_http_port_to_the_api_server_and_scrapers_when_told() {
 /// name, an image pinned by digest, spread constraints and extra env.
 const EVERY_NEW_VALUE: &str = r#"
 fullnameOverride: sealer
+keyKind: mlkem768x25519
 image:
   tag: 0.1.0-test
   digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
@@ -916,6 +917,7 @@ fn helm_values_schema_refuses_bad_values_and_names_them() {
         ),
         ("keyRenewalPeriod=soon", "'/keyRenewalPeriod'", "soon"),
         ("keyRenewalPeriod=30", "'/keyRenewalPeriod'", "must be 0"),
+        ("keyKind=rsa", "'/keyKind'", "must be one of"),
         (
             "fullnameOverride=Coffer_1",
             "'/fullnameOverride'",
@@ -963,6 +965,11 @@ fn helm_values_schema_refuses_bad_values_and_names_them() {
             json!(1),
         ),
         (&["--set", "keyRenewalPeriod=0"], renewal, json!("0")),
+        (
+            &["--set", "keyKind=mlkem768x25519"],
+            "/containers/0/env/3",
+            json!({"name": "COFFER_KEY_KIND", "value": "mlkem768x25519"}),
+        ),
         (&["--set", "keyRenewalPeriod=30d"], renewal, json!("30d")),
         (
             &["--set", "keyRenewalPeriod=1h30m"],
