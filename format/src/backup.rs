@@ -245,7 +245,7 @@ mod tests {
         );
         let armored = encrypt(&plain, &[admin.public().clone()]).unwrap();
         let back = parse(
-            &decrypt(armored.as_bytes(), &[admin.clone()]).unwrap(),
+            &decrypt(armored.as_bytes(), std::slice::from_ref(&admin)).unwrap(),
             jiff::Timestamp::now(),
         )
         .unwrap();
