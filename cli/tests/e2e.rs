@@ -87,6 +87,42 @@ impl CliCluster {
         self.secret_data(&self.ns, name).await[key].clone()
     }
 
+    /// Waits until `n` SealedSecrets of the test namespace are Unsealed
+    /// at their current generation.
+    async fn all_unsealed(&self, n: usize, what: &str) {
+        let api: Api<coffer_core::SealedSecret> = Api::namespaced(self.admin.clone(), &self.ns);
+        eventually(WAIT, what, || async {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|s| {
+                    s.ready_condition().is_some_and(|c| c.reason == "Unsealed")
+                        && s.status.as_ref().and_then(|st| st.observed_generation)
+                            == s.metadata.generation
+                })
+                .count();
+            (ready == n).then_some(())
+        })
+        .await;
+    }
+
+    /// `coffer rotate .` in `repo`: all `n` files re-encrypted to a new
+    /// active key, other than `old`. Returns its id and the output.
+    async fn rotate_all(&self, repo: &Path, n: usize, old: &str) -> (String, String) {
+        let out = ok(&self.coffer_in(repo, &["rotate", "."], None));
+        let new = self.active_key().await;
+        assert_ne!(new, old);
+        assert!(
+            out.contains(&format!(
+                "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {}",
+                &new[..16]
+            )),
+            "{out}"
+        );
+        (new, out)
+    }
+
     async fn active_key(&self) -> String {
         let cms: Api<ConfigMap> = Api::namespaced(self.admin.clone(), &self.key_ns);
         let text =
@@ -193,16 +229,7 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     );
     assert_eq!(c.active_key().await, old, "a dry run requests no key");
 
-    let out = ok(&c.coffer_in(&repo, &["rotate", "."], None));
-    let new = c.active_key().await;
-    assert_ne!(new, old);
-    assert!(
-        out.contains(&format!(
-            "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {}",
-            &new[..16]
-        )),
-        "{out}"
-    );
+    let (new, out) = c.rotate_all(&repo, n, &old).await;
     assert!(
         out.contains(&format!("  {}  {n} value(s)  (active)", &new[..16])),
         "{out}"
@@ -219,21 +246,8 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     c.kubectl(&["apply", "-R", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
     ok(&c.coffer(&["keys", "retire", &old]));
     // Every Secret still opens with only the new key usable.
-    let api: Api<coffer_core::SealedSecret> = Api::namespaced(c.admin.clone(), &c.ns);
-    eventually(WAIT, "all SealedSecrets Ready after retirement", || async {
-        let list = api.list(&ListParams::default()).await.ok()?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|s| {
-                s.ready_condition().is_some_and(|c| c.reason == "Unsealed")
-                    && s.status.as_ref().and_then(|st| st.observed_generation)
-                        == s.metadata.generation
-            })
-            .count();
-        (ready == n).then_some(())
-    })
-    .await;
+    c.all_unsealed(n, "all SealedSecrets Ready after retirement")
+        .await;
     assert_eq!(c.secret_value("s7", "password").await, b"rot-e2e-7");
     let list = ok(&c.coffer(&["keys", "list"]));
     assert!(list.contains(&format!("{}  retired", &old[..16])), "{list}");
@@ -281,16 +295,7 @@ async fn rotate_moves_a_repository_from_x25519_to_post_quantum_keys() {
     c.ctrl = ctrl;
     assert_eq!(c.active_key().await, old, "no rotation without a request");
 
-    let out = ok(&c.coffer_in(&repo, &["rotate", "."], None));
-    let new = c.active_key().await;
-    assert_ne!(new, old);
-    assert!(
-        out.contains(&format!(
-            "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {}",
-            &new[..16]
-        )),
-        "{out}"
-    );
+    let (new, _) = c.rotate_all(&repo, n, &old).await;
     let published = ok(&c.coffer(&["recipients"]));
     assert!(published.contains("\nage1pq1"), "{published}");
     let list = ok(&c.coffer(&["keys", "list"]));
@@ -306,25 +311,8 @@ async fn rotate_moves_a_repository_from_x25519_to_post_quantum_keys() {
 
     c.kubectl(&["apply", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
     ok(&c.coffer(&["keys", "retire", &old]));
-    let api: Api<coffer_core::SealedSecret> = Api::namespaced(c.admin.clone(), &c.ns);
-    eventually(
-        WAIT,
-        "all SealedSecrets Ready with the X25519 key retired",
-        || async {
-            let list = api.list(&ListParams::default()).await.ok()?;
-            let ready = list
-                .items
-                .iter()
-                .filter(|s| {
-                    s.ready_condition().is_some_and(|c| c.reason == "Unsealed")
-                        && s.status.as_ref().and_then(|st| st.observed_generation)
-                            == s.metadata.generation
-                })
-                .count();
-            (ready == n).then_some(())
-        },
-    )
-    .await;
+    c.all_unsealed(n, "all SealedSecrets Ready with the X25519 key retired")
+        .await;
     for (i, data) in before.iter().enumerate() {
         assert_eq!(&c.secret_data(&c.ns, &format!("p{i}")).await, data, "p{i}");
     }

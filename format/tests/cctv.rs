@@ -82,6 +82,20 @@ fn parse(name: &str, bytes: &[u8]) -> Vector {
     v
 }
 
+/// Every vector of the cached set, parsed, in name order.
+fn all_vectors() -> Vec<Vector> {
+    let dir = vectors_dir();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|name| parse(name, &std::fs::read(dir.join(name)).unwrap()))
+        .collect()
+}
+
 /// What decrypting gave, in the vectors' words.
 fn run(v: &Vector) -> (String, Option<String>) {
     let keys: Vec<SecretKey> = v
@@ -133,20 +147,11 @@ fn is_pq(v: &Vector) -> bool {
 
 #[test]
 fn every_mlkem768x25519_vector_gives_the_expected_result() {
-    let dir = vectors_dir();
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
     let mut ran = Vec::new();
     let mut failures = Vec::new();
-    for name in &names {
-        let v = parse(name, &std::fs::read(dir.join(name)).unwrap());
-        if !is_pq(&v) {
-            continue;
-        }
-        let (got, payload) = run(&v);
+    for v in all_vectors().iter().filter(|v| is_pq(v)) {
+        let name = &v.name;
+        let (got, payload) = run(v);
         let ok = got == v.expect && (got != "success" || payload == v.payload);
         if !ok {
             failures.push(format!("{name}: expected {}, got {got}", v.expect));
@@ -181,16 +186,10 @@ const AGE_CRATE_LENIENT: [&str; 2] = ["stanza_missing_body", "stanza_missing_fin
 /// the opening path (docs/decisions.md).
 #[test]
 fn every_x25519_vector_gives_the_expected_result() {
-    let dir = vectors_dir();
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
     let mut ran = 0;
     let mut failures = Vec::new();
-    for name in &names {
-        let v = parse(name, &std::fs::read(dir.join(name)).unwrap());
+    for v in all_vectors() {
+        let name = &v.name;
         if is_pq(&v)
             || v.armored
             || v.identities.is_empty()

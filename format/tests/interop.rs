@@ -126,16 +126,22 @@ const AT: Location<'static> = Location {
     key: "password",
 };
 
-#[test]
-fn go_age_1_3_reads_coffer_post_quantum_keys() {
-    let dir = tempfile::tempdir().unwrap();
+/// A fresh post-quantum key and the identity file Coffer writes for it.
+fn pq_identity_file(dir: &Path) -> (SecretKey, std::path::PathBuf) {
     let key = SecretKey::generate_kind(KeyKind::MlKem768X25519);
-    let id_path = dir.path().join("identity.txt");
+    let id_path = dir.join("identity.txt");
     std::fs::write(
         &id_path,
         key.to_identity_file(&jiff::Timestamp::now()).as_bytes(),
     )
     .unwrap();
+    (key, id_path)
+}
+
+#[test]
+fn go_age_1_3_reads_coffer_post_quantum_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, id_path) = pq_identity_file(dir.path());
     let mut c = go_age("age-keygen");
     c.arg("-y").arg(&id_path);
     let printed = String::from_utf8(run_ok(c, "age-keygen -y")).unwrap();
@@ -146,13 +152,7 @@ fn go_age_1_3_reads_coffer_post_quantum_keys() {
 #[test]
 fn go_age_1_3_decrypts_post_quantum_and_mixed_values() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SecretKey::generate_kind(KeyKind::MlKem768X25519);
-    let id_path = dir.path().join("identity.txt");
-    std::fs::write(
-        &id_path,
-        key.to_identity_file(&jiff::Timestamp::now()).as_bytes(),
-    )
-    .unwrap();
+    let (key, id_path) = pq_identity_file(dir.path());
     let other_pq = SecretKey::generate_kind(KeyKind::MlKem768X25519);
     let other_x = SecretKey::generate();
     for (what, recipients) in [
