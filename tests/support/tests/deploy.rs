@@ -1216,9 +1216,10 @@ fn helm_topology_spread_constraints_and_extra_env_reach_the_pod() {
         pod["topologySpreadConstraints"],
         json!([zone_selected, own_selector])
     );
-    // The chart's variables, then the extra ones.
+    // The chart's variables (POD_NAMESPACE, POD_NAME,
+    // COFFER_KEY_RENEWAL_PERIOD, COFFER_KEY_KIND), then the extra ones.
     let mut expected = default["containers"][0]["env"].as_array().unwrap().clone();
-    assert_eq!(expected.len(), 3);
+    assert_eq!(expected.len(), 4);
     expected.extend(env.as_array().unwrap().iter().cloned());
     assert_eq!(pod["containers"][0]["env"], json!(expected));
 }
