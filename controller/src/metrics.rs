@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -22,7 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::cache::CachedSealed;
+use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -97,6 +96,7 @@ pub struct Metrics {
     duration: Histogram,
     api_requests: Family<ApiLabel, Counter>,
     api_total: Counter,
+    api_writes: Counter,
     keys: Family<StateLabel, Gauge>,
     active_key_age: Gauge<f64, AtomicU64>,
     renewal_period: Gauge<f64, AtomicU64>,
@@ -223,7 +223,7 @@ impl Metrics {
             leader.clone(),
         );
         let sealed = Arc::new(SealedStates {
-            stores: Mutex::default(),
+            store: Mutex::default(),
             max_namespaces,
         });
         registry.register_collector(Box::new(sealed.clone()));
@@ -234,6 +234,7 @@ impl Metrics {
             duration,
             api_requests,
             api_total: Counter::default(),
+            api_writes: Counter::default(),
             keys,
             active_key_age,
             renewal_period,
@@ -272,6 +273,12 @@ impl Metrics {
     /// failed without an answer (`None`).
     pub fn api_request(&self, verb: &'static str, code: Option<u16>) {
         self.api_total.inc();
+        if matches!(
+            verb,
+            "POST" | "PUT" | "PATCH" | "DELETE" | "DELETECOLLECTION"
+        ) {
+            self.api_writes.inc();
+        }
         self.api_requests
             .get_or_create(&ApiLabel {
                 verb: verb.into(),
@@ -282,6 +289,10 @@ impl Metrics {
     /// Requests sent to the Kubernetes API so far.
     pub fn api_request_count(&self) -> u64 {
         self.api_total.get()
+    }
+    /// Of them, writes (POST, PUT, PATCH, DELETE).
+    pub fn api_write_count(&self) -> u64 {
+        self.api_writes.get()
     }
     /// One HTTP request on `path` (already bounded to the known paths).
     pub fn http_request(&self, path: &str, code: u16, took: Duration) {
@@ -304,8 +315,8 @@ impl Metrics {
     }
     /// The leader's caches of SealedSecrets, counted by
     /// `coffer_sealed_secrets` at each scrape; empty while not leading.
-    pub fn count_sealed_in(&self, stores: Vec<Store<CachedSealed>>) {
-        *self.sealed.stores.lock().expect("metrics lock") = stores;
+    pub fn count_sealed_in(&self, store: Option<Arc<Store>>) {
+        *self.sealed.store.lock().expect("metrics lock") = store;
     }
     /// OpenMetrics text.
     pub fn encode(&self) -> String {
@@ -346,17 +357,8 @@ impl Metrics {
 /// events that could drift.
 #[derive(Debug)]
 struct SealedStates {
-    stores: Mutex<Vec<Store<CachedSealed>>>,
+    store: Mutex<Option<Arc<Store>>>,
     max_namespaces: usize,
-}
-
-/// The `reason` label of one SealedSecret.
-pub fn state_reason(s: &CachedSealed) -> &str {
-    let current = s.observed_generation.is_some() && s.observed_generation == s.metadata.generation;
-    match &s.ready {
-        Some(ready) if current => ready.reason.as_str(),
-        _ => PENDING,
-    }
 }
 
 /// Counts by (namespace, reason). Over `max_namespaces` namespaces, those
@@ -394,15 +396,12 @@ pub fn count_states<'a>(
 impl Collector for SealedStates {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let started = Instant::now();
-        let stores = self.stores.lock().expect("metrics lock").clone();
-        let objects: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
+        let store = self.store.lock().expect("metrics lock").clone();
+        let objects = store.map(|s| s.states()).unwrap_or_default();
         let counts = count_states(
-            objects.iter().map(|s| {
-                (
-                    s.metadata.namespace.as_deref().unwrap_or_default(),
-                    state_reason(s),
-                )
-            }),
+            objects
+                .iter()
+                .map(|(ns, reason)| (ns.as_str(), reason.as_str())),
             self.max_namespaces,
         );
         let mut family = encoder.encode_descriptor(

@@ -108,7 +108,14 @@ pub fn before_opening(o: &Observed<'_>) -> Option<Plan> {
             message: format!("Secret {} not written: {refused}", place(o.sealed)),
         });
     }
-    still_current(o).map(|items| Plan::Current { items })
+    still_current(
+        o.last,
+        o.sealed.metadata.generation,
+        o.sealed.metadata.uid.as_deref(),
+        o.secret,
+        o.keys,
+    )
+    .map(|items| Plan::Current { items })
 }
 
 /// The whole decision: [`before_opening`], else unseal and decide the write.
@@ -183,28 +190,37 @@ fn write_over(mut write: Box<Write>, existing: &OwnedSecret) -> Plan {
 
 /// Whether `secret` is controlled by `sealed`.
 pub fn mine(secret: &OwnedSecret, sealed: &CachedSealed) -> bool {
-    secret.controller_uid.is_some()
-        && secret.controller_uid.as_deref() == sealed.metadata.uid.as_deref()
+    controlled_by(secret, sealed.metadata.uid.as_deref())
 }
 
-/// The number of items, when the last successful unseal still holds: same
-/// generation, no key lost since, and its Secret unchanged since it was
-/// written.
-fn still_current(o: &Observed<'_>) -> Option<usize> {
-    let last = o.last?;
-    let secret = o.secret?;
-    (last.generation == o.sealed.metadata.generation
-        && last.key_epoch == o.keys.epoch
-        && mine(secret, o.sealed)
+fn controlled_by(secret: &OwnedSecret, uid: Option<&str>) -> bool {
+    secret.controller_uid.is_some() && secret.controller_uid.as_deref() == uid
+}
+
+/// The number of items, when the last successful unseal (`last`) of the
+/// SealedSecret `uid` still holds: same generation, no key lost since, and
+/// its Secret unchanged since it was written. Needs no ciphertext.
+pub fn still_current(
+    last: Option<Outcome>,
+    generation: Option<i64>,
+    uid: Option<&str>,
+    secret: Option<&OwnedSecret>,
+    keys: &KeyState,
+) -> Option<usize> {
+    let last = last?;
+    let secret = secret?;
+    (last_may_hold(generation, keys, Some(last))
+        && controlled_by(secret, uid)
         && secret.digest == last.digest)
         .then_some(last.items)
 }
 
 /// Whether the last successful unseal may still hold, as far as the
-/// SealedSecret and the keys tell: then the Secret is worth a read when the
-/// cache does not have it (one GET instead of decrypting every value).
-pub fn last_may_hold(sealed: &CachedSealed, keys: &KeyState, last: Option<Outcome>) -> bool {
-    last.is_some_and(|l| l.generation == sealed.metadata.generation && l.key_epoch == keys.epoch)
+/// SealedSecret's generation and the keys tell: then the Secret is worth a
+/// read when the cache does not have it (one GET instead of decrypting
+/// every value).
+pub fn last_may_hold(generation: Option<i64>, keys: &KeyState, last: Option<Outcome>) -> bool {
+    last.is_some_and(|l| l.generation == generation && l.key_epoch == keys.epoch)
 }
 
 fn place(sealed: &CachedSealed) -> String {
@@ -637,7 +653,11 @@ mod tests {
             let p = decide(&s, Some(&secret), &keys(false), Some(last));
             assert!(matches!(p, Plan::Write(_)), "{what}: {p:?}");
         }
-        assert!(last_may_hold(&s, &keys(false), Some(last)));
-        assert!(!last_may_hold(&s, &keys(false), None));
+        assert!(last_may_hold(
+            s.metadata.generation,
+            &keys(false),
+            Some(last)
+        ));
+        assert!(!last_may_hold(s.metadata.generation, &keys(false), None));
     }
 }

@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use coffer_core::api::OWNED_LABEL;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::api::{Api, GetParams};
 use kube::{Client, ResourceExt};
 
-use crate::cache::{CachedSealed, Outcome, Outcomes, OwnedSecret, Refusal};
+use crate::cache::{CachedSealed, Outcome, OwnedSecret, Refusal};
 use crate::events::{EventType, Events};
 use crate::gateway;
 use crate::key_secrets::{KeyState, Keys};
@@ -19,6 +18,14 @@ use crate::metrics::Metrics;
 use crate::plan::{self, Observed, Plan, WriteKind};
 use crate::pool::UnsealPool;
 use crate::secret_types::SecretTypePolicy;
+use crate::store::{Key, ReadyMemo, SealedEntry, StatusMemo, Store, split};
+
+/// What follows a reconcile, when no watch event comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    AwaitChange,
+    RequeueAfter(Duration),
+}
 
 /// Errors that make a reconcile retry.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +49,8 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub keys: Arc<Keys>,
-    /// Owned Secrets, as digests.
-    pub secrets: Store<OwnedSecret>,
-    /// The last successful unseal of each SealedSecret.
-    pub outcomes: Arc<Outcomes>,
+    /// SealedSecrets, owned Secrets as digests, and the last outcomes.
+    pub store: Arc<Store>,
     pub events: Events,
     pub metrics: Arc<Metrics>,
     /// Where large objects are opened, off the async thread.
@@ -86,17 +91,17 @@ pub fn conditions(
     reason: &str,
     message: &str,
     generation: Option<i64>,
-    old_ready: Option<&Condition>,
+    old_ready: Option<&ReadyMemo>,
     now: Time,
 ) -> Vec<Condition> {
-    let condition = |type_: &str, status: &str, since: Option<&Condition>| Condition {
+    let condition = |type_: &str, status: &str, since: Option<&ReadyMemo>| Condition {
         type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
         message: message.into(),
         observed_generation: generation,
         last_transition_time: match since {
-            Some(o) if o.status == status => o.last_transition_time.clone(),
+            Some(o) if &*o.status == status => o.since.clone(),
             _ => now.clone(),
         },
     };
@@ -111,23 +116,51 @@ pub fn conditions(
     out
 }
 
+/// The object whose status is written: where it is, its generation, and
+/// its status as last read.
+pub struct StatusOf<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub generation: Option<i64>,
+    pub status: StatusMemo,
+}
+
+impl<'a> StatusOf<'a> {
+    fn sealed(s: &'a CachedSealed) -> Self {
+        StatusOf {
+            namespace: s.metadata.namespace.as_deref().unwrap_or_default(),
+            name: s.metadata.name.as_deref().unwrap_or_default(),
+            generation: s.metadata.generation,
+            status: StatusMemo::of(s),
+        }
+    }
+
+    fn entry(key: &'a str, e: &SealedEntry) -> Self {
+        let (namespace, name) = split(key);
+        StatusOf {
+            namespace,
+            name,
+            generation: e.generation,
+            status: e.status.clone(),
+        }
+    }
+}
+
 /// Writes the status when it differs; returns whether it changed.
 async fn set_status(
     ctx: &Context,
-    sealed: &CachedSealed,
+    of: &StatusOf<'_>,
     readiness: Readiness,
     reason: &str,
     message: String,
 ) -> Result<bool, kube::Error> {
-    let generation = sealed.metadata.generation;
-    let old = sealed.ready.as_ref();
+    let generation = of.generation;
+    let old = of.status.ready.as_ref();
     if let Some(o) = old
-        && o.status == readiness.ready_status()
-        && o.reason == reason
-        && o.message == message
-        && sealed.observed_generation == generation
-        && sealed.stalled == (readiness == Readiness::Refused)
-        && sealed.reconciling == (readiness == Readiness::Retrying)
+        && o.says(readiness.ready_status(), reason, &message)
+        && of.status.observed_generation == generation
+        && of.status.stalled == (readiness == Readiness::Refused)
+        && of.status.reconciling == (readiness == Readiness::Retrying)
     {
         return Ok(false);
     }
@@ -143,24 +176,24 @@ async fn set_status(
     let patch = serde_json::json!({
         "status": { "observedGeneration": generation, "conditions": conditions }
     });
-    gateway::patch_status::<CachedSealed>(
-        &ctx.client,
-        &sealed.namespace().unwrap_or_default(),
-        &sealed.name_any(),
-        &patch,
-    )
-    .await?;
+    gateway::patch_status::<CachedSealed>(&ctx.client, of.namespace, of.name, &patch).await?;
     Ok(true)
 }
 
-/// Reconciles one SealedSecret: observe -> plan -> apply -> report.
-pub async fn reconcile(sealed: Arc<CachedSealed>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles the SealedSecret of `key`: observe -> plan -> apply ->
+/// report.
+pub async fn reconcile(key: &Key, ctx: &Context) -> Result<Next, Error> {
+    let Some(entry) = ctx.store.sealed(key) else {
+        // Deleted: the garbage collector removes its Secret.
+        return Ok(Next::AwaitChange);
+    };
     let start = Instant::now();
-    let result = reconcile_inner(&sealed, &ctx).await;
+    let result = reconcile_entry(key, &entry, ctx).await;
     if let Err(Error::Kube(e)) = &result {
         // Say that work is pending, once per generation and cause; if the
         // API server cannot take this either, the retry will say it.
-        let _ = set_status(&ctx, &sealed, Readiness::Retrying, "Retrying", retrying(e)).await;
+        let of = StatusOf::entry(key, &entry);
+        let _ = set_status(ctx, &of, Readiness::Retrying, "Retrying", retrying(e)).await;
     }
     ctx.metrics.observe_reconcile(start.elapsed());
     result
@@ -178,17 +211,52 @@ fn retrying(e: &kube::Error) -> String {
     }
 }
 
-async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Action, Error> {
+/// Observe: what the store holds decides alone when the last unseal still
+/// holds; otherwise the SealedSecret itself is read (a copy a watch event
+/// brought, else one GET) and the whole plan runs on it.
+async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Result<Next, Error> {
     let keys = ctx.keys.current();
+    if !keys.synced || keys.ring.is_empty() {
+        return Err(Error::KeysNotReady);
+    }
+    if entry.deleting {
+        return Ok(Next::AwaitChange);
+    }
+    let uid = entry.uid.as_ref().map(ToString::to_string);
+    let last = uid.as_deref().and_then(|u| ctx.store.last_unsealed(key, u));
+    let secret = observe_secret(ctx, key, entry.generation, &keys, last).await;
+    if let Some(items) = plan::still_current(
+        last,
+        entry.generation,
+        uid.as_deref(),
+        secret.as_ref(),
+        &keys,
+    ) {
+        let (ns, name) = split(key);
+        let of = StatusOf::entry(key, entry);
+        set_status(
+            ctx,
+            &of,
+            Readiness::Unsealed,
+            "Unsealed",
+            unsealed(items, ns, name),
+        )
+        .await?;
+        return Ok(Next::AwaitChange);
+    }
+    let Some(sealed) = read_sealed(ctx, key, entry).await? else {
+        return Ok(Next::AwaitChange);
+    };
+    // The object read may be newer than the entry, or another object of
+    // the same name: decide on what was read.
     let last = sealed
         .metadata
         .uid
         .as_deref()
-        .and_then(|u| ctx.outcomes.get(u));
-    let secret = observe_secret(ctx, sealed, &keys, last).await;
+        .and_then(|u| ctx.store.last_unsealed(key, u));
     let observed = Observed {
-        sealed,
-        secret: secret.as_deref(),
+        sealed: &sealed,
+        secret: secret.as_ref(),
         keys: &keys,
         last,
         types: &ctx.secret_types,
@@ -201,7 +269,7 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
                 .run_sized(sealed.sealed_bytes(), move || {
                     plan::plan(&Observed {
                         sealed: &sealed,
-                        secret: secret.as_deref(),
+                        secret: secret.as_ref(),
                         keys: &keys,
                         last,
                         types: &types,
@@ -210,35 +278,55 @@ async fn reconcile_inner(sealed: &Arc<CachedSealed>, ctx: &Context) -> Result<Ac
                 .await
         }
     };
-    let done = apply(ctx, sealed, plan).await?;
-    report(ctx, sealed, &keys, done).await
+    let done = apply(ctx, &sealed, plan).await?;
+    report(ctx, key, &sealed, &keys, done).await
 }
 
-/// The Secret of the SealedSecret's name from the owned cache; when the
-/// cache does not have it but the last unseal may still hold (its watch
-/// can lag behind the controller's own write), from the API.
+/// The SealedSecret of `entry` with its values: the copy its watch event
+/// brought when no reconcile used it yet, else a GET at least as new as the
+/// entry (served from the API server's watch cache). `None` when it is
+/// gone.
+async fn read_sealed(
+    ctx: &Context,
+    key: &Key,
+    entry: &SealedEntry,
+) -> Result<Option<Arc<CachedSealed>>, Error> {
+    if let Some(s) = ctx.store.take_fresh(key, entry) {
+        return Ok(Some(s));
+    }
+    let (ns, name) = split(key);
+    let api: Api<CachedSealed> = Api::namespaced(ctx.client.clone(), ns);
+    let params = GetParams {
+        resource_version: entry.resource_version.as_ref().map(ToString::to_string),
+    };
+    match api.get_with(name, &params).await {
+        Ok(s) => Ok(Some(Arc::new(s))),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The Secret of the SealedSecret's name from the store; when the store
+/// does not have it but the last unseal may still hold (its watch can lag
+/// behind the controller's own write), from the API.
 async fn observe_secret(
     ctx: &Context,
-    sealed: &CachedSealed,
+    key: &Key,
+    generation: Option<i64>,
     keys: &KeyState,
     last: Option<Outcome>,
-) -> Option<Arc<OwnedSecret>> {
-    if sealed.metadata.deletion_timestamp.is_some() {
-        return None;
-    }
-    let ns = sealed.metadata.namespace.as_deref()?;
-    let name = sealed.metadata.name.as_deref()?;
-    if let Some(cached) = ctx.secrets.get(&ObjectRef::new(name).within(ns)) {
+) -> Option<OwnedSecret> {
+    if let Some(cached) = ctx.store.owned(key) {
         return Some(cached);
     }
-    if !plan::last_may_hold(sealed, keys, last) {
+    if !plan::last_may_hold(generation, keys, last) {
         return None;
     }
+    let (ns, name) = split(key);
     gateway::get_secret(&ctx.client, ns, name)
         .await
         .ok()
         .flatten()
-        .map(Arc::new)
 }
 
 /// What applying a plan came to, for [`report`].
@@ -375,20 +463,22 @@ fn not_owned(message: String) -> Done {
 /// remembered outcome.
 async fn report(
     ctx: &Context,
+    key: &Key,
     sealed: &CachedSealed,
     keys: &KeyState,
     done: Done,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let ns = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
     match done {
-        Done::Nothing => Ok(Action::await_change()),
+        Done::Nothing => Ok(Next::AwaitChange),
         Done::Ready { items, written } => {
             let message = unsealed(items, &ns, &name);
             if let Some((kind, digest)) = &written {
                 ctx.metrics.unseal("Unsealed");
                 if let Some(uid) = sealed.metadata.uid.as_deref() {
-                    ctx.outcomes.set(
+                    ctx.store.set_unsealed(
+                        key,
                         uid,
                         Outcome {
                             generation: sealed.metadata.generation,
@@ -400,14 +490,14 @@ async fn report(
                 }
                 set_status(
                     ctx,
-                    sealed,
+                    &StatusOf::sealed(sealed),
                     Readiness::Unsealed,
                     "Unsealed",
                     message.clone(),
                 )
                 .await?;
                 let (event, log) = match kind {
-                    WriteKind::Unchanged => return Ok(Action::await_change()),
+                    WriteKind::Unchanged => return Ok(Next::AwaitChange),
                     WriteKind::Create => ("Unsealed", "created Secret"),
                     _ => ("Updated", "updated Secret"),
                 };
@@ -416,9 +506,10 @@ async fn report(
                     .publish(sealed, EventType::Normal, event, message)
                     .await;
             } else {
-                set_status(ctx, sealed, Readiness::Unsealed, "Unsealed", message).await?;
+                let of = StatusOf::sealed(sealed);
+                set_status(ctx, &of, Readiness::Unsealed, "Unsealed", message).await?;
             }
-            Ok(Action::await_change())
+            Ok(Next::AwaitChange)
         }
         Done::Refused {
             reason,
@@ -433,14 +524,14 @@ async fn report(
             // Remembering the refusal also forgets the last successful
             // unseal: the Secret no longer follows this SealedSecret.
             let again = match sealed.metadata.uid.as_deref() {
-                Some(uid) => ctx.outcomes.refused(uid, refusal),
+                Some(uid) => ctx.store.refused(key, uid, refusal),
                 None => false,
             };
             refuse(ctx, sealed, reason, message, again).await?;
             // A refusal is final until something changes: a key-ring change
             // re-queues every object; only a new template, new values or a
             // restart with other flags can change the others.
-            Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+            Ok(requeue.map_or(Next::AwaitChange, Next::RequeueAfter))
         }
     }
 }
@@ -460,7 +551,8 @@ async fn refuse(
         ctx.metrics.unseal(reason);
         tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), reason, "{message}");
     }
-    if set_status(ctx, sealed, Readiness::Refused, reason, message.clone()).await? {
+    let of = StatusOf::sealed(sealed);
+    if set_status(ctx, &of, Readiness::Refused, reason, message.clone()).await? {
         ctx.events
             .publish(sealed, EventType::Warning, reason, message)
             .await;
@@ -473,10 +565,11 @@ fn unsealed(items: usize, ns: &str, name: &str) -> String {
 }
 
 /// Retry policy after an error.
-pub fn error_policy(sealed: Arc<CachedSealed>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(key: &Key, error: &Error, ctx: &Context) -> Next {
     ctx.metrics.reconcile_error(error.metric_label());
-    tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(match error {
+    let (ns, name) = split(key);
+    tracing::warn!(namespace = %ns, name = %name, error = %error, "reconcile failed; retrying");
+    Next::RequeueAfter(Duration::from_secs(match error {
         Error::KeysNotReady => 2,
         Error::Kube(_) => 5,
     }))

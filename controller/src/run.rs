@@ -6,24 +6,27 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coffer_core::SealedSecret;
-use futures::{StreamExt, TryStreamExt};
+use std::collections::HashSet;
+
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::api_count::CountLayer;
 use crate::args::RunArgs;
-use crate::cache::{CachedSealed, Outcomes, OwnedSecret};
+use crate::cache::{CachedSealed, OwnedSecret};
 use crate::events::Events;
 use crate::http::{ClientLimiter, HttpState, Opening};
 use crate::key_secrets::{self, KeyManager, Keys};
 use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
+use crate::queue::Queue;
 use crate::ratelimit::{Bucket, Priority, RateLimitLayer};
 use crate::reconcile::{self, Context};
 use crate::secret_types::SecretTypePolicy;
+use crate::store::{Key, Store};
 use crate::watch::{ShortBackoff, watch_config};
 use coffer_core::api::KeyStatus;
 
@@ -179,6 +182,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
     tracing::info!(
         api_requests = metrics.api_request_count(),
+        api_writes = metrics.api_write_count(),
         "controller stopped"
     );
     result
@@ -311,80 +315,259 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
 
     let client = &clients.main;
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| "coffer-controller".into());
-    let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut controllers = Vec::new();
-    let mut counted = Vec::new();
-    for ns in namespaces {
-        let (sealed_api, secret_api): (Api<CachedSealed>, Api<OwnedSecret>) = match &ns {
+    let store = Arc::new(Store::default());
+    let queue = Queue::new();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        keys: keys.clone(),
+        store: store.clone(),
+        events: Events::start(
+            client.clone(),
+            clients.background.clone(),
+            instance,
+            metrics.clone(),
+        ),
+        metrics: metrics.clone(),
+        secret_types: secret_types.clone(),
+        pool: pool.clone(),
+    });
+
+    // The watches: SealedSecrets and owned Secrets of each scope, into the
+    // store, each change queuing its SealedSecret. Both caches hold compact
+    // records (crate::store): owned Secrets as salted digests, never their
+    // values; SealedSecrets without their ciphertexts.
+    let mut watches = tokio::task::JoinSet::new();
+    let mut synced = Vec::new();
+    for scope in &scopes {
+        let (sealed_api, secret_api): (Api<CachedSealed>, Api<OwnedSecret>) = match scope {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-        // Both caches hold compact types (crate::cache): owned Secrets as
-        // salted digests, never their values; SealedSecrets without their
-        // metadata maps, so the JSON copy of the object that a client-side
-        // `kubectl apply` (and Argo CD) keeps in an annotation (~30 MiB at
-        // 10,000 SealedSecrets) is dropped as it arrives. Errors of both
-        // watches are spaced by the controller's trigger backoff below.
-        let (store, writer) = reflector::store();
-        let outcomes = Arc::new(Outcomes::default());
-        let written = outcomes.clone();
-        let owned = watcher(
-            secret_api,
-            watch_config().labels(reconcile::owned_selector()),
-        )
-        .reflect(writer)
-        .try_filter_map(move |event| futures::future::ready(Ok(needs_reconcile(&written, event))));
-        let ctx = Arc::new(Context {
-            client: client.clone(),
-            keys: keys.clone(),
-            secrets: store,
-            outcomes: outcomes.clone(),
-            events: Events::start(
-                client.clone(),
-                clients.background.clone(),
-                instance.clone(),
-                metrics.clone(),
-            ),
-            metrics: metrics.clone(),
-            secret_types: secret_types.clone(),
-            pool: pool.clone(),
-        });
-        let (sealed_store, sealed_writer) = reflector::store();
-        let live = sealed_store.clone();
-        counted.push(sealed_store.clone());
-        let sealed_stream = watcher(sealed_api, watch_config())
-            .reflect(sealed_writer)
-            .inspect_ok(move |event| forget_deleted(&outcomes, &live, event))
-            .touched_objects();
-        let controller = Controller::for_stream(sealed_stream, sealed_store)
-            .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
-            .trigger_backoff(ShortBackoff::default())
-            // An owned Secret has the name of its SealedSecret.
-            .watches_stream(owned, |s: OwnedSecret| {
-                let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-                s.metadata
-                    .name
-                    .as_deref()
-                    .map(|n| ObjectRef::new(n).within(ns))
-            })
-            .reconcile_all_on(key_secrets::changes(keys))
-            .graceful_shutdown_on(on(stop.clone()))
-            .run(reconcile::reconcile, reconcile::error_policy, ctx)
-            .for_each(|_| futures::future::ready(()));
-        controllers.push(controller);
+        for owned in [false, true] {
+            let (tx, rx) = watch::channel(false);
+            synced.push(rx);
+            let (store, queue, scope) = (store.clone(), queue.clone(), scope.clone());
+            if owned {
+                let api = secret_api.clone();
+                watches.spawn(async move {
+                    let events = watcher(api, watch_config().labels(reconcile::owned_selector()))
+                        .backoff(ShortBackoff::default());
+                    follow(events, scope.as_deref(), tx, |e, seen| {
+                        owned_event(&store, &queue, e, seen)
+                    })
+                    .await
+                });
+            } else {
+                let api = sealed_api.clone();
+                watches.spawn(async move {
+                    let events = watcher(api, watch_config()).backoff(ShortBackoff::default());
+                    follow(events, scope.as_deref(), tx, |e, seen| {
+                        sealed_event(&store, &queue, e, seen)
+                    })
+                    .await
+                });
+            }
+        }
     }
-    metrics.count_sealed_in(counted);
+    // Reconcile once every first list is in: an owned Secret not yet seen
+    // would look missing, and its SealedSecret would be written again.
+    for mut rx in synced {
+        tokio::select! {
+            _ = until(&mut rx, |done| done) => {}
+            _ = on(stop.clone()) => { queue.close(); return Ok(()) }
+            r = &mut manage => return r,
+        }
+    }
+    let (sealed_n, owned_n, _) = store.counts();
+    tracing::info!(
+        sealed_secrets = sealed_n,
+        owned_secrets = owned_n,
+        "watches synced; reconciling"
+    );
+    metrics.count_sealed_in(Some(store.clone()));
+
+    let timers = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.run_timers().await }
+    });
+    let rekey = tokio::spawn({
+        let (queue, store) = (queue.clone(), store.clone());
+        let changes = key_secrets::changes(keys);
+        async move {
+            changes
+                .for_each(|()| {
+                    queue.add_all(store.sealed_keys());
+                    futures::future::ready(())
+                })
+                .await
+        }
+    });
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (queue, ctx) = (queue.clone(), ctx.clone());
+        workers.spawn(async move {
+            while let Some(key) = queue.next().await {
+                let next = match reconcile::reconcile(&key, &ctx).await {
+                    Ok(next) => next,
+                    Err(e) => reconcile::error_policy(&key, &e, &ctx),
+                };
+                if let reconcile::Next::RequeueAfter(d) = next {
+                    queue.add_after(key.clone(), d);
+                }
+                queue.done(&key);
+            }
+        });
+    }
     tracing::info!("controller started");
-    tokio::select! {
-        _ = futures::future::join_all(controllers) => Ok(()),
+    let caught_up = tokio::spawn({
+        let (queue, metrics) = (queue.clone(), metrics.clone());
+        async move {
+            // Once: every SealedSecret listed at start has been reconciled.
+            while !queue.idle() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tracing::info!(
+                sealed_secrets = sealed_n,
+                api_requests = metrics.api_request_count(),
+                api_writes = metrics.api_write_count(),
+                "caught up: every SealedSecret reconciled since start"
+            );
+        }
+    });
+    let result = tokio::select! {
+        _ = on(stop.clone()) => Ok(()),
         r = &mut manage => r,
+        w = watches.join_next() => Err(anyhow::anyhow!("a watch ended: {w:?}")),
+    };
+    // Finish the reconciles under way, then stop.
+    queue.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    workers.abort_all();
+    watches.abort_all();
+    timers.abort();
+    rekey.abort();
+    caught_up.abort();
+    result
+}
+
+/// Drives one watch: applies each event through `apply` (given the keys a
+/// re-list has returned so far, to forget what it did not), and marks
+/// `synced` at the end of the first list. Errors are logged and retried
+/// with the stream's backoff.
+async fn follow<K, S>(
+    events: S,
+    scope: Option<&str>,
+    synced: watch::Sender<bool>,
+    mut apply: impl FnMut(watcher::Event<K>, ListState<'_>),
+) where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut seen: Option<HashSet<Key>> = None;
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(e) => {
+                let done = matches!(e, watcher::Event::InitDone);
+                if matches!(e, watcher::Event::Init) {
+                    seen = Some(HashSet::new());
+                }
+                apply(
+                    e,
+                    ListState {
+                        scope,
+                        seen: &mut seen,
+                    },
+                );
+                if done {
+                    seen = None;
+                    let _ = synced.send(true);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "watch failed; retrying"),
+        }
+    }
+}
+
+/// Where a watch is in a (re-)list.
+struct ListState<'a> {
+    scope: Option<&'a str>,
+    /// The keys listed so far, while a list is under way.
+    seen: &'a mut Option<HashSet<Key>>,
+}
+
+fn sealed_event(
+    store: &Store,
+    queue: &Queue,
+    event: watcher::Event<CachedSealed>,
+    list: ListState<'_>,
+) {
+    match event {
+        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+            if let Some((key, _changed)) = store.put_sealed(Arc::new(s)) {
+                if let Some(seen) = list.seen.as_mut() {
+                    seen.insert(key.clone());
+                }
+                // Every event reconciles, as kube-runtime's controller
+                // does; one whose last unseal still holds costs no read
+                // and no decryption.
+                queue.add(key);
+            }
+        }
+        watcher::Event::Delete(s) => {
+            if let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name) {
+                store.remove_sealed(&ns, &name);
+            }
+        }
+        watcher::Event::Init => {}
+        watcher::Event::InitDone => {
+            if let Some(seen) = list.seen.as_ref() {
+                store.retain(true, list.scope, seen);
+            }
+        }
+    }
+}
+
+fn owned_event(
+    store: &Store,
+    queue: &Queue,
+    event: watcher::Event<OwnedSecret>,
+    list: ListState<'_>,
+) {
+    match event {
+        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+            if let Some((key, reconcile)) = store.put_owned(&s) {
+                if let Some(seen) = list.seen.as_mut() {
+                    seen.insert(key.clone());
+                }
+                if reconcile {
+                    queue.add(key);
+                }
+            }
+        }
+        watcher::Event::Delete(s) => {
+            if let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name)
+                && let Some(key) = store.remove_owned(&ns, &name)
+            {
+                queue.add(key);
+            }
+        }
+        watcher::Event::Init => {}
+        watcher::Event::InitDone => {
+            if let Some(seen) = list.seen.as_ref() {
+                queue.add_all(store.retain(false, list.scope, seen));
+            }
+        }
     }
 }
 
@@ -403,51 +586,8 @@ impl<'a> Leading<'a> {
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
-        self.0.count_sealed_in(Vec::new());
+        self.0.count_sealed_in(None);
         self.0.set_leader(false);
-    }
-}
-
-/// The owned Secret whose event should reconcile its SealedSecret: any
-/// change, except a Secret arriving exactly as the controller last wrote it
-/// (the echo of its own write, which would reconcile for nothing).
-fn needs_reconcile(outcomes: &Outcomes, event: watcher::Event<OwnedSecret>) -> Option<OwnedSecret> {
-    match event {
-        watcher::Event::Apply(s) => {
-            let echo = s
-                .controller_uid
-                .as_deref()
-                .and_then(|uid| outcomes.get(uid))
-                .is_some_and(|o| o.digest == s.digest);
-            (!echo).then_some(s)
-        }
-        watcher::Event::Delete(s) | watcher::Event::InitApply(s) => Some(s),
-        watcher::Event::Init | watcher::Event::InitDone => None,
-    }
-}
-
-/// Drops the remembered outcome of SealedSecrets that are gone.
-fn forget_deleted(
-    outcomes: &Outcomes,
-    live: &reflector::Store<CachedSealed>,
-    event: &watcher::Event<CachedSealed>,
-) {
-    match event {
-        watcher::Event::Delete(s) => {
-            if let Some(uid) = s.metadata.uid.as_deref() {
-                outcomes.forget(uid);
-            }
-        }
-        // A re-list reports no deletions: keep what is still there.
-        watcher::Event::InitDone => {
-            let uids = live
-                .state()
-                .iter()
-                .filter_map(|s| s.metadata.uid.clone())
-                .collect();
-            outcomes.retain(&uids);
-        }
-        _ => {}
     }
 }
 

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::report::say;
 
-/// The names of `k` benchmark namespaces: `bench-00`, `bench-01`, …
+/// The names of `k` benchmark namespaces: `bench-000`, `bench-001`, …
 pub fn namespaces(k: u32) -> Vec<String> {
-    (0..k).map(|i| format!("bench-{i:02}")).collect()
+    (0..k).map(|i| format!("bench-{i:03}")).collect()
 }
 
 /// Creates namespace `name` unless it exists.
@@ -60,14 +60,14 @@ impl Item {
     }
 }
 
-/// `n` Secrets `app-NNNNN` of `k` items each (a database user, a random
+/// `n` Secrets `app-NNNNNN` of `k` items each (a database user, a random
 /// password and a URL holding both, then random `item-NN`), spread over
 /// `namespaces` in turn.
 pub fn make_items(n: usize, k: usize, namespaces: &[String]) -> anyhow::Result<Vec<Item>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let namespace = namespaces[i % namespaces.len()].clone();
-        let name = format!("app-{i:05}");
+        let name = format!("app-{i:06}");
         let password = random_hex(18)?;
         let user = format!("user-{i}");
         let mut all: Vec<(String, String)> = vec![

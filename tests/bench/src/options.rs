@@ -18,10 +18,10 @@ pub struct Run {
 #[derive(clap::Args, Debug)]
 pub struct Load {
     /// Number of SealedSecrets.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub n: u32,
     /// Namespaces to spread them over.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub namespaces: u32,
     /// SealedSecrets created at once before a controller starts.
     #[arg(long, default_value_t = 32)]

@@ -34,7 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use zeroize::Zeroizing;
 
 /// Label on every benchmark SealedSecret (the readiness watch selects it).
@@ -83,6 +83,51 @@ struct Args {
     /// What is measured (e.g. `git describe --dirty`), for the report.
     #[arg(long, default_value = "")]
     revision: String,
+    /// Measure the ceiling instead of the controller: a minimal client
+    /// that makes exactly the writes a correct controller must (create
+    /// each Secret, patch each status) after one paged list, with no
+    /// decryption, at the same concurrency and with no client rate limit.
+    #[arg(long)]
+    ceiling_only: bool,
+    /// The JSON figures of a ceiling run on an identical API server, to
+    /// report Coffer's throughput against.
+    #[arg(long)]
+    ceiling_from: Option<PathBuf>,
+    /// Once all are Ready and the controller stopped, start it again and
+    /// measure how long until it has reconciled every SealedSecret, and
+    /// what it sent meanwhile.
+    #[arg(long)]
+    restart: bool,
+}
+
+/// The figures of one run, as JSON beside the report (for the plot).
+#[derive(serde::Serialize, serde::Deserialize, Default, Debug)]
+struct Figures {
+    n: usize,
+    namespaces: u32,
+    all_ready_s: Option<f64>,
+    objects_per_s: f64,
+    peak_rss_mib: f64,
+    idle_rss_mib: f64,
+    cpu_s: f64,
+    api_requests: Option<u64>,
+    api_writes: Option<u64>,
+    ceiling_s: Option<f64>,
+    ceiling_objects_per_s: Option<f64>,
+    restart_caught_up_s: Option<f64>,
+    restart_api_requests: Option<u64>,
+    restart_api_writes: Option<u64>,
+    restart_peak_rss_mib: Option<f64>,
+}
+
+/// What the restart measured.
+#[derive(Clone)]
+struct Restart {
+    caught_up: Option<Duration>,
+    requests: Option<u64>,
+    writes: Option<u64>,
+    hwm: u64,
+    exit: String,
 }
 
 #[tokio::main]
@@ -205,6 +250,35 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ),
     );
 
+    if args.ceiling_only {
+        let concurrency = args.concurrency.map(usize::from).unwrap_or(16);
+        say(format!("ceiling: the writes alone, {concurrency} at once"));
+        let took = ceiling(&admin, &items, concurrency).await?;
+        let figures = Figures {
+            n,
+            namespaces: args.load.namespaces,
+            ceiling_s: Some(took.as_secs_f64()),
+            ceiling_objects_per_s: Some(n as f64 / took.as_secs_f64()),
+            ..Default::default()
+        };
+        report.row(
+            "**ceiling**: list, then create Secret + patch status each, no decryption",
+            format!(
+                "**{}** ({:.1} objects/s, {concurrency} at once, no client rate limit)",
+                secs(took),
+                n as f64 / took.as_secs_f64()
+            ),
+        );
+        let text = format!(
+            "# Ceiling of this API server: {n} SealedSecrets\n\n{}\n\n{}",
+            machine("CPUs"),
+            report.render()
+        );
+        publish(&text, args.run.out.as_deref())?;
+        write_figures(&args, &figures)?;
+        return Ok(true);
+    }
+
     // Watch readiness from before the controller starts.
     let sealed_api: Api<SealedSecret> = Api::all(admin.clone());
     let mut watch = watcher(sealed_api, watcher::Config::default().labels(BENCH_LABEL)).boxed();
@@ -311,7 +385,42 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if killed {
         say("the controller ignored SIGTERM for 30 s; killed it");
     }
-    let api_requests = api_requests_from_log(&args.log);
+    let api_requests = api_requests_from_log(&args.log, "api_requests");
+    let api_writes = api_requests_from_log(&args.log, "api_writes");
+
+    // A restart with everything unsealed: how long until every
+    // SealedSecret is reconciled, and what it sends.
+    let mut restart: Option<Restart> = None;
+    if args.restart && all_ready.is_some() {
+        let log = args.log.with_extension("restart.log");
+        let mut again = Controller::spawn_logged_to(&args, &kubeconfig, &log)?;
+        let t = Instant::now();
+        say("restarted the controller");
+        let mut caught_up = None;
+        while t.elapsed() < Duration::from_secs(args.load.timeout) {
+            if let Some(exit) = again.exited() {
+                bail!(
+                    "the restarted controller exited ({exit}); see {}",
+                    log.display()
+                );
+            }
+            if log_has(&log, "caught up: every SealedSecret reconciled since start") {
+                caught_up = Some(t.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        say(format!("restart caught up: {caught_up:?}"));
+        let hwm = proc_status_kib(again.pid, "VmHWM:").unwrap_or(0);
+        let (exit, _, _) = again.stop(Duration::from_secs(30));
+        restart = Some(Restart {
+            caught_up,
+            requests: api_requests_from_log(&log, "api_requests"),
+            writes: api_requests_from_log(&log, "api_writes"),
+            hwm,
+            exit,
+        });
+    }
 
     // Correctness of a sample, and of the key ring.
     let checked = verify_sample(&admin, &items, args.sample).await?;
@@ -417,6 +526,43 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ),
     );
     report.row("controller exit", exit.clone());
+    if let Some(r) = &restart {
+        report_restart(&mut report, r);
+    }
+    let ceiling: Option<Figures> = match &args.ceiling_from {
+        Some(p) => Some(serde_json::from_slice(&std::fs::read(p)?)?),
+        None => None,
+    };
+    let figures = Figures {
+        n,
+        namespaces: args.load.namespaces,
+        all_ready_s: all_ready.map(|d| d.as_secs_f64()),
+        objects_per_s: ready_n as f64 / total.as_secs_f64(),
+        peak_rss_mib: mib(hwm),
+        idle_rss_mib: mib(rss_at_stop.total),
+        cpu_s: ctrl_cpu_ready,
+        api_requests,
+        api_writes,
+        ceiling_s: ceiling.as_ref().and_then(|c| c.ceiling_s),
+        ceiling_objects_per_s: ceiling.as_ref().and_then(|c| c.ceiling_objects_per_s),
+        restart_caught_up_s: restart
+            .as_ref()
+            .and_then(|r| r.caught_up)
+            .map(|d| d.as_secs_f64()),
+        restart_api_requests: restart.as_ref().and_then(|r| r.requests),
+        restart_api_writes: restart.as_ref().and_then(|r| r.writes),
+        restart_peak_rss_mib: restart.as_ref().map(|r| mib(r.hwm)),
+    };
+    if let (Some(cs), Some(cr)) = (figures.ceiling_s, figures.ceiling_objects_per_s) {
+        report.row(
+            "**against the ceiling** (same writes, no decryption, fresh identical API server)",
+            format!(
+                "ceiling {cs:.1} s, {cr:.1} objects/s: **Coffer at {:.0} %**",
+                100.0 * figures.objects_per_s / cr
+            ),
+        );
+    }
+    write_figures(&args, &figures)?;
 
     let title = format!("# Controller benchmark: {n} SealedSecrets, qps {qps} burst {burst}");
     let text = format!(
@@ -430,7 +576,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         && checked == args.sample.min(n)
         && key_ok
         && api_requests.is_some()
-        && exit == "exit 0";
+        && exit == "exit 0"
+        && (!args.restart
+            || restart
+                .as_ref()
+                .is_some_and(|r| r.caught_up.is_some() && r.writes == Some(0)));
     if !ok {
         say("FAILED (see the report above)");
     }
@@ -611,6 +761,10 @@ struct Controller;
 
 impl Controller {
     fn spawn(args: &Args, kubeconfig: &Path) -> anyhow::Result<Child> {
+        Self::spawn_logged_to(args, kubeconfig, &args.log)
+    }
+
+    fn spawn_logged_to(args: &Args, kubeconfig: &Path, log: &Path) -> anyhow::Result<Child> {
         let controller = &args.controller.controller;
         let mut cmd = Command::new(controller);
         cmd.arg("--kubeconfig").arg(kubeconfig);
@@ -632,18 +786,131 @@ impl Controller {
         // Loopback only. An environment variable rather than --listen: a
         // controller without an HTTP listener ignores it.
         scrub_env(&mut cmd).env("COFFER_LISTEN", "127.0.0.1:0");
-        spawn_logged(&mut cmd, &args.log, &controller.display().to_string())
+        spawn_logged(&mut cmd, log, &controller.display().to_string())
     }
 }
 
-/// `api_requests` from the controller's JSON "controller stopped" line.
-fn api_requests_from_log(log: &Path) -> Option<u64> {
+/// `field` (`api_requests`, `api_writes`) from the controller's JSON
+/// "controller stopped" line.
+fn api_requests_from_log(log: &Path, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().rev().find_map(|line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        (v.get("message")?.as_str()? == "controller stopped")
-            .then(|| v.get("api_requests")?.as_u64())?
+        (v.get("message")?.as_str()? == "controller stopped").then(|| v.get(field)?.as_u64())?
     })
+}
+
+/// Whether the controller's log has a line with this message.
+fn log_has(log: &Path, message: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|t| t.contains(message))
+}
+
+fn report_restart(report: &mut Report, r: &Restart) {
+    report.row(
+        "**restart**, all unsealed: start → every SealedSecret reconciled",
+        match r.caught_up {
+            Some(d) => format!("**{}**", secs(d)),
+            None => "**not caught up before the timeout**".into(),
+        },
+    );
+    let n = |x: Option<u64>| x.map_or_else(|| "?".into(), |x| x.to_string());
+    report.row(
+        "restart: API requests (of them writes), peak RSS, exit",
+        format!(
+            "{} ({}), {:.1} MiB, {}",
+            n(r.requests),
+            n(r.writes),
+            mib(r.hwm),
+            r.exit
+        ),
+    );
+}
+
+/// Writes the figures as JSON beside the report.
+fn write_figures(args: &Args, f: &Figures) -> anyhow::Result<()> {
+    if let Some(out) = &args.run.out {
+        std::fs::write(out.with_extension("json"), serde_json::to_vec_pretty(f)?)?;
+    }
+    Ok(())
+}
+
+/// The ceiling run: one paged list, then per SealedSecret exactly the two
+/// writes a controller must make, `concurrency` at once.
+async fn ceiling(admin: &Client, items: &[Item], concurrency: usize) -> anyhow::Result<Duration> {
+    let expected: HashMap<String, &Item> = items.iter().map(|i| (i.key(), i)).collect();
+    let start = Instant::now();
+    let api: Api<SealedSecret> = Api::all(admin.clone());
+    let mut listed = Vec::with_capacity(items.len());
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().labels(BENCH_LABEL).limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api.list(&lp).await?;
+        listed.extend(page.items);
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    futures::stream::iter(listed)
+        .map(|s| {
+            let admin = admin.clone();
+            let place = format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+            let item = expected.get(&place).copied();
+            async move {
+                let item = item.context("listed an unknown SealedSecret")?;
+                let ns = s.namespace().unwrap_or_default();
+                let owner = s.controller_owner_ref(&()).context("owner reference")?;
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(item.name.clone()),
+                        namespace: Some(ns.clone()),
+                        labels: Some(BTreeMap::from([(
+                            coffer_core::api::OWNED_LABEL.to_string(),
+                            item.name.clone(),
+                        )])),
+                        owner_references: Some(vec![owner]),
+                        ..Default::default()
+                    },
+                    type_: Some("Opaque".into()),
+                    data: Some(
+                        item.expected
+                            .iter()
+                            .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone())))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                };
+                Api::<Secret>::namespaced(admin.clone(), &ns)
+                    .create(&PostParams::default(), &secret)
+                    .await?;
+                let generation = s.metadata.generation;
+                let message = format!(
+                    "unsealed {} item(s) into Secret {ns}/{}",
+                    item.expected.len(),
+                    item.name
+                );
+                let status = serde_json::json!({"status": {
+                    "observedGeneration": generation,
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "Unsealed",
+                        "message": message, "observedGeneration": generation,
+                        "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
+                Api::<SealedSecret>::namespaced(admin, &ns)
+                    .patch_status(
+                        &item.name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&status),
+                    )
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<()>()
+        .await?;
+    Ok(start.elapsed())
 }
 
 /// CPU seconds of every process involved, and of the machine.

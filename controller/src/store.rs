@@ -1,0 +1,574 @@
+//! What the controller keeps in memory between reconciles, one compact
+//! record per object, so that 100,000 SealedSecrets fit in the chart's
+//! memory limit (see `docs/decisions.md`, "A digest-only cache").
+//!
+//! For each `namespace/name` the store keeps, in one map entry:
+//! - of the SealedSecret: uid, resourceVersion, generation, whether it is
+//!   being deleted, and a summary of its status (no ciphertext at all);
+//! - of the Secret of that name, when it carries the owned label: a salted
+//!   digest of everything the controller writes, and what a write needs
+//!   (uid, resourceVersion, type, immutability);
+//! - the outcome of the last reconcile (the last successful unseal, or the
+//!   last refusal).
+//!
+//! Reconciling an object whose last unseal still holds needs nothing else.
+//! Otherwise the SealedSecret itself is needed: from [`Fresh`], the copies
+//! that watch events brought and no reconcile has used yet (bounded), else
+//! one GET served from the API server's watch cache.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use sha2::{Digest, Sha256};
+
+use crate::cache::{CachedSealed, Outcome, OwnedSecret, Refusal};
+
+/// `namespace/name`: neither may hold a `/`.
+pub type Key = Arc<str>;
+
+/// The key of `ns/name`.
+pub fn key(ns: &str, name: &str) -> Key {
+    format!("{ns}/{name}").into()
+}
+
+/// The namespace and name of a key.
+pub fn split(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
+/// A uid or resourceVersion, held as bytes when it has the usual form (a
+/// UUID; a decimal number) and as text otherwise; it prints back to exactly
+/// the text it was made from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Token {
+    Uuid([u8; 16]),
+    Number(u64),
+    Text(Box<str>),
+}
+
+impl Token {
+    pub fn new(s: &str) -> Self {
+        if let Ok(n) = s.parse::<u64>()
+            && n.to_string() == s
+        {
+            return Token::Number(n);
+        }
+        if let Some(b) = parse_uuid(s) {
+            return Token::Uuid(b);
+        }
+        Token::Text(s.into())
+    }
+
+    pub fn of(s: Option<&str>) -> Option<Self> {
+        s.map(Token::new)
+    }
+}
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Token::Number(n) => write!(f, "{n}"),
+            Token::Text(t) => f.write_str(t),
+            Token::Uuid(b) => {
+                for (i, x) in b.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{x:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The `Ready` condition as far as writing the next status needs it:
+/// whether it says the same (status, reason, a digest of the message) and
+/// since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyMemo {
+    pub status: Box<str>,
+    pub reason: Box<str>,
+    message: [u8; 16],
+    pub since: Time,
+}
+
+fn message_digest(message: &str) -> [u8; 16] {
+    let d = Sha256::digest(message.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+impl ReadyMemo {
+    pub fn of(c: &Condition) -> Self {
+        ReadyMemo {
+            status: c.status.as_str().into(),
+            reason: c.reason.as_str().into(),
+            message: message_digest(&c.message),
+            since: c.last_transition_time.clone(),
+        }
+    }
+
+    /// Whether it says `status`, `reason` and `message`.
+    pub fn says(&self, status: &str, reason: &str, message: &str) -> bool {
+        &*self.status == status
+            && &*self.reason == reason
+            && self.message == message_digest(message)
+    }
+}
+
+/// A SealedSecret's status as far as the controller reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusMemo {
+    pub observed_generation: Option<i64>,
+    pub ready: Option<ReadyMemo>,
+    /// `Stalled` or `Reconciling` is `True`.
+    pub stalled: bool,
+    pub reconciling: bool,
+}
+
+impl StatusMemo {
+    pub fn of(s: &CachedSealed) -> Self {
+        StatusMemo {
+            observed_generation: s.observed_generation,
+            ready: s.ready.as_ref().map(ReadyMemo::of),
+            stalled: s.stalled,
+            reconciling: s.reconciling,
+        }
+    }
+}
+
+/// A SealedSecret as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedEntry {
+    pub uid: Option<Token>,
+    pub resource_version: Option<Token>,
+    pub generation: Option<i64>,
+    pub deleting: bool,
+    pub status: StatusMemo,
+}
+
+impl SealedEntry {
+    pub fn of(s: &CachedSealed) -> Self {
+        let m = &s.metadata;
+        SealedEntry {
+            uid: Token::of(m.uid.as_deref()),
+            resource_version: Token::of(m.resource_version.as_deref()),
+            generation: m.generation,
+            deleting: m.deletion_timestamp.is_some(),
+            status: StatusMemo::of(s),
+        }
+    }
+
+    /// The `reason` label of `coffer_sealed_secrets`.
+    pub fn state_reason(&self) -> &str {
+        let s = &self.status;
+        let current = s.observed_generation.is_some() && s.observed_generation == self.generation;
+        match &s.ready {
+            Some(ready) if current => &ready.reason,
+            _ => crate::metrics::PENDING,
+        }
+    }
+}
+
+/// An owned Secret as the store keeps it: no values, only a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedEntry {
+    uid: Option<Token>,
+    resource_version: Option<Token>,
+    controller_uid: Option<Token>,
+    type_: Option<Box<str>>,
+    immutable: bool,
+    adoptable: bool,
+    digest: [u8; 32],
+}
+
+impl OwnedEntry {
+    pub fn of(s: &OwnedSecret) -> Self {
+        OwnedEntry {
+            uid: Token::of(s.metadata.uid.as_deref()),
+            resource_version: Token::of(s.metadata.resource_version.as_deref()),
+            controller_uid: Token::of(s.controller_uid.as_deref()),
+            type_: s.type_.clone(),
+            immutable: s.immutable,
+            adoptable: s.adoptable,
+            digest: s.digest,
+        }
+    }
+
+    /// The Secret `ns/name` it stands for, as the planner reads it.
+    pub fn secret(&self, ns: &str, name: &str) -> OwnedSecret {
+        OwnedSecret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                uid: self.uid.as_ref().map(Token::to_string),
+                resource_version: self.resource_version.as_ref().map(Token::to_string),
+                ..Default::default()
+            },
+            controller_uid: self.controller_uid.as_ref().map(|t| t.to_string().into()),
+            type_: self.type_.clone(),
+            immutable: self.immutable,
+            adoptable: self.adoptable,
+            digest: self.digest,
+        }
+    }
+}
+
+/// The last reconcile of one SealedSecret, for its uid.
+#[derive(Clone, Copy, Debug)]
+enum Memo {
+    Unsealed(Outcome),
+    Refused(Refusal),
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    sealed: Option<SealedEntry>,
+    owned: Option<OwnedEntry>,
+    /// Belongs to `sealed` (same uid); dropped when another object takes
+    /// the name.
+    memo: Option<Memo>,
+}
+
+/// Copies of SealedSecrets (with their ciphertexts) that watch events
+/// brought and no reconcile has used yet, up to [`Fresh::CAP`] bytes of
+/// ciphertext: most changes are then reconciled without a GET, and memory
+/// stays bounded however many arrive at once.
+#[derive(Default)]
+struct Fresh {
+    objects: HashMap<Key, Arc<CachedSealed>>,
+    bytes: usize,
+}
+
+impl Fresh {
+    /// Ciphertext bytes kept at most (about 9,000 objects of 3 values).
+    const CAP: usize = 8 << 20;
+
+    fn cost(s: &CachedSealed) -> usize {
+        s.sealed_bytes() + 256
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Arc<CachedSealed>> {
+        let s = self.objects.remove(key)?;
+        self.bytes -= Self::cost(&s);
+        Some(s)
+    }
+
+    fn offer(&mut self, key: &Key, s: Arc<CachedSealed>) {
+        self.remove(key);
+        let cost = Self::cost(&s);
+        if self.bytes + cost <= Self::CAP {
+            self.bytes += cost;
+            self.objects.insert(key.clone(), s);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Boxed: a hash table keeps slack room for its entries, and a slot is
+    /// some 400 bytes while a box is 8.
+    slots: HashMap<Key, Box<Slot>>,
+    fresh: Fresh,
+}
+
+impl Inner {
+    fn tidy(&mut self, key: &str) {
+        if let Some(slot) = self.slots.get(key)
+            && slot.sealed.is_none()
+            && slot.owned.is_none()
+        {
+            self.slots.remove(key);
+        }
+    }
+}
+
+/// The store; see the module documentation.
+#[derive(Default)]
+pub struct Store(Mutex<Inner>);
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (sealed, owned, fresh) = self.counts();
+        f.debug_struct("Store")
+            .field("sealed", &sealed)
+            .field("owned", &owned)
+            .field("fresh", &fresh)
+            .finish()
+    }
+}
+
+impl Store {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().expect("store lock")
+    }
+
+    /// The key the store holds for `ns/name`, so that keys share one
+    /// allocation.
+    fn key_of(inner: &Inner, ns: &str, name: &str) -> Key {
+        let k = key(ns, name);
+        match inner.slots.get_key_value(&*k) {
+            Some((held, _)) => held.clone(),
+            None => k,
+        }
+    }
+
+    /// Records a SealedSecret from a watch event; returns its key, and
+    /// whether anything the controller reads of it changed.
+    pub fn put_sealed(&self, s: Arc<CachedSealed>) -> Option<(Key, bool)> {
+        let ns = s.metadata.namespace.as_deref()?;
+        let name = s.metadata.name.as_deref()?;
+        let entry = SealedEntry::of(&s);
+        let mut inner = self.lock();
+        let k = Self::key_of(&inner, ns, name);
+        let slot = inner.slots.entry(k.clone()).or_default();
+        let changed = slot.sealed.as_ref() != Some(&entry);
+        if slot.sealed.as_ref().map(|e| &e.uid) != Some(&entry.uid) {
+            slot.memo = None;
+        }
+        slot.sealed = Some(entry);
+        inner.fresh.offer(&k, s);
+        Some((k, changed))
+    }
+
+    /// Forgets a SealedSecret (deleted), with its outcome.
+    pub fn remove_sealed(&self, ns: &str, name: &str) {
+        let k = key(ns, name);
+        let mut inner = self.lock();
+        if let Some(slot) = inner.slots.get_mut(&*k) {
+            slot.sealed = None;
+            slot.memo = None;
+        }
+        inner.fresh.remove(&k);
+        inner.tidy(&k);
+    }
+
+    /// Records an owned Secret; returns its key and whether it should
+    /// reconcile its SealedSecret: any change, except the Secret arriving
+    /// exactly as the controller last wrote it (the echo of its own write).
+    pub fn put_owned(&self, s: &OwnedSecret) -> Option<(Key, bool)> {
+        let ns = s.metadata.namespace.as_deref()?;
+        let name = s.metadata.name.as_deref()?;
+        let entry = OwnedEntry::of(s);
+        let mut inner = self.lock();
+        let k = Self::key_of(&inner, ns, name);
+        let slot = inner.slots.entry(k.clone()).or_default();
+        let echo = match (&slot.memo, &slot.sealed) {
+            (Some(Memo::Unsealed(o)), Some(sealed)) => {
+                o.digest == entry.digest
+                    && sealed.uid.is_some()
+                    && entry.controller_uid == sealed.uid
+            }
+            _ => false,
+        };
+        let has_sealed = slot.sealed.is_some();
+        slot.owned = Some(entry);
+        Some((k, has_sealed && !echo))
+    }
+
+    /// Forgets an owned Secret (deleted); returns its key when a
+    /// SealedSecret of that name is known.
+    pub fn remove_owned(&self, ns: &str, name: &str) -> Option<Key> {
+        let k = key(ns, name);
+        let mut inner = self.lock();
+        let slot = inner.slots.get_mut(&*k)?;
+        slot.owned = None;
+        let has_sealed = slot.sealed.is_some();
+        let held = inner.slots.get_key_value(&*k).map(|(k, _)| k.clone());
+        inner.tidy(&k);
+        held.filter(|_| has_sealed)
+    }
+
+    /// After a re-list of `scope` (a namespace, or all): forgets the
+    /// SealedSecrets (`sealed`) or owned Secrets that the list did not
+    /// return, since a re-list reports no deletions. Returns the keys of
+    /// SealedSecrets whose owned Secret went.
+    pub fn retain(&self, sealed: bool, scope: Option<&str>, seen: &HashSet<Key>) -> Vec<Key> {
+        let mut inner = self.lock();
+        let in_scope = |k: &str| scope.is_none_or(|ns| split(k).0 == ns);
+        let mut gone = Vec::new();
+        let mut fresh_gone = Vec::new();
+        for (k, slot) in inner.slots.iter_mut() {
+            if !in_scope(k) || seen.contains(k) {
+                continue;
+            }
+            if sealed && slot.sealed.is_some() {
+                slot.sealed = None;
+                slot.memo = None;
+                fresh_gone.push(k.clone());
+            } else if !sealed && slot.owned.is_some() {
+                slot.owned = None;
+                if slot.sealed.is_some() {
+                    gone.push(k.clone());
+                }
+            }
+        }
+        for k in fresh_gone {
+            inner.fresh.remove(&k);
+        }
+        inner
+            .slots
+            .retain(|_, s| s.sealed.is_some() || s.owned.is_some());
+        gone
+    }
+
+    /// The SealedSecret of `key`, as the store keeps it.
+    pub fn sealed(&self, key: &str) -> Option<SealedEntry> {
+        self.lock().slots.get(key)?.sealed.clone()
+    }
+
+    /// The owned Secret of `key`, as the planner reads it.
+    pub fn owned(&self, key: &str) -> Option<OwnedSecret> {
+        let inner = self.lock();
+        let (ns, name) = split(key);
+        Some(inner.slots.get(key)?.owned.as_ref()?.secret(ns, name))
+    }
+
+    /// The copy a watch event brought, if it is still the one of `entry`
+    /// (same uid and resourceVersion); it is handed out once.
+    pub fn take_fresh(&self, key: &str, entry: &SealedEntry) -> Option<Arc<CachedSealed>> {
+        let mut inner = self.lock();
+        let s = inner.fresh.remove(key)?;
+        let same = Token::of(s.metadata.uid.as_deref()) == entry.uid
+            && Token::of(s.metadata.resource_version.as_deref()) == entry.resource_version;
+        same.then_some(s)
+    }
+
+    /// Keys of every SealedSecret held.
+    pub fn sealed_keys(&self) -> Vec<Key> {
+        let inner = self.lock();
+        inner
+            .slots
+            .iter()
+            .filter(|(_, s)| s.sealed.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// `(namespace, state reason)` of every SealedSecret, for the metrics.
+    pub fn states(&self) -> Vec<(String, String)> {
+        let inner = self.lock();
+        inner
+            .slots
+            .iter()
+            .filter_map(|(k, s)| {
+                let sealed = s.sealed.as_ref()?;
+                Some((split(k).0.to_string(), sealed.state_reason().to_string()))
+            })
+            .collect()
+    }
+
+    fn memo(&self, key: &str, uid: &str) -> Option<Memo> {
+        let inner = self.lock();
+        let slot = inner.slots.get(key)?;
+        let held = slot.sealed.as_ref()?.uid.as_ref()?;
+        (*held == Token::new(uid)).then_some(slot.memo?)
+    }
+
+    fn set_memo(&self, key: &str, uid: &str, memo: Memo) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner.slots.get_mut(key)
+            && slot.sealed.as_ref().and_then(|s| s.uid.as_ref()) == Some(&Token::new(uid))
+        {
+            slot.memo = Some(memo);
+        }
+    }
+
+    /// The last successful unseal of SealedSecret `uid` at `key`, if that
+    /// is what happened last.
+    pub fn last_unsealed(&self, key: &str, uid: &str) -> Option<Outcome> {
+        match self.memo(key, uid)? {
+            Memo::Unsealed(o) => Some(o),
+            Memo::Refused(_) => None,
+        }
+    }
+
+    pub fn set_unsealed(&self, key: &str, uid: &str, o: Outcome) {
+        self.set_memo(key, uid, Memo::Unsealed(o));
+    }
+
+    /// Records a refusal; returns whether it is the same as the last one
+    /// (then it is not news).
+    pub fn refused(&self, key: &str, uid: &str, r: Refusal) -> bool {
+        let again = matches!(self.memo(key, uid), Some(Memo::Refused(last)) if last == r);
+        self.set_memo(key, uid, Memo::Refused(r));
+        again
+    }
+
+    /// Objects held: SealedSecrets, owned Secrets, fresh copies.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let inner = self.lock();
+        let sealed = inner.slots.values().filter(|s| s.sealed.is_some()).count();
+        let owned = inner.slots.values().filter(|s| s.owned.is_some()).count();
+        (sealed, owned, inner.fresh.objects.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_print_back_exactly() {
+        for s in [
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            "123456",
+            "0",
+            "007",
+            "7C9E6679-7425-40DE-944B-E07FC1F90AE7",
+            "not-a-uuid",
+            "",
+            "18446744073709551616",
+        ] {
+            assert_eq!(Token::new(s).to_string(), s);
+        }
+        assert!(matches!(
+            Token::new("7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+            Token::Uuid(_)
+        ));
+        assert!(matches!(Token::new("123456"), Token::Number(123456)));
+        assert!(matches!(Token::new("007"), Token::Text(_)));
+    }
+
+    #[test]
+    fn keys_split_into_namespace_and_name() {
+        assert_eq!(split(&key("app", "db")), ("app", "db"));
+    }
+
+    #[test]
+    fn a_ready_memo_compares_by_message() {
+        let c = Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Unsealed".into(),
+            message: "unsealed 3 item(s)".into(),
+            observed_generation: Some(1),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+        };
+        let m = ReadyMemo::of(&c);
+        assert!(m.says("True", "Unsealed", "unsealed 3 item(s)"));
+        assert!(!m.says("True", "Unsealed", "unsealed 2 item(s)"));
+        assert!(!m.says("False", "Unsealed", "unsealed 3 item(s)"));
+    }
+}
