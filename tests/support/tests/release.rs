@@ -627,3 +627,27 @@ fn the_packaged_chart_names_the_image_by_the_built_index_digest() {
         )
     );
 }
+
+#[test]
+fn the_dockerfile_builds_the_same_files_and_runs_them_the_same_way() {
+    let text = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    let config = coffer_release::rootfs::exec_config(BTreeMap::new());
+    let lines: Vec<&str> = text.lines().collect();
+    let has = |line: &str| lines.contains(&line);
+    // The binaries by the release script, the files by the release tool.
+    assert!(text.contains("release/binaries \"$triple\""), "{text}");
+    assert!(text.contains("-p coffer-release -- \\\n      rootfs --out /rootfs"));
+    assert!(has("FROM scratch") && has("COPY --from=build /rootfs/ /"));
+    assert!(has(&format!("USER {}", config.user)));
+    assert!(has(&format!(
+        "ENTRYPOINT {}",
+        serde_json::to_string(&config.entrypoint).unwrap()
+    )));
+    for env in &config.env {
+        assert!(has(&format!("ENV {env}")), "the Dockerfile does not set {env}");
+    }
+    for port in config.exposed_ports.keys() {
+        let port = port.trim_end_matches("/tcp");
+        assert!(has(&format!("EXPOSE {port}")));
+    }
+}
