@@ -58,7 +58,11 @@ fn run_ok(cmd: &mut Command) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        output_text(&out)
+    );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
@@ -112,7 +116,8 @@ fn the_release_workflow_runs_the_scripts_that_exist_and_publishes_all_three() {
     let mut called = Vec::new();
     for word in runs.split(|c: char| c.is_whitespace() || c == '"' || c == '(' || c == ')') {
         let word = word.trim_start_matches("./");
-        if word.starts_with("release/") || (word.starts_with("tests/") && word.ends_with("/build")) {
+        if word.starts_with("release/") || (word.starts_with("tests/") && word.ends_with("/build"))
+        {
             let script = root().join(word);
             assert!(
                 script.is_file() && script.metadata().unwrap().permissions().mode() & 0o111 != 0,
@@ -122,7 +127,10 @@ fn the_release_workflow_runs_the_scripts_that_exist_and_publishes_all_three() {
         }
     }
     for needed in ["release/build", "tests/crane/build", "tests/helm/build"] {
-        assert!(called.iter().any(|c| c == needed), "the workflow does not run {needed}");
+        assert!(
+            called.iter().any(|c| c == needed),
+            "the workflow does not run {needed}"
+        );
     }
     for publish in ["crane\" push", "helm\" push", "gh release upload"] {
         assert!(runs.contains(publish), "the workflow does not `{publish}`");
@@ -146,7 +154,10 @@ const EM_AARCH64: u16 = 183;
 /// the machine, whether a program interpreter (a dynamic loader) is asked
 /// for, and how many shared libraries the dynamic section needs.
 fn elf(bytes: &[u8]) -> Elf {
-    assert!(bytes.len() > 64 && &bytes[..4] == b"\x7fELF", "not an ELF file");
+    assert!(
+        bytes.len() > 64 && &bytes[..4] == b"\x7fELF",
+        "not an ELF file"
+    );
     assert_eq!((bytes[4], bytes[5]), (2, 1), "not 64-bit little-endian");
     let u16_at = |o: usize| u16::from_le_bytes(bytes[o..o + 2].try_into().unwrap());
     let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
@@ -197,8 +208,7 @@ fn images(layout: &Path) -> Vec<(String, Manifest, ImageConfig, Vec<u8>)> {
             let manifest: Manifest =
                 serde_json::from_slice(&oci::read_blob(layout, m).unwrap()).unwrap();
             let config: ImageConfig =
-                serde_json::from_slice(&oci::read_blob(layout, &manifest.config).unwrap())
-                    .unwrap();
+                serde_json::from_slice(&oci::read_blob(layout, &manifest.config).unwrap()).unwrap();
             let [layer] = manifest.layers.as_slice() else {
                 panic!("{} has {} layers", m.digest, manifest.layers.len())
             };
@@ -207,7 +217,12 @@ fn images(layout: &Path) -> Vec<(String, Manifest, ImageConfig, Vec<u8>)> {
             flate2::read::GzDecoder::new(&oci::read_blob(layout, layer).unwrap()[..])
                 .read_to_end(&mut tar)
                 .unwrap();
-            let arch = m.platform.as_ref().expect("a platform").architecture.clone();
+            let arch = m
+                .platform
+                .as_ref()
+                .expect("a platform")
+                .architecture
+                .clone();
             (arch, manifest, config, tar)
         })
         .collect()
@@ -255,12 +270,18 @@ fn the_image_runs_as_nonroot_without_a_shell_and_each_binary_is_static_for_its_p
             rev.len() == 12 && rev.bytes().all(|b| b.is_ascii_hexdigit()),
             "{arch}: the image names no commit ({rev:?})"
         );
-        assert_eq!(manifest.annotations["org.opencontainers.image.revision"], rev);
+        assert_eq!(
+            manifest.annotations["org.opencontainers.image.revision"],
+            rev
+        );
         let files = tar_files(tar);
         for path in files.keys() {
             let name = path.trim_end_matches('/').rsplit('/').next().unwrap();
             assert!(
-                !["sh", "bash", "dash", "ash", "zsh", "ksh", "busybox", "toybox"].contains(&name)
+                ![
+                    "sh", "bash", "dash", "ash", "zsh", "ksh", "busybox", "toybox"
+                ]
+                .contains(&name)
                     && !path.starts_with("bin/")
                     && !path.starts_with("usr/")
                     && !path.starts_with("sbin/"),
@@ -270,8 +291,12 @@ fn the_image_runs_as_nonroot_without_a_shell_and_each_binary_is_static_for_its_p
         let (mode, binary) = &files["coffer-controller"];
         assert_eq!(mode & 0o777, 0o755);
         assert_static_for(binary, arch, &format!("{arch} coffer-controller"));
-        let certs = String::from_utf8(files["etc/ssl/certs/ca-certificates.crt"].1.clone()).unwrap();
-        assert!(certs.matches("BEGIN CERTIFICATE").count() > 100, "{arch}: no CA bundle");
+        let certs =
+            String::from_utf8(files["etc/ssl/certs/ca-certificates.crt"].1.clone()).unwrap();
+        assert!(
+            certs.matches("BEGIN CERTIFICATE").count() > 100,
+            "{arch}: no CA bundle"
+        );
         let passwd = String::from_utf8(files["etc/passwd"].1.clone()).unwrap();
         assert!(passwd.contains("nonroot:x:65532:65532:"), "{passwd}");
     }
@@ -424,7 +449,10 @@ async fn the_amd64_image_runs_as_in_a_pod_creates_its_key_and_unseals() {
         .await
         .unwrap();
     t.wait_reason(&ns, "db", "Unsealed").await;
-    assert_eq!(t.secret_data(&ns, "db").await["password"], plaintext.as_bytes());
+    assert_eq!(
+        t.secret_data(&ns, "db").await["password"],
+        plaintext.as_bytes()
+    );
     t.ctrl.assert_log_free_of(&[plaintext]);
 }
 
@@ -436,7 +464,12 @@ fn the_layout_pushed_with_crane_keeps_its_digests() {
     let crane = tool("tests/crane/build");
     let port = free_port();
     let mut registry = Command::new(&crane)
-        .args(["registry", "serve", "--address", &format!("127.0.0.1:{port}")])
+        .args([
+            "registry",
+            "serve",
+            "--address",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -521,7 +554,12 @@ fn the_cli_archives_match_sha256sums_and_the_krew_manifest_and_run_as_kubectl_co
     assert_eq!(plugin["metadata"]["name"], "coffer");
     assert_eq!(plugin["spec"]["version"], format!("v{VERSION}"));
     assert!(plugin["spec"]["shortDescription"].as_str().unwrap().len() <= 60);
-    assert!(plugin["spec"]["homepage"].as_str().unwrap().starts_with("https://"));
+    assert!(
+        plugin["spec"]["homepage"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
     let platforms = plugin["spec"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2);
     let license = std::fs::read(root().join("LICENSE")).unwrap();
@@ -547,7 +585,10 @@ fn the_cli_archives_match_sha256sums_and_the_krew_manifest_and_run_as_kubectl_co
         assert_eq!(names, ["LICENSE", "README.md", "coffer"], "{archive}");
         for from in p["files"].as_array().unwrap() {
             let from = from["from"].as_str().unwrap();
-            assert!(files.contains_key(from), "krew installs {from}, not in {archive}");
+            assert!(
+                files.contains_key(from),
+                "krew installs {from}, not in {archive}"
+            );
         }
         assert_eq!(files["LICENSE"].1, license);
         assert_eq!(files["coffer"].0 & 0o777, 0o755);
@@ -571,9 +612,18 @@ fn the_cli_archives_match_sha256sums_and_the_krew_manifest_and_run_as_kubectl_co
                     .spawn()
                     .unwrap();
                 use std::io::Write as _;
-                child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(stdin.as_bytes())
+                    .unwrap();
                 let out = child.wait_with_output().unwrap();
-                assert!(out.status.success(), "kubectl {args:?}:\n{}", output_text(&out));
+                assert!(
+                    out.status.success(),
+                    "kubectl {args:?}:\n{}",
+                    output_text(&out)
+                );
                 String::from_utf8(out.stdout).unwrap()
             };
             let images = images(&dir.join("image"));
@@ -582,9 +632,18 @@ fn the_cli_archives_match_sha256sums_and_the_krew_manifest_and_run_as_kubectl_co
                 kubectl(&["coffer", "--version"], ""),
                 format!("coffer {VERSION} (commit {commit})\n")
             );
-            assert!(kubectl(&["coffer", "seal", "--help"], "").contains("Usage: kubectl coffer seal"));
+            assert!(
+                kubectl(&["coffer", "seal", "--help"], "").contains("Usage: kubectl coffer seal")
+            );
             kubectl(
-                &["coffer", "keygen", "-w", "identity.txt", "--recipients-out", "r.txt"],
+                &[
+                    "coffer",
+                    "keygen",
+                    "-w",
+                    "identity.txt",
+                    "--recipients-out",
+                    "r.txt",
+                ],
                 "",
             );
             let sealed = kubectl(
@@ -644,7 +703,10 @@ fn the_dockerfile_builds_the_same_files_and_runs_them_the_same_way() {
         serde_json::to_string(&config.entrypoint).unwrap()
     )));
     for env in &config.env {
-        assert!(has(&format!("ENV {env}")), "the Dockerfile does not set {env}");
+        assert!(
+            has(&format!("ENV {env}")),
+            "the Dockerfile does not set {env}"
+        );
     }
     for port in config.exposed_ports.keys() {
         let port = port.trim_end_matches("/tcp");
