@@ -27,7 +27,7 @@ use coffer_core::manifest::read_secrets;
 use coffer_core::transform::seal_secret;
 use coffer_format::Scope;
 use coffer_release::oci::{self, Descriptor, ImageConfig, Manifest};
-use coffer_test_support::tools::{Scratch, output_text, tool};
+use coffer_test_support::tools::{Scratch, run, tool};
 use coffer_test_support::{
     Cluster, ControllerProcess, LOG_LEVEL, Server, WAIT, free_port, grant_key_namespace,
     kubectl_bin, namespace, root, target_dir, token, yaml_objects,
@@ -54,16 +54,7 @@ fn artifacts() -> PathBuf {
 }
 
 fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        output_text(&out)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    run(cmd, None)
 }
 
 fn sha256(path: &Path) -> String {
@@ -600,31 +591,15 @@ fn the_cli_archives_match_sha256sums_and_the_krew_manifest_and_run_as_kubectl_co
             std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::symlink(&bin, scratch.0.join("kubectl-coffer")).unwrap();
             let kubectl = |args: &[&str], stdin: &str| {
-                let mut child = Command::new(kubectl_bin())
-                    .args(args)
-                    .env("PATH", &scratch.0)
-                    .env("HOME", &scratch.0)
-                    .env_remove("KUBECONFIG")
-                    .current_dir(&scratch.0)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                use std::io::Write as _;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(stdin.as_bytes())
-                    .unwrap();
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "kubectl {args:?}:\n{}",
-                    output_text(&out)
-                );
-                String::from_utf8(out.stdout).unwrap()
+                run(
+                    Command::new(kubectl_bin())
+                        .args(args)
+                        .env("PATH", &scratch.0)
+                        .env("HOME", &scratch.0)
+                        .env_remove("KUBECONFIG")
+                        .current_dir(&scratch.0),
+                    Some(stdin),
+                )
             };
             let images = images(&dir.join("image"));
             let commit = revision(&images[0].2);
