@@ -326,7 +326,15 @@ fn in_image(rootfs: &Path) -> Command {
         unsafe { libc::geteuid() } == 0,
         "running the image's binary under its own root directory and user needs root (chroot)"
     );
-    let mut cmd = Command::new("chroot");
+    // Found on this PATH (or sbin) now: the command's own PATH is empty.
+    let chroot = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join("chroot"))
+        .find(|p| p.is_file())
+        .expect("chroot (coreutils)");
+    let mut cmd = Command::new(chroot);
     cmd.arg("--userspec=65532:65532")
         .arg(rootfs)
         .arg("/coffer-controller")
