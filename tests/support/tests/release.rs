@@ -177,6 +177,17 @@ fn elf(bytes: &[u8]) -> Elf {
     e
 }
 
+#[test]
+fn the_elf_reader_sees_a_dynamic_loader_and_shared_libraries() {
+    // This test binary is linked against the host's libc: the reader that
+    // finds nothing in the release binaries finds both here.
+    let e = elf(&std::fs::read(std::env::current_exe().unwrap()).unwrap());
+    assert!(e.interpreter, "{e:?}");
+    assert!(e.needed > 0, "{e:?}");
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(e.machine, EM_X86_64);
+}
+
 fn assert_static_for(bytes: &[u8], arch: &str, what: &str) {
     let e = elf(bytes);
     let machine = match arch {
