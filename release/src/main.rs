@@ -137,7 +137,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Digests { layout } => print_digests(&oci::read_layout(&layout)?),
         Command::Rootfs { out, binary } => {
-            for e in rootfs::files(read(&binary)?) {
+            std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+            let mut files = rootfs::files(read(&binary)?);
+            // Each directory before what it holds.
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            for e in files {
                 let path = out.join(&e.path);
                 match &e.kind {
                     Kind::Dir => std::fs::create_dir_all(&path)?,

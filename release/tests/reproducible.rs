@@ -211,3 +211,42 @@ fn the_krew_manifest_names_each_archive_by_platform_and_sha256() {
         assert_eq!(p["bin"], "coffer");
     }
 }
+
+#[test]
+fn rootfs_writes_the_layers_files_with_their_modes_for_the_dockerfile() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("fake-controller");
+    std::fs::write(&binary, b"\x7fELF fake").unwrap();
+    let out = dir.path().join("rootfs");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_coffer-release"))
+        .args(["rootfs", "--out"])
+        .arg(&out)
+        .arg("--binary")
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected = rootfs::files(b"\x7fELF fake".to_vec());
+    for e in &expected {
+        let path = out.join(&e.path);
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, e.mode, "{}", e.path);
+        match &e.kind {
+            tarball::Kind::Dir => assert!(meta.is_dir(), "{}", e.path),
+            tarball::Kind::File(data) => assert_eq!(&std::fs::read(&path).unwrap(), data),
+        }
+    }
+    let mut found = 0;
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let p = entry.unwrap().path();
+            found += 1;
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    assert_eq!(found, expected.len(), "nothing more than the layer holds");
+}
