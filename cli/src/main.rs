@@ -15,10 +15,10 @@ mod rules;
 mod seal;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
 use coffer_format::recipients::{RecipientEntry, RecipientsFile};
 
 use crate::cluster::Target;
@@ -293,8 +293,49 @@ fn parse_key_kind(s: &str) -> std::result::Result<coffer_format::key::KeyKind, S
     s.parse()
 }
 
+/// kubectl runs a plugin `kubectl coffer ARGS` as the executable
+/// `kubectl-coffer` on PATH (the name krew links `coffer` under), and
+/// passes that path as argv[0].
+const PLUGIN_EXECUTABLE: &str = "kubectl-coffer";
+
+/// Whether this process was started as the kubectl plugin.
+fn run_as_kubectl_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .is_some_and(|argv0| Path::new(&argv0).file_name() == Some(PLUGIN_EXECUTABLE.as_ref()))
+}
+
+/// The command line as a kubectl plugin: usage lines and examples say
+/// `kubectl coffer ...`, which is what the user types.
+fn as_kubectl_plugin(cmd: clap::Command) -> clap::Command {
+    fn examples(cmd: clap::Command) -> clap::Command {
+        let cmd = match cmd.get_after_help().map(ToString::to_string) {
+            Some(help) => cmd.after_help(
+                help.replace("\n  coffer ", "\n  kubectl coffer ")
+                    .replace("| coffer ", "| kubectl coffer "),
+            ),
+            None => cmd,
+        };
+        let subcommands: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        subcommands
+            .into_iter()
+            .fold(cmd, |cmd, name| cmd.mut_subcommand(name, examples))
+    }
+    examples(cmd).bin_name("kubectl coffer")
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut command = Cli::command();
+    if run_as_kubectl_plugin() {
+        command = as_kubectl_plugin(command);
+    }
+    let parsed = command
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

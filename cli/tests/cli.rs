@@ -1386,3 +1386,64 @@ fn rules_are_taken_only_from_the_users_own_repository() {
         .stderr(predicate::str::contains("rule").not());
     assert!(!d.path("base/db.yaml").exists());
 }
+
+#[test]
+fn run_as_the_kubectl_plugin_it_seals_and_its_help_says_kubectl_coffer() {
+    let d = Dir::new();
+    // What krew installs: a link named kubectl-coffer, which kubectl runs
+    // with that path as argv[0] for `kubectl coffer ...`.
+    let plugin = d.path("kubectl-coffer");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_coffer"), &plugin).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(&plugin);
+        c.current_dir(d.tmp.path())
+            .env_remove("KUBECONFIG")
+            .env("HOME", d.tmp.path())
+            .args(args);
+        c
+    };
+    run(&["--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: kubectl coffer [OPTIONS] <COMMAND>",
+        ))
+        .stdout(predicate::str::contains(
+            "\n  kubectl coffer seal -r recipients.txt",
+        ))
+        .stdout(predicate::str::contains("\n  coffer ").not());
+    run(&["seal", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage: kubectl coffer seal "))
+        .stdout(predicate::str::contains(
+            "\n  kubectl coffer seal --recipients recipients.txt secret.yaml",
+        ))
+        .stdout(predicate::str::contains("| kubectl coffer seal --raw"))
+        .stdout(predicate::str::contains("\n  coffer ").not())
+        .stdout(predicate::str::contains("| coffer ").not());
+    run(&["keys", "backup", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: kubectl coffer keys backup ",
+        ));
+    run(&["frobnicate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Usage: kubectl coffer"));
+    let out = run(&["seal", "-r", "r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success();
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(sealed.contains("kind: SealedSecret"), "{sealed}");
+    // Under its own name nothing changes.
+    d.coffer()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: coffer [OPTIONS] <COMMAND>",
+        ));
+}

@@ -446,6 +446,10 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The controller's log level in the end-to-end tests: its own debug lines,
+/// not those of the HTTP and TLS stacks.
+pub const LOG_LEVEL: &str = "debug,hyper=info,tower=info,rustls=info,kube_client=info";
+
 /// A controller process, killed on drop.
 pub struct ControllerProcess {
     child: Child,
@@ -481,8 +485,6 @@ impl ControllerProcess {
         server
             .token_kubeconfig(sa_namespace, "coffer-controller", &kubeconfig)
             .await?;
-        let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log)?;
         let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--kubeconfig")
@@ -490,12 +492,19 @@ impl ControllerProcess {
             .arg("--listen")
             .arg(http.to_string())
             .args(args)
-            .env(
-                "COFFER_LOG_LEVEL",
-                "debug,hyper=info,tower=info,rustls=info,kube_client=info",
-            )
-            .env_remove("KUBECONFIG")
-            .stdout(out.try_clone()?)
+            .env("COFFER_LOG_LEVEL", LOG_LEVEL)
+            .env_remove("KUBECONFIG");
+        Self::spawn(cmd, name, http)
+    }
+
+    /// Runs `cmd`, a controller listening on `http`, however it is started
+    /// (e.g. inside an unpacked image); output goes to `target/e2e/NAME.log`.
+    pub fn spawn(mut cmd: Command, name: &str, http: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let dir = target_dir().join("e2e");
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log)?;
+        cmd.stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null());
         // The child dies with the test, even if the test panics.

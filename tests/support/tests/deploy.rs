@@ -7,51 +7,17 @@
 //! server.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
-use coffer_test_support::tools::tool;
+use coffer_test_support::tools::{output, run, tool};
 use coffer_test_support::{
     Server, kubectl_bin, namespaced_kustomization, root, suffix, target_dir,
 };
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "coffer-system";
-
-/// Runs `cmd`, feeding it `stdin` if given; returns stdout, failing on error.
-fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
-    let what = format!("{cmd:?}");
-    let out = output(cmd, stdin);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// Runs `cmd`, feeding it `stdin` if given; its status and output.
-fn output(cmd: &mut Command, stdin: Option<&str>) -> std::process::Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait")
-}
 
 /// helm, built from its Go module once.
 fn helm_bin() -> PathBuf {
