@@ -30,7 +30,12 @@ struct Item {
     key: String,
     scope: Option<String>,
     key_ids: Vec<String>,
+    /// Kind of each named key (`x25519`, `mlkem768x25519`), in key id order.
+    key_kinds: Vec<String>,
     recipients: usize,
+    /// Whether every recipient is post-quantum: only then does the value
+    /// stay secret against a quantum computer.
+    post_quantum: Option<bool>,
     size_bucket: Option<usize>,
     problem: Option<String>,
 }
@@ -96,7 +101,9 @@ pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
                         key: key.clone(),
                         scope: Some(env.scope.to_string()),
                         key_ids: ids,
-                        recipients: env.x25519_stanzas,
+                        key_kinds: env.key_kinds.iter().map(|k| k.to_string()).collect(),
+                        recipients: env.recipient_stanzas,
+                        post_quantum: Some(env.post_quantum()),
                         size_bucket: Some(env.size_bucket()),
                         problem,
                     });
@@ -107,7 +114,9 @@ pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
                         key: key.clone(),
                         scope: None,
                         key_ids: vec![],
+                        key_kinds: vec![],
                         recipients: 0,
+                        post_quantum: None,
                         size_bucket: None,
                         problem: Some(e.to_string()),
                     });
@@ -171,19 +180,28 @@ fn human(reports: &[Report]) -> String {
             .unwrap_or(4)
             .max(4);
         out.push_str(&format!(
-            "  {:<width$}  {:<16}  {:>10}  {}\n",
-            "ITEM", "SIZE", "RECIPIENTS", "KEY IDS"
+            "  {:<width$}  {:<16}  {:>10}  {:<6}  {}\n",
+            "ITEM", "SIZE", "RECIPIENTS", "PQ", "KEY IDS"
         ));
         for i in &r.items {
             let size = i
                 .size_bucket
                 .map(|b| format!("<= {b} B"))
                 .unwrap_or_else(|| "-".into());
+            // "mixed": some recipients are post-quantum, so the value is
+            // only as strong as X25519.
+            let pq = match i.post_quantum {
+                None => "-",
+                Some(true) => "yes",
+                Some(false) if i.key_kinds.iter().any(|k| k == "mlkem768x25519") => "mixed",
+                Some(false) => "no",
+            };
             out.push_str(&format!(
-                "  {:<width$}  {:<16}  {:>10}  {}\n",
+                "  {:<width$}  {:<16}  {:>10}  {:<6}  {}\n",
                 i.key,
                 size,
                 i.recipients,
+                pq,
                 if i.key_ids.is_empty() {
                     "-".into()
                 } else {

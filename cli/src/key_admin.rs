@@ -151,14 +151,15 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
             let (_, keys) = ring(target).await?;
             let active = active_key(&keys).map(RingKey::id);
             let mut out = format!(
-                "{:<16}  {:<9}  {:>3}  {:<20}  SECRET\n",
-                "KEY ID", "STATE", "SEQ", "CREATED"
+                "{:<16}  {:<9}  {:<14}  {:>3}  {:<20}  SECRET\n",
+                "KEY ID", "STATE", "KIND", "SEQ", "CREATED"
             );
             for k in &keys {
                 out.push_str(&format!(
-                    "{:<16}  {:<9}  {:>3}  {:<20}  {}\n",
+                    "{:<16}  {:<9}  {:<14}  {:>3}  {:<20}  {}\n",
                     k.id().short(),
                     state_word(k, active),
+                    k.key.kind(),
                     k.sequence,
                     k.created
                         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())

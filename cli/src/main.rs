@@ -15,10 +15,10 @@ mod rules;
 mod seal;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
 use coffer_format::recipients::{RecipientEntry, RecipientsFile};
 
 use crate::cluster::Target;
@@ -186,6 +186,10 @@ enum Command {
         /// Cluster name for the recipients file comment.
         #[arg(long)]
         cluster: Option<String>,
+        /// Key kind: x25519, or mlkem768x25519 (age 1.3's hybrid
+        /// post-quantum keys, `age-keygen -pq`).
+        #[arg(long, default_value = "x25519", value_parser = parse_key_kind)]
+        kind: coffer_format::key::KeyKind,
     },
     /// Print shell completions.
     #[command(after_help = "Example:\n  coffer completion bash > /etc/bash_completion.d/coffer")]
@@ -242,7 +246,8 @@ async fn run(cli: Cli) -> Result<()> {
             output,
             recipients_out,
             cluster,
-        } => keygen(&output, recipients_out.as_deref(), cluster),
+            kind,
+        } => keygen(&output, recipients_out.as_deref(), cluster, kind),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "coffer", &mut std::io::stdout());
             Ok(())
@@ -254,6 +259,7 @@ fn keygen(
     output: &std::path::Path,
     recipients_out: Option<&std::path::Path>,
     cluster: Option<String>,
+    kind: coffer_format::key::KeyKind,
 ) -> Result<()> {
     if output.exists() {
         return Err(Failure::input(format!(
@@ -261,7 +267,7 @@ fn keygen(
             output.display()
         )));
     }
-    let key = coffer_format::SecretKey::generate();
+    let key = coffer_format::SecretKey::generate_kind(kind);
     let now = jiff::Timestamp::now();
     io::write_atomic(output, key.to_identity_file(&now).as_bytes(), true)?;
     let file = RecipientsFile {
@@ -275,7 +281,7 @@ fn keygen(
         io::write_atomic(r, file.render().as_bytes(), false)?;
     }
     eprintln!(
-        "key {}: identity in {}, public key {}",
+        "key {} ({kind}): identity in {}, public key {}",
         key.id(),
         output.display(),
         key.public()
@@ -283,8 +289,53 @@ fn keygen(
     Ok(())
 }
 
+fn parse_key_kind(s: &str) -> std::result::Result<coffer_format::key::KeyKind, String> {
+    s.parse()
+}
+
+/// kubectl runs a plugin `kubectl coffer ARGS` as the executable
+/// `kubectl-coffer` on PATH (the name krew links `coffer` under), and
+/// passes that path as argv[0].
+const PLUGIN_EXECUTABLE: &str = "kubectl-coffer";
+
+/// Whether this process was started as the kubectl plugin.
+fn run_as_kubectl_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .is_some_and(|argv0| Path::new(&argv0).file_name() == Some(PLUGIN_EXECUTABLE.as_ref()))
+}
+
+/// The command line as a kubectl plugin: usage lines and examples say
+/// `kubectl coffer ...`, which is what the user types.
+fn as_kubectl_plugin(cmd: clap::Command) -> clap::Command {
+    fn examples(cmd: clap::Command) -> clap::Command {
+        let cmd = match cmd.get_after_help().map(ToString::to_string) {
+            Some(help) => cmd.after_help(
+                help.replace("\n  coffer ", "\n  kubectl coffer ")
+                    .replace("| coffer ", "| kubectl coffer "),
+            ),
+            None => cmd,
+        };
+        let subcommands: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        subcommands
+            .into_iter()
+            .fold(cmd, |cmd, name| cmd.mut_subcommand(name, examples))
+    }
+    examples(cmd).bin_name("kubectl coffer")
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut command = Cli::command();
+    if run_as_kubectl_plugin() {
+        command = as_kubectl_plugin(command);
+    }
+    let parsed = command
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

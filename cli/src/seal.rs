@@ -173,7 +173,23 @@ pub async fn recipients(
             add(&input.name, parse_recipients(&input.name, &input.text)?);
         }
     }
+    warn_if_mixed(&keys);
     Ok(keys)
+}
+
+/// Values sealed to X25519 and post-quantum recipients at once are allowed
+/// (a cluster not moved yet), but the file key sits in every stanza: such a
+/// value is only as strong as X25519, so it says so.
+fn warn_if_mixed(keys: &[PublicKey]) {
+    let pq = keys.iter().filter(|k| k.kind().is_post_quantum()).count();
+    if pq > 0 && pq < keys.len() {
+        eprintln!(
+            "warning: sealing to {pq} post-quantum (mlkem768x25519) and {} X25519 recipient(s): \
+             these values are not protected against a quantum computer, since breaking X25519 \
+             opens them; move every cluster to mlkem768x25519 keys to get that protection",
+            keys.len() - pq
+        );
+    }
 }
 
 fn warn_if_stale(name: &str, file: &RecipientsFile, period: Duration) {

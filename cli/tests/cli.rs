@@ -488,7 +488,7 @@ fn inspect_shows_scope_items_key_ids_and_buckets_offline() {
         ))
         .stdout(predicate::str::contains("scope: strict"))
         .stdout(predicate::str::contains(format!(
-            "password  <= 256 B                   1  {id}"
+            "password  <= 256 B                   1  no      {id}"
         )));
 }
 
@@ -549,6 +549,167 @@ fn inspect_flags_values_sealed_to_unknown_keys_and_mixed_scopes() {
         .stdout(predicate::str::contains(
             "that no given recipients file holds",
         ));
+}
+
+/// Post-quantum keys from `keygen --kind`, sealed in one run with an X25519
+/// recipients file: the run warns that such values are only as strong as
+/// X25519, each key opens them, and inspect tells the kinds apart.
+#[test]
+fn post_quantum_and_x25519_recipients_seal_in_one_run() {
+    let d = Dir::new();
+    d.coffer()
+        .args([
+            "keygen",
+            "--kind",
+            "mlkem768x25519",
+            "-w",
+            "pq.txt",
+            "--recipients-out",
+            "pq-r.txt",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("(mlkem768x25519)"));
+    assert!(d.read("pq.txt").contains("\nAGE-SECRET-KEY-PQ-1"));
+    assert!(d.read("pq-r.txt").contains("\nage1pq1"));
+
+    // Post-quantum only: no warning, and inspect says "yes".
+    let pq_only = d
+        .coffer()
+        .args(["seal", "-r", "pq-r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not())
+        .get_output()
+        .stdout
+        .clone();
+    d.write("pq.yaml", std::str::from_utf8(&pq_only).unwrap());
+    d.coffer()
+        .args(["inspect", "pq.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1  yes"));
+
+    // Mixed: a warning, both keys open it, inspect says "mixed".
+    let mixed = d
+        .coffer()
+        .args(["seal", "-r", "pq-r.txt", "-r", "r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "not protected against a quantum computer",
+        ))
+        .get_output()
+        .stdout
+        .clone();
+    d.write("mixed.yaml", std::str::from_utf8(&mixed).unwrap());
+    d.coffer()
+        .args(["inspect", "-o", "json", "mixed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r#""post_quantum": false"#))
+        .stdout(predicate::str::contains(r#""mlkem768x25519""#));
+    d.coffer()
+        .args(["inspect", "mixed.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2  mixed"));
+    for (identity, file) in [
+        ("pq.txt", "mixed.yaml"),
+        ("identity.txt", "mixed.yaml"),
+        ("pq.txt", "pq.yaml"),
+    ] {
+        d.coffer()
+            .args(["recover", "-i", identity, file])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("password: Y2xpLXBsYWludGV4dC0x"));
+    }
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "pq.yaml"])
+        .assert()
+        .code(5)
+        .stderr(no_plaintext());
+}
+
+/// Disaster recovery with Go age 1.3 in the loop: a key ring backup that
+/// Go age encrypted to an admin's post-quantum key (made by Go's
+/// `age-keygen -pq`) opens with `coffer recover`, and its post-quantum
+/// sealing key opens what Coffer sealed to it.
+#[test]
+fn recover_opens_post_quantum_values_through_a_backup_go_age_encrypted() {
+    let d = Dir::new();
+    let go = |tool: &str, args: &[&str]| {
+        let out = std::process::Command::new(coffer_test_support::go_age_bin(tool))
+            .current_dir(d.tmp.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    go("age-keygen", &["-pq", "-o", "admin.txt"]);
+    let admin_recipient = go("age-keygen", &["-y", "admin.txt"]);
+    d.coffer()
+        .args([
+            "keygen",
+            "--kind",
+            "mlkem768x25519",
+            "-w",
+            "sealing.txt",
+            "--recipients-out",
+            "sealing-r.txt",
+        ])
+        .assert()
+        .success();
+    let sealing = d.read("sealing.txt");
+    let secret_line = sealing
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-PQ-1"))
+        .unwrap();
+    d.write(
+        "backup.txt",
+        &format!("# Coffer key ring backup\n# coffer: state=usable\n{secret_line}\n"),
+    );
+    go(
+        "age",
+        &[
+            "-a",
+            "-r",
+            admin_recipient.trim(),
+            "-o",
+            "backup.age",
+            "backup.txt",
+        ],
+    );
+    let sealed = d
+        .coffer()
+        .args(["seal", "-r", "sealing-r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    d.write("sealed.yaml", std::str::from_utf8(&sealed).unwrap());
+    d.coffer()
+        .args([
+            "recover",
+            "-i",
+            "admin.txt",
+            "--backup",
+            "backup.age",
+            "sealed.yaml",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("password: Y2xpLXBsYWludGV4dC0x"));
 }
 
 #[test]
@@ -1224,4 +1385,65 @@ fn rules_are_taken_only_from_the_users_own_repository() {
         .failure()
         .stderr(predicate::str::contains("rule").not());
     assert!(!d.path("base/db.yaml").exists());
+}
+
+#[test]
+fn run_as_the_kubectl_plugin_it_seals_and_its_help_says_kubectl_coffer() {
+    let d = Dir::new();
+    // What krew installs: a link named kubectl-coffer, which kubectl runs
+    // with that path as argv[0] for `kubectl coffer ...`.
+    let plugin = d.path("kubectl-coffer");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_coffer"), &plugin).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(&plugin);
+        c.current_dir(d.tmp.path())
+            .env_remove("KUBECONFIG")
+            .env("HOME", d.tmp.path())
+            .args(args);
+        c
+    };
+    run(&["--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: kubectl coffer [OPTIONS] <COMMAND>",
+        ))
+        .stdout(predicate::str::contains(
+            "\n  kubectl coffer seal -r recipients.txt",
+        ))
+        .stdout(predicate::str::contains("\n  coffer ").not());
+    run(&["seal", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage: kubectl coffer seal "))
+        .stdout(predicate::str::contains(
+            "\n  kubectl coffer seal --recipients recipients.txt secret.yaml",
+        ))
+        .stdout(predicate::str::contains("| kubectl coffer seal --raw"))
+        .stdout(predicate::str::contains("\n  coffer ").not())
+        .stdout(predicate::str::contains("| coffer ").not());
+    run(&["keys", "backup", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: kubectl coffer keys backup ",
+        ));
+    run(&["frobnicate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Usage: kubectl coffer"));
+    let out = run(&["seal", "-r", "r.txt"])
+        .write_stdin(SECRET)
+        .assert()
+        .success();
+    let sealed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(sealed.contains("kind: SealedSecret"), "{sealed}");
+    // Under its own name nothing changes.
+    d.coffer()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: coffer [OPTIONS] <COMMAND>",
+        ));
 }

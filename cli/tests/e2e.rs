@@ -87,6 +87,42 @@ impl CliCluster {
         self.secret_data(&self.ns, name).await[key].clone()
     }
 
+    /// Waits until `n` SealedSecrets of the test namespace are Unsealed
+    /// at their current generation.
+    async fn all_unsealed(&self, n: usize, what: &str) {
+        let api: Api<coffer_core::SealedSecret> = Api::namespaced(self.admin.clone(), &self.ns);
+        eventually(WAIT, what, || async {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|s| {
+                    s.ready_condition().is_some_and(|c| c.reason == "Unsealed")
+                        && s.status.as_ref().and_then(|st| st.observed_generation)
+                            == s.metadata.generation
+                })
+                .count();
+            (ready == n).then_some(())
+        })
+        .await;
+    }
+
+    /// `coffer rotate .` in `repo`: all `n` files re-encrypted to a new
+    /// active key, other than `old`. Returns its id and the output.
+    async fn rotate_all(&self, repo: &Path, n: usize, old: &str) -> (String, String) {
+        let out = ok(&self.coffer_in(repo, &["rotate", "."], None));
+        let new = self.active_key().await;
+        assert_ne!(new, old);
+        assert!(
+            out.contains(&format!(
+                "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {}",
+                &new[..16]
+            )),
+            "{out}"
+        );
+        (new, out)
+    }
+
     async fn active_key(&self) -> String {
         let cms: Api<ConfigMap> = Api::namespaced(self.admin.clone(), &self.key_ns);
         let text =
@@ -193,16 +229,7 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     );
     assert_eq!(c.active_key().await, old, "a dry run requests no key");
 
-    let out = ok(&c.coffer_in(&repo, &["rotate", "."], None));
-    let new = c.active_key().await;
-    assert_ne!(new, old);
-    assert!(
-        out.contains(&format!(
-            "changed {n} of {n} file(s); {n} value(s) re-encrypted to key {}",
-            &new[..16]
-        )),
-        "{out}"
-    );
+    let (new, out) = c.rotate_all(&repo, n, &old).await;
     assert!(
         out.contains(&format!("  {}  {n} value(s)  (active)", &new[..16])),
         "{out}"
@@ -219,25 +246,94 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     c.kubectl(&["apply", "-R", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
     ok(&c.coffer(&["keys", "retire", &old]));
     // Every Secret still opens with only the new key usable.
-    let api: Api<coffer_core::SealedSecret> = Api::namespaced(c.admin.clone(), &c.ns);
-    eventually(WAIT, "all SealedSecrets Ready after retirement", || async {
-        let list = api.list(&ListParams::default()).await.ok()?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|s| {
-                s.ready_condition().is_some_and(|c| c.reason == "Unsealed")
-                    && s.status.as_ref().and_then(|st| st.observed_generation)
-                        == s.metadata.generation
-            })
-            .count();
-        (ready == n).then_some(())
-    })
-    .await;
+    c.all_unsealed(n, "all SealedSecrets Ready after retirement")
+        .await;
     assert_eq!(c.secret_value("s7", "password").await, b"rot-e2e-7");
     let list = ok(&c.coffer(&["keys", "list"]));
     assert!(list.contains(&format!("{}  retired", &old[..16])), "{list}");
     assert!(list.contains(&format!("{}  active", &new[..16])), "{list}");
+}
+
+/// A cluster moves from X25519 to post-quantum keys. Restarted with
+/// `--key-kind mlkem768x25519`, the controller keeps its X25519 key active
+/// (a change of kind never rotates by itself); `coffer rotate` then makes a
+/// post-quantum key and re-encrypts the repository to it, and with the
+/// X25519 key retired every Secret is unchanged. New values sealed to the
+/// cluster's published recipients are post-quantum and unseal.
+#[tokio::test]
+async fn rotate_moves_a_repository_from_x25519_to_post_quantum_keys() {
+    let mut c = cluster_on(Server::shared().clone(), "cli-pq").await;
+    ok(&c.coffer(&["recipients", "-w", "r.txt"]));
+    let repo = c.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let n = 20;
+    for i in 0..n {
+        let sealed = ok(&c.coffer_in(
+            c.dir.path(),
+            &["seal", "-r", "r.txt"],
+            Some(&secret(&c.ns, &format!("p{i}"), &format!("pq-e2e-{i}"))),
+        ));
+        std::fs::write(repo.join(format!("p{i}.yaml")), sealed).unwrap();
+    }
+    c.kubectl(&["apply", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
+    let mut before = Vec::new();
+    for i in 0..n {
+        c.wait_ready(&format!("p{i}")).await;
+        before.push(c.secret_data(&c.ns, &format!("p{i}")).await);
+    }
+    let old = c.active_key().await;
+
+    c.ctrl.stop();
+    let watched = c.watched.clone();
+    let ctrl = c
+        .controller(
+            &format!("{}-pq", c.ns),
+            &watched,
+            &["--key-kind", "mlkem768x25519"],
+        )
+        .await;
+    c.ctrl = ctrl;
+    assert_eq!(c.active_key().await, old, "no rotation without a request");
+
+    let (new, _) = c.rotate_all(&repo, n, &old).await;
+    let published = ok(&c.coffer(&["recipients"]));
+    assert!(published.contains("\nage1pq1"), "{published}");
+    let list = ok(&c.coffer(&["keys", "list"]));
+    assert!(
+        list.contains(&format!("{}  active     mlkem768x25519", &new[..16])),
+        "{list}"
+    );
+    let inspected = ok(&c.coffer_in(&repo, &["inspect", "p0.yaml"], None));
+    assert!(
+        inspected.contains(&format!("1  yes     {}", &new[..16])),
+        "{inspected}"
+    );
+
+    c.kubectl(&["apply", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
+    ok(&c.coffer(&["keys", "retire", &old]));
+    c.all_unsealed(n, "all SealedSecrets Ready with the X25519 key retired")
+        .await;
+    for (i, data) in before.iter().enumerate() {
+        assert_eq!(&c.secret_data(&c.ns, &format!("p{i}")).await, data, "p{i}");
+    }
+
+    // A new value, sealed to what the cluster publishes now.
+    let sealed = ok(&c.coffer_in(
+        c.dir.path(),
+        &["seal"],
+        Some(&secret(&c.ns, "fresh", "pq-e2e-fresh")),
+    ));
+    std::fs::write(c.dir.path().join("fresh.yaml"), &sealed).unwrap();
+    let inspected = ok(&c.coffer(&["inspect", "fresh.yaml"]));
+    assert!(inspected.contains("1  yes"), "{inspected}");
+    c.kubectl(&[
+        "apply",
+        "-f",
+        c.dir.path().join("fresh.yaml").to_str().unwrap(),
+    ]);
+    c.wait_ready("fresh").await;
+    assert_eq!(c.secret_value("fresh", "password").await, b"pq-e2e-fresh");
+    c.ctrl.assert_log_free_of(&["pq-e2e-"]);
 }
 
 #[tokio::test]

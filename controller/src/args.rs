@@ -75,6 +75,12 @@ pub struct RunArgs {
     /// A new sealing key every period (e.g. 720h, 30d); 0 turns renewal off.
     #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_duration, global = true)]
     pub key_renewal_period: Duration,
+    /// Kind of the sealing keys this controller creates (first key, renewal,
+    /// rotation): x25519, or mlkem768x25519 for age 1.3's hybrid
+    /// post-quantum keys. Keys already in the ring keep opening values
+    /// whatever their kind; `coffer rotate` moves a repository to a new key.
+    #[arg(long, env = "COFFER_KEY_KIND", default_value = "x25519", value_parser = parse_key_kind, global = true)]
+    pub key_kind: coffer_format::key::KeyKind,
     /// Cluster name written into the published recipients file.
     #[arg(long, env = "COFFER_CLUSTER_NAME", global = true)]
     pub cluster_name: Option<String>,
@@ -171,7 +177,11 @@ pub struct RunArgs {
 }
 
 /// Parses `0`, `90s`, `720h`, `30d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_key_kind(s: &str) -> Result<coffer_format::key::KeyKind, String> {
+    s.parse()
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
@@ -253,6 +263,11 @@ mod tests {
         let cli = Cli::try_parse_from(["coffer-controller"]).unwrap();
         assert_eq!(cli.run.key_namespace, "coffer-system");
         assert_eq!(cli.run.key_renewal_period, Duration::from_secs(720 * 3600));
+        assert_eq!(cli.run.key_kind, coffer_format::key::KeyKind::X25519);
+        let pq =
+            Cli::try_parse_from(["coffer-controller", "--key-kind", "mlkem768x25519"]).unwrap();
+        assert_eq!(pq.run.key_kind, coffer_format::key::KeyKind::MlKem768X25519);
+        assert!(Cli::try_parse_from(["coffer-controller", "--key-kind", "rsa"]).is_err());
         assert!(cli.run.namespaces.is_empty());
         assert!(cli.run.secret_types_allow.is_empty());
         assert_eq!(

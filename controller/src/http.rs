@@ -942,6 +942,57 @@ mod tests {
         }
     }
 
+    /// Moving to post-quantum keys through `/v1/reencrypt`: a value sealed
+    /// to this cluster's X25519 key and another cluster's post-quantum key
+    /// comes back sealed to this cluster's new post-quantum key and the
+    /// other cluster's key (given as an `age1pq1…` additional recipient),
+    /// with the same binding, and post-quantum as a whole.
+    #[test]
+    fn reencryption_moves_values_to_a_post_quantum_active_key() {
+        use coffer_core::SealedSecretSpec;
+        use coffer_format::key::KeyKind;
+        use coffer_format::{Keyring, Scope, SecretKey, seal};
+        let old = SecretKey::generate();
+        let new = SecretKey::generate_kind(KeyKind::MlKem768X25519);
+        let other_cluster = SecretKey::generate_kind(KeyKind::MlKem768X25519);
+        let ring = Keyring::from_keys([old.clone(), new.clone()]);
+        let held: BTreeSet<KeyId> = [old.id(), new.id()].into();
+        let at = Location {
+            namespace: "shop",
+            name: "db",
+            key: "password",
+        };
+        let value = seal(
+            b"v",
+            Scope::Strict,
+            at,
+            &[old.public().clone(), other_cluster.public().clone()],
+        )
+        .unwrap();
+        let mut sealed = SealedSecret::new(
+            "db",
+            SealedSecretSpec {
+                encrypted_data: [("password".to_string(), value)].into(),
+                template: None,
+            },
+        );
+        sealed.metadata.namespace = Some("shop".into());
+        let extra: Vec<PublicKey> = vec![other_cluster.public().to_string().parse().unwrap()];
+        let out = reencrypt_values(sealed, &ring, new.public(), &held, &extra)
+            .unwrap_or_else(|r| panic!("refused: {}", r.status()));
+        let resealed = &out.spec.encrypted_data["password"];
+        let (env, _) = envelope::inspect(resealed).unwrap();
+        assert_eq!(env.key_ids, [new.id(), other_cluster.id()]);
+        assert!(env.post_quantum());
+        for k in [&new, &other_cluster] {
+            let ring = Keyring::from_keys([k.clone()]);
+            assert_eq!(
+                coffer_format::open(resealed, at, &ring).unwrap().as_slice(),
+                b"v"
+            );
+        }
+    }
+
     #[test]
     fn limiter_allows_a_burst_then_refuses() {
         let l = ClientLimiter::new(1.0, 3);

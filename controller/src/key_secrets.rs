@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use coffer_format::key::KeyKind;
 use coffer_format::recipients::{RecipientEntry, RecipientsFile};
 use coffer_format::{KeyId, Keyring, PublicKey, SecretKey};
 use futures::{StreamExt, TryStreamExt};
@@ -270,6 +271,8 @@ pub struct KeyManager {
     /// Zero turns automatic renewal off.
     pub renewal_period: Duration,
     pub cluster_name: Option<String>,
+    /// Kind of the keys it creates.
+    pub key_kind: KeyKind,
     /// The key this manager created last and when, until the watch shows
     /// it: no second key is made while the first is on its way.
     pub pending: std::sync::Mutex<Option<(KeyId, std::time::Instant)>>,
@@ -283,7 +286,7 @@ impl KeyManager {
     /// Creates a new key Secret, newest in the ring, and returns its id.
     /// The private key is sent through the wiping write path.
     pub async fn create_key(&self, state: &KeyState, reason: &str) -> anyhow::Result<KeyId> {
-        let key = SecretKey::generate();
+        let key = SecretKey::generate_kind(self.key_kind);
         let id = key.id();
         let sequence = state.next_sequence();
         let mut secret = coffer_core::api::key_secret(
@@ -297,7 +300,7 @@ impl KeyManager {
         result?;
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((id, std::time::Instant::now()));
-        tracing::info!(key_id = %id, sequence, reason, "created a new sealing key");
+        tracing::info!(key_id = %id, kind = %self.key_kind, sequence, reason, "created a new sealing key");
         Ok(id)
     }
 

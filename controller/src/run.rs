@@ -301,6 +301,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         keys: keys.clone(),
         renewal_period: args.key_renewal_period,
         cluster_name: args.cluster_name.clone(),
+        key_kind: args.key_kind,
         pending: Default::default(),
     };
     let manage = async move { manager.run().await };

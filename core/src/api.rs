@@ -379,7 +379,7 @@ pub fn read_key_secret(
         .map_err(|_| format!("key Secret {name}: data.{} is not text", ring::IDENTITY_KEY))?;
     let key = coffer_format::SecretKey::parse(text).map_err(|_| {
         format!(
-            "key Secret {name}: data.{} is not an age X25519 identity",
+            "key Secret {name}: data.{} is not an age identity (X25519 or mlkem768x25519)",
             ring::IDENTITY_KEY
         )
     })?;

@@ -1,7 +1,9 @@
-//! Seal and open cost per value. `cargo bench -p coffer-core`.
+//! Seal and open cost per value, for X25519 and post-quantum
+//! (mlkem768x25519) keys. `cargo bench -p coffer-format`.
 
 use std::hint::black_box;
 
+use coffer_format::key::KeyKind;
 use coffer_format::{Keyring, Location, Scope, SecretKey, open, seal};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -11,9 +13,10 @@ const AT: Location<'static> = Location {
     key: "password",
 };
 
-fn bench(c: &mut Criterion) {
-    let keys: Vec<SecretKey> = (0..24).map(|_| SecretKey::generate()).collect();
-    let mut g = c.benchmark_group("seal");
+/// Seal and open a 32 B and a 4 KiB value to 1 and 3 of `keys`, in the
+/// groups `seal{suffix}` and `open{suffix}`.
+fn seal_and_open(c: &mut Criterion, suffix: &str, keys: &[SecretKey]) {
+    let mut g = c.benchmark_group(format!("seal{suffix}"));
     for size in [32usize, 4096] {
         for n in [1usize, 3] {
             let value = vec![7u8; size];
@@ -27,7 +30,7 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    let mut g = c.benchmark_group("open");
+    let mut g = c.benchmark_group(format!("open{suffix}"));
     for size in [32usize, 4096] {
         for n in [1usize, 3] {
             let value = vec![7u8; size];
@@ -44,6 +47,17 @@ fn bench(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let keys: Vec<SecretKey> = (0..24).map(|_| SecretKey::generate()).collect();
+    // X25519 keys: groups `seal` and `open`.
+    seal_and_open(c, "", &keys);
+    // age 1.3's hybrid post-quantum keys: `seal-mlkem768x25519`, `open-…`.
+    let pq: Vec<SecretKey> = (0..3)
+        .map(|_| SecretKey::generate_kind(KeyKind::MlKem768X25519))
+        .collect();
+    seal_and_open(c, "-mlkem768x25519", &pq);
 
     let mut g = c.benchmark_group("open-ring");
     let key = keys[23].clone();
@@ -60,7 +74,11 @@ fn bench(c: &mut Criterion) {
     // identities in turn as a plain age decryptor does.
     let bytes =
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &sealed).unwrap();
-    let ids: Vec<_> = keys.iter().map(|k| k.identity().clone()).collect();
+    // age's own X25519 identities for the same keys.
+    let ids: Vec<age::x25519::Identity> = keys
+        .iter()
+        .map(|k| k.to_secret_string().parse().unwrap())
+        .collect();
     g.bench_function("32B/24-keys-trial-decryption-without-ids", |b| {
         b.iter(|| {
             let d = age::Decryptor::new_buffered(black_box(&bytes[..])).unwrap();

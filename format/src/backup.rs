@@ -24,7 +24,7 @@ pub enum BackupError {
     Decrypt(String),
     #[error("the backup holds no Coffer key")]
     Empty,
-    #[error("line {line}: not an age X25519 identity")]
+    #[error("line {line}: not an age identity (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)")]
     BadLine { line: usize },
     #[error("line {line}: bad coffer comment: {why}")]
     BadComment { line: usize, why: String },
@@ -225,6 +225,42 @@ mod tests {
         assert_eq!(back[0].key.id(), a.id());
         assert!(!back[0].retired && back[1].retired);
         assert_eq!(back[0].created, Some(jiff::Timestamp::UNIX_EPOCH));
+    }
+
+    /// A backup to a post-quantum admin opens with that admin's key; age
+    /// refuses a backup to a post-quantum and an X25519 admin at once (the
+    /// X25519 stanza would undo the protection).
+    #[test]
+    fn backups_to_post_quantum_admins_round_trip_and_never_mix_kinds() {
+        use crate::key::KeyKind;
+        let admin = SecretKey::generate_kind(KeyKind::MlKem768X25519);
+        let key = SecretKey::generate_kind(KeyKind::MlKem768X25519);
+        let plain = render(
+            &[BackupEntry {
+                key: key.clone(),
+                created: None,
+                retired: false,
+            }],
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        let armored = encrypt(&plain, &[admin.public().clone()]).unwrap();
+        let back = parse(
+            &decrypt(armored.as_bytes(), std::slice::from_ref(&admin)).unwrap(),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+        assert_eq!(back[0].key.id(), key.id());
+        assert_eq!(back[0].key.kind(), KeyKind::MlKem768X25519);
+        assert!(matches!(
+            encrypt(
+                &plain,
+                &[
+                    admin.public().clone(),
+                    SecretKey::generate().public().clone()
+                ]
+            ),
+            Err(BackupError::Encrypt(_))
+        ));
     }
 
     #[test]

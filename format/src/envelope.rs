@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
-use crate::key::{KeyId, PublicKey, SecretKey};
+use crate::key::{KeyId, KeyKind, PublicKey, SecretKey};
 use crate::keyring::Keyring;
 
 /// First line of every v1 plaintext.
@@ -208,8 +208,15 @@ impl OpenError {
 }
 
 /// An age recipient that adds a `coffer-kid` stanza naming its key id beside
-/// the X25519 stanza. age implementations skip stanzas they do not know, and
-/// the header MAC covers it, so it cannot be changed without detection.
+/// the recipient's stanza (X25519 or mlkem768x25519). age implementations
+/// skip stanzas they do not know, and the header MAC covers it, so it
+/// cannot be changed without detection.
+///
+/// It returns no age labels: age would refuse to seal a file to an
+/// mlkem768x25519 recipient (label "postquantum") beside an X25519 one.
+/// A value for several clusters may mix kinds on purpose (a cluster not yet
+/// moved to post-quantum keys); such a value is only as strong as X25519,
+/// and [`Envelope::post_quantum`] and the CLI say so.
 struct KeyIdRecipient<'a>(&'a PublicKey, Scope);
 
 impl age::Recipient for KeyIdRecipient<'_> {
@@ -217,13 +224,15 @@ impl age::Recipient for KeyIdRecipient<'_> {
         &self,
         file_key: &FileKey,
     ) -> Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
-        let (mut stanzas, labels) = self.0.recipient().wrap_file_key(file_key)?;
-        stanzas.push(Stanza {
-            tag: KEY_ID_STANZA.to_string(),
-            args: vec![self.0.id().to_string(), self.1.to_string()],
-            body: Vec::new(),
-        });
-        Ok((stanzas, labels))
+        let stanzas = vec![
+            self.0.wrap(file_key)?,
+            Stanza {
+                tag: KEY_ID_STANZA.to_string(),
+                args: vec![self.0.id().to_string(), self.1.to_string()],
+                body: Vec::new(),
+            },
+        ];
+        Ok((stanzas, HashSet::new()))
     }
 }
 
@@ -376,12 +385,18 @@ pub fn seal_plaintext(
 pub struct Envelope {
     /// Key ids named by `coffer-kid` stanzas, in header order.
     pub key_ids: Vec<KeyId>,
-    /// For each key id, the index among X25519 stanzas of the stanza just
-    /// before it (Coffer writes each recipient's pair together, and a
-    /// header in any other order is refused).
+    /// For each key id, the index among recipient stanzas (X25519 and
+    /// mlkem768x25519, in header order) of the stanza just before it
+    /// (Coffer writes each recipient's pair together, and a header in any
+    /// other order is refused).
     pub key_stanza: Vec<usize>,
-    /// Number of X25519 stanzas (one per recipient).
-    pub x25519_stanzas: usize,
+    /// For each key id, the kind of the stanza just before it.
+    pub key_kinds: Vec<KeyKind>,
+    /// Number of recipient stanzas, X25519 and mlkem768x25519 (one per
+    /// recipient).
+    pub recipient_stanzas: usize,
+    /// Number of mlkem768x25519 stanzas among them.
+    pub pq_stanzas: usize,
     /// The scope the `coffer-kid` stanzas announce. Readable without a key
     /// for inspection; the controller checks it equals the authenticated
     /// binding header.
@@ -393,6 +408,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Whether every recipient stanza is post-quantum (mlkem768x25519): the
+    /// value stays secret against a quantum computer only then, since the
+    /// file key is in every stanza.
+    pub fn post_quantum(&self) -> bool {
+        self.recipient_stanzas > 0 && self.pq_stanzas == self.recipient_stanzas
+    }
+
     /// The padded plaintext length: all the ciphertext length reveals about
     /// the value (age adds a 16-byte nonce, and a 16-byte tag per 64 KiB).
     pub fn size_bucket(&self) -> usize {
@@ -432,8 +454,10 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
     let mut stanzas = 0usize;
     let mut key_ids = Vec::new();
     let mut key_stanza = Vec::new();
-    let mut x25519 = 0usize;
-    let mut last_was_x25519 = false;
+    let mut key_kinds = Vec::new();
+    let mut recipients = 0usize;
+    let mut pq_stanzas = 0usize;
+    let mut last_kind: Option<KeyKind> = None;
     let mut scope: Option<Scope> = None;
     for line in lines {
         let Some(rest) = line.strip_prefix("-> ") else {
@@ -447,7 +471,8 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
         }
         let mut words = rest.split(' ');
         let tag = words.next();
-        let follows_x25519 = std::mem::replace(&mut last_was_x25519, tag == Some("X25519"));
+        let kind = tag.and_then(KeyKind::of_stanza_tag);
+        let follows = std::mem::replace(&mut last_kind, kind);
         match tag {
             Some(KEY_ID_STANZA) => {
                 let id = words.next().and_then(|w| w.parse::<KeyId>().ok()).ok_or(
@@ -471,15 +496,15 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
                     ));
                 }
                 scope = Some(announced);
-                // Coffer writes each recipient as an X25519 stanza and its
-                // key id right after it. Any other order is refused: a key
-                // id that points at no stanza would make an identity try
-                // every X25519 stanza, one scalar multiplication each.
-                if !follows_x25519 {
+                // Coffer writes each recipient as its stanza (X25519 or
+                // mlkem768x25519) and its key id right after it. Any other
+                // order is refused: a key id that points at no stanza would
+                // make an identity try every stanza, one key agreement each.
+                let Some(follows) = follows else {
                     return Err(OpenError::Malformed(
-                        "coffer-kid stanza does not follow its X25519 stanza",
+                        "coffer-kid stanza does not follow its recipient stanza",
                     ));
-                }
+                };
                 if key_ids.contains(&id) {
                     return Err(OpenError::Malformed("key id named twice"));
                 }
@@ -491,9 +516,15 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
                     ));
                 }
                 key_ids.push(id);
-                key_stanza.push(x25519 - 1);
+                key_stanza.push(recipients - 1);
+                key_kinds.push(follows);
             }
-            Some("X25519") => x25519 += 1,
+            _ if kind.is_some() => {
+                recipients += 1;
+                if kind == Some(KeyKind::MlKem768X25519) {
+                    pq_stanzas += 1;
+                }
+            }
             _ => {}
         }
     }
@@ -510,7 +541,9 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
     Ok(Envelope {
         key_ids,
         key_stanza,
-        x25519_stanzas: x25519,
+        key_kinds,
+        recipient_stanzas: recipients,
+        pq_stanzas,
         scope,
         ciphertext_len: bytes.len(),
         payload_len: bytes.len() - mac_line_end,
@@ -585,6 +618,9 @@ pub fn open_unchecked_bytes(bytes: &[u8], ring: &Keyring) -> Result<Opened, Open
     if envelope.key_ids.is_empty() {
         return Err(OpenError::NoKeyId);
     }
+    // A key id names a key of one kind; the stanza before it must be of
+    // that kind (else the header was forged and the value is refused as
+    // tampered, without trying another stanza).
     let found = envelope
         .key_ids
         .iter()
@@ -639,9 +675,9 @@ pub fn open_unchecked_bytes(bytes: &[u8], ring: &Keyring) -> Result<Opened, Open
     })
 }
 
-/// An identity that tries only the X25519 stanza the key id points at, so
-/// opening a value costs one X25519 operation however many recipients or
-/// keys there are. It never tries another stanza: a key id that does not
+/// An identity that tries only the recipient stanza the key id points at,
+/// so opening a value costs one key agreement (X25519, or ML-KEM-768 and
+/// X25519) however many recipients or keys there are. It never tries another stanza: a key id that does not
 /// match its stanza means the header was forged.
 struct OneStanza<'a> {
     key: &'a SecretKey,
@@ -658,9 +694,9 @@ impl age::Identity for OneStanza<'_> {
     fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
         let stanza = stanzas
             .iter()
-            .filter(|s| s.tag == "X25519")
+            .filter(|s| KeyKind::of_stanza_tag(&s.tag).is_some())
             .nth(self.index)?;
-        self.key.unwrap_x25519(stanza)
+        self.key.unwrap(stanza)
     }
 }
 
@@ -897,7 +933,7 @@ mod tests {
         let err = open(&sealed, at, &ring).unwrap_err();
         assert_eq!(
             err,
-            OpenError::Malformed("coffer-kid stanza does not follow its X25519 stanza")
+            OpenError::Malformed("coffer-kid stanza does not follow its recipient stanza")
         );
         assert_eq!(unwraps_on_this_thread() - before, 0);
     }
@@ -943,6 +979,73 @@ mod tests {
         let before = unwraps_on_this_thread();
         assert_eq!(open(&sealed, at, &ring).unwrap().as_slice(), b"v");
         assert_eq!(unwraps_on_this_thread() - before, 1);
+    }
+
+    /// Post-quantum keys: one unwrap per value too, whatever the mix of
+    /// kinds among recipients and held keys; the envelope says whether
+    /// every recipient is post-quantum.
+    #[test]
+    fn post_quantum_and_mixed_values_open_with_one_unwrap() {
+        let at = key_and_at().1;
+        let pq: Vec<SecretKey> = (0..3)
+            .map(|_| SecretKey::generate_kind(KeyKind::MlKem768X25519))
+            .collect();
+        let x = SecretKey::generate();
+        let all_pq: Vec<PublicKey> = pq.iter().map(|k| k.public().clone()).collect();
+        let mut mixed = all_pq.clone();
+        mixed.insert(1, x.public().clone());
+        for (to, post_quantum) in [(&all_pq, true), (&mixed, false)] {
+            let sealed = seal(b"v", Scope::Strict, at, to).unwrap();
+            let (env, _) = inspect(&sealed).unwrap();
+            assert_eq!(env.post_quantum(), post_quantum);
+            assert_eq!(env.recipient_stanzas, to.len());
+            assert_eq!(
+                env.key_kinds,
+                to.iter().map(|k| k.kind()).collect::<Vec<_>>()
+            );
+            for held in [&pq[2], &x, &pq[0]] {
+                if !to.contains(held.public()) {
+                    continue;
+                }
+                let ring = Keyring::from_keys([held.clone()]);
+                let before = unwraps_on_this_thread();
+                assert_eq!(open(&sealed, at, &ring).unwrap().as_slice(), b"v");
+                assert_eq!(unwraps_on_this_thread() - before, 1);
+            }
+        }
+    }
+
+    /// A key id of a post-quantum key placed after an X25519 stanza (or the
+    /// reverse) points at a stanza its key cannot open: refused as
+    /// tampered, after one unwrap, never by trying the other stanzas.
+    #[test]
+    fn a_key_id_after_a_stanza_of_the_other_kind_is_refused() {
+        let at = key_and_at().1;
+        let pq = SecretKey::generate_kind(KeyKind::MlKem768X25519);
+        let x = SecretKey::generate();
+        let file_key = FileKey::new(Box::new([4u8; 16]));
+        let kid = |k: &SecretKey| Stanza {
+            tag: KEY_ID_STANZA.into(),
+            args: vec![k.id().to_string(), "strict".into()],
+            body: Vec::new(),
+        };
+        // X25519(x) kid(pq) mlkem(pq) kid(x): ids swapped.
+        let stanzas = vec![
+            x.public().wrap(&file_key).unwrap(),
+            kid(&pq),
+            pq.public().wrap(&file_key).unwrap(),
+            kid(&x),
+        ];
+        let sealed = seal_forged(
+            &plaintext(&Binding::new(Scope::Strict, at), b"v"),
+            &Forged(stanzas, Vec::new()),
+        );
+        for held in [pq, x] {
+            let ring = Keyring::from_keys([held]);
+            let before = unwraps_on_this_thread();
+            assert_eq!(open(&sealed, at, &ring).unwrap_err(), OpenError::Tampered);
+            assert!(unwraps_on_this_thread() - before <= 1);
+        }
     }
 
     /// Finding (while writing the `http_body` fuzz target's "never 500"

@@ -1,4 +1,8 @@
-//! Sealing keys: X25519 age identities, their public recipients and key ids.
+//! Sealing keys of both kinds Coffer seals to: age X25519 identities
+//! (`AGE-SECRET-KEY-1…`, recipients `age1…`) and age 1.3's hybrid
+//! post-quantum `mlkem768x25519` identities (`AGE-SECRET-KEY-PQ-1…`,
+//! recipients `age1pq1…`, see [`crate::pq`]); their public recipients and
+//! key ids.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,6 +12,72 @@ use age_core::format::{FILE_KEY_BYTES, FileKey, Stanza};
 use age_core::primitives::{aead_decrypt, hkdf};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
+
+use crate::pq;
+
+/// The two kinds of sealing key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum KeyKind {
+    /// age's X25519 recipient type.
+    #[default]
+    X25519,
+    /// age 1.3's hybrid post-quantum recipient type: ML-KEM-768 and X25519
+    /// (X-Wing) over HPKE. A value sealed only to such keys stays secret
+    /// as long as either ML-KEM-768 or X25519 holds.
+    MlKem768X25519,
+}
+
+impl KeyKind {
+    /// Both kinds.
+    pub const ALL: [KeyKind; 2] = [KeyKind::X25519, KeyKind::MlKem768X25519];
+
+    /// The word used on command lines, labels and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::X25519 => "x25519",
+            KeyKind::MlKem768X25519 => "mlkem768x25519",
+        }
+    }
+
+    /// The tag of the age stanza a recipient of this kind writes.
+    pub fn stanza_tag(self) -> &'static str {
+        match self {
+            KeyKind::X25519 => "X25519",
+            KeyKind::MlKem768X25519 => pq::STANZA_TAG,
+        }
+    }
+
+    /// The kind whose recipient writes stanzas with this tag.
+    pub fn of_stanza_tag(tag: &str) -> Option<KeyKind> {
+        KeyKind::ALL.into_iter().find(|k| k.stanza_tag() == tag)
+    }
+
+    /// Whether sealing to this kind resists a quantum computer.
+    pub fn is_post_quantum(self) -> bool {
+        self == KeyKind::MlKem768X25519
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown key kind {:?} (expected x25519 or mlkem768x25519)",
+                    s.chars().take(40).collect::<String>()
+                )
+            })
+    }
+}
 
 /// HKDF label of age's X25519 recipient stanza.
 const X25519_LABEL: &[u8] = b"age-encryption.org/v1/X25519";
@@ -20,8 +90,9 @@ pub const KEY_ID_LEN: usize = 32;
 /// whole id.
 pub const SHORT_ID_HEX: usize = 16;
 
-/// Public id of a sealing key: SHA-256 over the raw 32-byte X25519 public
-/// key, printed as 64 lowercase hex digits. Decisions (which key opens a
+/// Public id of a sealing key: SHA-256 over the raw public key (the Bech32
+/// payload of its recipient: 32 bytes for X25519, 1,216 for
+/// mlkem768x25519), printed as 64 lowercase hex digits. Decisions (which key opens a
 /// value, which recipient re-encryption keeps) compare all 256 bits, so no
 /// key can be ground to collide with another's id.
 ///
@@ -31,14 +102,14 @@ pub const SHORT_ID_HEX: usize = 16;
 pub struct KeyId([u8; KEY_ID_LEN]);
 
 impl KeyId {
-    /// Key id of a raw X25519 public key.
-    pub fn from_public_bytes(public: &[u8; 32]) -> Self {
+    /// Key id of a raw public key (a recipient's Bech32 payload).
+    pub fn from_public_bytes(public: &[u8]) -> Self {
         KeyId(Sha256::digest(public).into())
     }
 
-    /// Key id of an age X25519 recipient.
+    /// Key id of a recipient.
     pub fn of(recipient: &PublicKey) -> Self {
-        Self::from_public_bytes(&recipient.raw)
+        recipient.id
     }
 
     /// The first [`SHORT_ID_HEX`] hex digits, for people to read.
@@ -112,58 +183,114 @@ impl FromStr for KeyId {
 /// Errors reading keys.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// A line is not an `age1…` X25519 recipient.
-    #[error("not an age X25519 recipient: {0}")]
+    /// A line is not an `age1…` or `age1pq1…` recipient.
+    #[error("not an age recipient (age1… or age1pq1…): {0}")]
     BadRecipient(String),
+    /// An `age1pq1…` recipient that is not a valid public key.
+    #[error("{text} is not a valid mlkem768x25519 recipient: {why}")]
+    BadPqRecipient { text: String, why: pq::PqKeyError },
     /// A recipient whose point has small order: every X25519 exchange with
     /// it gives the all-zero secret, so nothing sealed to it is secret.
     #[error("{0} is a low-order X25519 point: nothing sealed to it would be secret")]
     LowOrder(String),
-    /// A line is not an `AGE-SECRET-KEY-1…` identity. The line itself is
-    /// never echoed: it may be a private key with a typo.
-    #[error("line {line}: not an age X25519 identity (AGE-SECRET-KEY-1…)")]
+    /// A line is not an `AGE-SECRET-KEY-1…` or `AGE-SECRET-KEY-PQ-1…`
+    /// identity. The line itself is never echoed: it may be a private key
+    /// with a typo.
+    #[error("line {line}: not an age identity (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)")]
     BadIdentity { line: usize },
     /// The file held no identity at all.
-    #[error("no identity found (expected lines starting with AGE-SECRET-KEY-1)")]
+    #[error(
+        "no identity found (expected lines starting with AGE-SECRET-KEY-1 or AGE-SECRET-KEY-PQ-1)"
+    )]
     NoIdentity,
 }
 
-/// The public half of a sealing key: an age X25519 recipient plus its id.
+/// The public half of a sealing key: an age recipient of either kind plus
+/// its id.
 #[derive(Clone)]
 pub struct PublicKey {
-    recipient: age::x25519::Recipient,
-    raw: [u8; 32],
+    recipient: Recipient,
     id: KeyId,
 }
 
+#[derive(Clone)]
+enum Recipient {
+    X25519 {
+        recipient: age::x25519::Recipient,
+        raw: [u8; 32],
+    },
+    Pq(Box<pq::Recipient>),
+}
+
 impl PublicKey {
-    /// The age recipient, for encryption.
-    pub fn recipient(&self) -> &age::x25519::Recipient {
-        &self.recipient
+    /// The age recipient, for encryption. An mlkem768x25519 recipient
+    /// returns age's "postquantum" label, so age refuses to seal a file to
+    /// it beside an X25519 recipient.
+    pub fn recipient(&self) -> &dyn age::Recipient {
+        match &self.recipient {
+            Recipient::X25519 { recipient, .. } => recipient,
+            Recipient::Pq(r) => r.as_ref(),
+        }
+    }
+
+    /// Wraps a file key into this recipient's one stanza.
+    pub(crate) fn wrap(&self, file_key: &FileKey) -> Result<Stanza, age::EncryptError> {
+        match &self.recipient {
+            Recipient::X25519 { recipient, .. } => {
+                let (mut stanzas, _) = age::Recipient::wrap_file_key(recipient, file_key)?;
+                Ok(stanzas.remove(0))
+            }
+            Recipient::Pq(r) => r.wrap(file_key),
+        }
     }
 
     /// The key id.
     pub fn id(&self) -> KeyId {
         self.id
     }
+
+    /// The kind of key.
+    pub fn kind(&self) -> KeyKind {
+        match self.recipient {
+            Recipient::X25519 { .. } => KeyKind::X25519,
+            Recipient::Pq(_) => KeyKind::MlKem768X25519,
+        }
+    }
+
+    /// The raw public key: the recipient string's Bech32 payload.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.recipient {
+            Recipient::X25519 { raw, .. } => raw,
+            Recipient::Pq(r) => r.as_bytes(),
+        }
+    }
 }
 
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
-        self.raw == other.raw
+        self.kind() == other.kind() && self.as_bytes() == other.as_bytes()
     }
 }
 impl Eq for PublicKey {}
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.recipient.fmt(f)
+        match &self.recipient {
+            Recipient::X25519 { recipient, .. } => recipient.fmt(f),
+            Recipient::Pq(r) => r.fmt(f),
+        }
     }
 }
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({}, {})", self.id, self.recipient)
+        match &self.recipient {
+            Recipient::X25519 { recipient, .. } => {
+                write!(f, "PublicKey({}, {})", self.id, recipient)
+            }
+            // 1,959 characters: the id names it.
+            Recipient::Pq(_) => write!(f, "PublicKey({}, mlkem768x25519)", self.id),
+        }
     }
 }
 
@@ -171,6 +298,20 @@ impl FromStr for PublicKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || KeyError::BadRecipient(shown(s));
+        if s.starts_with("age1pq1") {
+            let r: pq::Recipient = s.parse().map_err(|why| match why {
+                pq::PqKeyError::LowOrder => KeyError::LowOrder(s.chars().take(80).collect()),
+                pq::PqKeyError::Encoding => bad(),
+                why => KeyError::BadPqRecipient {
+                    text: shown(s),
+                    why,
+                },
+            })?;
+            return Ok(PublicKey {
+                id: KeyId::from_public_bytes(r.as_bytes()),
+                recipient: Recipient::Pq(Box::new(r)),
+            });
+        }
         let recipient = age::x25519::Recipient::from_str(s).map_err(|_| bad())?;
         // The age crate keeps the raw point private; decode the Bech32 string
         // it has just validated to derive the key id from the raw bytes.
@@ -183,8 +324,7 @@ impl FromStr for PublicKey {
             return Err(KeyError::LowOrder(s.chars().take(80).collect()));
         }
         Ok(PublicKey {
-            recipient,
-            raw,
+            recipient: Recipient::X25519 { recipient, raw },
             id: KeyId::from_public_bytes(&raw),
         })
     }
@@ -195,23 +335,56 @@ impl FromStr for PublicKey {
 /// such a point is all zeros whatever the scalar; one exchange with any
 /// scalar tells. age refuses the resulting non-contributory secret by
 /// panicking while sealing, so Coffer refuses the point when it is read.
-fn is_low_order(point: &[u8; 32]) -> bool {
+pub(crate) fn is_low_order(point: &[u8; 32]) -> bool {
     x25519_dalek::x25519([9u8; 32], *point) == [0u8; 32]
 }
 
-/// A private sealing key. `Debug` never shows the secret.
+/// A private sealing key of either kind. `Debug` never shows the secret.
 #[derive(Clone)]
 pub struct SecretKey {
-    identity: age::x25519::Identity,
-    /// The same scalar, for [`SecretKey::unwrap_x25519`]; wiped on drop.
-    secret: x25519_dalek::StaticSecret,
+    secret: Secret,
     public: PublicKey,
 }
 
+#[derive(Clone)]
+enum Secret {
+    X25519 {
+        identity: age::x25519::Identity,
+        /// The same scalar, for [`SecretKey::unwrap_x25519`]; wiped on drop.
+        secret: x25519_dalek::StaticSecret,
+    },
+    Pq(Box<pq::Identity>),
+}
+
 impl SecretKey {
-    /// A fresh random key.
+    /// A fresh random X25519 key.
     pub fn generate() -> Self {
         Self::from_identity(age::x25519::Identity::generate())
+    }
+
+    /// A fresh random key of the given kind.
+    pub fn generate_kind(kind: KeyKind) -> Self {
+        match kind {
+            KeyKind::X25519 => Self::generate(),
+            KeyKind::MlKem768X25519 => Self::from_pq(pq::Identity::generate()),
+        }
+    }
+
+    fn from_pq(identity: pq::Identity) -> Self {
+        let r = identity.to_public().clone();
+        let public = PublicKey {
+            id: KeyId::from_public_bytes(r.as_bytes()),
+            recipient: Recipient::Pq(Box::new(r)),
+        };
+        SecretKey {
+            secret: Secret::Pq(Box::new(identity)),
+            public,
+        }
+    }
+
+    /// The kind of key.
+    pub fn kind(&self) -> KeyKind {
+        self.public.kind()
     }
 
     fn from_identity(identity: age::x25519::Identity) -> Self {
@@ -229,22 +402,37 @@ impl SecretKey {
         bytes.zeroize();
         let secret = x25519_dalek::StaticSecret::from(*scalar);
         SecretKey {
-            identity,
-            secret,
+            secret: Secret::X25519 { identity, secret },
             public,
         }
     }
 
-    /// Parses one `AGE-SECRET-KEY-1…` line.
+    /// Parses one `AGE-SECRET-KEY-1…` or `AGE-SECRET-KEY-PQ-1…` line.
     pub fn parse(s: &str) -> Result<Self, KeyError> {
-        age::x25519::Identity::from_str(s.trim())
-            .map(Self::from_identity)
-            .map_err(|_| KeyError::BadIdentity { line: 1 })
+        parse_line(s.trim()).ok_or(KeyError::BadIdentity { line: 1 })
     }
 
-    /// The identity, for decryption.
-    pub fn identity(&self) -> &age::x25519::Identity {
-        &self.identity
+    /// The identity, for decryption: the key itself, which unwraps its own
+    /// kind's stanzas (see [`SecretKey::unwrap`]).
+    pub fn identity(&self) -> &dyn age::Identity {
+        self
+    }
+
+    /// Unwraps the file key of a stanza of this key's kind, or `None` for
+    /// a stanza of another kind or sealed to another key; `Some(Err)` for a
+    /// malformed stanza of this kind.
+    pub fn unwrap(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
+        match &self.secret {
+            Secret::X25519 { .. } => self.unwrap_x25519(stanza),
+            Secret::Pq(identity) => {
+                if stanza.tag != pq::STANZA_TAG {
+                    return None;
+                }
+                #[cfg(any(test, fuzzing))]
+                UNWRAPS.with(|n| n.set(n.get() + 1));
+                identity.unwrap(stanza)
+            }
+        }
     }
 
     /// Unwraps the file key of an age `X25519` stanza addressed to this key,
@@ -261,6 +449,12 @@ impl SecretKey {
     /// as in age, so the next identity can try it.
     pub fn unwrap_x25519(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
         use base64::Engine as _;
+        let Secret::X25519 { secret, .. } = &self.secret else {
+            return None;
+        };
+        let Recipient::X25519 { raw: public, .. } = &self.public.recipient else {
+            return None;
+        };
         if stanza.tag != "X25519" {
             return None;
         }
@@ -282,15 +476,13 @@ impl SecretKey {
         }
         let mut epk = [0u8; 32];
         epk.copy_from_slice(&share[..32]);
-        let shared = self
-            .secret
-            .diffie_hellman(&x25519_dalek::PublicKey::from(epk));
+        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(epk));
         if !shared.was_contributory() {
             return invalid();
         }
         let mut salt = [0u8; 64];
         salt[..32].copy_from_slice(&epk);
-        salt[32..].copy_from_slice(&self.public.raw);
+        salt[32..].copy_from_slice(public);
         let mut wrap_key = Zeroizing::new(hkdf(&salt, X25519_LABEL, shared.as_bytes()));
         let opened = aead_decrypt(&wrap_key, FILE_KEY_BYTES, &stanza.body);
         wrap_key.zeroize();
@@ -313,9 +505,15 @@ impl SecretKey {
         self.public.id
     }
 
-    /// The `AGE-SECRET-KEY-1…` string, in a buffer wiped on drop.
+    /// The `AGE-SECRET-KEY-1…` or `AGE-SECRET-KEY-PQ-1…` string, in a
+    /// buffer wiped on drop.
     pub fn to_secret_string(&self) -> Zeroizing<String> {
-        Zeroizing::new(self.identity.to_string().expose_secret().to_string())
+        match &self.secret {
+            Secret::X25519 { identity, .. } => {
+                Zeroizing::new(identity.to_string().expose_secret().to_string())
+            }
+            Secret::Pq(identity) => identity.to_secret_string(),
+        }
     }
 
     /// An age identity file for this key, with the usual comment lines.
@@ -336,8 +534,8 @@ thread_local! {
     static UNWRAPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// X25519 stanzas this thread has tried to unwrap (a test hook: the cost
-/// of opening a value is counted in these). Compiled only into unit tests
+/// Recipient stanzas (X25519 or mlkem768x25519) this thread has tried to
+/// unwrap (a test hook: the cost of opening a value is counted in these). Compiled only into unit tests
 /// and fuzzing builds (cargo-fuzz sets `--cfg fuzzing`), where the
 /// `open_structured` target checks that no value costs more than one.
 #[cfg(any(test, fuzzing))]
@@ -348,12 +546,31 @@ pub fn unwraps_on_this_thread() -> u64 {
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretKey({}, [redacted])", self.id())
+        write!(f, "SecretKey({}, {}, [redacted])", self.kind(), self.id())
     }
 }
 
+impl age::Identity for SecretKey {
+    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
+        self.unwrap(stanza)
+    }
+}
+
+/// One identity line of either kind, or `None`.
+fn parse_line(line: &str) -> Option<SecretKey> {
+    if line
+        .get(..19)
+        .is_some_and(|p| p.eq_ignore_ascii_case("AGE-SECRET-KEY-PQ-1"))
+    {
+        return line.parse::<pq::Identity>().ok().map(SecretKey::from_pq);
+    }
+    age::x25519::Identity::from_str(line)
+        .ok()
+        .map(SecretKey::from_identity)
+}
+
 /// Reads an age identity file: `#` comments, blank lines and one
-/// `AGE-SECRET-KEY-1…` per line.
+/// `AGE-SECRET-KEY-1…` or `AGE-SECRET-KEY-PQ-1…` per line.
 pub fn parse_identity_file(text: &str) -> Result<Vec<SecretKey>, KeyError> {
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -361,9 +578,7 @@ pub fn parse_identity_file(text: &str) -> Result<Vec<SecretKey>, KeyError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let identity = age::x25519::Identity::from_str(line)
-            .map_err(|_| KeyError::BadIdentity { line: i + 1 })?;
-        keys.push(SecretKey::from_identity(identity));
+        keys.push(parse_line(line).ok_or(KeyError::BadIdentity { line: i + 1 })?);
     }
     if keys.is_empty() {
         return Err(KeyError::NoIdentity);
@@ -374,7 +589,7 @@ pub fn parse_identity_file(text: &str) -> Result<Vec<SecretKey>, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use age::{Identity as _, Recipient as _};
+    use age::Identity as _;
 
     /// Our X25519 unwrap and age's answer alike for every kind of stanza.
     #[test]
@@ -394,6 +609,9 @@ mod tests {
             body: s.body.clone(),
         };
         let stanza = copy(&mine[0]);
+        // age's own X25519 identity for the same key.
+        let age_identity =
+            age::x25519::Identity::from_str(key.to_secret_string().as_str()).unwrap();
         let with = |f: &dyn Fn(&mut Stanza)| {
             let mut s = copy(&stanza);
             f(&mut s);
@@ -436,7 +654,7 @@ mod tests {
         ];
         for (what, s) in &cases {
             let ours = key.unwrap_x25519(s);
-            let ages = key.identity().unwrap_stanza(s);
+            let ages = age_identity.unwrap_stanza(s);
             let show = |r: &Option<Result<FileKey, age::DecryptError>>| match r {
                 None => "none".to_string(),
                 Some(Ok(k)) => format!("key {:?}", k.expose_secret()),
@@ -478,7 +696,7 @@ mod tests {
         let err = parse_identity_file("# c\nAGE-SECRET-KEY-1NOTAKEY\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "line 2: not an age X25519 identity (AGE-SECRET-KEY-1…)"
+            "line 2: not an age identity (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)"
         );
     }
 

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod envelope;
 pub mod key;
 pub mod keyring;
+pub mod pq;
 pub mod recipients;
 
 pub use envelope::{Binding, Location, OpenError, Scope, SealError, open, seal};

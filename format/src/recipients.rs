@@ -231,6 +231,54 @@ mod tests {
         assert!(err.to_string().contains("in the future"), "{err}");
     }
 
+    /// Files may list both kinds; every rule (metadata, key id check, no
+    /// private key shown) holds for post-quantum lines too.
+    #[test]
+    fn post_quantum_and_x25519_lines_mix_in_one_file() {
+        use crate::key::KeyKind;
+        let pq = SecretKey::generate_kind(KeyKind::MlKem768X25519);
+        let x = SecretKey::generate();
+        let file = RecipientsFile {
+            entries: [&pq, &x]
+                .iter()
+                .map(|k| RecipientEntry {
+                    key: k.public().clone(),
+                    cluster: Some("prod".into()),
+                    created: Some("2026-11-01T00:00:00Z".parse().unwrap()),
+                })
+                .collect(),
+        };
+        let text = file.render();
+        assert!(text.contains(&format!("# coffer: key={}", pq.id())));
+        let back = RecipientsFile::parse(&text).unwrap();
+        assert_eq!(back, file);
+        assert_eq!(
+            back.keys().iter().map(|k| k.kind()).collect::<Vec<_>>(),
+            [KeyKind::MlKem768X25519, KeyKind::X25519]
+        );
+        // A comment naming the other key is refused.
+        let swapped = format!("# coffer: key={}\n{}\n", x.id(), pq.public());
+        assert!(matches!(
+            RecipientsFile::parse(&swapped),
+            Err(RecipientsError::KeyIdMismatch { line: 1, .. })
+        ));
+        // A post-quantum identity file in its place is refused unseen.
+        let secret = pq.to_secret_string();
+        let payload = &secret["AGE-SECRET-KEY-PQ-1".len()..];
+        let err = RecipientsFile::parse(&pq.to_identity_file(&jiff::Timestamp::UNIX_EPOCH))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.to_uppercase().contains(payload), "{err}");
+        // A damaged post-quantum recipient is refused, quoted short.
+        let mut damaged = pq.public().to_string();
+        damaged.truncate(1000);
+        let err = RecipientsFile::parse(&damaged).unwrap_err().to_string();
+        assert!(
+            err.contains("not an age recipient") && err.len() < 200,
+            "{err}"
+        );
+    }
+
     #[test]
     fn empty_file_is_refused() {
         assert!(matches!(

@@ -1,6 +1,8 @@
-//! Property: any value, any binding, 1–5 recipients round-trips, and every
+//! Property: any value, any binding, 1–5 recipients of any mix of key
+//! kinds (X25519, post-quantum mlkem768x25519) round-trips, and every
 //! recipient's key opens it alone.
 
+use coffer_format::key::KeyKind;
 use coffer_format::{Keyring, Location, Scope, SecretKey, envelope, open, seal};
 use proptest::prelude::*;
 
@@ -25,14 +27,19 @@ proptest! {
         namespace in "[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?",
         name in "[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?",
         key in "[-._a-zA-Z0-9]{1,60}",
-        recipients in 1usize..=5,
+        kinds in proptest::collection::vec(
+            prop_oneof![Just(KeyKind::X25519), Just(KeyKind::MlKem768X25519)],
+            1..=5,
+        ),
     ) {
-        let keys: Vec<SecretKey> = (0..recipients).map(|_| SecretKey::generate()).collect();
+        let keys: Vec<SecretKey> = kinds.iter().map(|k| SecretKey::generate_kind(*k)).collect();
         let publics: Vec<_> = keys.iter().map(|k| k.public().clone()).collect();
         let at = Location { namespace: &namespace, name: &name, key: &key };
         let sealed = seal(&value, scope, at, &publics).unwrap();
         let (env, _) = envelope::inspect(&sealed).unwrap();
-        prop_assert_eq!(env.key_ids, keys.iter().map(|k| k.id()).collect::<Vec<_>>());
+        prop_assert_eq!(&env.key_ids, &keys.iter().map(|k| k.id()).collect::<Vec<_>>());
+        prop_assert_eq!(&env.key_kinds, &kinds);
+        prop_assert_eq!(env.post_quantum(), kinds.iter().all(|k| k.is_post_quantum()));
         for k in &keys {
             let ring = Keyring::from_keys([k.clone()]);
             let opened = open(&sealed, at, &ring).unwrap();

@@ -1,9 +1,12 @@
 //! Every way a sealed value can be moved, altered or forged is refused, each
-//! with its own error.
+//! with its own error: for values sealed to X25519 keys and to post-quantum
+//! (mlkem768x25519) keys alike. Each case is a function of the key kind;
+//! `for_each_kind!` at the end makes one test per case and kind.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use coffer_format::envelope::{self, MAX_SEALED_LEN, MAX_STANZAS, MAX_VALUE_LEN, SealError};
+use coffer_format::key::KeyKind;
 use coffer_format::{Keyring, Location, OpenError, Scope, SecretKey, open, seal};
 
 const AT: Location<'static> = Location {
@@ -12,22 +15,20 @@ const AT: Location<'static> = Location {
     key: "password",
 };
 
-fn setup() -> (SecretKey, Keyring, String) {
-    let key = SecretKey::generate();
+fn setup(kind: KeyKind) -> (SecretKey, Keyring, String) {
+    let key = SecretKey::generate_kind(kind);
     let sealed = seal(b"hunter2", Scope::Strict, AT, &[key.public().clone()]).unwrap();
     let ring = Keyring::from_keys([key.clone()]);
     (key, ring, sealed)
 }
 
-#[test]
-fn value_opens_where_it_was_sealed() {
-    let (_, ring, sealed) = setup();
+fn value_opens_where_it_was_sealed(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     assert_eq!(open(&sealed, AT, &ring).unwrap().as_slice(), b"hunter2");
 }
 
-#[test]
-fn value_moved_to_other_namespace_is_refused() {
-    let (_, ring, sealed) = setup();
+fn value_moved_to_other_namespace_is_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let at = Location {
         namespace: "dev",
         ..AT
@@ -40,9 +41,8 @@ fn value_moved_to_other_namespace_is_refused() {
     assert_eq!(err.reason(), "ScopeMismatch");
 }
 
-#[test]
-fn value_under_other_name_is_refused() {
-    let (_, ring, sealed) = setup();
+fn value_under_other_name_is_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let at = Location { name: "db2", ..AT };
     assert!(matches!(
         open(&sealed, at, &ring),
@@ -50,9 +50,8 @@ fn value_under_other_name_is_refused() {
     ));
 }
 
-#[test]
-fn value_under_other_item_key_is_refused() {
-    let (_, ring, sealed) = setup();
+fn value_under_other_item_key_is_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let at = Location { key: "user", ..AT };
     let err = open(&sealed, at, &ring).unwrap_err();
     assert!(
@@ -61,9 +60,8 @@ fn value_under_other_item_key_is_refused() {
     );
 }
 
-#[test]
-fn namespace_scoped_value_opens_under_any_name_but_not_elsewhere() {
-    let key = SecretKey::generate();
+fn namespace_scoped_value_opens_under_any_name_but_not_elsewhere(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let ring = Keyring::from_keys([key.clone()]);
     let sealed = seal(b"v", Scope::Namespace, AT, &[key.public().clone()]).unwrap();
     assert!(
@@ -92,9 +90,8 @@ fn namespace_scoped_value_opens_under_any_name_but_not_elsewhere() {
     );
 }
 
-#[test]
-fn cluster_scoped_value_opens_anywhere_under_its_item_key() {
-    let key = SecretKey::generate();
+fn cluster_scoped_value_opens_anywhere_under_its_item_key(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let ring = Keyring::from_keys([key.clone()]);
     let sealed = seal(b"v", Scope::Cluster, AT, &[key.public().clone()]).unwrap();
     let elsewhere = Location {
@@ -116,9 +113,8 @@ fn cluster_scoped_value_opens_anywhere_under_its_item_key() {
     );
 }
 
-#[test]
-fn any_flipped_bit_is_refused() {
-    let (_, ring, sealed) = setup();
+fn any_flipped_bit_is_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let bytes = STANDARD.decode(&sealed).unwrap();
     for pos in 0..bytes.len() {
         for bit in [0u8, 3, 7] {
@@ -130,9 +126,8 @@ fn any_flipped_bit_is_refused() {
     }
 }
 
-#[test]
-fn flipped_payload_byte_is_reported_as_tampering() {
-    let (_, ring, sealed) = setup();
+fn flipped_payload_byte_is_reported_as_tampering(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let mut bytes = STANDARD.decode(&sealed).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -142,9 +137,8 @@ fn flipped_payload_byte_is_reported_as_tampering() {
     );
 }
 
-#[test]
-fn truncated_at_every_length_is_refused() {
-    let (_, ring, sealed) = setup();
+fn truncated_at_every_length_is_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let bytes = STANDARD.decode(&sealed).unwrap();
     for len in 0..bytes.len() {
         let r = open(&STANDARD.encode(&bytes[..len]), AT, &ring);
@@ -152,18 +146,16 @@ fn truncated_at_every_length_is_refused() {
     }
 }
 
-#[test]
-fn value_sealed_to_a_key_not_in_the_ring_names_that_key() {
-    let (key, _, sealed) = setup();
-    let other = Keyring::from_keys([SecretKey::generate()]);
+fn value_sealed_to_a_key_not_in_the_ring_names_that_key(kind: KeyKind) {
+    let (key, _, sealed) = setup(kind);
+    let other = Keyring::from_keys([SecretKey::generate_kind(kind)]);
     let err = open(&sealed, AT, &other).unwrap_err();
     assert_eq!(err.reason(), "NoMatchingKey");
     assert!(err.to_string().contains(&key.id().to_string()), "{err}");
 }
 
-#[test]
-fn value_sealed_to_a_retired_key_says_so() {
-    let (key, _, sealed) = setup();
+fn value_sealed_to_a_retired_key_says_so(kind: KeyKind) {
+    let (key, _, sealed) = setup(kind);
     let mut ring = Keyring::new();
     ring.insert(key.clone(), true);
     assert_eq!(
@@ -172,9 +164,8 @@ fn value_sealed_to_a_retired_key_says_so() {
     );
 }
 
-#[test]
-fn unknown_format_version_is_refused() {
-    let key = SecretKey::generate();
+fn unknown_format_version_is_refused(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let ring = Keyring::from_keys([key.clone()]);
     let mut plain = b"coffer.dev/v2\nscope: cluster\nkey: password\npad: ".to_vec();
     plain.resize(254, b'.');
@@ -186,9 +177,8 @@ fn unknown_format_version_is_refused() {
     );
 }
 
-#[test]
-fn plaintext_that_is_not_a_coffer_value_is_refused() {
-    let key = SecretKey::generate();
+fn plaintext_that_is_not_a_coffer_value_is_refused(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let ring = Keyring::from_keys([key.clone()]);
     let sealed = envelope::seal_plaintext(
         b"just some age file\n",
@@ -202,9 +192,8 @@ fn plaintext_that_is_not_a_coffer_value_is_refused() {
     ));
 }
 
-#[test]
-fn unpadded_plaintext_is_refused() {
-    let key = SecretKey::generate();
+fn unpadded_plaintext_is_refused(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let ring = Keyring::from_keys([key.clone()]);
     let plain = b"coffer.dev/v1\nscope: cluster\nkey: password\npad: \n\nx";
     let sealed = envelope::seal_plaintext(plain, Scope::Cluster, &[key.public().clone()]).unwrap();
@@ -214,9 +203,8 @@ fn unpadded_plaintext_is_refused() {
     );
 }
 
-#[test]
-fn trailing_bytes_are_refused() {
-    let (_, ring, sealed) = setup();
+fn trailing_bytes_are_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let mut bytes = STANDARD.decode(&sealed).unwrap();
     bytes.extend_from_slice(b"extra");
     assert_eq!(
@@ -225,9 +213,8 @@ fn trailing_bytes_are_refused() {
     );
 }
 
-#[test]
-fn non_canonical_base64_is_refused() {
-    let (_, ring, sealed) = setup();
+fn non_canonical_base64_is_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let unpadded = sealed.trim_end_matches('=');
     let with_newline = format!("{}\n{}", &sealed[..10], &sealed[10..]);
     let url_safe = sealed.replace('+', "-").replace('/', "_");
@@ -263,9 +250,8 @@ fn non_canonical_base64_is_refused() {
     }
 }
 
-#[test]
-fn more_stanzas_than_the_cap_are_refused() {
-    let (_, ring, sealed) = setup();
+fn more_stanzas_than_the_cap_are_refused(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let bytes = STANDARD.decode(&sealed).unwrap();
     let text_end = bytes.windows(4).position(|w| w == b"\n-> ").unwrap() + 1;
     let mut forged = bytes[..text_end].to_vec();
@@ -279,9 +265,8 @@ fn more_stanzas_than_the_cap_are_refused() {
     ));
 }
 
-#[test]
-fn oversized_input_is_refused_before_decoding() {
-    let (_, ring, _) = setup();
+fn oversized_input_is_refused_before_decoding(kind: KeyKind) {
+    let (_, ring, _) = setup(kind);
     let huge = "A".repeat(MAX_SEALED_LEN + 4);
     assert_eq!(
         open(&huge, AT, &ring).unwrap_err(),
@@ -289,9 +274,8 @@ fn oversized_input_is_refused_before_decoding() {
     );
 }
 
-#[test]
-fn value_larger_than_a_secret_is_not_sealed() {
-    let key = SecretKey::generate();
+fn value_larger_than_a_secret_is_not_sealed(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let big = vec![0u8; MAX_VALUE_LEN + 1];
     assert_eq!(
         seal(&big, Scope::Strict, AT, &[key.public().clone()]).unwrap_err(),
@@ -299,9 +283,8 @@ fn value_larger_than_a_secret_is_not_sealed() {
     );
 }
 
-#[test]
-fn scope_announced_in_the_header_must_match_the_binding() {
-    let key = SecretKey::generate();
+fn scope_announced_in_the_header_must_match_the_binding(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let ring = Keyring::from_keys([key.clone()]);
     // A plaintext bound to cluster scope, announced as strict.
     let mut plain = b"coffer.dev/v1\nscope: cluster\nkey: password\npad: ".to_vec();
@@ -314,9 +297,8 @@ fn scope_announced_in_the_header_must_match_the_binding() {
     );
 }
 
-#[test]
-fn scope_and_size_bucket_are_readable_without_a_key() {
-    let key = SecretKey::generate();
+fn scope_and_size_bucket_are_readable_without_a_key(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let sealed = seal(&[1u8; 300], Scope::Namespace, AT, &[key.public().clone()]).unwrap();
     let (env, _) = envelope::inspect(&sealed).unwrap();
     assert_eq!(env.scope, Scope::Namespace);
@@ -324,9 +306,8 @@ fn scope_and_size_bucket_are_readable_without_a_key() {
     assert_eq!(env.key_ids, vec![key.id()]);
 }
 
-#[test]
-fn value_without_a_key_id_stanza_is_refused() {
-    let key = SecretKey::generate();
+fn value_without_a_key_id_stanza_is_refused(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let ring = Keyring::from_keys([key.clone()]);
     // A plain age ciphertext, as `age -r` would write it.
     let enc = age::Encryptor::with_recipients(std::iter::once(
@@ -343,9 +324,8 @@ fn value_without_a_key_id_stanza_is_refused() {
     );
 }
 
-#[test]
-fn invalid_names_are_refused_when_sealing() {
-    let key = SecretKey::generate();
+fn invalid_names_are_refused_when_sealing(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let bad = Location {
         namespace: "Shop\n",
         ..AT
@@ -359,9 +339,8 @@ fn invalid_names_are_refused_when_sealing() {
     ));
 }
 
-#[test]
-fn ciphertext_length_shows_only_a_bucket() {
-    let key = SecretKey::generate();
+fn ciphertext_length_shows_only_a_bucket(kind: KeyKind) {
+    let key = SecretKey::generate_kind(kind);
     let r = [key.public().clone()];
     // The payload (after the header's MAC line) is nonce + padded plaintext
     // + tag: the same for a 1-byte and a 100-byte value.
@@ -378,11 +357,10 @@ fn ciphertext_length_shows_only_a_bucket() {
     assert_eq!(payload_len(&[b'y'; 300]), 16 + 512 + 16);
 }
 
-#[test]
-fn resealing_keeps_the_binding_and_moves_to_the_new_key() {
-    let (_, ring, sealed) = setup();
+fn resealing_keeps_the_binding_and_moves_to_the_new_key(kind: KeyKind) {
+    let (_, ring, sealed) = setup(kind);
     let opened = envelope::open_unchecked(&sealed, &ring).unwrap();
-    let new_key = SecretKey::generate();
+    let new_key = SecretKey::generate_kind(kind);
     let resealed = envelope::reseal(&opened, &[new_key.public().clone()]).unwrap();
     let new_ring = Keyring::from_keys([new_key.clone()]);
     assert_eq!(
@@ -405,3 +383,49 @@ fn resealing_keeps_the_binding_and_moves_to_the_new_key() {
         vec![new_key.id()]
     );
 }
+
+/// One `#[test]` per case and key kind, in modules named after the kind.
+macro_rules! for_each_kind {
+    ($($case:ident),* $(,)?) => {
+        mod x25519 {
+            $(#[test]
+            fn $case() {
+                super::$case(coffer_format::key::KeyKind::X25519)
+            })*
+        }
+        mod mlkem768x25519 {
+            $(#[test]
+            fn $case() {
+                super::$case(coffer_format::key::KeyKind::MlKem768X25519)
+            })*
+        }
+    };
+}
+
+for_each_kind!(
+    value_opens_where_it_was_sealed,
+    value_moved_to_other_namespace_is_refused,
+    value_under_other_name_is_refused,
+    value_under_other_item_key_is_refused,
+    namespace_scoped_value_opens_under_any_name_but_not_elsewhere,
+    cluster_scoped_value_opens_anywhere_under_its_item_key,
+    any_flipped_bit_is_refused,
+    flipped_payload_byte_is_reported_as_tampering,
+    truncated_at_every_length_is_refused,
+    value_sealed_to_a_key_not_in_the_ring_names_that_key,
+    value_sealed_to_a_retired_key_says_so,
+    unknown_format_version_is_refused,
+    plaintext_that_is_not_a_coffer_value_is_refused,
+    unpadded_plaintext_is_refused,
+    trailing_bytes_are_refused,
+    non_canonical_base64_is_refused,
+    more_stanzas_than_the_cap_are_refused,
+    oversized_input_is_refused_before_decoding,
+    value_larger_than_a_secret_is_not_sealed,
+    scope_announced_in_the_header_must_match_the_binding,
+    scope_and_size_bucket_are_readable_without_a_key,
+    value_without_a_key_id_stanza_is_refused,
+    invalid_names_are_refused_when_sealing,
+    ciphertext_length_shows_only_a_bucket,
+    resealing_keeps_the_binding_and_moves_to_the_new_key,
+);

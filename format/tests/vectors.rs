@@ -17,9 +17,13 @@ struct Vector {
     refused: Option<String>,
 }
 
+/// The test keys: the X25519 key and the post-quantum key, in that order.
+fn keys() -> Vec<coffer_format::SecretKey> {
+    parse_identity_file(include_str!("vectors/identity.txt")).unwrap()
+}
+
 fn ring() -> Keyring {
-    let text = include_str!("vectors/identity.txt");
-    Keyring::from_keys(parse_identity_file(text).unwrap())
+    Keyring::from_keys(keys())
 }
 
 fn vectors() -> Vec<Vector> {
@@ -30,7 +34,7 @@ fn vectors() -> Vec<Vector> {
 fn every_vector_opens_or_is_refused_as_documented() {
     let ring = ring();
     let vs = vectors();
-    assert!(vs.len() >= 5);
+    assert!(vs.len() >= 8);
     for v in vs {
         let at = Location {
             namespace: &v.found_at[0],
@@ -66,9 +70,7 @@ fn docs_format_md_shows_the_same_vectors() {
 #[ignore = "generator, run by hand"]
 fn generate_vectors() {
     use coffer_format::{Scope, SecretKey, seal};
-    let key = parse_identity_file(include_str!("vectors/identity.txt"))
-        .unwrap()
-        .remove(0);
+    let key = keys().remove(0);
     let other = SecretKey::generate();
     let r = [key.public().clone()];
     let at = Location {
@@ -76,13 +78,6 @@ fn generate_vectors() {
         name: "db",
         key: "password",
     };
-    type Case<'a> = (
-        &'a str,
-        String,
-        [&'a str; 3],
-        Option<&'a str>,
-        Option<&'a str>,
-    );
     let cases: Vec<Case> = vec![
         (
             "strict scope, opened where sealed",
@@ -133,6 +128,21 @@ fn generate_vectors() {
             Some("NoMatchingKey"),
         ),
     ];
+    print_cases(cases);
+}
+
+/// One vector: description, sealed value, where it is found, the value it
+/// opens to or the reason it is refused.
+type Case<'a> = (
+    &'a str,
+    String,
+    [&'a str; 3],
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// Prints cases in the YAML of `vectors/vectors.yaml`.
+fn print_cases(cases: Vec<Case>) {
     for (d, s, f, v, r) in cases {
         println!(
             "- description: {d}\n  found_at: [{}, {}, {}]",
@@ -146,4 +156,51 @@ fn generate_vectors() {
         }
         println!("  sealed: {s}");
     }
+}
+
+/// Regenerates only the post-quantum vectors (appended to the others):
+/// `cargo test -p coffer-format --test vectors generate_post_quantum -- --ignored --nocapture`.
+#[test]
+#[ignore = "generator, run by hand"]
+fn generate_post_quantum_vectors() {
+    use coffer_format::key::KeyKind;
+    use coffer_format::{Scope, seal};
+    let mut keys = keys();
+    let pq = keys.remove(1);
+    let x = keys.remove(0);
+    assert_eq!(pq.kind(), KeyKind::MlKem768X25519);
+    let at = Location {
+        namespace: "shop",
+        name: "db",
+        key: "password",
+    };
+    print_cases(vec![
+        (
+            "post-quantum key, strict scope, opened where sealed",
+            seal(b"pq-hunter2", Scope::Strict, at, &[pq.public().clone()]).unwrap(),
+            ["shop", "db", "password"],
+            Some("pq-hunter2"),
+            None,
+        ),
+        (
+            "post-quantum key, copied to another name",
+            seal(b"pq-hunter2", Scope::Strict, at, &[pq.public().clone()]).unwrap(),
+            ["shop", "web", "password"],
+            None,
+            Some("ScopeMismatch"),
+        ),
+        (
+            "post-quantum and X25519 recipients (not post-quantum as a whole)",
+            seal(
+                b"mixed",
+                Scope::Namespace,
+                at,
+                &[pq.public().clone(), x.public().clone()],
+            )
+            .unwrap(),
+            ["shop", "web", "password"],
+            Some("mixed"),
+            None,
+        ),
+    ]);
 }

@@ -46,6 +46,24 @@ pub fn kubectl_bin() -> PathBuf {
         .join("kubectl")
 }
 
+/// A Go age 1.3 binary (`age`, `age-keygen`) installed by
+/// `tests/age-pq/build` into `$COFFER_AGE_PQ_DIR/bin` (default
+/// `<target>/age-pq/bin`), beside the stock age of tests/setup. Panics with
+/// the fix when it is missing: the post-quantum interop tests never skip.
+pub fn go_age_bin(tool: &str) -> PathBuf {
+    let bin = std::env::var_os("COFFER_AGE_PQ_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("age-pq"))
+        .join("bin")
+        .join(tool);
+    assert!(
+        bin.is_file(),
+        "Go age 1.3 (`{tool}`) is required for this test and is not at {}; run tests/age-pq/build",
+        bin.display()
+    );
+    bin
+}
+
 /// A running API server started by `tests/envtest/start`.
 #[derive(Clone, Debug)]
 pub struct Server {
@@ -428,6 +446,10 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The controller's log level in the end-to-end tests: its own debug lines,
+/// not those of the HTTP and TLS stacks.
+pub const LOG_LEVEL: &str = "debug,hyper=info,tower=info,rustls=info,kube_client=info";
+
 /// A controller process, killed on drop.
 pub struct ControllerProcess {
     child: Child,
@@ -463,8 +485,6 @@ impl ControllerProcess {
         server
             .token_kubeconfig(sa_namespace, "coffer-controller", &kubeconfig)
             .await?;
-        let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log)?;
         let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--kubeconfig")
@@ -472,12 +492,19 @@ impl ControllerProcess {
             .arg("--listen")
             .arg(http.to_string())
             .args(args)
-            .env(
-                "COFFER_LOG_LEVEL",
-                "debug,hyper=info,tower=info,rustls=info,kube_client=info",
-            )
-            .env_remove("KUBECONFIG")
-            .stdout(out.try_clone()?)
+            .env("COFFER_LOG_LEVEL", LOG_LEVEL)
+            .env_remove("KUBECONFIG");
+        Self::spawn(cmd, name, http)
+    }
+
+    /// Runs `cmd`, a controller listening on `http`, however it is started
+    /// (e.g. inside an unpacked image); output goes to `target/e2e/NAME.log`.
+    pub fn spawn(mut cmd: Command, name: &str, http: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let dir = target_dir().join("e2e");
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log)?;
+        cmd.stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null());
         // The child dies with the test, even if the test panics.

@@ -7,51 +7,17 @@
 //! server.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
-use coffer_test_support::tools::tool;
+use coffer_test_support::tools::{output, run, tool};
 use coffer_test_support::{
     Server, kubectl_bin, namespaced_kustomization, root, suffix, target_dir,
 };
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "coffer-system";
-
-/// Runs `cmd`, feeding it `stdin` if given; returns stdout, failing on error.
-fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
-    let what = format!("{cmd:?}");
-    let out = output(cmd, stdin);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// Runs `cmd`, feeding it `stdin` if given; its status and output.
-fn output(cmd: &mut Command, stdin: Option<&str>) -> std::process::Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait")
-}
 
 /// helm, built from its Go module once.
 fn helm_bin() -> PathBuf {
@@ -836,6 +802,7 @@ fn helm_chart_narrows_the_http_port_to_the_api_server_and_scrapers_when_told() {
 /// name, an image pinned by digest, spread constraints and extra env.
 const EVERY_NEW_VALUE: &str = r#"
 fullnameOverride: sealer
+keyKind: mlkem768x25519
 image:
   tag: 0.1.0-test
   digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
@@ -916,6 +883,7 @@ fn helm_values_schema_refuses_bad_values_and_names_them() {
         ),
         ("keyRenewalPeriod=soon", "'/keyRenewalPeriod'", "soon"),
         ("keyRenewalPeriod=30", "'/keyRenewalPeriod'", "must be 0"),
+        ("keyKind=rsa", "'/keyKind'", "must be one of"),
         (
             "fullnameOverride=Coffer_1",
             "'/fullnameOverride'",
@@ -963,6 +931,11 @@ fn helm_values_schema_refuses_bad_values_and_names_them() {
             json!(1),
         ),
         (&["--set", "keyRenewalPeriod=0"], renewal, json!("0")),
+        (
+            &["--set", "keyKind=mlkem768x25519"],
+            "/containers/0/env/3",
+            json!({"name": "COFFER_KEY_KIND", "value": "mlkem768x25519"}),
+        ),
         (&["--set", "keyRenewalPeriod=30d"], renewal, json!("30d")),
         (
             &["--set", "keyRenewalPeriod=1h30m"],
@@ -1209,9 +1182,10 @@ fn helm_topology_spread_constraints_and_extra_env_reach_the_pod() {
         pod["topologySpreadConstraints"],
         json!([zone_selected, own_selector])
     );
-    // The chart's variables, then the extra ones.
+    // The chart's variables (POD_NAMESPACE, POD_NAME,
+    // COFFER_KEY_RENEWAL_PERIOD, COFFER_KEY_KIND), then the extra ones.
     let mut expected = default["containers"][0]["env"].as_array().unwrap().clone();
-    assert_eq!(expected.len(), 3);
+    assert_eq!(expected.len(), 4);
     expected.extend(env.as_array().unwrap().iter().cloned());
     assert_eq!(pod["containers"][0]["env"], json!(expected));
 }

@@ -26,6 +26,7 @@ use coffer_core::SealedSecret;
 use coffer_core::api::ring::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
 use coffer_core::transform::seal_secret;
+use coffer_format::key::KeyKind;
 use coffer_format::{RecipientsFile, Scope, SecretKey};
 use coffer_test_support::procfs::{Child, clk_tck, proc_cpu, proc_status_kib, read_pid};
 use coffer_test_support::{Server, secret_data};
@@ -69,6 +70,10 @@ struct Args {
     /// default) writes: a second, JSON copy of the whole object.
     #[arg(long)]
     last_applied: bool,
+    /// Kind of the sealing key: x25519, or mlkem768x25519 (age 1.3's
+    /// hybrid post-quantum keys).
+    #[arg(long, default_value = "x25519", value_parser = |s: &str| s.parse::<KeyKind>())]
+    key_kind: KeyKind,
     /// Secrets whose data is checked at the end.
     #[arg(long, default_value_t = 20)]
     sample: usize,
@@ -182,7 +187,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     // The sealing key, stored the way KeyManager::create_key stores it, so
     // the controller loads it instead of creating one.
-    let key = SecretKey::generate();
+    let key = SecretKey::generate_kind(args.key_kind);
+    report.row("sealing key", format!("one, {}", args.key_kind));
     create_key_secret(&admin, &key).await?;
     let recipients = vec![key.public().clone()];
 
