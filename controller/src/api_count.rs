@@ -47,14 +47,25 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let verb = verb(req.method(), req.uri());
+        let secrets = touches_secrets(req.uri());
         let metrics = self.metrics.clone();
         let answer = self.inner.call(req);
         Box::pin(async move {
             let answer = answer.await;
             metrics.api_request(verb, answer.as_ref().ok().map(|r| r.status().as_u16()));
+            if secrets {
+                metrics.secret_request(verb);
+            }
             answer
         })
     }
+}
+
+/// Whether a request is about Secrets or SealedSecrets (not the Lease, key
+/// ConfigMap or Events): what "writes nothing" after a restart is about.
+pub fn touches_secrets(uri: &Uri) -> bool {
+    let path = uri.path();
+    path.contains("/secrets") || path.contains("/sealedsecrets")
 }
 
 /// The verb of a request as the API server's own metrics name it: GET on
@@ -106,6 +117,29 @@ mod tests {
 
     fn v(method: Method, uri: &str) -> &'static str {
         verb(&method, &uri.parse().unwrap())
+    }
+
+    #[test]
+    fn secret_requests_are_told_from_the_lease_and_events() {
+        for (uri, secrets) in [
+            ("/api/v1/namespaces/a/secrets/db", true),
+            ("/api/v1/namespaces/a/secrets", true),
+            (
+                "/apis/coffer.dev/v1alpha1/namespaces/a/sealedsecrets/db/status",
+                true,
+            ),
+            (
+                "/apis/coordination.k8s.io/v1/namespaces/coffer-system/leases/coffer-controller",
+                false,
+            ),
+            ("/apis/events.k8s.io/v1/namespaces/a/events", false),
+            (
+                "/api/v1/namespaces/coffer-system/configmaps/coffer-recipients",
+                false,
+            ),
+        ] {
+            assert_eq!(touches_secrets(&uri.parse().unwrap()), secrets, "{uri}");
+        }
     }
 
     #[test]

@@ -273,12 +273,6 @@ impl Metrics {
     /// failed without an answer (`None`).
     pub fn api_request(&self, verb: &'static str, code: Option<u16>) {
         self.api_total.inc();
-        if matches!(
-            verb,
-            "POST" | "PUT" | "PATCH" | "DELETE" | "DELETECOLLECTION"
-        ) {
-            self.api_writes.inc();
-        }
         self.api_requests
             .get_or_create(&ApiLabel {
                 verb: verb.into(),
@@ -290,7 +284,17 @@ impl Metrics {
     pub fn api_request_count(&self) -> u64 {
         self.api_total.get()
     }
-    /// Of them, writes (POST, PUT, PATCH, DELETE).
+    /// A request about Secrets or SealedSecrets (counted once more here).
+    pub fn secret_request(&self, verb: &str) {
+        if matches!(
+            verb,
+            "POST" | "PUT" | "PATCH" | "DELETE" | "DELETECOLLECTION"
+        ) {
+            self.api_writes.inc();
+        }
+    }
+    /// Writes to Secrets and SealedSecrets so far (POST, PUT, PATCH,
+    /// DELETE; their status included).
     pub fn api_write_count(&self) -> u64 {
         self.api_writes.get()
     }

@@ -182,7 +182,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
     tracing::info!(
         api_requests = metrics.api_request_count(),
-        api_writes = metrics.api_write_count(),
+        secret_writes = metrics.api_write_count(),
         "controller stopped"
     );
     result
@@ -437,7 +437,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
             tracing::info!(
                 sealed_secrets = sealed_n,
                 api_requests = metrics.api_request_count(),
-                api_writes = metrics.api_write_count(),
+                secret_writes = metrics.api_write_count(),
                 "caught up: every SealedSecret reconciled since start"
             );
         }

@@ -386,7 +386,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         say("the controller ignored SIGTERM for 30 s; killed it");
     }
     let api_requests = api_requests_from_log(&args.log, "api_requests");
-    let api_writes = api_requests_from_log(&args.log, "api_writes");
+    let api_writes = api_requests_from_log(&args.log, "secret_writes");
 
     // A restart with everything unsealed: how long until every
     // SealedSecret is reconciled, and what it sends.
@@ -416,7 +416,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         restart = Some(Restart {
             caught_up,
             requests: api_requests_from_log(&log, "api_requests"),
-            writes: api_requests_from_log(&log, "api_writes"),
+            writes: api_requests_from_log(&log, "secret_writes"),
             hwm,
             exit,
         });
@@ -790,7 +790,7 @@ impl Controller {
     }
 }
 
-/// `field` (`api_requests`, `api_writes`) from the controller's JSON
+/// `field` (`api_requests`, `secret_writes`) from the controller's JSON
 /// "controller stopped" line.
 fn api_requests_from_log(log: &Path, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(log).ok()?;
@@ -815,7 +815,7 @@ fn report_restart(report: &mut Report, r: &Restart) {
     );
     let n = |x: Option<u64>| x.map_or_else(|| "?".into(), |x| x.to_string());
     report.row(
-        "restart: API requests (of them writes), peak RSS, exit",
+        "restart: API requests (of them writes to Secrets and SealedSecrets), peak RSS, exit",
         format!(
             "{} ({}), {:.1} MiB, {}",
             n(r.requests),
