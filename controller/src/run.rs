@@ -514,7 +514,7 @@ fn sealed_event(
 ) {
     match event {
         watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-            if let Some((key, _changed)) = store.put_sealed(Arc::new(s)) {
+            if let Some(key) = store.put_sealed(Arc::new(s)) {
                 if let Some(seen) = list.seen.as_mut() {
                     seen.insert(key.clone());
                 }

@@ -338,22 +338,20 @@ impl Store {
         }
     }
 
-    /// Records a SealedSecret from a watch event; returns its key, and
-    /// whether anything the controller reads of it changed.
-    pub fn put_sealed(&self, s: Arc<CachedSealed>) -> Option<(Key, bool)> {
+    /// Records a SealedSecret from a watch event; returns its key.
+    pub fn put_sealed(&self, s: Arc<CachedSealed>) -> Option<Key> {
         let ns = s.metadata.namespace.as_deref()?;
         let name = s.metadata.name.as_deref()?;
         let entry = SealedEntry::of(&s);
         let mut inner = self.lock();
         let k = Self::key_of(&inner, ns, name);
         let slot = inner.slots.entry(k.clone()).or_default();
-        let changed = slot.sealed.as_ref() != Some(&entry);
         if slot.sealed.as_ref().map(|e| &e.uid) != Some(&entry.uid) {
             slot.memo = None;
         }
         slot.sealed = Some(entry);
         inner.fresh.offer(&k, s);
-        Some((k, changed))
+        Some(k)
     }
 
     /// Forgets a SealedSecret (deleted), with its outcome.
