@@ -139,9 +139,15 @@ async fn controller(
     let namespaces = watched.join(",");
     let mut args = vec!["--namespaces", &namespaces, "--key-namespace", key_ns];
     args.extend_from_slice(extra);
-    ControllerProcess::start(server, bin, name, &args)
+    let ctrl = ControllerProcess::start(server, bin, name, &args)
         .await
-        .expect("start the controller")
+        .expect("start the controller");
+    // Its HTTP API answers 503 until the key ring is loaded: a caller that
+    // goes on to use it (e.g. `coffer rotate`) must not race that.
+    ctrl.wait_ready(WAIT)
+        .await
+        .expect("the controller to be ready");
+    ctrl
 }
 
 /// Waits for the recipients ConfigMap in `key_ns` (and, if given, for a
