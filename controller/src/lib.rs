@@ -13,6 +13,7 @@ pub mod key_secrets;
 pub mod metrics;
 pub mod plan;
 pub mod pool;
+pub mod prefetch;
 pub mod queue;
 pub mod ratelimit;
 pub mod reconcile;

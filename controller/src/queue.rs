@@ -197,6 +197,22 @@ impl Queue {
         self.len() == 0
     }
 
+    /// Whether `key` waits to be handed out (not running, not timed).
+    pub fn waiting(&self, key: &str) -> bool {
+        self.lock().queued.contains(key)
+    }
+
+    /// Whether [`Queue::close`] was called.
+    pub fn closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Whether `key` waits or runs.
+    pub fn pending(&self, key: &str) -> bool {
+        let s = self.lock();
+        s.queued.contains(key) || s.running.contains(key)
+    }
+
     /// Nothing waits (now) and nothing runs.
     pub fn idle(&self) -> bool {
         let s = self.lock();

@@ -398,16 +398,34 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         let queue = queue.clone();
         async move { queue.run_timers().await }
     });
+    // Read ahead what the first reconciles must open, and again whenever a
+    // key-ring change queues every object.
+    let read_ahead = {
+        let (client, store, queue, keys) =
+            (client.clone(), store.clone(), queue.clone(), keys.clone());
+        move || {
+            tokio::spawn(crate::prefetch::run(
+                client.clone(),
+                store.clone(),
+                queue.clone(),
+                keys.clone(),
+            ))
+        }
+    };
+    let first_read_ahead = read_ahead();
     let rekey = tokio::spawn({
         let (queue, store) = (queue.clone(), store.clone());
         let changes = key_secrets::changes(keys);
         async move {
-            changes
-                .for_each(|()| {
-                    queue.add_all(store.sealed_keys());
-                    futures::future::ready(())
-                })
-                .await
+            let mut reading: Option<tokio::task::JoinHandle<()>> = None;
+            let mut changes = std::pin::pin!(changes);
+            while changes.next().await.is_some() {
+                queue.add_all(store.sealed_keys());
+                if let Some(r) = reading.take() {
+                    r.abort();
+                }
+                reading = Some(read_ahead());
+            }
         }
     });
     let mut workers = tokio::task::JoinSet::new();
@@ -456,6 +474,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     workers.abort_all();
     watches.abort_all();
     timers.abort();
+    first_read_ahead.abort();
     rekey.abort();
     caught_up.abort();
     result

@@ -28,6 +28,10 @@ use crate::cache::{CachedSealed, Outcome, OwnedSecret, Refusal};
 /// its current generation.
 pub const PENDING: &str = "Pending";
 
+/// Ciphertext bytes of fresh copies kept at most (about 2,900 objects of 3
+/// values).
+pub const FRESH_CAP: usize = 8 << 20;
+
 /// `namespace/name`: neither may hold a `/`.
 pub type Key = Arc<str>;
 
@@ -266,8 +270,7 @@ struct Fresh {
 }
 
 impl Fresh {
-    /// Ciphertext bytes kept at most (about 9,000 objects of 3 values).
-    const CAP: usize = 8 << 20;
+    const CAP: usize = FRESH_CAP;
 
     fn cost(s: &CachedSealed) -> usize {
         s.sealed_bytes() + 256
@@ -457,6 +460,79 @@ impl Store {
         same.then_some(s)
     }
 
+    /// Offers a copy read ahead of the reconciles ([`crate::prefetch`]):
+    /// kept when it is the object the store holds (same uid and
+    /// resourceVersion), its values must be opened (no last unseal holds at
+    /// generation and key `epoch`), no copy is kept yet, and it fits.
+    pub fn prefetched(&self, s: Arc<CachedSealed>, epoch: u64) -> bool {
+        let (Some(ns), Some(name)) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
+        else {
+            return false;
+        };
+        let mut inner = self.lock();
+        let k = Self::key_of(&inner, ns, name);
+        let Some(slot) = inner.slots.get(&k) else {
+            return false;
+        };
+        let Some(entry) = slot.sealed.as_ref() else {
+            return false;
+        };
+        let same = Token::of(s.metadata.uid.as_deref()) == entry.uid
+            && Token::of(s.metadata.resource_version.as_deref()) == entry.resource_version;
+        let holds = matches!(slot.memo, Some(Memo::Unsealed(o))
+            if o.generation == entry.generation && o.key_epoch == epoch);
+        if !same || holds || entry.deleting || inner.fresh.objects.contains_key(&k) {
+            return false;
+        }
+        let cost = Fresh::cost(&s);
+        if inner.fresh.bytes + cost > Fresh::CAP {
+            return false;
+        }
+        inner.fresh.bytes += cost;
+        inner.fresh.objects.insert(k, s);
+        true
+    }
+
+    /// Ciphertext bytes [`Store::take_fresh`] can still be offered.
+    pub fn fresh_room(&self) -> usize {
+        Fresh::CAP.saturating_sub(self.lock().fresh.bytes)
+    }
+
+    /// Keys of the copies kept.
+    pub fn fresh_keys(&self) -> Vec<Key> {
+        self.lock().fresh.objects.keys().cloned().collect()
+    }
+
+    /// Drops the copies kept of `keys` (no reconcile will take them).
+    pub fn drop_fresh(&self, keys: &[Key]) {
+        let mut inner = self.lock();
+        for k in keys {
+            inner.fresh.remove(k);
+        }
+    }
+
+    /// Namespaces of the SealedSecrets whose values must be opened (no last
+    /// unseal holds at key `epoch`), in order.
+    pub fn namespaces_to_open(&self, epoch: u64) -> Vec<String> {
+        let inner = self.lock();
+        let mut out: Vec<String> = inner
+            .slots
+            .iter()
+            .filter(|(_, slot)| match (&slot.sealed, slot.memo) {
+                (None, _) => false,
+                (Some(e), Some(Memo::Unsealed(o))) => {
+                    o.generation != e.generation || o.key_epoch != epoch
+                }
+                (Some(_), _) => true,
+            })
+            .map(|(k, _)| split(k).0.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        out.shrink_to_fit();
+        out
+    }
+
     /// Keys of every SealedSecret held.
     pub fn sealed_keys(&self) -> Vec<Key> {
         let inner = self.lock();
@@ -551,6 +627,66 @@ mod tests {
         ));
         assert!(matches!(Token::new("123456"), Token::Number(123456)));
         assert!(matches!(Token::new("007"), Token::Text(_)));
+    }
+
+    fn sealed(ns: &str, name: &str, rv: &str, generation: i64) -> Arc<CachedSealed> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": ns, "name": name, "resourceVersion": rv,
+                    "uid": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "generation": generation},
+                "spec": {"encryptedData": {"x": "A".repeat(4000)}}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_read_ahead_copy_is_kept_only_when_it_will_be_opened() {
+        let store = Store::default();
+        let k = store.put_sealed(sealed("app", "db", "10", 2)).unwrap();
+        // The watch event's own copy is there: no second one.
+        assert!(!store.prefetched(sealed("app", "db", "10", 2), 0));
+        let entry = store.sealed(&k).unwrap();
+        assert!(store.take_fresh(&k, &entry).is_some());
+        // Another resourceVersion than the store's is not the object that
+        // will be reconciled.
+        assert!(!store.prefetched(sealed("app", "db", "9", 2), 0));
+        // Unknown objects are not kept.
+        assert!(!store.prefetched(sealed("app", "other", "10", 2), 0));
+        assert_eq!(store.namespaces_to_open(0), vec!["app".to_string()]);
+        assert!(store.prefetched(sealed("app", "db", "10", 2), 0));
+        assert!(store.take_fresh(&k, &entry).is_some());
+        // Once unsealed at this generation and key epoch, nothing to open.
+        let outcome = Outcome {
+            generation: Some(2),
+            key_epoch: 0,
+            items: 1,
+            digest: [0; 32],
+        };
+        store.set_unsealed(&k, "7c9e6679-7425-40de-944b-e07fc1f90ae7", outcome);
+        assert!(!store.prefetched(sealed("app", "db", "10", 2), 0));
+        assert!(store.namespaces_to_open(0).is_empty());
+        // A key lost since (a new epoch) means opening again.
+        assert_eq!(store.namespaces_to_open(1), vec!["app".to_string()]);
+        assert!(store.prefetched(sealed("app", "db", "10", 2), 1));
+        store.drop_fresh(std::slice::from_ref(&k));
+        assert_eq!(store.fresh_room(), FRESH_CAP);
+    }
+
+    #[test]
+    fn read_ahead_copies_stay_within_the_bound() {
+        let store = Store::default();
+        let mut kept = 0;
+        for i in 0..20_000 {
+            let name = format!("s{i:05}");
+            let k = store.put_sealed(sealed("app", &name, "1", 1)).unwrap();
+            let entry = store.sealed(&k).unwrap();
+            store.take_fresh(&k, &entry);
+            kept += usize::from(store.prefetched(sealed("app", &name, "1", 1), 0));
+        }
+        assert!(kept > 1000 && kept < 20_000, "{kept}");
+        assert!(store.fresh_room() < 4096, "{}", store.fresh_room());
+        assert_eq!(store.fresh_keys().len(), kept);
     }
 
     #[test]

@@ -1,0 +1,116 @@
+//! Reading ahead of the reconciles, when many SealedSecrets must be opened
+//! at once (a cold start, a restart, a key lost from the ring).
+//!
+//! The store keeps no ciphertext ([`crate::store`]), so a reconcile that
+//! must open values reads its SealedSecret: the copy its watch event
+//! brought when there is one, else one GET. The first list brings every
+//! object within seconds, long before the reconciles reach them, and only
+//! the first few thousand copies fit in the store's bound. Without more,
+//! 100,000 SealedSecrets would cost 100,000 GETs, a third of the API
+//! requests of a cold start and nearly all of a restart's.
+//!
+//! Instead this task lists, namespace by namespace in pages, the objects
+//! whose values must be opened, in the order the queue hands them out, and
+//! offers each page to the store once there is room for it: the reconciles
+//! find their copy waiting, and memory stays within the same bound. It is
+//! only an optimisation: a copy that is no longer current is not taken, and
+//! when the read-ahead falls behind, fails or a continue token expires, the
+//! reconciles read what they need themselves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, ListParams};
+
+use crate::cache::CachedSealed;
+use crate::key_secrets::Keys;
+use crate::queue::Queue;
+use crate::store::{self, Key, Store};
+
+/// Objects per list page: about 0.6 MiB of JSON at 3 values each.
+const PAGE: u32 = 200;
+
+/// Room the store must have before the next page is read.
+const ROOM: usize = store::FRESH_CAP / 4;
+
+/// Reads ahead until every namespace with values to open was listed once.
+pub async fn run(client: Client, store: Arc<Store>, queue: Arc<Queue>, keys: Arc<Keys>) {
+    let epoch = keys.current().epoch;
+    let mut offered = 0usize;
+    for ns in store.namespaces_to_open(epoch) {
+        if queue.is_empty() || queue.closed() {
+            break;
+        }
+        offered += namespace(&client, &ns, &store, &queue, epoch).await;
+    }
+    tracing::debug!(objects = offered, "read ahead of the reconciles");
+}
+
+/// Lists `ns` page by page, offering each object the queue still waits to
+/// hand out; returns how many the store kept.
+async fn namespace(client: &Client, ns: &str, store: &Store, queue: &Queue, epoch: u64) -> usize {
+    let api: Api<CachedSealed> = Api::namespaced(client.clone(), ns);
+    let mut continue_token: Option<String> = None;
+    let mut restarts = 0;
+    let mut kept = 0;
+    loop {
+        if !room(store, queue).await {
+            return kept;
+        }
+        let mut params = ListParams::default().limit(PAGE);
+        if let Some(t) = &continue_token {
+            params = params.continue_token(t);
+        }
+        match api.list(&params).await {
+            Ok(list) => {
+                for s in list.items {
+                    let (Some(n), Some(name)) = (&s.metadata.namespace, &s.metadata.name) else {
+                        continue;
+                    };
+                    if queue.waiting(&store::key(n, name)) && store.prefetched(Arc::new(s), epoch) {
+                        kept += 1;
+                    }
+                }
+                match list.metadata.continue_ {
+                    Some(t) if !t.is_empty() => continue_token = Some(t),
+                    _ => return kept,
+                }
+            }
+            // The continue token expired (etcd compacted past it): list
+            // again; what was reconciled meanwhile is not offered.
+            Err(kube::Error::Api(e)) if e.code == 410 && restarts < 2 => {
+                restarts += 1;
+                continue_token = None;
+            }
+            Err(e) => {
+                tracing::debug!(namespace = ns, error = %e, "read-ahead stopped for this namespace; reconciles read what they need");
+                return kept;
+            }
+        }
+    }
+}
+
+/// Waits until the store has room for a page. Copies whose key is neither
+/// waiting nor running will not be taken (their reconcile read the object
+/// itself): they are dropped so that they do not hold the room. `false`
+/// once the queue is closed (the controller stops or lost the lease).
+async fn room(store: &Store, queue: &Queue) -> bool {
+    let mut polls = 0u32;
+    while store.fresh_room() < ROOM {
+        if queue.closed() {
+            return false;
+        }
+        polls += 1;
+        if polls.is_multiple_of(50) {
+            let idle: Vec<Key> = store
+                .fresh_keys()
+                .into_iter()
+                .filter(|k| !queue.pending(k))
+                .collect();
+            store.drop_fresh(&idle);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    !queue.closed()
+}
