@@ -74,9 +74,11 @@ struct Args {
     /// hybrid post-quantum keys).
     #[arg(long, default_value = "x25519", value_parser = |s: &str| s.parse::<KeyKind>())]
     key_kind: KeyKind,
-    /// Secrets whose data is checked at the end.
-    #[arg(long, default_value_t = 20)]
-    sample: usize,
+    /// Once all are Ready (and after the restart, if any): update this
+    /// many SealedSecrets with new values while the controller restarts
+    /// twice (a SIGKILL, then a SIGTERM); every Secret must end right.
+    #[arg(long, default_value_t = 0)]
+    churn: usize,
     /// Controller log file.
     #[arg(long)]
     log: PathBuf,
@@ -118,6 +120,12 @@ struct Figures {
     restart_api_requests: Option<u64>,
     restart_api_writes: Option<u64>,
     restart_peak_rss_mib: Option<f64>,
+    #[serde(default)]
+    churn_updates: Option<usize>,
+    #[serde(default)]
+    churn_settled_s: Option<f64>,
+    #[serde(default)]
+    secrets_right: Option<usize>,
 }
 
 /// What the restart measured.
@@ -422,8 +430,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         });
     }
 
-    // Correctness of a sample, and of the key ring.
-    let checked = verify_sample(&admin, &items, args.sample).await?;
+    // Updates during two restarts.
+    let mut items = items;
+    let churn = if args.churn > 0 && all_ready.is_some() {
+        Some(churn(&args, &admin, &kubeconfig, &mut items, &recipients).await?)
+    } else {
+        None
+    };
+
+    // Correctness of every Secret, and of the key ring.
+    let checked = verify_all(&admin, &items).await?;
     let key_ok = verify_key_ring(&admin, &key).await?;
 
     // Report.
@@ -513,11 +529,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
         ),
     );
+    if let Some(c) = &churn {
+        report_churn(&mut report, c);
+    }
     report.row(
         "correctness",
         format!(
-            "{checked}/{} sampled Secrets hold the sealed data; key ring {}",
-            args.sample.min(n),
+            "{checked}/{n} Secrets (every one) hold the sealed data; key ring {}",
             if key_ok {
                 "is the bench key only"
             } else {
@@ -552,6 +570,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         restart_api_requests: restart.as_ref().and_then(|r| r.requests),
         restart_api_writes: restart.as_ref().and_then(|r| r.writes),
         restart_peak_rss_mib: restart.as_ref().map(|r| mib(r.hwm)),
+        churn_updates: churn.as_ref().map(|c| c.updates),
+        churn_settled_s: churn
+            .as_ref()
+            .and_then(|c| c.settled)
+            .map(|d| d.as_secs_f64()),
+        secrets_right: Some(checked),
     };
     if let (Some(cs), Some(cr)) = (figures.ceiling_s, figures.ceiling_objects_per_s) {
         report.row(
@@ -573,7 +597,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     publish(&text, args.run.out.as_deref())?;
 
     let ok = all_ready.is_some()
-        && checked == args.sample.min(n)
+        && checked == n
+        && churn
+            .as_ref()
+            .is_none_or(|c| c.settled.is_some() && c.exits_ok)
         && key_ok
         && api_requests.is_some()
         && exit == "exit 0"
@@ -690,45 +717,251 @@ fn seal_one(
     Ok(sealed)
 }
 
-/// Checks `sample` random Secrets against the plaintext that was sealed.
-async fn verify_sample(admin: &Client, items: &[Item], sample: usize) -> anyhow::Result<usize> {
-    let mut picks: Vec<usize> = Vec::new();
-    let mut seed = [0u8; 8];
-    getrandom::getrandom(&mut seed).context("no randomness")?;
-    let mut x = u64::from_le_bytes(seed) | 1;
-    while picks.len() < sample.min(items.len()) {
-        // xorshift64
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let i = (x % items.len() as u64) as usize;
-        if !picks.contains(&i) {
-            picks.push(i);
+/// Checks every Secret against the plaintext that was last sealed for it
+/// (one paged list of the owned Secrets); returns how many are right. At
+/// most 10 wrong ones are named, never with their values.
+async fn verify_all(admin: &Client, items: &[Item]) -> anyhow::Result<usize> {
+    let api: Api<Secret> = Api::all(admin.clone());
+    let mut live: HashMap<String, Secret> = HashMap::with_capacity(items.len());
+    let mut params = ListParams::default()
+        .labels(coffer_core::api::OWNED_LABEL)
+        .limit(1000);
+    loop {
+        let page = api.list(&params).await.context("listing the Secrets")?;
+        for s in page.items {
+            live.insert(
+                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()),
+                s,
+            );
+        }
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => params = params.continue_token(&t),
+            _ => break,
         }
     }
     let mut ok = 0;
-    for i in picks {
-        let item = &items[i];
-        let api: Api<Secret> = Api::namespaced(admin.clone(), &item.namespace);
-        let Some(secret) = api.get_opt(&item.name).await? else {
-            say(format!("{}/{}: no Secret", item.namespace, item.name));
-            continue;
-        };
-        let data = secret_data(&secret);
-        let owned = secret
-            .labels()
-            .get(coffer_core::api::OWNED_LABEL)
-            .is_some_and(|v| v == &item.name);
-        if data == item.expected && owned && secret.type_.as_deref() == Some("Opaque") {
+    let mut named = 0;
+    for item in items {
+        let right = live.get(&item.key()).is_some_and(|secret| {
+            secret_data(secret) == item.expected
+                && secret
+                    .labels()
+                    .get(coffer_core::api::OWNED_LABEL)
+                    .is_some_and(|v| v == &item.name)
+                && secret.type_.as_deref() == Some("Opaque")
+        });
+        if right {
             ok += 1;
-        } else {
+        } else if named < 10 {
+            named += 1;
             say(format!(
-                "{}/{}: Secret differs from what was sealed",
-                item.namespace, item.name
+                "{}: no Secret, or it differs from what was sealed",
+                item.key()
             ));
         }
     }
     Ok(ok)
+}
+
+/// What the churn measured.
+struct Churn {
+    updates: usize,
+    /// From the last update sent to every SealedSecret Ready at its
+    /// generation (after the second restart).
+    settled: Option<Duration>,
+    /// The first controller was killed (SIGKILL) and the second stopped
+    /// cleanly.
+    exits_ok: bool,
+    final_exit: String,
+}
+
+/// Updates `args.churn` SealedSecrets (new values, sealed again) over
+/// about 40 s, while the controller starts, is killed with SIGKILL, starts
+/// again, is stopped with SIGTERM and starts a third time; then waits until
+/// every SealedSecret is Ready at its generation. `items` then holds the
+/// new plaintexts.
+async fn churn(
+    args: &Args,
+    admin: &Client,
+    kubeconfig: &Path,
+    items: &mut [Item],
+    recipients: &[coffer_format::PublicKey],
+) -> anyhow::Result<Churn> {
+    let sealed_api: Api<SealedSecret> = Api::all(admin.clone());
+    let mut watch = watcher(sealed_api, watcher::Config::default().labels(BENCH_LABEL)).boxed();
+    let (mut ready, mut init) = (HashMap::new(), HashMap::new());
+    loop {
+        match watch.try_next().await? {
+            Some(watcher::Event::InitDone) => {
+                ready = std::mem::take(&mut init);
+                break;
+            }
+            Some(ev) => apply_event(&mut ready, &mut init, ev),
+            None => bail!("SealedSecret watch ended"),
+        }
+    }
+    let n = items.len();
+    let u = args.churn.min(n);
+    // Distinct random picks.
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).context("no randomness")?;
+    let mut x = u64::from_le_bytes(seed) | 1;
+    let mut picks = std::collections::BTreeSet::new();
+    while picks.len() < u {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        picks.insert((x % n as u64) as usize);
+    }
+    let mut updates = Vec::with_capacity(u);
+    for &i in &picks {
+        let fresh = make_items(1, ITEMS.len(), std::slice::from_ref(&items[i].namespace))?;
+        items[i].expected = fresh.into_iter().next().expect("one item").expected;
+        updates.push(seal_one(i, &items[i], recipients)?);
+    }
+    say(format!("churn: {u} updates over ~40 s during two restarts"));
+    let pace = Duration::from_secs(40) / u.max(1) as u32;
+    let sender = {
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let mut generations = HashMap::new();
+            for (j, s) in updates.into_iter().enumerate() {
+                tokio::time::sleep_until((t + pace * j as u32).into()).await;
+                let api: Api<SealedSecret> =
+                    Api::namespaced(admin.clone(), &s.namespace().unwrap_or_default());
+                let patch = serde_json::json!({ "spec": s.spec });
+                let mut attempt = 0;
+                loop {
+                    match api
+                        .patch(
+                            &s.name_any(),
+                            &kube::api::PatchParams::default(),
+                            &kube::api::Patch::Merge(&patch),
+                        )
+                        .await
+                    {
+                        Ok(done) => {
+                            let key = format!(
+                                "{}/{}",
+                                done.namespace().unwrap_or_default(),
+                                done.name_any()
+                            );
+                            generations.insert(key, done.metadata.generation.unwrap_or_default());
+                            break;
+                        }
+                        Err(e) if attempt < 5 => {
+                            attempt += 1;
+                            say(format!("update {} failed ({e}); retrying", s.name_any()));
+                            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                        }
+                        Err(e) => return Err(anyhow::Error::new(e).context("updating")),
+                    }
+                }
+            }
+            anyhow::Ok((Instant::now(), generations))
+        })
+    };
+    // Three controllers in turn: killed, stopped, kept.
+    let mut exits = Vec::new();
+    let mut last = None;
+    for (round, how) in ["sigkill", "sigterm", "kept"].into_iter().enumerate() {
+        let log = args.log.with_extension(format!("churn{}.log", round + 1));
+        let mut c = Controller::spawn_logged_to(args, kubeconfig, &log)?;
+        let t = Instant::now();
+        while !log_has(&log, "controller started") {
+            if let Some(exit) = c.exited() {
+                bail!("a churn controller exited ({exit}); see {}", log.display());
+            }
+            if t.elapsed() > Duration::from_secs(args.load.timeout) {
+                bail!("a churn controller did not start; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match how {
+            "kept" => last = Some(c),
+            _ => {
+                // Mid-work: some of the updates are being reconciled.
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                if how == "sigkill" {
+                    unsafe { libc::kill(c.pid, libc::SIGKILL) };
+                    exits.push(c.reap(true).map(|r| r.0).unwrap_or_default());
+                } else {
+                    exits.push(c.stop(Duration::from_secs(30)).0);
+                }
+                say(format!(
+                    "churn: controller {} {}",
+                    round + 1,
+                    exits.last().expect("pushed")
+                ));
+            }
+        }
+    }
+    let (last_sent, mut generations) = sender.await.context("the update task")??;
+    say("churn: all updates sent; waiting for every SealedSecret to be Ready");
+    let deadline = last_sent + Duration::from_secs(args.load.timeout);
+    let mut settled = None;
+    loop {
+        // Ready at a generation the watch has shown to be the updated one
+        // (a relist, after the watch was idle meanwhile, replaces `ready`
+        // whole).
+        let all = generations.is_empty() && ready.len() == n && ready.values().all(|r| *r);
+        if all {
+            settled = Some(last_sent.elapsed());
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
+            Ok(Some(Ok(ev))) => {
+                if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = &ev {
+                    let key = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+                    if generations
+                        .get(&key)
+                        .is_some_and(|g| o.metadata.generation >= Some(*g))
+                    {
+                        generations.remove(&key);
+                    }
+                }
+                apply_event(&mut ready, &mut init, ev)
+            }
+            Ok(Some(Err(e))) => say(format!("watch: {e}")),
+            Ok(None) => bail!("SealedSecret watch ended"),
+            Err(_) => {}
+        }
+    }
+    say(format!("churn settled: {settled:?}"));
+    let mut last = last.expect("the third controller runs");
+    let (final_exit, _, _) = last.stop(Duration::from_secs(30));
+    let exits_ok = exits.first().is_some_and(|e| e == "killed by signal 9")
+        && exits.get(1).is_some_and(|e| e == "exit 0")
+        && final_exit == "exit 0";
+    Ok(Churn {
+        updates: u,
+        settled,
+        exits_ok,
+        final_exit,
+    })
+}
+
+fn report_churn(report: &mut Report, c: &Churn) {
+    report.row(
+        "**churn**: updates while the controller was killed (SIGKILL), restarted, stopped (SIGTERM), restarted",
+        format!(
+            "{} SealedSecrets got new values; every one Ready at its generation {} after the last update; controllers {}",
+            c.updates,
+            match c.settled {
+                Some(d) => secs(d),
+                None => "NEVER (timeout)".into(),
+            },
+            if c.exits_ok {
+                format!("exited as meant (last: {})", c.final_exit)
+            } else {
+                format!("did NOT exit as meant (last: {})", c.final_exit)
+            }
+        ),
+    );
 }
 
 /// The controller used the bench key: no other key Secret, and the
