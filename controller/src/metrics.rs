@@ -29,6 +29,14 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+/// Where a reconcile got the SealedSecret whose values it opened.
+pub const READ_SOURCES: &[&str] = &["watch", "read_ahead", "get"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
     pub error: String,
 }
@@ -108,6 +116,7 @@ pub struct Metrics {
     /// `--http-max-connections-per-client` open.
     pub http_connections_refused: Counter,
     events_dropped: Counter,
+    sealed_reads: Family<SourceLabel, Counter>,
     leader: Gauge,
     sealed: Arc<SealedStates>,
 }
@@ -216,6 +225,15 @@ impl Metrics {
             "Normal Events not published because too many were waiting for spare API tokens",
             events_dropped.clone(),
         );
+        let sealed_reads = Family::<SourceLabel, Counter>::default();
+        for source in READ_SOURCES {
+            let _ = sealed_reads.get_or_create(&SourceLabel { source });
+        }
+        registry.register(
+            "sealed_reads",
+            "SealedSecrets read to open their values, by where the copy came from: its watch event, the read-ahead list, or a GET of its own",
+            sealed_reads.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -243,9 +261,25 @@ impl Metrics {
             http_connections,
             http_connections_refused,
             events_dropped,
+            sealed_reads,
             leader,
             sealed,
         }
+    }
+
+    /// A SealedSecret read to open its values, from `source` (one of
+    /// [`READ_SOURCES`]).
+    pub fn sealed_read(&self, source: &'static str) {
+        self.sealed_reads
+            .get_or_create(&SourceLabel { source })
+            .inc();
+    }
+
+    /// SealedSecrets read so far from `source`.
+    pub fn sealed_read_count(&self, source: &'static str) -> u64 {
+        self.sealed_reads
+            .get_or_create(&SourceLabel { source })
+            .get()
     }
 
     pub fn event_dropped(&self) {

@@ -291,9 +291,12 @@ async fn read_sealed(
     key: &Key,
     entry: &SealedEntry,
 ) -> Result<Option<Arc<CachedSealed>>, Error> {
-    if let Some(s) = ctx.store.take_fresh(key, entry) {
+    if let Some((s, ahead)) = ctx.store.take_fresh(key, entry) {
+        ctx.metrics
+            .sealed_read(if ahead { "read_ahead" } else { "watch" });
         return Ok(Some(s));
     }
+    ctx.metrics.sealed_read("get");
     let (ns, name) = split(key);
     let api: Api<CachedSealed> = Api::namespaced(ctx.client.clone(), ns);
     let params = GetParams {

@@ -456,6 +456,9 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
                 sealed_secrets = sealed_n,
                 api_requests = metrics.api_request_count(),
                 secret_writes = metrics.api_write_count(),
+                read_from_watch = metrics.sealed_read_count("watch"),
+                read_ahead = metrics.sealed_read_count("read_ahead"),
+                read_by_get = metrics.sealed_read_count("get"),
                 "caught up: every SealedSecret reconciled since start"
             );
         }

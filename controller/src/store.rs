@@ -265,7 +265,9 @@ struct Slot {
 /// stays bounded however many arrive at once.
 #[derive(Default)]
 struct Fresh {
-    objects: HashMap<Key, Arc<CachedSealed>>,
+    /// Each copy, and whether the read-ahead brought it (else its watch
+    /// event did).
+    objects: HashMap<Key, (Arc<CachedSealed>, bool)>,
     bytes: usize,
 }
 
@@ -276,19 +278,22 @@ impl Fresh {
         s.sealed_bytes() + 256
     }
 
-    fn remove(&mut self, key: &str) -> Option<Arc<CachedSealed>> {
-        let s = self.objects.remove(key)?;
+    fn remove(&mut self, key: &str) -> Option<(Arc<CachedSealed>, bool)> {
+        let (s, ahead) = self.objects.remove(key)?;
         self.bytes -= Self::cost(&s);
-        Some(s)
+        Some((s, ahead))
     }
 
-    fn offer(&mut self, key: &Key, s: Arc<CachedSealed>) {
+    /// Keeps `s` if it fits; returns whether it did.
+    fn offer(&mut self, key: &Key, s: Arc<CachedSealed>, ahead: bool) -> bool {
         self.remove(key);
         let cost = Self::cost(&s);
-        if self.bytes + cost <= Self::CAP {
+        let fits = self.bytes + cost <= Self::CAP;
+        if fits {
             self.bytes += cost;
-            self.objects.insert(key.clone(), s);
+            self.objects.insert(key.clone(), (s, ahead));
         }
+        fits
     }
 }
 
@@ -353,7 +358,7 @@ impl Store {
             slot.memo = None;
         }
         slot.sealed = Some(entry);
-        inner.fresh.offer(&k, s);
+        inner.fresh.offer(&k, s, false);
         Some(k)
     }
 
@@ -450,14 +455,15 @@ impl Store {
         Some(inner.slots.get(key)?.owned.as_ref()?.secret(ns, name))
     }
 
-    /// The copy a watch event brought, if it is still the one of `entry`
-    /// (same uid and resourceVersion); it is handed out once.
-    pub fn take_fresh(&self, key: &str, entry: &SealedEntry) -> Option<Arc<CachedSealed>> {
+    /// The copy a watch event or the read-ahead brought, if it is still
+    /// the one of `entry` (same uid and resourceVersion), and whether the
+    /// read-ahead brought it; it is handed out once.
+    pub fn take_fresh(&self, key: &str, entry: &SealedEntry) -> Option<(Arc<CachedSealed>, bool)> {
         let mut inner = self.lock();
-        let s = inner.fresh.remove(key)?;
+        let (s, ahead) = inner.fresh.remove(key)?;
         let same = Token::of(s.metadata.uid.as_deref()) == entry.uid
             && Token::of(s.metadata.resource_version.as_deref()) == entry.resource_version;
-        same.then_some(s)
+        same.then_some((s, ahead))
     }
 
     /// Offers a copy read ahead of the reconciles ([`crate::prefetch`]):
@@ -484,13 +490,7 @@ impl Store {
         if !same || holds || entry.deleting || inner.fresh.objects.contains_key(&k) {
             return false;
         }
-        let cost = Fresh::cost(&s);
-        if inner.fresh.bytes + cost > Fresh::CAP {
-            return false;
-        }
-        inner.fresh.bytes += cost;
-        inner.fresh.objects.insert(k, s);
-        true
+        inner.fresh.offer(&k, s, true)
     }
 
     /// Ciphertext bytes [`Store::take_fresh`] can still be offered.
