@@ -466,7 +466,7 @@ impl Store {
         same.then_some((s, ahead))
     }
 
-    /// Offers a copy read ahead of the reconciles ([`crate::prefetch`]):
+    /// Offers a copy read ahead of the reconciles (the read-ahead in `prefetch.rs`):
     /// kept when it is the object the store holds (same uid and
     /// resourceVersion), its values must be opened (no last unseal holds at
     /// generation and key `epoch`), no copy is kept yet, and it fits.
