@@ -20,8 +20,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, ObjectList};
 
 use crate::cache::CachedSealed;
 use crate::key_secrets::Keys;
@@ -31,64 +32,117 @@ use crate::store::{self, Key, Store};
 /// Objects per list page: about 0.6 MiB of JSON at 3 values each.
 const PAGE: u32 = 200;
 
-/// Room the store must have before the next page is read.
+/// Namespaces whose first page is requested before the one before them is
+/// offered: a list takes about as long as the reconciles take to use a page
+/// on a restart, so one list at a time falls behind.
+const AHEAD: usize = 4;
+
+/// Room the store must have before the next page is offered.
 const ROOM: usize = store::FRESH_CAP / 4;
 
 /// Reads ahead until every namespace with values to open was listed once.
 pub async fn run(client: Client, store: Arc<Store>, queue: Arc<Queue>, keys: Arc<Keys>) {
     let epoch = keys.current().epoch;
-    let mut offered = 0usize;
-    for ns in store.namespaces_to_open(epoch) {
+    let started = std::time::Instant::now();
+    let mut tally = Tally::default();
+    let todo = store.to_open(epoch);
+    tracing::debug!(
+        namespaces = todo.len(),
+        queued = queue.len(),
+        epoch,
+        "read-ahead starts"
+    );
+    // A namespace whose objects the reconciles have all taken already is
+    // not listed: they read what they needed themselves.
+    let firsts = futures::stream::iter(todo)
+        .filter_map(|(ns, keys)| {
+            let queue = queue.clone();
+            async move { keys.iter().any(|k| queue.waiting(k)).then_some(ns) }
+        })
+        .map(|ns| {
+            let api: Api<CachedSealed> = Api::namespaced(client.clone(), &ns);
+            async move {
+                let first = page(&api, None).await;
+                (api, ns, first)
+            }
+        })
+        .buffered(AHEAD);
+    let mut firsts = std::pin::pin!(firsts);
+    'namespaces: while let Some((api, ns, mut next)) = firsts.next().await {
         if queue.is_empty() || queue.closed() {
             break;
         }
-        offered += namespace(&client, &ns, &store, &queue, epoch).await;
-    }
-    tracing::debug!(objects = offered, "read ahead of the reconciles");
-}
-
-/// Lists `ns` page by page, offering each object the queue still waits to
-/// hand out; returns how many the store kept.
-async fn namespace(client: &Client, ns: &str, store: &Store, queue: &Queue, epoch: u64) -> usize {
-    let api: Api<CachedSealed> = Api::namespaced(client.clone(), ns);
-    let mut continue_token: Option<String> = None;
-    let mut restarts = 0;
-    let mut kept = 0;
-    loop {
-        if !room(store, queue).await {
-            return kept;
-        }
-        let mut params = ListParams::default().limit(PAGE);
-        if let Some(t) = &continue_token {
-            params = params.continue_token(t);
-        }
-        match api.list(&params).await {
-            Ok(list) => {
-                for s in list.items {
-                    let (Some(n), Some(name)) = (&s.metadata.namespace, &s.metadata.name) else {
-                        continue;
-                    };
-                    if queue.waiting(&store::key(n, name)) && store.prefetched(Arc::new(s), epoch) {
-                        kept += 1;
+        tally.namespaces += 1;
+        let mut restarts = 0;
+        loop {
+            match next {
+                Ok(list) => {
+                    if !room(&store, &queue).await {
+                        break 'namespaces;
+                    }
+                    tally.pages += 1;
+                    tally.listed += list.items.len();
+                    for s in list.items {
+                        let (Some(n), Some(name)) = (&s.metadata.namespace, &s.metadata.name)
+                        else {
+                            continue;
+                        };
+                        if queue.waiting(&store::key(n, name))
+                            && store.prefetched(Arc::new(s), epoch)
+                        {
+                            tally.kept += 1;
+                        }
+                    }
+                    match list.metadata.continue_ {
+                        Some(t) if !t.is_empty() => next = page(&api, Some(&t)).await,
+                        _ => break,
                     }
                 }
-                match list.metadata.continue_ {
-                    Some(t) if !t.is_empty() => continue_token = Some(t),
-                    _ => return kept,
+                // The continue token expired (etcd compacted past it): list
+                // again; what was reconciled meanwhile is not offered.
+                Err(kube::Error::Api(e)) if e.code == 410 && restarts < 2 => {
+                    restarts += 1;
+                    next = page(&api, None).await;
                 }
-            }
-            // The continue token expired (etcd compacted past it): list
-            // again; what was reconciled meanwhile is not offered.
-            Err(kube::Error::Api(e)) if e.code == 410 && restarts < 2 => {
-                restarts += 1;
-                continue_token = None;
-            }
-            Err(e) => {
-                tracing::debug!(namespace = ns, error = %e, "read-ahead stopped for this namespace; reconciles read what they need");
-                return kept;
+                Err(e) => {
+                    tally.failed += 1;
+                    tracing::debug!(namespace = %ns, error = %e, "read-ahead stopped for this namespace; reconciles read what they need");
+                    break;
+                }
             }
         }
     }
+    tracing::info!(
+        namespaces = tally.namespaces,
+        pages = tally.pages,
+        listed = tally.listed,
+        kept = tally.kept,
+        failed_lists = tally.failed,
+        seconds = started.elapsed().as_secs_f64(),
+        "read ahead of the reconciles"
+    );
+}
+
+/// One page of a namespace's SealedSecrets.
+async fn page(
+    api: &Api<CachedSealed>,
+    continue_token: Option<&str>,
+) -> Result<ObjectList<CachedSealed>, kube::Error> {
+    let mut params = ListParams::default().limit(PAGE);
+    if let Some(t) = continue_token {
+        params = params.continue_token(t);
+    }
+    api.list(&params).await
+}
+
+/// What one read-ahead did, for its log line.
+#[derive(Default)]
+struct Tally {
+    namespaces: usize,
+    pages: usize,
+    listed: usize,
+    kept: usize,
+    failed: usize,
 }
 
 /// Waits until the store has room for a page. Copies whose key is neither

@@ -232,6 +232,8 @@ async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Resul
         secret.as_ref(),
         &keys,
     ) {
+        // A copy kept for this object will not be opened: free its room.
+        ctx.store.drop_fresh(std::slice::from_ref(key));
         let (ns, name) = split(key);
         let of = StatusOf::entry(key, entry);
         set_status(

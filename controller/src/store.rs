@@ -357,8 +357,16 @@ impl Store {
         if slot.sealed.as_ref().map(|e| &e.uid) != Some(&entry.uid) {
             slot.memo = None;
         }
+        // The echo of a status write (or any event at a generation already
+        // unsealed) will not be opened: its copy would only hold room that
+        // the objects still to open need.
+        let echo = matches!(slot.memo, Some(Memo::Unsealed(o)) if o.generation == entry.generation);
         slot.sealed = Some(entry);
-        inner.fresh.offer(&k, s, false);
+        if echo {
+            inner.fresh.remove(&k);
+        } else {
+            inner.fresh.offer(&k, s, false);
+        }
         Some(k)
     }
 
@@ -511,26 +519,27 @@ impl Store {
         }
     }
 
-    /// Namespaces of the SealedSecrets whose values must be opened (no last
-    /// unseal holds at key `epoch`), in order.
-    pub fn namespaces_to_open(&self, epoch: u64) -> Vec<String> {
+    /// The SealedSecrets whose values must be opened (no last unseal holds
+    /// at key `epoch`) and that hold no copy yet, by namespace, in order.
+    pub fn to_open(&self, epoch: u64) -> Vec<(String, Vec<Key>)> {
         let inner = self.lock();
-        let mut out: Vec<String> = inner
-            .slots
-            .iter()
-            .filter(|(_, slot)| match (&slot.sealed, slot.memo) {
+        let mut by_ns: std::collections::BTreeMap<&str, Vec<Key>> = Default::default();
+        for (k, slot) in &inner.slots {
+            let open = match (&slot.sealed, slot.memo) {
                 (None, _) => false,
                 (Some(e), Some(Memo::Unsealed(o))) => {
                     o.generation != e.generation || o.key_epoch != epoch
                 }
                 (Some(_), _) => true,
-            })
-            .map(|(k, _)| split(k).0.to_string())
-            .collect::<std::collections::BTreeSet<_>>()
+            };
+            if open && !inner.fresh.objects.contains_key(k) {
+                by_ns.entry(split(k).0).or_default().push(k.clone());
+            }
+        }
+        by_ns
             .into_iter()
-            .collect();
-        out.shrink_to_fit();
-        out
+            .map(|(ns, keys)| (ns.to_string(), keys))
+            .collect()
     }
 
     /// Keys of every SealedSecret held.
@@ -653,8 +662,10 @@ mod tests {
         assert!(!store.prefetched(sealed("app", "db", "9", 2), 0));
         // Unknown objects are not kept.
         assert!(!store.prefetched(sealed("app", "other", "10", 2), 0));
-        assert_eq!(store.namespaces_to_open(0), vec!["app".to_string()]);
+        assert_eq!(store.to_open(0), vec![("app".to_string(), vec![k.clone()])]);
         assert!(store.prefetched(sealed("app", "db", "10", 2), 0));
+        // A namespace whose objects all hold a copy needs no list.
+        assert!(store.to_open(0).is_empty());
         assert!(store.take_fresh(&k, &entry).is_some());
         // Once unsealed at this generation and key epoch, nothing to open.
         let outcome = Outcome {
@@ -665,12 +676,41 @@ mod tests {
         };
         store.set_unsealed(&k, "7c9e6679-7425-40de-944b-e07fc1f90ae7", outcome);
         assert!(!store.prefetched(sealed("app", "db", "10", 2), 0));
-        assert!(store.namespaces_to_open(0).is_empty());
+        assert!(store.to_open(0).is_empty());
         // A key lost since (a new epoch) means opening again.
-        assert_eq!(store.namespaces_to_open(1), vec!["app".to_string()]);
+        assert_eq!(store.to_open(1), vec![("app".to_string(), vec![k.clone()])]);
         assert!(store.prefetched(sealed("app", "db", "10", 2), 1));
         store.drop_fresh(std::slice::from_ref(&k));
         assert_eq!(store.fresh_room(), FRESH_CAP);
+    }
+
+    #[test]
+    fn the_echo_of_a_status_write_keeps_no_copy() {
+        let store = Store::default();
+        let uid = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        let k = store.put_sealed(sealed("app", "db", "10", 2)).unwrap();
+        let entry = store.sealed(&k).unwrap();
+        assert!(store.take_fresh(&k, &entry).is_some());
+        let outcome = Outcome {
+            generation: Some(2),
+            key_epoch: 0,
+            items: 1,
+            digest: [0; 32],
+        };
+        store.set_unsealed(&k, uid, outcome);
+        // The status write comes back at the same generation: no copy.
+        store.put_sealed(sealed("app", "db", "11", 2));
+        assert_eq!(store.fresh_room(), FRESH_CAP);
+        assert!(store.fresh_keys().is_empty());
+        // An edit (a new generation) is kept, to be opened without a GET.
+        store.put_sealed(sealed("app", "db", "12", 3));
+        assert_eq!(store.fresh_keys(), vec![k.clone()]);
+        // Its own echo, before it was unsealed, is the object to open.
+        store.put_sealed(sealed("app", "db", "13", 3));
+        let entry = store.sealed(&k).unwrap();
+        let (copy, ahead) = store.take_fresh(&k, &entry).unwrap();
+        assert_eq!(copy.metadata.resource_version.as_deref(), Some("13"));
+        assert!(!ahead);
     }
 
     #[test]

@@ -1007,11 +1007,21 @@ impl Controller {
         if let Some(b) = args.burst {
             cmd.arg("--kube-burst").arg(b.to_string());
         }
-        cmd
-            // Warnings from everything; the few INFO lines of run.rs,
-            // whose last one carries the API request count.
-            .args(["--log-level", "warn,coffer_controller::run=info"])
-            .args(["--log-format", "json"]);
+        // Warnings from everything; the few INFO lines of run.rs (the
+        // last one carries the API request count) and of the read-ahead;
+        // unless the flags after `--` choose.
+        if !args
+            .controller
+            .controller_args
+            .iter()
+            .any(|a| a.starts_with("--log-level"))
+        {
+            cmd.args([
+                "--log-level",
+                "warn,coffer_controller::run=info,coffer_controller::prefetch=info",
+            ]);
+        }
+        cmd.args(["--log-format", "json"]);
         if let Some(c) = args.concurrency {
             cmd.arg("--concurrency").arg(c.to_string());
         }
