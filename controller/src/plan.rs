@@ -6,11 +6,14 @@
 //! decision that needs no key first. Nothing here touches the API server:
 //! the table of tests below covers every reason and every write.
 
-use coffer_core::transform::{DesiredSecret, UnsealError, unseal};
+use coffer_core::api::{DeletionPolicy, MERGE_ANNOTATION, MERGED_KEYS_ANNOTATION, OWNED_LABEL};
+use coffer_core::template::TemplateError;
+use coffer_core::transform::{DesiredSecret, UnsealError, render_templates, unseal};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-use crate::cache::{CachedSealed, Outcome, OwnedSecret, secret_digest};
+use crate::cache::{CachedSealed, Outcome, OwnedSecret, merge_digest, secret_digest};
 use crate::key_secrets::KeyState;
 use crate::secret_types::{SecretTypePolicy, TypeRefused};
 
@@ -47,7 +50,14 @@ pub enum Plan {
     /// A Secret of that name exists, is not this SealedSecret's and may
     /// not be adopted.
     NotOwned { message: String },
+    /// `spec.merge`, and the Secret of that name is missing, not opened to
+    /// merging by its owner, immutable, or holds a key Coffer did not
+    /// write: nothing is written until its owner changes that.
+    MergeRefused { message: String },
 }
+
+/// The status reason of [`Plan::MergeRefused`].
+pub const MERGE_REFUSED: &str = "MergeRefused";
 
 /// A Secret to write and how.
 pub struct Write {
@@ -88,6 +98,14 @@ pub enum WriteKind {
         uid: Option<String>,
         resource_version: Option<String>,
     },
+    /// Merge-patch the data keys of a Secret of another owner at this
+    /// resourceVersion: set those of the desired Secret (with the owned
+    /// label and the merged-keys annotation), delete `remove`, touch
+    /// nothing else.
+    Merge {
+        resource_version: Option<String>,
+        remove: Vec<String>,
+    },
     /// It is already right: record the outcome and the status only.
     Unchanged,
 }
@@ -125,7 +143,7 @@ pub fn plan(o: &Observed<'_>) -> Plan {
 
 /// The decision once the values were opened (or refused).
 pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError>) -> Plan {
-    let desired = match opened {
+    let mut desired = match opened {
         Ok(d) => d,
         Err(e) => {
             return Plan::Refuse {
@@ -134,8 +152,20 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
             };
         }
     };
+    if let Err(e) = render_templates(&o.sealed.view(), &mut desired) {
+        return Plan::Refuse {
+            reason: TemplateError::REASON,
+            message: format!("Secret {} not written: {e}", place(o.sealed)),
+        };
+    }
     let items = desired.data.len();
-    let secret = desired.to_secret(o.sealed.controller_owner_ref(&()));
+    if o.sealed.merge {
+        return plan_merge(o, &desired, items);
+    }
+    let secret = match (o.sealed.deletion_policy, o.sealed.metadata.uid.as_deref()) {
+        (DeletionPolicy::Keep, Some(uid)) => desired.to_kept_secret(uid),
+        _ => desired.to_secret(o.sealed.controller_owner_ref(&())),
+    };
     drop(desired);
     let digest = secret_digest(&secret);
     let write = Box::new(Write {
@@ -152,6 +182,91 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
         // be behind, so the API decides (a conflict, then `after_conflict`).
         _ => Plan::Write(write),
     }
+}
+
+/// `spec.merge`: the items go into the existing Secret of another owner,
+/// if that owner allowed it, without overwriting a key Coffer did not
+/// write there; the keys Coffer wrote before and no longer has are
+/// removed.
+fn plan_merge(o: &Observed<'_>, desired: &DesiredSecret, items: usize) -> Plan {
+    let at = place(o.sealed);
+    let refused = |why: String| Plan::MergeRefused {
+        message: format!("Secret {at} not merged into: {why}"),
+    };
+    let Some(existing) = o.secret else {
+        return refused(format!(
+            "it does not exist; create it and annotate it {MERGE_ANNOTATION}=\"true\""
+        ));
+    };
+    // The type policy applies to the Secret merged into, whatever the
+    // template says: no items into a ServiceAccount token or a key.
+    if let Err(refused) = o.types.check(existing.type_.as_deref()) {
+        return Plan::Refuse {
+            reason: TypeRefused::REASON,
+            message: format!("Secret {at} not merged into: {refused}"),
+        };
+    }
+    let Some(target) = existing.merge.as_deref() else {
+        return refused(format!(
+            "its owner has not annotated it {MERGE_ANNOTATION}=\"true\""
+        ));
+    };
+    if existing.immutable {
+        return refused("it is immutable".into());
+    }
+    let was_merged = |k: &str| target.merged.iter().any(|m| &**m == k);
+    let mut foreign: Vec<&str> = desired
+        .data
+        .keys()
+        .map(String::as_str)
+        .filter(|k| target.keys.iter().any(|t| &**t == *k) && !was_merged(k))
+        .collect();
+    if !foreign.is_empty() {
+        foreign.sort_unstable();
+        return refused(format!(
+            "it already holds key(s) {} that Coffer did not write; remove them there or from the SealedSecret",
+            foreign.join(", ")
+        ));
+    }
+    let remove: Vec<String> = target
+        .merged
+        .iter()
+        .filter(|k| !desired.data.contains_key(&***k) && target.keys.iter().any(|t| t == *k))
+        .map(ToString::to_string)
+        .collect();
+    let keys: Vec<&str> = desired.data.keys().map(String::as_str).collect();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(desired.name.clone()),
+            namespace: Some(desired.namespace.clone()),
+            labels: Some([(OWNED_LABEL.to_string(), desired.name.clone())].into()),
+            annotations: Some([(MERGED_KEYS_ANNOTATION.to_string(), keys.join(","))].into()),
+            ..Default::default()
+        },
+        data: Some(
+            desired
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let digest = merge_digest(&secret);
+    let kind = if digest == target.digest && remove.is_empty() {
+        WriteKind::Unchanged
+    } else {
+        WriteKind::Merge {
+            resource_version: existing.metadata.resource_version.clone(),
+            remove,
+        }
+    };
+    Plan::Write(Box::new(Write {
+        kind,
+        secret,
+        digest,
+        items,
+    }))
 }
 
 /// The decision after creating the Secret conflicted with `live`, the
@@ -193,8 +308,15 @@ pub fn mine(secret: &OwnedSecret, sealed: &CachedSealed) -> bool {
     controlled_by(secret, sealed.metadata.uid.as_deref())
 }
 
+/// Whether the SealedSecret `uid` manages `secret` as a whole: it is the
+/// controller owner, or (`deletionPolicy: Keep`) the Secret has no
+/// controller owner and names `uid` as the SealedSecret that keeps it.
 fn controlled_by(secret: &OwnedSecret, uid: Option<&str>) -> bool {
-    secret.controller_uid.is_some() && secret.controller_uid.as_deref() == uid
+    let Some(uid) = uid else { return false };
+    match secret.controller_uid.as_deref() {
+        Some(owner) => owner == uid,
+        None => secret.kept_for.as_deref() == Some(uid),
+    }
 }
 
 /// The number of items, when the last successful unseal (`last`) of the
@@ -209,10 +331,12 @@ pub fn still_current(
 ) -> Option<usize> {
     let last = last?;
     let secret = secret?;
-    (last_may_hold(generation, keys, Some(last))
-        && controlled_by(secret, uid)
-        && secret.digest == last.digest)
-        .then_some(last.items)
+    let unchanged = (controlled_by(secret, uid) && secret.digest == last.digest)
+        || secret
+            .merge
+            .as_ref()
+            .is_some_and(|m| m.digest == last.digest);
+    (last_may_hold(generation, keys, Some(last)) && unchanged).then_some(last.items)
 }
 
 /// Whether the last successful unseal may still hold, as far as the
@@ -301,6 +425,8 @@ mod tests {
                 type_: type_.map(Into::into),
                 ..Default::default()
             },
+            deletion_policy: Default::default(),
+            merge: false,
             observed_generation: None,
             ready: None,
             stalled: false,
@@ -331,6 +457,8 @@ mod tests {
             type_: Some("Opaque".into()),
             immutable: false,
             adoptable: false,
+            kept_for: None,
+            merge: None,
             digest,
         }
     }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{CachedSealed, Outcome, OwnedSecret, Refusal};
+use crate::cache::{CachedSealed, MergeTarget, Outcome, OwnedSecret, Refusal};
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
 /// its current generation.
@@ -208,6 +208,8 @@ pub struct OwnedEntry {
     type_: Option<Box<str>>,
     immutable: bool,
     adoptable: bool,
+    kept_for: Option<Token>,
+    merge: Option<Box<MergeTarget>>,
     digest: [u8; 32],
 }
 
@@ -220,6 +222,8 @@ impl OwnedEntry {
             type_: s.type_.clone(),
             immutable: s.immutable,
             adoptable: s.adoptable,
+            kept_for: Token::of(s.kept_for.as_deref()),
+            merge: s.merge.clone(),
             digest: s.digest,
         }
     }
@@ -238,6 +242,8 @@ impl OwnedEntry {
             type_: self.type_.clone(),
             immutable: self.immutable,
             adoptable: self.adoptable,
+            kept_for: self.kept_for.as_ref().map(|t| t.to_string().into()),
+            merge: self.merge.clone(),
             digest: self.digest,
         }
     }
