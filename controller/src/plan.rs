@@ -366,7 +366,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     use super::*;
-    use crate::cache::{Ciphertext, Template};
+    use crate::cache::{Ciphertext, MergeTarget, Template};
 
     const UID: &str = "uid-of-db";
 
@@ -787,5 +787,172 @@ mod tests {
             Some(last)
         ));
         assert!(!last_may_hold(s.metadata.generation, &keys(false), None));
+    }
+
+    fn written(p: Plan) -> Box<Write> {
+        match p {
+            Plan::Write(w) => w,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    /// `deletionPolicy: Keep`: no owner reference (the garbage collector
+    /// leaves the Secret), the owned label and the SealedSecret's uid
+    /// instead; that uid, and no other, makes the Secret this
+    /// SealedSecret's to update.
+    #[test]
+    fn a_kept_secret_has_no_owner_and_stays_managed_by_its_sealed_secret_only() {
+        let mut s = good();
+        s.deletion_policy = DeletionPolicy::Keep;
+        let w = written(decide(&s, None, &keys(false), None));
+        let meta = &w.secret.metadata;
+        assert!(meta.owner_references.is_none());
+        assert_eq!(meta.labels.as_ref().unwrap()[OWNED_LABEL], "db");
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()[coffer_core::api::KEPT_FOR_ANNOTATION],
+            UID
+        );
+        let kept = |uid: &str, digest| {
+            let mut o = mk_secret(None, digest);
+            o.kept_for = Some(uid.into());
+            o
+        };
+        assert_eq!(
+            write_kind(decide(&s, Some(&kept(UID, w.digest)), &keys(false), None)),
+            WriteKind::Unchanged
+        );
+        assert!(matches!(
+            write_kind(decide(&s, Some(&kept(UID, [0; 32])), &keys(false), None)),
+            WriteKind::Replace { .. }
+        ));
+        // Kept for another SealedSecret (deleted, then one of the same
+        // name created): not this one's, the API decides (SecretNotOwned).
+        assert_eq!(
+            write_kind(decide(
+                &s,
+                Some(&kept("another-uid", w.digest)),
+                &keys(false),
+                None
+            )),
+            WriteKind::Create
+        );
+        // A kept-for annotation does not beat a controller owner.
+        let mut owned_elsewhere = kept(UID, w.digest);
+        owned_elsewhere.controller_uid = Some("another-uid".into());
+        assert_eq!(
+            write_kind(decide(&s, Some(&owned_elsewhere), &keys(false), None)),
+            WriteKind::Create
+        );
+        // Back to Delete: the kept Secret is taken back with an owner.
+        let d = good();
+        let w = written(decide(&d, Some(&kept(UID, [0; 32])), &keys(false), None));
+        assert!(matches!(w.kind, WriteKind::Replace { .. }));
+        assert_eq!(
+            w.secret.metadata.owner_references.as_ref().unwrap()[0].uid,
+            UID
+        );
+    }
+
+    fn merging() -> CachedSealed {
+        let mut s = good();
+        s.merge = true;
+        s
+    }
+
+    /// A Secret of another owner, opened to merging, holding `keys`, of
+    /// which Coffer wrote `merged`.
+    fn target(keys: &[&str], merged: &[&str]) -> OwnedSecret {
+        let mut o = mk_secret(Some("owner-uid"), [0; 32]);
+        o.merge = Some(Box::new(MergeTarget {
+            keys: keys.iter().map(|k| (*k).into()).collect(),
+            merged: merged.iter().map(|k| (*k).into()).collect(),
+            digest: [0; 32],
+        }));
+        o
+    }
+
+    #[test]
+    fn merging_is_refused_unless_the_owner_allows_it_and_never_overwrites_a_foreign_key() {
+        let s = merging();
+        let refused = |secret: Option<&OwnedSecret>| match decide(&s, secret, &keys(false), None) {
+            Plan::MergeRefused { message } => message,
+            other => panic!("expected MergeRefused, got {other:?}"),
+        };
+        assert!(refused(None).contains("does not exist"));
+        let not_opened = mk_secret(Some("owner-uid"), [0; 32]);
+        assert!(refused(Some(&not_opened)).contains("coffer.dev/merge"));
+        let m = refused(Some(&target(&["password", "user"], &[])));
+        assert!(m.contains("password") && !m.contains("user"), "{m}");
+        assert!(!m.contains("hunter2"), "{m}");
+        let mut immutable = target(&[], &[]);
+        immutable.immutable = true;
+        assert!(refused(Some(&immutable)).contains("immutable"));
+        // A denied type is refused whatever the owner says.
+        let mut token = target(&[], &[]);
+        token.type_ = Some("kubernetes.io/service-account-token".into());
+        let (reason, message) = refusal(decide(&s, Some(&token), &keys(false), None));
+        assert_eq!(reason, "SecretTypeRefused", "{message}");
+    }
+
+    #[test]
+    fn merging_sets_its_keys_and_removes_only_keys_it_wrote_before() {
+        let s = merging();
+        let existing = target(&["password", "old", "theirs"], &["password", "old", "gone"]);
+        let w = written(decide(&s, Some(&existing), &keys(false), None));
+        assert_eq!(
+            w.kind,
+            WriteKind::Merge {
+                resource_version: Some("41".into()),
+                remove: vec!["old".into()],
+            }
+        );
+        let meta = &w.secret.metadata;
+        assert!(meta.owner_references.is_none(), "no owner is taken over");
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()[MERGED_KEYS_ANNOTATION],
+            "password"
+        );
+        assert_eq!(w.secret.data.as_ref().unwrap()["password"].0, b"hunter2");
+        assert!(w.secret.type_.is_none(), "the owner's type is kept");
+        // Already merged: nothing to send, and the next reconcile needs no
+        // decryption.
+        let mut done = target(&["password", "theirs"], &["password"]);
+        done.merge.as_mut().unwrap().digest = w.digest;
+        assert_eq!(
+            write_kind(decide(&s, Some(&done), &keys(false), None)),
+            WriteKind::Unchanged
+        );
+        let last = Outcome {
+            generation: Some(3),
+            key_epoch: 7,
+            items: 1,
+            digest: w.digest,
+        };
+        assert!(matches!(
+            decide(&s, Some(&done), &keys(false), Some(last)),
+            Plan::Current { items: 1 }
+        ));
+    }
+
+    #[test]
+    fn template_data_is_rendered_into_the_secret_and_failures_quote_no_value() {
+        let mut s = good();
+        s.template.data =
+            Box::new([("url".into(), "postgres://app:{{ password }}@db/shop".into())]);
+        let w = written(decide(&s, None, &keys(false), None));
+        let data = w.secret.data.as_ref().unwrap();
+        assert_eq!(data["url"].0, b"postgres://app:hunter2@db/shop");
+        assert_eq!(data["password"].0, b"hunter2");
+        assert_eq!(w.items, 2);
+        for bad in ["{{ pasword }}", "{{ password | int }}", "{% for %}"] {
+            s.template.data = Box::new([("url".into(), bad.into())]);
+            let (reason, message) = refusal(decide(&s, None, &keys(false), None));
+            assert_eq!(reason, "TemplateFailed", "{bad}");
+            assert!(
+                message.contains("app/db") && message.contains("url"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 }
