@@ -276,6 +276,36 @@ mod tests {
         );
     }
 
+    /// The right-hand column of docs/parity.md's table of Go templates.
+    #[test]
+    fn the_documented_translations_of_bitnami_templates_work() {
+        let v = [
+            ("user", "admin"),
+            ("password", "p@ss word"),
+            ("tls.crt", "A\nB"),
+            ("debug", "true"),
+        ];
+        for (t, want) in [
+            (r#"{{ user ~ ":" ~ password }}"#, "admin:p@ss word"),
+            (
+                r#"{{ "%s:%s" | format(user, password) }}"#,
+                "admin:p@ss word",
+            ),
+            ("{{ user | tojson }}", r#""admin""#),
+            ("{{ password | urlencode }}", "p%40ss%20word"),
+            (r#"{{ user | default("x") }}"#, "admin"),
+            (r#"{% if debug == "true" %}on{% endif %}"#, "on"),
+            (
+                "{% for k, v in items | dictsort %}{{ k }}={{ v | length }};{% endfor %}",
+                "debug=4;password=9;tls.crt=3;user=5;",
+            ),
+            (r#"{{ items["tls.crt"] | indent(2) }}"#, "A\n  B"),
+            ("{{ user | upper }}{{ user | trim | lower }}", "ADMINadmin"),
+        ] {
+            assert_eq!(one(t, &v).unwrap(), want, "{t}");
+        }
+    }
+
     #[test]
     fn an_undefined_variable_is_an_error_that_names_it_and_no_value() {
         let e = one("{{ pasword }}", &[("password", SECRET)]).unwrap_err();
