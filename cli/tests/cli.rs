@@ -751,6 +751,35 @@ fn recover_refuses_a_tampered_file_and_writes_nothing() {
     assert!(!d.path("out.yaml").exists());
 }
 
+/// `coffer recover` gives the Secret the controller writes: with
+/// `template.data` rendered; a broken template is refused without a value.
+#[test]
+fn recover_renders_template_data_like_the_controller() {
+    let d = Dir::new();
+    let sealed = d.seal(SECRET);
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&sealed).unwrap();
+    doc["spec"]["template"]["data"] =
+        serde_json::json!({"url": "pg://{{ username }}:{{ password }}@db"});
+    d.write("t.yaml", &serde_json::to_string(&doc).unwrap());
+    // base64 of "pg://admin:cli-plaintext-1@db"
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "t.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "url: cGc6Ly9hZG1pbjpjbGktcGxhaW50ZXh0LTFAZGI=",
+        ));
+    doc["spec"]["template"]["data"] = serde_json::json!({"url": "{{ pasword }}"});
+    d.write("t.yaml", &serde_json::to_string(&doc).unwrap());
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "t.yaml"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("pasword"))
+        .stderr(no_plaintext())
+        .stdout("");
+}
+
 #[test]
 fn recover_refuses_a_value_moved_to_another_namespace() {
     let d = Dir::new();
