@@ -276,6 +276,17 @@ async fn template_data_is_rendered_follows_changes_and_a_broken_template_writes_
     })
     .await;
 
+    // /v1/verify answers from the values alone: a template that fails on
+    // a value cannot turn it into an oracle on that value (bitnami #2019).
+    let oracle = with_template(r#"{% if password[0] == "t" %}{{ password | int }}{% endif %}"#);
+    assert_eq!(post(&t, "/v1/verify", &json(&oracle)).0, 200);
+    let mut other = oracle.clone();
+    other.spec.template.as_mut().unwrap().data = BTreeMap::from([(
+        "url".to_string(),
+        r#"{% if password[0] == "x" %}{{ password | int }}{% endif %}"#.to_string(),
+    )]);
+    assert_eq!(post(&t, "/v1/verify", &json(&other)).0, 200);
+
     // A mistyped variable: refused, and the Secret keeps what it had.
     let broken = with_template("{{ pasword }}");
     t.apply(&broken).await;
