@@ -506,5 +506,15 @@ data:
             s.spec.encrypted_data["username"]
         );
         assert_eq!(merged.spec.encrypted_data["password"], "NEW");
+        // What only the file says (no manifest can) is kept.
+        let mut file = s.clone();
+        file.spec.deletion_policy = Some(crate::api::DeletionPolicy::Keep);
+        file.spec.merge = Some(true);
+        file.spec.template.as_mut().unwrap().data =
+            BTreeMap::from([("url".to_string(), "{{ password }}".to_string())]);
+        let merged = merge_into(&file, &update);
+        assert_eq!(merged.spec.deletion_policy, file.spec.deletion_policy);
+        assert_eq!(merged.spec.merge, Some(true));
+        assert_eq!(merged.spec.template.unwrap().data["url"], "{{ password }}");
     }
 }
