@@ -616,6 +616,70 @@ mod tests {
         assert_eq!(secret_digest(&s), base);
     }
 
+    /// What merging reads of a Secret of another owner: its key names, the
+    /// keys Coffer wrote, and a digest of only those; the owner's own keys
+    /// and metadata do not count, so their changes need no write.
+    #[test]
+    fn a_secret_opened_to_merging_is_read_for_merging_only() {
+        let merged = || {
+            let mut s = secret();
+            s.metadata.owner_references = None;
+            s.metadata.annotations = Some(
+                [
+                    (MERGE_ANNOTATION.to_string(), "true".to_string()),
+                    (MERGED_KEYS_ANNOTATION.to_string(), "password".to_string()),
+                ]
+                .into(),
+            );
+            s.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(OWNED_LABEL.into(), "db".into());
+            s.data
+                .as_mut()
+                .unwrap()
+                .insert("theirs".into(), ByteString(b"x".to_vec()));
+            s
+        };
+        let o = OwnedSecret::from(merged());
+        let m = o.merge.as_deref().unwrap();
+        assert_eq!(&*m.keys, [Box::from("password"), Box::from("theirs")]);
+        assert_eq!(&*m.merged, [Box::from("password")]);
+        assert_eq!(m.digest, merge_digest(&merged()));
+        assert!(o.controller_uid.is_none() && o.kept_for.is_none());
+        assert!(!format!("{o:?}").contains("hunter2"));
+
+        let mut theirs_changed = merged();
+        let data = theirs_changed.data.as_mut().unwrap();
+        data.insert("theirs".into(), ByteString(b"y".to_vec()));
+        data.insert("more".into(), ByteString(b"z".to_vec()));
+        theirs_changed
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("a".into(), "9".into());
+        assert_eq!(merge_digest(&theirs_changed), merge_digest(&merged()));
+        let mut ours_changed = merged();
+        ours_changed
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("password".into(), ByteString(b"other".to_vec()));
+        assert_ne!(merge_digest(&ours_changed), merge_digest(&merged()));
+
+        // Without the owner's annotation nothing is read for merging; a
+        // kept Secret names its SealedSecret.
+        let mut kept = secret();
+        kept.metadata.owner_references = None;
+        kept.metadata.annotations =
+            Some([(KEPT_FOR_ANNOTATION.to_string(), "u1".to_string())].into());
+        let o = OwnedSecret::from(kept);
+        assert!(o.merge.is_none());
+        assert_eq!(o.kept_for.as_deref(), Some("u1"));
+    }
+
     #[test]
     fn an_owned_secret_keeps_no_values() {
         let o = OwnedSecret::from(secret());

@@ -695,6 +695,33 @@ mod tests {
         assert_eq!(store.fresh_keys().len(), kept);
     }
 
+    /// The store hands the planner back what merging and Keep read.
+    #[test]
+    fn an_owned_entry_keeps_what_keep_and_merge_read() {
+        let secret = OwnedSecret {
+            metadata: ObjectMeta {
+                uid: Some("0b4a3c7e-3f53-4c2e-9a39-1f2d3c4b5a69".into()),
+                resource_version: Some("12".into()),
+                ..Default::default()
+            },
+            controller_uid: None,
+            type_: Some("Opaque".into()),
+            immutable: false,
+            adoptable: false,
+            kept_for: Some("6f1c2b3a-0d4e-4f5a-8b6c-7d8e9fa0b1c2".into()),
+            merge: Some(Box::new(MergeTarget {
+                keys: Box::new([Box::from("a"), Box::from("b")]),
+                merged: Box::new([Box::from("a")]),
+                digest: [3; 32],
+            })),
+            digest: [4; 32],
+        };
+        let back = OwnedEntry::of(&secret).secret("ns", "db");
+        assert_eq!(back.kept_for, secret.kept_for);
+        assert_eq!(back.merge, secret.merge);
+        assert_eq!(back.metadata.uid, secret.metadata.uid);
+    }
+
     #[test]
     fn keys_split_into_namespace_and_name() {
         assert_eq!(split(&key("app", "db")), ("app", "db"));
