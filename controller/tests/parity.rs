@@ -298,6 +298,18 @@ async fn template_data_is_rendered_follows_changes_and_a_broken_template_writes_
         t.secret_data(&t.ns, "db").await["url"],
         br#"{"user": "app", "pass": "tmpl-e2e"}"#
     );
+
+    // A hostile template runs out of fuel; the controller goes on.
+    t.apply(&with_template(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{{ password }}{% endfor %}{% endfor %}",
+    ))
+    .await;
+    let s = t.wait_reason(&t.ns, "db", "TemplateFailed").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(msg.contains("budget") || msg.contains("exceed"), "{msg}");
+    t.apply(&with_template("{{ user }}")).await;
+    t.wait_reason(&t.ns, "db", "Unsealed").await;
+    assert_eq!(t.secret_data(&t.ns, "db").await["url"], b"app");
     t.ctrl.assert_log_free_of(&["tmpl-e2e"]);
 }
 
