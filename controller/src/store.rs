@@ -208,9 +208,17 @@ pub struct OwnedEntry {
     type_: Option<Box<str>>,
     immutable: bool,
     adoptable: bool,
-    kept_for: Option<Token>,
-    merge: Option<Box<MergeTarget>>,
+    /// What only kept and merged-into Secrets have, boxed so that the
+    /// other Secrets pay one pointer for it.
+    extra: Option<Box<OwnedExtra>>,
     digest: [u8; 32],
+}
+
+/// [`OwnedSecret::kept_for`] and [`OwnedSecret::merge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OwnedExtra {
+    kept_for: Option<Token>,
+    merge: Option<MergeTarget>,
 }
 
 impl OwnedEntry {
@@ -222,8 +230,12 @@ impl OwnedEntry {
             type_: s.type_.clone(),
             immutable: s.immutable,
             adoptable: s.adoptable,
-            kept_for: Token::of(s.kept_for.as_deref()),
-            merge: s.merge.clone(),
+            extra: (s.kept_for.is_some() || s.merge.is_some()).then(|| {
+                Box::new(OwnedExtra {
+                    kept_for: Token::of(s.kept_for.as_deref()),
+                    merge: s.merge.as_deref().cloned(),
+                })
+            }),
             digest: s.digest,
         }
     }
@@ -242,8 +254,16 @@ impl OwnedEntry {
             type_: self.type_.clone(),
             immutable: self.immutable,
             adoptable: self.adoptable,
-            kept_for: self.kept_for.as_ref().map(|t| t.to_string().into()),
-            merge: self.merge.clone(),
+            kept_for: self
+                .extra
+                .as_ref()
+                .and_then(|e| e.kept_for.as_ref())
+                .map(|t| t.to_string().into()),
+            merge: self
+                .extra
+                .as_ref()
+                .and_then(|e| e.merge.clone())
+                .map(Box::new),
             digest: self.digest,
         }
     }
@@ -720,6 +740,15 @@ mod tests {
         assert_eq!(back.kept_for, secret.kept_for);
         assert_eq!(back.merge, secret.merge);
         assert_eq!(back.metadata.uid, secret.metadata.uid);
+        // Secrets that are neither kept nor merged into (nearly all) pay
+        // one pointer for the two features.
+        let plain = OwnedSecret {
+            kept_for: None,
+            merge: None,
+            ..secret
+        };
+        assert!(OwnedEntry::of(&plain).extra.is_none());
+        assert_eq!(std::mem::size_of::<Option<Box<OwnedExtra>>>(), 8);
     }
 
     #[test]
