@@ -175,33 +175,8 @@ pub fn render(
             },
         };
         env.set_fuel(Some(fuel));
-        let template = env
-            .template_from_str(source)
-            .map_err(|e| TemplateError::Syntax {
-                key: key.into(),
-                detail: match e.line() {
-                    Some(line) => format!("{} at line {line}", syntax_detail(&e)),
-                    None => syntax_detail(&e),
-                },
-            })?;
-        let mut missing: Vec<String> = template
-            .undeclared_variables(false)
-            .into_iter()
-            .filter(|v| {
-                v != ITEMS_VARIABLE
-                    && !text.contains_key(v.as_str())
-                    && !env.globals().any(|(g, _)| g == v)
-            })
-            .collect();
-        if !missing.is_empty() {
-            missing.sort();
-            return Err(TemplateError::Undefined {
-                key: key.into(),
-                verb: if missing.len() == 1 { "is" } else { "are" },
-                names: missing.join(", "),
-                items: text.keys().copied().collect::<Vec<_>>().join(", "),
-            });
-        }
+        let names: Vec<&str> = text.keys().copied().collect();
+        let template = compile(&env, key, source, &names)?;
         let mut w = Capped {
             out: Zeroizing::new(Vec::new()),
             left: &mut left,
@@ -220,6 +195,55 @@ pub fn render(
         out.insert(key.to_string(), value);
     }
     Ok(out)
+}
+
+/// Checks the templates without any value, as `coffer inspect` does
+/// offline: each must parse and name only the given item keys (or
+/// `items`). Rendering can still fail on the values.
+pub fn check(templates: &[(&str, &str)], item_keys: &[&str]) -> Result<(), TemplateError> {
+    let env = environment();
+    for &(key, source) in templates {
+        compile(&env, key, source, item_keys)?;
+    }
+    Ok(())
+}
+
+/// Parses one template and checks that every variable it reads is an item
+/// (`names`), `items`, or one of the engine's functions.
+fn compile<'env, 'source>(
+    env: &'env Environment<'static>,
+    key: &str,
+    source: &'source str,
+    names: &[&str],
+) -> Result<minijinja::Template<'env, 'source>, TemplateError> {
+    let template = env
+        .template_from_str(source)
+        .map_err(|e| TemplateError::Syntax {
+            key: key.into(),
+            detail: match e.line() {
+                Some(line) => format!("{} at line {line}", syntax_detail(&e)),
+                None => syntax_detail(&e),
+            },
+        })?;
+    let mut missing: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| {
+            v != ITEMS_VARIABLE
+                && !names.contains(&v.as_str())
+                && !env.globals().any(|(g, _)| g == v)
+        })
+        .collect();
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(TemplateError::Undefined {
+            key: key.into(),
+            verb: if missing.len() == 1 { "is" } else { "are" },
+            names: missing.join(", "),
+            items: names.join(", "),
+        });
+    }
+    Ok(template)
 }
 
 /// What a syntax error says, without the source excerpt the engine may
@@ -342,6 +366,19 @@ mod tests {
             assert!(!format!("{e:?}").contains("hunter2"), "{t}");
             assert_eq!(TemplateError::REASON, "TemplateFailed");
         }
+    }
+
+    /// `coffer inspect` finds a mistyped variable or a syntax error
+    /// without a key.
+    #[test]
+    fn templates_are_checked_offline_against_the_item_keys() {
+        assert!(check(&[("url", "{{ user }}:{{ items[\"tls.crt\"] }}")], &["user"]).is_ok());
+        let e = check(&[("url", "{{ usr }}")], &["user"]).unwrap_err();
+        assert!(e.to_string().contains("usr"), "{e}");
+        assert!(matches!(
+            check(&[("url", "{% if %}")], &["user"]),
+            Err(TemplateError::Syntax { .. })
+        ));
     }
 
     #[test]
