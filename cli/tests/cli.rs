@@ -492,6 +492,24 @@ fn inspect_shows_scope_items_key_ids_and_buckets_offline() {
         )));
 }
 
+/// A template that names no item is found offline, without a key, before
+/// the controller would report TemplateFailed.
+#[test]
+fn inspect_flags_a_template_that_names_no_item() {
+    let d = Dir::new();
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&d.seal(SECRET)).unwrap();
+    doc["spec"]["template"]["data"] = serde_json::json!({"url": "{{ username }}:{{ password }}"});
+    d.write("ok.yaml", &serde_json::to_string(&doc).unwrap());
+    d.coffer().args(["inspect", "ok.yaml"]).assert().success();
+    doc["spec"]["template"]["data"] = serde_json::json!({"url": "{{ usernme }}"});
+    d.write("typo.yaml", &serde_json::to_string(&doc).unwrap());
+    d.coffer()
+        .args(["inspect", "typo.yaml"])
+        .assert()
+        .code(5)
+        .stdout(predicate::str::contains("usernme"));
+}
+
 #[test]
 fn inspect_flags_values_sealed_to_unknown_keys_and_mixed_scopes() {
     let d = Dir::new();
