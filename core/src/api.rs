@@ -314,7 +314,7 @@ pub fn key_secret_name(id: &coffer_format::KeyId) -> String {
 /// The Secret that holds one sealing key, as the controller creates it and
 /// `coffer keys restore` brings it back. It holds the private key: send it
 /// with [`crate::wipe::WireSecret`] and wipe it with
-/// [`crate::transform::wipe`] once sent.
+/// [`crate::wipe::secret`] once sent.
 pub fn key_secret(
     key: &coffer_format::SecretKey,
     created: Option<jiff::Timestamp>,

@@ -347,7 +347,7 @@ impl DesiredSecret {
     /// The Kubernetes Secret. With an owner (the controller) it carries the
     /// controller owner reference and the owned label; without one
     /// (`coffer recover`) it is a plain Secret. The returned object holds a
-    /// copy of the plaintext: pass it to [`wipe`] once it has been sent.
+    /// copy of the plaintext: pass it to [`crate::wipe::secret`] once it has been sent.
     pub fn to_secret(&self, owner: Option<OwnerReference>) -> Secret {
         let mut labels = self.labels.clone();
         if owner.is_some() {
