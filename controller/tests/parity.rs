@@ -310,7 +310,25 @@ async fn template_data_is_rendered_follows_changes_and_a_broken_template_writes_
     t.apply(&with_template("{{ user }}")).await;
     t.wait_reason(&t.ns, "db", "Unsealed").await;
     assert_eq!(t.secret_data(&t.ns, "db").await["url"], b"app");
-    t.ctrl.assert_log_free_of(&["tmpl-e2e"]);
+
+    // A new value is rendered again through the same template.
+    let mut s = t.sealed(
+        &secret_yaml("db", &[("user", "app"), ("password", "tmpl2-e2e")]),
+        Scope::Strict,
+    );
+    s.spec.template.get_or_insert_with(Default::default).data =
+        BTreeMap::from([("url".to_string(), "pw={{ password }}".to_string())]);
+    t.apply(&s).await;
+    eventually(
+        WAIT,
+        "the rendered value to follow the new item",
+        || async {
+            let d = t.secret_data(&t.ns, "db").await;
+            (d["url"] == b"pw=tmpl2-e2e").then_some(())
+        },
+    )
+    .await;
+    t.ctrl.assert_log_free_of(&["tmpl-e2e", "tmpl2-e2e"]);
 }
 
 #[tokio::test]
