@@ -132,6 +132,25 @@ pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
         if d.sealed.spec.encrypted_data.is_empty() {
             problems.push("no items".into());
         }
+        // Templates are plain text: a mistyped item or a syntax error is
+        // found here, before the controller reports TemplateFailed.
+        if let Some(t) = &d.sealed.spec.template {
+            let templates: Vec<(&str, &str)> = t
+                .data
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let keys: Vec<&str> = d
+                .sealed
+                .spec
+                .encrypted_data
+                .keys()
+                .map(String::as_str)
+                .collect();
+            if let Err(e) = coffer_core::template::check(&templates, &keys) {
+                problems.push(e.to_string());
+            }
+        }
         any_problem |= !problems.is_empty();
         reports.push(Report {
             file: d.file,

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use coffer_core::transform::unseal;
+use coffer_core::transform::{render_templates, unseal};
 use coffer_format::key::parse_identity_file;
 use coffer_format::{Keyring, SecretKey, backup};
 
@@ -75,8 +75,13 @@ pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
     let mut secrets = Vec::new();
     let mut refused = Vec::new();
     for d in &docs {
-        match unseal(&d.sealed.view(), &ring) {
-            Ok(desired) => secrets.push(desired.to_secret(None)),
+        // The Secret as the controller writes it: `template.data` rendered.
+        let view = d.sealed.view();
+        match unseal(&view, &ring) {
+            Ok(mut desired) => match render_templates(&view, &mut desired) {
+                Ok(()) => secrets.push(desired.to_secret(None)),
+                Err(e) => refused.push(format!("{}: {e}", d.label())),
+            },
             Err(e) => refused.push(format!("{}: {e}", d.label())),
         }
     }

@@ -492,6 +492,24 @@ fn inspect_shows_scope_items_key_ids_and_buckets_offline() {
         )));
 }
 
+/// A template that names no item is found offline, without a key, before
+/// the controller would report TemplateFailed.
+#[test]
+fn inspect_flags_a_template_that_names_no_item() {
+    let d = Dir::new();
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&d.seal(SECRET)).unwrap();
+    doc["spec"]["template"]["data"] = serde_json::json!({"url": "{{ username }}:{{ password }}"});
+    d.write("ok.yaml", &serde_json::to_string(&doc).unwrap());
+    d.coffer().args(["inspect", "ok.yaml"]).assert().success();
+    doc["spec"]["template"]["data"] = serde_json::json!({"url": "{{ usernme }}"});
+    d.write("typo.yaml", &serde_json::to_string(&doc).unwrap());
+    d.coffer()
+        .args(["inspect", "typo.yaml"])
+        .assert()
+        .code(5)
+        .stdout(predicate::str::contains("usernme"));
+}
+
 #[test]
 fn inspect_flags_values_sealed_to_unknown_keys_and_mixed_scopes() {
     let d = Dir::new();
@@ -749,6 +767,35 @@ fn recover_refuses_a_tampered_file_and_writes_nothing() {
         ))
         .stderr(no_plaintext());
     assert!(!d.path("out.yaml").exists());
+}
+
+/// `coffer recover` gives the Secret the controller writes: with
+/// `template.data` rendered; a broken template is refused without a value.
+#[test]
+fn recover_renders_template_data_like_the_controller() {
+    let d = Dir::new();
+    let sealed = d.seal(SECRET);
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&sealed).unwrap();
+    doc["spec"]["template"]["data"] =
+        serde_json::json!({"url": "pg://{{ username }}:{{ password }}@db"});
+    d.write("t.yaml", &serde_json::to_string(&doc).unwrap());
+    // base64 of "pg://admin:cli-plaintext-1@db"
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "t.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "url: cGc6Ly9hZG1pbjpjbGktcGxhaW50ZXh0LTFAZGI=",
+        ));
+    doc["spec"]["template"]["data"] = serde_json::json!({"url": "{{ pasword }}"});
+    d.write("t.yaml", &serde_json::to_string(&doc).unwrap());
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "t.yaml"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("pasword"))
+        .stderr(no_plaintext())
+        .stdout("");
 }
 
 #[test]

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use coffer_core::api::{
-    DEFAULT_SECRET_TYPE, MANAGED_ANNOTATION, SealedSecretSpec, SealedSecretStatus,
+    DEFAULT_SECRET_TYPE, DeletionPolicy, KEPT_FOR_ANNOTATION, MANAGED_ANNOTATION, MERGE_ANNOTATION,
+    MERGED_KEYS_ANNOTATION, OWNED_LABEL, SealedSecretSpec, SealedSecretStatus,
 };
 use coffer_core::transform::{SealedItem, SealedView};
 use coffer_format::envelope;
@@ -75,6 +76,8 @@ pub struct Template {
     pub immutable: Option<bool>,
     pub labels: SmallMap,
     pub annotations: SmallMap,
+    /// `template.data`: Secret key -> template.
+    pub data: SmallMap,
 }
 
 /// The metadata the caches keep. Parsing into it skips everything else
@@ -130,6 +133,9 @@ pub struct CachedSealed {
     /// ciphertext.
     pub items: Arc<[(Box<str>, Ciphertext)]>,
     pub template: Template,
+    pub deletion_policy: DeletionPolicy,
+    /// `spec.merge`: merge into a Secret of another owner.
+    pub merge: bool,
     pub observed_generation: Option<i64>,
     pub ready: Option<Condition>,
     /// Whether its status holds a `Stalled` or a `Reconciling` condition
@@ -153,7 +159,10 @@ impl From<WireSealed> for CachedSealed {
             immutable: t.immutable,
             labels: small_map(tm.labels),
             annotations: small_map(tm.annotations),
+            data: small_map(t.data),
         };
+        let deletion_policy = s.spec.deletion_policy.unwrap_or_default();
+        let merge = s.spec.merge.unwrap_or(false);
         let SealedSecretStatus {
             observed_generation,
             conditions,
@@ -162,6 +171,8 @@ impl From<WireSealed> for CachedSealed {
             metadata: s.metadata.into(),
             items,
             template,
+            deletion_policy,
+            merge,
             observed_generation,
             stalled: is_true(&conditions, "Stalled"),
             reconciling: is_true(&conditions, "Reconciling"),
@@ -187,6 +198,7 @@ impl CachedSealed {
             immutable: self.template.immutable,
             labels: pairs(&self.template.labels),
             annotations: pairs(&self.template.annotations),
+            template_data: pairs(&self.template.data),
         }
     }
 
@@ -275,6 +287,60 @@ pub fn secret_digest(s: &Secret) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Salted digest of what merging writes into a Secret of another owner:
+/// the owned label, the [`MERGED_KEYS_ANNOTATION`] list and the values of
+/// the keys it names. The Secret's other keys and metadata do not count.
+pub fn merge_digest(s: &Secret) -> [u8; 32] {
+    let annotation = s
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MERGED_KEYS_ANNOTATION));
+    let label = s.metadata.labels.as_ref().and_then(|l| l.get(OWNED_LABEL));
+    let mut h = Sha256::new();
+    h.update(*SALT);
+    h.update(b"merge");
+    for part in [label, annotation] {
+        let part = part.map_or(&b""[..], |p| p.as_bytes());
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let data = s.data.as_ref();
+    for key in merged_keys(annotation.map(String::as_str)) {
+        let value = data
+            .and_then(|d| d.get(&*key))
+            .map_or(&[][..], |v| &v.0[..]);
+        h.update((key.len() as u64).to_be_bytes());
+        h.update(key.as_bytes());
+        h.update((value.len() as u64).to_be_bytes());
+        h.update(value);
+    }
+    h.finalize().into()
+}
+
+/// The keys a [`MERGED_KEYS_ANNOTATION`] lists.
+pub fn merged_keys(annotation: Option<&str>) -> Box<[Box<str>]> {
+    annotation
+        .into_iter()
+        .flat_map(|a| a.split(','))
+        .filter(|k| !k.is_empty())
+        .map(Into::into)
+        .collect()
+}
+
+/// What merging needs to know of a Secret annotated
+/// `coffer.dev/merge: "true"` by its owner; kept only for such Secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergeTarget {
+    /// Every key of the Secret (names, no values): a key the SealedSecret
+    /// did not write before is never overwritten.
+    pub keys: Box<[Box<str>]>,
+    /// The keys Coffer wrote there ([`MERGED_KEYS_ANNOTATION`]).
+    pub merged: Box<[Box<str>]>,
+    /// [`merge_digest`] of the Secret.
+    pub digest: [u8; 32],
+}
+
 /// The metadata of an owned Secret that the cache reads: what the digest
 /// covers and what identifies it; `managedFields` is skipped unread.
 #[derive(Debug, Default, Deserialize)]
@@ -335,12 +401,37 @@ pub struct OwnedSecret {
     /// Annotated `coffer.dev/managed: "true"`: a SealedSecret of its name
     /// may take it over.
     pub adoptable: bool,
+    /// [`KEPT_FOR_ANNOTATION`]: the uid of the SealedSecret that keeps it
+    /// (`deletionPolicy: Keep`).
+    pub kept_for: Option<Box<str>>,
+    /// Set when its owner annotated it `coffer.dev/merge: "true"`.
+    pub merge: Option<Box<MergeTarget>>,
     pub digest: [u8; 32],
 }
 
 impl From<Secret> for OwnedSecret {
     fn from(mut s: Secret) -> Self {
         let digest = secret_digest(&s);
+        let annotation = |name: &str| {
+            s.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(name))
+                .map(String::as_str)
+        };
+        let merge = (annotation(MERGE_ANNOTATION) == Some("true")).then(|| {
+            Box::new(MergeTarget {
+                keys: s
+                    .data
+                    .iter()
+                    .flat_map(|d| d.keys())
+                    .map(|k| k.as_str().into())
+                    .collect(),
+                merged: merged_keys(annotation(MERGED_KEYS_ANNOTATION)),
+                digest: merge_digest(&s),
+            })
+        });
+        let kept_for = annotation(KEPT_FOR_ANNOTATION).map(Into::into);
         coffer_core::wipe::secret(&mut s);
         let m = s.metadata;
         let adoptable = m
@@ -366,6 +457,8 @@ impl From<Secret> for OwnedSecret {
             type_: s.type_.map(Into::into),
             immutable: s.immutable.unwrap_or(false),
             adoptable,
+            kept_for,
+            merge,
             digest,
         }
     }
@@ -521,6 +614,70 @@ mod tests {
         s.metadata.resource_version = Some("7".into());
         s.metadata.uid = Some("x".into());
         assert_eq!(secret_digest(&s), base);
+    }
+
+    /// What merging reads of a Secret of another owner: its key names, the
+    /// keys Coffer wrote, and a digest of only those; the owner's own keys
+    /// and metadata do not count, so their changes need no write.
+    #[test]
+    fn a_secret_opened_to_merging_is_read_for_merging_only() {
+        let merged = || {
+            let mut s = secret();
+            s.metadata.owner_references = None;
+            s.metadata.annotations = Some(
+                [
+                    (MERGE_ANNOTATION.to_string(), "true".to_string()),
+                    (MERGED_KEYS_ANNOTATION.to_string(), "password".to_string()),
+                ]
+                .into(),
+            );
+            s.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(OWNED_LABEL.into(), "db".into());
+            s.data
+                .as_mut()
+                .unwrap()
+                .insert("theirs".into(), ByteString(b"x".to_vec()));
+            s
+        };
+        let o = OwnedSecret::from(merged());
+        let m = o.merge.as_deref().unwrap();
+        assert_eq!(&*m.keys, [Box::from("password"), Box::from("theirs")]);
+        assert_eq!(&*m.merged, [Box::from("password")]);
+        assert_eq!(m.digest, merge_digest(&merged()));
+        assert!(o.controller_uid.is_none() && o.kept_for.is_none());
+        assert!(!format!("{o:?}").contains("hunter2"));
+
+        let mut theirs_changed = merged();
+        let data = theirs_changed.data.as_mut().unwrap();
+        data.insert("theirs".into(), ByteString(b"y".to_vec()));
+        data.insert("more".into(), ByteString(b"z".to_vec()));
+        theirs_changed
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("a".into(), "9".into());
+        assert_eq!(merge_digest(&theirs_changed), merge_digest(&merged()));
+        let mut ours_changed = merged();
+        ours_changed
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("password".into(), ByteString(b"other".to_vec()));
+        assert_ne!(merge_digest(&ours_changed), merge_digest(&merged()));
+
+        // Without the owner's annotation nothing is read for merging; a
+        // kept Secret names its SealedSecret.
+        let mut kept = secret();
+        kept.metadata.owner_references = None;
+        kept.metadata.annotations =
+            Some([(KEPT_FOR_ANNOTATION.to_string(), "u1".to_string())].into());
+        let o = OwnedSecret::from(kept);
+        assert!(o.merge.is_none());
+        assert_eq!(o.kept_for.as_deref(), Some("u1"));
     }
 
     #[test]

@@ -128,6 +128,32 @@ pub async fn replace_secret(
     replace::<Secret>(client, ns, name, &WireSecret(secret)).await
 }
 
+/// Merge-patches keys into Secret `ns/name` of another owner through
+/// [`coffer_core::wipe::WireMergePatch`] (its values leave no unwiped copy
+/// behind): sets the data of `secret`, deletes `remove`, at
+/// `resource_version`.
+pub async fn merge_into_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    secret: &Secret,
+    remove: &[String],
+    resource_version: Option<&str>,
+) -> Result<Written, kube::Error> {
+    let patch = wipe::WireMergePatch {
+        secret,
+        remove,
+        resource_version,
+    };
+    // Built with an empty patch; the body is put in by `send_object`.
+    let built = request::<Secret>(ns).patch(
+        name,
+        &Default::default(),
+        &Patch::Merge(serde_json::json!({})),
+    );
+    send_object(client, built, &patch, "patch").await
+}
+
 /// `PUT`s `obj` as `K` `ns/name` (it must carry the resourceVersion it
 /// replaces).
 pub(crate) async fn replace<K: Resource<DynamicType = ()>>(

@@ -932,6 +932,7 @@ mod tests {
             SealedSecretSpec {
                 encrypted_data,
                 template: None,
+                ..Default::default()
             },
         );
         sealed.metadata.namespace = Some("shop".into());
@@ -974,6 +975,7 @@ mod tests {
             SealedSecretSpec {
                 encrypted_data: [("password".to_string(), value)].into(),
                 template: None,
+                ..Default::default()
             },
         );
         sealed.metadata.namespace = Some("shop".into());

@@ -83,6 +83,8 @@ pub const UNSEAL_REASONS: &[&str] = &[
     "SecretTypeRefused",
     "SecretInvalid",
     "SecretNotOwned",
+    "MergeRefused",
+    "TemplateFailed",
 ];
 
 /// Every `coffer_reconcile_errors_total` error label.

@@ -6,11 +6,14 @@
 //! decision that needs no key first. Nothing here touches the API server:
 //! the table of tests below covers every reason and every write.
 
-use coffer_core::transform::{DesiredSecret, UnsealError, unseal};
+use coffer_core::api::{DeletionPolicy, MERGE_ANNOTATION, MERGED_KEYS_ANNOTATION, OWNED_LABEL};
+use coffer_core::template::TemplateError;
+use coffer_core::transform::{DesiredSecret, UnsealError, render_templates, unseal};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-use crate::cache::{CachedSealed, Outcome, OwnedSecret, secret_digest};
+use crate::cache::{CachedSealed, Outcome, OwnedSecret, merge_digest, secret_digest};
 use crate::key_secrets::KeyState;
 use crate::secret_types::{SecretTypePolicy, TypeRefused};
 
@@ -47,7 +50,14 @@ pub enum Plan {
     /// A Secret of that name exists, is not this SealedSecret's and may
     /// not be adopted.
     NotOwned { message: String },
+    /// `spec.merge`, and the Secret of that name is missing, not opened to
+    /// merging by its owner, immutable, or holds a key Coffer did not
+    /// write: nothing is written until its owner changes that.
+    MergeRefused { message: String },
 }
+
+/// The status reason of [`Plan::MergeRefused`].
+pub const MERGE_REFUSED: &str = "MergeRefused";
 
 /// A Secret to write and how.
 pub struct Write {
@@ -88,6 +98,14 @@ pub enum WriteKind {
         uid: Option<String>,
         resource_version: Option<String>,
     },
+    /// Merge-patch the data keys of a Secret of another owner at this
+    /// resourceVersion: set those of the desired Secret (with the owned
+    /// label and the merged-keys annotation), delete `remove`, touch
+    /// nothing else.
+    Merge {
+        resource_version: Option<String>,
+        remove: Vec<String>,
+    },
     /// It is already right: record the outcome and the status only.
     Unchanged,
 }
@@ -125,7 +143,7 @@ pub fn plan(o: &Observed<'_>) -> Plan {
 
 /// The decision once the values were opened (or refused).
 pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError>) -> Plan {
-    let desired = match opened {
+    let mut desired = match opened {
         Ok(d) => d,
         Err(e) => {
             return Plan::Refuse {
@@ -134,8 +152,20 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
             };
         }
     };
+    if let Err(e) = render_templates(&o.sealed.view(), &mut desired) {
+        return Plan::Refuse {
+            reason: TemplateError::REASON,
+            message: format!("Secret {} not written: {e}", place(o.sealed)),
+        };
+    }
     let items = desired.data.len();
-    let secret = desired.to_secret(o.sealed.controller_owner_ref(&()));
+    if o.sealed.merge {
+        return plan_merge(o, &desired, items);
+    }
+    let secret = match (o.sealed.deletion_policy, o.sealed.metadata.uid.as_deref()) {
+        (DeletionPolicy::Keep, Some(uid)) => desired.to_kept_secret(uid),
+        _ => desired.to_secret(o.sealed.controller_owner_ref(&())),
+    };
     drop(desired);
     let digest = secret_digest(&secret);
     let write = Box::new(Write {
@@ -152,6 +182,91 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
         // be behind, so the API decides (a conflict, then `after_conflict`).
         _ => Plan::Write(write),
     }
+}
+
+/// `spec.merge`: the items go into the existing Secret of another owner,
+/// if that owner allowed it, without overwriting a key Coffer did not
+/// write there; the keys Coffer wrote before and no longer has are
+/// removed.
+fn plan_merge(o: &Observed<'_>, desired: &DesiredSecret, items: usize) -> Plan {
+    let at = place(o.sealed);
+    let refused = |why: String| Plan::MergeRefused {
+        message: format!("Secret {at} not merged into: {why}"),
+    };
+    let Some(existing) = o.secret else {
+        return refused(format!(
+            "it does not exist; create it and annotate it {MERGE_ANNOTATION}=\"true\""
+        ));
+    };
+    // The type policy applies to the Secret merged into, whatever the
+    // template says: no items into a ServiceAccount token or a key.
+    if let Err(refused) = o.types.check(existing.type_.as_deref()) {
+        return Plan::Refuse {
+            reason: TypeRefused::REASON,
+            message: format!("Secret {at} not merged into: {refused}"),
+        };
+    }
+    let Some(target) = existing.merge.as_deref() else {
+        return refused(format!(
+            "its owner has not annotated it {MERGE_ANNOTATION}=\"true\""
+        ));
+    };
+    if existing.immutable {
+        return refused("it is immutable".into());
+    }
+    let was_merged = |k: &str| target.merged.iter().any(|m| &**m == k);
+    let mut foreign: Vec<&str> = desired
+        .data
+        .keys()
+        .map(String::as_str)
+        .filter(|k| target.keys.iter().any(|t| &**t == *k) && !was_merged(k))
+        .collect();
+    if !foreign.is_empty() {
+        foreign.sort_unstable();
+        return refused(format!(
+            "it already holds key(s) {} that Coffer did not write; remove them there or from the SealedSecret",
+            foreign.join(", ")
+        ));
+    }
+    let remove: Vec<String> = target
+        .merged
+        .iter()
+        .filter(|k| !desired.data.contains_key(&***k) && target.keys.iter().any(|t| t == *k))
+        .map(ToString::to_string)
+        .collect();
+    let keys: Vec<&str> = desired.data.keys().map(String::as_str).collect();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(desired.name.clone()),
+            namespace: Some(desired.namespace.clone()),
+            labels: Some([(OWNED_LABEL.to_string(), desired.name.clone())].into()),
+            annotations: Some([(MERGED_KEYS_ANNOTATION.to_string(), keys.join(","))].into()),
+            ..Default::default()
+        },
+        data: Some(
+            desired
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let digest = merge_digest(&secret);
+    let kind = if digest == target.digest && remove.is_empty() {
+        WriteKind::Unchanged
+    } else {
+        WriteKind::Merge {
+            resource_version: existing.metadata.resource_version.clone(),
+            remove,
+        }
+    };
+    Plan::Write(Box::new(Write {
+        kind,
+        secret,
+        digest,
+        items,
+    }))
 }
 
 /// The decision after creating the Secret conflicted with `live`, the
@@ -193,8 +308,15 @@ pub fn mine(secret: &OwnedSecret, sealed: &CachedSealed) -> bool {
     controlled_by(secret, sealed.metadata.uid.as_deref())
 }
 
+/// Whether the SealedSecret `uid` manages `secret` as a whole: it is the
+/// controller owner, or (`deletionPolicy: Keep`) the Secret has no
+/// controller owner and names `uid` as the SealedSecret that keeps it.
 fn controlled_by(secret: &OwnedSecret, uid: Option<&str>) -> bool {
-    secret.controller_uid.is_some() && secret.controller_uid.as_deref() == uid
+    let Some(uid) = uid else { return false };
+    match secret.controller_uid.as_deref() {
+        Some(owner) => owner == uid,
+        None => secret.kept_for.as_deref() == Some(uid),
+    }
 }
 
 /// The number of items, when the last successful unseal (`last`) of the
@@ -209,10 +331,12 @@ pub fn still_current(
 ) -> Option<usize> {
     let last = last?;
     let secret = secret?;
-    (last_may_hold(generation, keys, Some(last))
-        && controlled_by(secret, uid)
-        && secret.digest == last.digest)
-        .then_some(last.items)
+    let unchanged = (controlled_by(secret, uid) && secret.digest == last.digest)
+        || secret
+            .merge
+            .as_ref()
+            .is_some_and(|m| m.digest == last.digest);
+    (last_may_hold(generation, keys, Some(last)) && unchanged).then_some(last.items)
 }
 
 /// Whether the last successful unseal may still hold, as far as the
@@ -242,7 +366,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     use super::*;
-    use crate::cache::{Ciphertext, Template};
+    use crate::cache::{Ciphertext, MergeTarget, Template};
 
     const UID: &str = "uid-of-db";
 
@@ -301,6 +425,8 @@ mod tests {
                 type_: type_.map(Into::into),
                 ..Default::default()
             },
+            deletion_policy: Default::default(),
+            merge: false,
             observed_generation: None,
             ready: None,
             stalled: false,
@@ -331,6 +457,8 @@ mod tests {
             type_: Some("Opaque".into()),
             immutable: false,
             adoptable: false,
+            kept_for: None,
+            merge: None,
             digest,
         }
     }
@@ -659,5 +787,172 @@ mod tests {
             Some(last)
         ));
         assert!(!last_may_hold(s.metadata.generation, &keys(false), None));
+    }
+
+    fn written(p: Plan) -> Box<Write> {
+        match p {
+            Plan::Write(w) => w,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    /// `deletionPolicy: Keep`: no owner reference (the garbage collector
+    /// leaves the Secret), the owned label and the SealedSecret's uid
+    /// instead; that uid, and no other, makes the Secret this
+    /// SealedSecret's to update.
+    #[test]
+    fn a_kept_secret_has_no_owner_and_stays_managed_by_its_sealed_secret_only() {
+        let mut s = good();
+        s.deletion_policy = DeletionPolicy::Keep;
+        let w = written(decide(&s, None, &keys(false), None));
+        let meta = &w.secret.metadata;
+        assert!(meta.owner_references.is_none());
+        assert_eq!(meta.labels.as_ref().unwrap()[OWNED_LABEL], "db");
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()[coffer_core::api::KEPT_FOR_ANNOTATION],
+            UID
+        );
+        let kept = |uid: &str, digest| {
+            let mut o = mk_secret(None, digest);
+            o.kept_for = Some(uid.into());
+            o
+        };
+        assert_eq!(
+            write_kind(decide(&s, Some(&kept(UID, w.digest)), &keys(false), None)),
+            WriteKind::Unchanged
+        );
+        assert!(matches!(
+            write_kind(decide(&s, Some(&kept(UID, [0; 32])), &keys(false), None)),
+            WriteKind::Replace { .. }
+        ));
+        // Kept for another SealedSecret (deleted, then one of the same
+        // name created): not this one's, the API decides (SecretNotOwned).
+        assert_eq!(
+            write_kind(decide(
+                &s,
+                Some(&kept("another-uid", w.digest)),
+                &keys(false),
+                None
+            )),
+            WriteKind::Create
+        );
+        // A kept-for annotation does not beat a controller owner.
+        let mut owned_elsewhere = kept(UID, w.digest);
+        owned_elsewhere.controller_uid = Some("another-uid".into());
+        assert_eq!(
+            write_kind(decide(&s, Some(&owned_elsewhere), &keys(false), None)),
+            WriteKind::Create
+        );
+        // Back to Delete: the kept Secret is taken back with an owner.
+        let d = good();
+        let w = written(decide(&d, Some(&kept(UID, [0; 32])), &keys(false), None));
+        assert!(matches!(w.kind, WriteKind::Replace { .. }));
+        assert_eq!(
+            w.secret.metadata.owner_references.as_ref().unwrap()[0].uid,
+            UID
+        );
+    }
+
+    fn merging() -> CachedSealed {
+        let mut s = good();
+        s.merge = true;
+        s
+    }
+
+    /// A Secret of another owner, opened to merging, holding `keys`, of
+    /// which Coffer wrote `merged`.
+    fn target(keys: &[&str], merged: &[&str]) -> OwnedSecret {
+        let mut o = mk_secret(Some("owner-uid"), [0; 32]);
+        o.merge = Some(Box::new(MergeTarget {
+            keys: keys.iter().map(|k| (*k).into()).collect(),
+            merged: merged.iter().map(|k| (*k).into()).collect(),
+            digest: [0; 32],
+        }));
+        o
+    }
+
+    #[test]
+    fn merging_is_refused_unless_the_owner_allows_it_and_never_overwrites_a_foreign_key() {
+        let s = merging();
+        let refused = |secret: Option<&OwnedSecret>| match decide(&s, secret, &keys(false), None) {
+            Plan::MergeRefused { message } => message,
+            other => panic!("expected MergeRefused, got {other:?}"),
+        };
+        assert!(refused(None).contains("does not exist"));
+        let not_opened = mk_secret(Some("owner-uid"), [0; 32]);
+        assert!(refused(Some(&not_opened)).contains("coffer.dev/merge"));
+        let m = refused(Some(&target(&["password", "user"], &[])));
+        assert!(m.contains("password") && !m.contains("user"), "{m}");
+        assert!(!m.contains("hunter2"), "{m}");
+        let mut immutable = target(&[], &[]);
+        immutable.immutable = true;
+        assert!(refused(Some(&immutable)).contains("immutable"));
+        // A denied type is refused whatever the owner says.
+        let mut token = target(&[], &[]);
+        token.type_ = Some("kubernetes.io/service-account-token".into());
+        let (reason, message) = refusal(decide(&s, Some(&token), &keys(false), None));
+        assert_eq!(reason, "SecretTypeRefused", "{message}");
+    }
+
+    #[test]
+    fn merging_sets_its_keys_and_removes_only_keys_it_wrote_before() {
+        let s = merging();
+        let existing = target(&["password", "old", "theirs"], &["password", "old", "gone"]);
+        let w = written(decide(&s, Some(&existing), &keys(false), None));
+        assert_eq!(
+            w.kind,
+            WriteKind::Merge {
+                resource_version: Some("41".into()),
+                remove: vec!["old".into()],
+            }
+        );
+        let meta = &w.secret.metadata;
+        assert!(meta.owner_references.is_none(), "no owner is taken over");
+        assert_eq!(
+            meta.annotations.as_ref().unwrap()[MERGED_KEYS_ANNOTATION],
+            "password"
+        );
+        assert_eq!(w.secret.data.as_ref().unwrap()["password"].0, b"hunter2");
+        assert!(w.secret.type_.is_none(), "the owner's type is kept");
+        // Already merged: nothing to send, and the next reconcile needs no
+        // decryption.
+        let mut done = target(&["password", "theirs"], &["password"]);
+        done.merge.as_mut().unwrap().digest = w.digest;
+        assert_eq!(
+            write_kind(decide(&s, Some(&done), &keys(false), None)),
+            WriteKind::Unchanged
+        );
+        let last = Outcome {
+            generation: Some(3),
+            key_epoch: 7,
+            items: 1,
+            digest: w.digest,
+        };
+        assert!(matches!(
+            decide(&s, Some(&done), &keys(false), Some(last)),
+            Plan::Current { items: 1 }
+        ));
+    }
+
+    #[test]
+    fn template_data_is_rendered_into_the_secret_and_failures_quote_no_value() {
+        let mut s = good();
+        s.template.data =
+            Box::new([("url".into(), "postgres://app:{{ password }}@db/shop".into())]);
+        let w = written(decide(&s, None, &keys(false), None));
+        let data = w.secret.data.as_ref().unwrap();
+        assert_eq!(data["url"].0, b"postgres://app:hunter2@db/shop");
+        assert_eq!(data["password"].0, b"hunter2");
+        assert_eq!(w.items, 2);
+        for bad in ["{{ pasword }}", "{{ password | int }}", "{% for %}"] {
+            s.template.data = Box::new([("url".into(), bad.into())]);
+            let (reason, message) = refusal(decide(&s, None, &keys(false), None));
+            assert_eq!(reason, "TemplateFailed", "{bad}");
+            assert!(
+                message.contains("app/db") && message.contains("url"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 }

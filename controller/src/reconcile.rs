@@ -249,6 +249,15 @@ async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Resul
     let Some(sealed) = read_sealed(ctx, key, entry).await? else {
         return Ok(Next::AwaitChange);
     };
+    // The Secret merged into is not labelled until the first merge, so
+    // the owned cache does not know it: ask the API.
+    let secret = match secret {
+        None if sealed.merge => {
+            let (ns, name) = split(key);
+            gateway::get_secret(&ctx.client, ns, name).await?
+        }
+        known => known,
+    };
     // The object read may be newer than the entry, or another object of
     // the same name: decide on what was read.
     let last = sealed
@@ -371,6 +380,15 @@ async fn apply(ctx: &Context, sealed: &CachedSealed, plan: Plan) -> Result<Done,
             });
         }
         Plan::NotOwned { message } => return Ok(not_owned(message)),
+        Plan::MergeRefused { message } => {
+            // Its owner must act on the Secret, which the controller does
+            // not watch until the first merge: look again now and then.
+            return Ok(Done::Refused {
+                reason: plan::MERGE_REFUSED,
+                message,
+                requeue: Some(Duration::from_secs(300)),
+            });
+        }
         Plan::Write(w) => w,
     };
     let c = &ctx.client;
@@ -453,6 +471,19 @@ async fn send_over(
                 .await
                 .map(drop)
         }
+        WriteKind::Merge {
+            resource_version,
+            remove,
+        } => gateway::merge_into_secret(
+            c,
+            ns,
+            name,
+            &write.secret,
+            remove,
+            resource_version.as_deref(),
+        )
+        .await
+        .map(drop),
     }
 }
 
@@ -504,6 +535,7 @@ async fn report(
                 let (event, log) = match kind {
                     WriteKind::Unchanged => return Ok(Next::AwaitChange),
                     WriteKind::Create => ("Unsealed", "created Secret"),
+                    WriteKind::Merge { .. } => ("Merged", "merged items into Secret"),
                     _ => ("Updated", "updated Secret"),
                 };
                 tracing::info!(namespace = %ns, name = %name, items, "{log}");

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{CachedSealed, Outcome, OwnedSecret, Refusal};
+use crate::cache::{CachedSealed, MergeTarget, Outcome, OwnedSecret, Refusal};
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
 /// its current generation.
@@ -208,7 +208,17 @@ pub struct OwnedEntry {
     type_: Option<Box<str>>,
     immutable: bool,
     adoptable: bool,
+    /// What only kept and merged-into Secrets have, boxed so that the
+    /// other Secrets pay one pointer for it.
+    extra: Option<Box<OwnedExtra>>,
     digest: [u8; 32],
+}
+
+/// [`OwnedSecret::kept_for`] and [`OwnedSecret::merge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OwnedExtra {
+    kept_for: Option<Token>,
+    merge: Option<MergeTarget>,
 }
 
 impl OwnedEntry {
@@ -220,6 +230,12 @@ impl OwnedEntry {
             type_: s.type_.clone(),
             immutable: s.immutable,
             adoptable: s.adoptable,
+            extra: (s.kept_for.is_some() || s.merge.is_some()).then(|| {
+                Box::new(OwnedExtra {
+                    kept_for: Token::of(s.kept_for.as_deref()),
+                    merge: s.merge.as_deref().cloned(),
+                })
+            }),
             digest: s.digest,
         }
     }
@@ -238,6 +254,16 @@ impl OwnedEntry {
             type_: self.type_.clone(),
             immutable: self.immutable,
             adoptable: self.adoptable,
+            kept_for: self
+                .extra
+                .as_ref()
+                .and_then(|e| e.kept_for.as_ref())
+                .map(|t| t.to_string().into()),
+            merge: self
+                .extra
+                .as_ref()
+                .and_then(|e| e.merge.clone())
+                .map(Box::new),
             digest: self.digest,
         }
     }
@@ -727,6 +753,42 @@ mod tests {
         assert!(kept > 1000 && kept < 20_000, "{kept}");
         assert!(store.fresh_room() < 4096, "{}", store.fresh_room());
         assert_eq!(store.fresh_keys().len(), kept);
+    }
+
+    /// The store hands the planner back what merging and Keep read.
+    #[test]
+    fn an_owned_entry_keeps_what_keep_and_merge_read() {
+        let secret = OwnedSecret {
+            metadata: ObjectMeta {
+                uid: Some("0b4a3c7e-3f53-4c2e-9a39-1f2d3c4b5a69".into()),
+                resource_version: Some("12".into()),
+                ..Default::default()
+            },
+            controller_uid: None,
+            type_: Some("Opaque".into()),
+            immutable: false,
+            adoptable: false,
+            kept_for: Some("6f1c2b3a-0d4e-4f5a-8b6c-7d8e9fa0b1c2".into()),
+            merge: Some(Box::new(MergeTarget {
+                keys: Box::new([Box::from("a"), Box::from("b")]),
+                merged: Box::new([Box::from("a")]),
+                digest: [3; 32],
+            })),
+            digest: [4; 32],
+        };
+        let back = OwnedEntry::of(&secret).secret("ns", "db");
+        assert_eq!(back.kept_for, secret.kept_for);
+        assert_eq!(back.merge, secret.merge);
+        assert_eq!(back.metadata.uid, secret.metadata.uid);
+        // Secrets that are neither kept nor merged into (nearly all) pay
+        // one pointer for the two features.
+        let plain = OwnedSecret {
+            kept_for: None,
+            merge: None,
+            ..secret
+        };
+        assert!(OwnedEntry::of(&plain).extra.is_none());
+        assert_eq!(std::mem::size_of::<Option<Box<OwnedExtra>>>(), 8);
     }
 
     #[test]

@@ -614,7 +614,9 @@ async fn a_namespaced_controller_unseals_its_namespaces_and_cannot_read_secrets_
     };
     assert!(can("get", "secrets", Some(&a), Some("db")).await);
     assert!(can("list", "secrets", Some(&b), None).await);
-    for verb in ["get", "list", "watch", "create", "update", "delete"] {
+    for verb in [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ] {
         assert!(
             !can(verb, "secrets", Some(&other), None).await,
             "{verb} secrets in an unlisted namespace"

@@ -13,6 +13,19 @@ pub const GROUP: &str = "coffer.dev";
 pub const MANAGED_ANNOTATION: &str = "coffer.dev/managed";
 /// Label the controller puts on every Secret it owns; its watch selects it.
 pub const OWNED_LABEL: &str = "coffer.dev/sealed-secret";
+/// Annotation with which the owner of an existing Secret lets a
+/// SealedSecret of the same name (with `spec.merge: true`) merge its items
+/// into it. Without it, merging is refused (`MergeRefused`).
+pub const MERGE_ANNOTATION: &str = "coffer.dev/merge";
+/// Annotation the controller keeps on a Secret it merges into: the item
+/// keys it wrote there, comma-separated, so that an item removed from the
+/// SealedSecret is removed from the Secret and every other key is left
+/// alone.
+pub const MERGED_KEYS_ANNOTATION: &str = "coffer.dev/merged-keys";
+/// Annotation on a Secret kept by `deletionPolicy: Keep` (which has no
+/// owner reference): the uid of the SealedSecret that wrote it, so that
+/// SealedSecret, and no other, keeps managing it.
+pub const KEPT_FOR_ANNOTATION: &str = "coffer.dev/sealed-secret-uid";
 
 /// The type of a Secret whose template names none, as in Kubernetes.
 pub const DEFAULT_SECRET_TYPE: &str = "Opaque";
@@ -85,6 +98,39 @@ pub struct SealedSecretSpec {
     /// What is copied onto the Secret besides its data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<SecretTemplate>,
+    /// What happens to the Secret when the SealedSecret is deleted:
+    /// `Delete` (the default: the Secret is owned by the SealedSecret and
+    /// garbage-collected with it) or `Keep` (no owner reference: the Secret
+    /// stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// Merge the items into an existing Secret of the same name that
+    /// belongs to someone else and is annotated `coffer.dev/merge: "true"`
+    /// by them, instead of owning the whole Secret. Only the keys this
+    /// SealedSecret writes are managed; the Secret's other keys, type,
+    /// labels, annotations and owner are left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<bool>,
+}
+
+/// What happens to the Secret when its SealedSecret is deleted: `Delete`
+/// (the default: the Secret is owned by the SealedSecret and
+/// garbage-collected with it) or `Keep` (no owner reference: the Secret
+/// stays).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    /// The Secret is deleted with its SealedSecret (owner reference).
+    #[default]
+    Delete,
+    /// The Secret stays when its SealedSecret is deleted.
+    Keep,
+}
+
+impl SealedSecretSpec {
+    /// `spec.deletionPolicy`, `Delete` when unset.
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.deletion_policy.unwrap_or_default()
+    }
 }
 
 /// The non-secret parts of the Secret to create.
@@ -100,6 +146,12 @@ pub struct SecretTemplate {
     /// Labels and annotations of the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<TemplateMetadata>,
+    /// Secret keys whose values are rendered from MiniJinja templates over
+    /// the unsealed items (`{{ password }}`, `{{ items["tls.crt"] }}`); a
+    /// key here replaces an item of the same name. Plain text: never put a
+    /// secret here. See docs/parity.md.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
 }
 
 /// Labels and annotations copied onto the Secret.
@@ -262,7 +314,7 @@ pub fn key_secret_name(id: &coffer_format::KeyId) -> String {
 /// The Secret that holds one sealing key, as the controller creates it and
 /// `coffer keys restore` brings it back. It holds the private key: send it
 /// with [`crate::wipe::WireSecret`] and wipe it with
-/// [`crate::transform::wipe`] once sent.
+/// [`crate::wipe::secret`] once sent.
 pub fn key_secret(
     key: &coffer_format::SecretKey,
     created: Option<jiff::Timestamp>,

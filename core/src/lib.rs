@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod manifest;
+pub mod template;
 pub mod transform;
 pub mod wipe;
 

@@ -10,10 +10,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use zeroize::Zeroizing;
 
 use crate::api::{
-    DEFAULT_SECRET_TYPE, OWNED_LABEL, SealedSecret, SealedSecretSpec, SecretTemplate,
-    TemplateMetadata,
+    DEFAULT_SECRET_TYPE, KEPT_FOR_ANNOTATION, OWNED_LABEL, SealedSecret, SealedSecretSpec,
+    SecretTemplate, TemplateMetadata,
 };
 use crate::manifest::SecretManifest;
+use crate::template::{self, TemplateError};
 use coffer_format::envelope::{self, Location, OpenError, Scope, SealError};
 use coffer_format::key::PublicKey;
 use coffer_format::keyring::Keyring;
@@ -102,12 +103,14 @@ pub fn seal_secret(
             labels,
             annotations,
         }),
+        data: BTreeMap::new(),
     };
     let mut sealed = SealedSecret::new(
         &name,
         SealedSecretSpec {
             encrypted_data: encrypted,
             template: (template != SecretTemplate::default()).then_some(template),
+            ..Default::default()
         },
     );
     sealed.metadata.namespace = Some(ns);
@@ -135,6 +138,13 @@ pub fn merge_into(existing: &SealedSecret, update: &SealedSecret) -> SealedSecre
             mm.labels.extend(meta.labels.clone());
             mm.annotations.extend(meta.annotations.clone());
         }
+        m.data.extend(t.data.clone());
+    }
+    if update.spec.deletion_policy.is_some() {
+        merged.spec.deletion_policy = update.spec.deletion_policy;
+    }
+    if update.spec.merge.is_some() {
+        merged.spec.merge = update.spec.merge;
     }
     merged
 }
@@ -219,6 +229,11 @@ pub struct SealedView<'a> {
     pub immutable: Option<bool>,
     pub labels: Vec<(&'a str, &'a str)>,
     pub annotations: Vec<(&'a str, &'a str)>,
+    /// `spec.template.data`: Secret key -> template, rendered by
+    /// [`render_templates`] (never by [`unseal`], so that `/v1/verify`
+    /// says only whether the values open, and no template can turn it
+    /// into an oracle on them).
+    pub template_data: Vec<(&'a str, &'a str)>,
 }
 
 fn pairs(m: Option<&BTreeMap<String, String>>) -> Vec<(&str, &str)> {
@@ -246,8 +261,21 @@ impl SealedSecret {
             immutable: template.and_then(|t| t.immutable),
             labels: pairs(meta.map(|m| &m.labels)),
             annotations: pairs(meta.map(|m| &m.annotations)),
+            template_data: pairs(template.map(|t| &t.data)),
         }
     }
+}
+
+/// Renders `spec.template.data` over the unsealed items of `desired` and
+/// puts each rendered value under its key, replacing an item of the same
+/// name. The controller and `coffer recover` call it after [`unseal`].
+pub fn render_templates(
+    sealed: &SealedView<'_>,
+    desired: &mut DesiredSecret,
+) -> Result<(), TemplateError> {
+    let rendered = template::render(&sealed.template_data, &desired.data)?;
+    desired.data.extend(rendered);
+    Ok(())
 }
 
 /// Unseals a SealedSecret: opens every item with the ring, refusing any
@@ -319,7 +347,7 @@ impl DesiredSecret {
     /// The Kubernetes Secret. With an owner (the controller) it carries the
     /// controller owner reference and the owned label; without one
     /// (`coffer recover`) it is a plain Secret. The returned object holds a
-    /// copy of the plaintext: pass it to [`wipe`] once it has been sent.
+    /// copy of the plaintext: pass it to [`crate::wipe::secret`] once it has been sent.
     pub fn to_secret(&self, owner: Option<OwnerReference>) -> Secret {
         let mut labels = self.labels.clone();
         if owner.is_some() {
@@ -344,6 +372,23 @@ impl DesiredSecret {
             ),
             ..Default::default()
         }
+    }
+
+    /// The Secret of `deletionPolicy: Keep`: labelled as the controller's,
+    /// with no owner reference (so it outlives its SealedSecret) and the
+    /// SealedSecret's uid in [`KEPT_FOR_ANNOTATION`] instead. Wipe it like
+    /// [`DesiredSecret::to_secret`]'s.
+    pub fn to_kept_secret(&self, sealed_uid: &str) -> Secret {
+        let mut s = self.to_secret(None);
+        s.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(OWNED_LABEL.into(), self.name.clone());
+        s.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(KEPT_FOR_ANNOTATION.into(), sealed_uid.into());
+        s
     }
 }
 
@@ -461,5 +506,15 @@ data:
             s.spec.encrypted_data["username"]
         );
         assert_eq!(merged.spec.encrypted_data["password"], "NEW");
+        // What only the file says (no manifest can) is kept.
+        let mut file = s.clone();
+        file.spec.deletion_policy = Some(crate::api::DeletionPolicy::Keep);
+        file.spec.merge = Some(true);
+        file.spec.template.as_mut().unwrap().data =
+            BTreeMap::from([("url".to_string(), "{{ password }}".to_string())]);
+        let merged = merge_into(&file, &update);
+        assert_eq!(merged.spec.deletion_policy, file.spec.deletion_policy);
+        assert_eq!(merged.spec.merge, Some(true));
+        assert_eq!(merged.spec.template.unwrap().data["url"], "{{ password }}");
     }
 }

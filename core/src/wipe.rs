@@ -61,6 +61,61 @@ impl serde::Serialize for WireSecret<'_> {
     }
 }
 
+/// A JSON merge patch that merges some keys into a Secret of another
+/// owner, serialized like [`WireSecret`]: the `data` of `secret` is set,
+/// each key of `remove` is deleted (`null`), and of its metadata only the
+/// labels and annotations it holds are merged in, with `resource_version`
+/// as the precondition. Nothing else of the Secret is touched.
+pub struct WireMergePatch<'a> {
+    pub secret: &'a Secret,
+    pub remove: &'a [String],
+    pub resource_version: Option<&'a str>,
+}
+
+impl serde::Serialize for WireMergePatch<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Data<'a>(&'a WireMergePatch<'a>);
+        impl serde::Serialize for Data<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use base64::Engine as _;
+                let mut map = s.serialize_map(None)?;
+                for (k, v) in self.0.secret.data.iter().flatten() {
+                    let encoded =
+                        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&v.0));
+                    map.serialize_entry(k, encoded.as_str())?;
+                }
+                for k in self.0.remove {
+                    map.serialize_entry(k, &())?;
+                }
+                map.end()
+            }
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            resource_version: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            labels: Option<&'a BTreeMap<String, String>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            annotations: Option<&'a BTreeMap<String, String>>,
+        }
+        let m = &self.secret.metadata;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry(
+            "metadata",
+            &Meta {
+                resource_version: self.resource_version,
+                labels: m.labels.as_ref(),
+                annotations: m.annotations.as_ref(),
+            },
+        )?;
+        map.serialize_entry("data", &Data(self))?;
+        map.end()
+    }
+}
+
 /// Serializes `obj` as JSON into a buffer wiped on drop. The buffer is sized
 /// first, so it never grows: growing would leave the old allocation behind
 /// unwiped.
@@ -141,6 +196,34 @@ mod tests {
         assert_eq!(v["apiVersion"], "v1");
         assert_eq!(v["kind"], "Secret");
         assert_eq!(v["data"]["password"], "aHVudGVyMg==");
+    }
+
+    /// The merge patch sets the given keys, deletes the removed ones and
+    /// names nothing else of the Secret.
+    #[test]
+    fn a_merge_patch_sets_and_removes_only_its_keys() {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                labels: Some([("l".to_string(), "db".to_string())].into()),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some([("password".to_string(), ByteString(b"hunter2".to_vec()))].into()),
+            ..Default::default()
+        };
+        let patch = WireMergePatch {
+            secret: &secret,
+            remove: &["old".to_string()],
+            resource_version: Some("7"),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&to_json(&patch).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "metadata": {"resourceVersion": "7", "labels": {"l": "db"}},
+                "data": {"password": "aHVudGVyMg==", "old": null}
+            })
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The controller's end-to-end helpers, on top of the cluster setup that
 //! every suite shares (`coffer_test_support::Cluster`).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod raw;
 

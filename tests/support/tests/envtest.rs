@@ -47,6 +47,7 @@ async fn crd_installs_and_sealed_secrets_and_secrets_can_be_written_and_read() {
         SealedSecretSpec {
             encrypted_data: BTreeMap::from([("k".into(), "dmFsdWU=".into())]),
             template: None,
+            ..Default::default()
         },
     );
     s.metadata.namespace = Some(ns.clone());
