@@ -331,6 +331,7 @@ mod tests {
             type_: Some("Opaque".into()),
             immutable: false,
             adoptable: false,
+            bitnami_managed: false,
             digest,
         }
     }

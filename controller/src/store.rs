@@ -238,6 +238,7 @@ impl OwnedEntry {
             type_: self.type_.clone(),
             immutable: self.immutable,
             adoptable: self.adoptable,
+            bitnami_managed: false,
             digest: self.digest,
         }
     }
