@@ -22,7 +22,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the SealedSecret CustomResourceDefinition as YAML.
-    Crd,
+    Crd {
+        /// bitnami's SealedSecret instead (deploy/bitnami/crd.yaml), for a
+        /// cluster that never ran bitnami.
+        #[arg(long)]
+        bitnami: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
