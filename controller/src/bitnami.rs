@@ -25,9 +25,10 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-use crate::cache::secret_digest;
+use crate::cache::{OwnedSecret, secret_digest};
 use crate::events::{EventType, Events};
 use crate::gateway;
+use crate::plan::{WriteKind, kind_over};
 use crate::pool::UnsealPool;
 use crate::secret_types::{SecretTypePolicy, TypeRefused};
 
@@ -229,6 +230,23 @@ async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outc
     outcome
 }
 
+/// The decision, pure: how the Secret of bitnami's SealedSecret `uid`
+/// (with `digest` and `type_`) is written where `existing` is, or `None`
+/// when the existing Secret is not its to write (neither controlled by it
+/// nor annotated `sealedsecrets.bitnami.com/managed`), as bitnami decides.
+fn decide(
+    existing: Option<&OwnedSecret>,
+    uid: Option<&str>,
+    digest: &[u8; 32],
+    type_: Option<&str>,
+) -> Option<WriteKind> {
+    let Some(existing) = existing else {
+        return Some(WriteKind::Create);
+    };
+    let ours = existing.controller_uid.is_some() && existing.controller_uid.as_deref() == uid;
+    (ours || existing.bitnami_managed).then(|| kind_over(existing, digest, type_))
+}
+
 async fn write_secret(
     client: &Client,
     obj: &SealedSecret,
@@ -238,37 +256,37 @@ async fn write_secret(
 ) -> Result<Outcome, Error> {
     let digest = secret_digest(secret);
     let existing = gateway::get_secret(client, ns, name).await?;
-    let Some(existing) = existing else {
-        gateway::create_secret(client, ns, secret).await?;
-        return Ok(Outcome::Synced { wrote: true });
-    };
-    let ours = existing.controller_uid.is_some()
-        && existing.controller_uid.as_deref() == obj.metadata.uid.as_deref();
-    if !ours && !existing.bitnami_managed {
+    let kind = decide(
+        existing.as_ref(),
+        obj.metadata.uid.as_deref(),
+        &digest,
+        secret.type_.as_deref(),
+    );
+    match kind {
         // bitnami's own words, so alerts written for it keep matching.
-        return Ok(Outcome::Failed {
-            reason: "SecretNotOwned",
-            message: format!(
-                "Resource \"{name}\" already exists and is not managed by SealedSecret"
-            ),
-        });
-    }
-    if existing.digest == digest {
-        return Ok(Outcome::Synced { wrote: false });
-    }
-    if existing.immutable || existing.type_.as_deref() != secret.type_.as_deref() {
-        gateway::delete_secret(
-            client,
-            ns,
-            name,
-            existing.metadata.uid.clone(),
-            existing.metadata.resource_version.clone(),
-        )
-        .await?;
-        gateway::create_secret(client, ns, secret).await?;
-    } else {
-        secret.metadata.resource_version = existing.metadata.resource_version.clone();
-        gateway::replace_secret(client, ns, name, secret).await?;
+        None => {
+            return Ok(Outcome::Failed {
+                reason: "SecretNotOwned",
+                message: format!(
+                    "Resource \"{name}\" already exists and is not managed by SealedSecret"
+                ),
+            });
+        }
+        Some(WriteKind::Unchanged) => return Ok(Outcome::Synced { wrote: false }),
+        Some(WriteKind::Create) => {
+            gateway::create_secret(client, ns, secret).await?;
+        }
+        Some(WriteKind::Recreate {
+            uid,
+            resource_version,
+        }) => {
+            gateway::delete_secret(client, ns, name, uid, resource_version).await?;
+            gateway::create_secret(client, ns, secret).await?;
+        }
+        Some(WriteKind::Replace { resource_version }) => {
+            secret.metadata.resource_version = resource_version;
+            gateway::replace_secret(client, ns, name, secret).await?;
+        }
     }
     Ok(Outcome::Synced { wrote: true })
 }
@@ -341,4 +359,84 @@ pub async fn probe(api: &Api<SealedSecret>, place: &str) -> anyhow::Result<()> {
             )
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn existing(
+        controller: Option<&str>,
+        managed: bool,
+        digest: u8,
+        immutable: bool,
+    ) -> OwnedSecret {
+        OwnedSecret {
+            metadata: ObjectMeta {
+                uid: Some("secret-uid".into()),
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
+            controller_uid: controller.map(Into::into),
+            type_: Some("Opaque".into()),
+            immutable,
+            adoptable: false,
+            bitnami_managed: managed,
+            digest: [digest; 32],
+        }
+    }
+
+    /// As bitnami's controller: its own Secret is written over, one
+    /// annotated `managed` is adopted, anyone else's is refused; the write
+    /// itself is Coffer's (unchanged, replaced, or re-created).
+    #[test]
+    fn bitnami_secrets_are_written_as_bitnami_decides() {
+        let uid = Some("ss-uid");
+        let d = [1u8; 32];
+        let opaque = Some("Opaque");
+        assert_eq!(decide(None, uid, &d, opaque), Some(WriteKind::Create));
+        let mine = existing(uid, false, 1, false);
+        assert_eq!(
+            decide(Some(&mine), uid, &d, opaque),
+            Some(WriteKind::Unchanged)
+        );
+        let stale = existing(uid, false, 2, false);
+        assert_eq!(
+            decide(Some(&stale), uid, &d, opaque),
+            Some(WriteKind::Replace {
+                resource_version: Some("7".into())
+            })
+        );
+        assert!(matches!(
+            decide(Some(&stale), uid, &d, Some("kubernetes.io/tls")),
+            Some(WriteKind::Recreate { .. })
+        ));
+        assert!(matches!(
+            decide(Some(&existing(uid, false, 2, true)), uid, &d, opaque),
+            Some(WriteKind::Recreate { .. })
+        ));
+        // Someone else's, or nobody's: refused, unless annotated managed.
+        for controller in [Some("other-uid"), None] {
+            assert_eq!(
+                decide(
+                    Some(&existing(controller, false, 2, false)),
+                    uid,
+                    &d,
+                    opaque
+                ),
+                None
+            );
+            assert!(matches!(
+                decide(Some(&existing(controller, true, 2, false)), uid, &d, opaque),
+                Some(WriteKind::Replace { .. })
+            ));
+        }
+        // An object without a uid owns nothing.
+        assert_eq!(
+            decide(Some(&existing(None, false, 1, false)), None, &d, opaque),
+            None
+        );
+    }
 }
