@@ -404,6 +404,19 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
     assert!(refused.2.contains("item \"password\""), "{refused:?}");
     let others: Api<Secret> = Api::namespaced(admin.clone(), &other);
     assert!(others.get_opt("db").await.unwrap().is_none());
+    // Each Secret written once, the refusal counted once.
+    let (_, metrics) = coffer_test_support::http_get(ctrl.http, "/metrics")
+        .await
+        .unwrap();
+    for line in [
+        "coffer_bitnami_unseal_total{reason=\"Unsealed\"} 3",
+        "coffer_bitnami_unseal_total{reason=\"NoMatchingKey\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
 
     // coffer convert rewrites the files through the controller, keeping
     // comments and the other document byte for byte.

@@ -125,6 +125,7 @@ pub struct Context {
     pub secret_types: Arc<SecretTypePolicy>,
     pub pool: UnsealPool,
     pub resync: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// An API failure; retried.
@@ -176,6 +177,7 @@ async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, 
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
     match &outcome {
         Outcome::Synced { wrote: true } => {
+            ctx.metrics.bitnami_unseal("Unsealed");
             tracing::info!(namespace = %ns, name = %name, "bitnami SealedSecret unsealed");
             ctx.events
                 .publish_about(
@@ -330,6 +332,7 @@ async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> R
     if let Outcome::Failed { reason, message } = outcome
         && old.is_none_or(|c| c.message.as_ref() != Some(message))
     {
+        ctx.metrics.bitnami_unseal(reason);
         let event = if *reason == "SecretNotOwned" {
             "ErrUpdateFailed"
         } else {

@@ -494,6 +494,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
             secret_types: secret_types.clone(),
             pool: pool.clone(),
             resync: args.bitnami_resync,
+            metrics: metrics.clone(),
         });
         for scope in &scopes {
             let api: Api<coffer_core::bitnami::SealedSecret> = match scope {
