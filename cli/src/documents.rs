@@ -133,6 +133,35 @@ pub fn to_json(s: &SealedSecret) -> Result<Vec<u8>> {
     serde_json::to_vec(s).map_err(|e| Failure::new(1, e.to_string()))
 }
 
+/// One document (YAML or JSON) as JSON, if it parses.
+pub fn value_of(body: &str) -> Option<serde_json::Value> {
+    if body.trim().is_empty() {
+        return None;
+    }
+    if body.trim_start().starts_with('{') {
+        serde_json::from_str(body).ok()
+    } else {
+        serde_saphyr::from_str(body).ok()
+    }
+}
+
+/// The documents of a file to rewrite in place, each with the separator
+/// before it and the comments around it (a JSON file is one document);
+/// and whether the file is JSON. `rotate` and `convert` rewrite through
+/// this, writing back every piece they do not change.
+pub fn chunks_of(text: &str) -> (bool, Vec<(String, Chunk)>) {
+    if text.trim_start().starts_with('{') {
+        let whole = Chunk {
+            prefix: String::new(),
+            body: text.to_string(),
+            suffix: String::new(),
+        };
+        (true, vec![(String::new(), whole)])
+    } else {
+        (false, split_yaml(text))
+    }
+}
+
 /// One YAML document of a file, with the comment lines around it kept.
 pub struct Chunk {
     pub prefix: String,

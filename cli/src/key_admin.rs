@@ -50,6 +50,28 @@ pub enum KeysCmd {
         #[arg(short = 'w', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Import bitnami sealed-secrets' RSA keys as open-only keys (for --bitnami and `coffer convert`).
+    ///
+    /// From the cluster (Secrets labelled sealedsecrets.bitnami.com/sealed-secrets-key=active in
+    /// --from-namespace), or from a backup file (`kubectl get secret -l
+    /// sealedsecrets.bitnami.com/sealed-secrets-key -o yaml`). They are stored in the controller's
+    /// namespace as Secrets of type coffer.dev/bitnami-key; Coffer never seals to them.
+    #[command(after_help = "Examples:\n  coffer keys import-bitnami\n  \
+        coffer keys import-bitnami --from-namespace sealed-secrets\n  \
+        coffer keys import-bitnami --file main.key")]
+    ImportBitnami {
+        /// Namespace of bitnami's controller and its key Secrets.
+        #[arg(
+            long,
+            default_value = "kube-system",
+            value_name = "NS",
+            conflicts_with = "file"
+        )]
+        from_namespace: String,
+        /// A bitnami key backup (YAML or JSON Secrets or List, or a PEM key) instead of the cluster.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Restore keys from a backup, as open-only keys: they open values and seal nothing.
     ///
     /// A backup is encrypted to the admin's *public* key, so anyone can
@@ -256,7 +278,110 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
             trust,
             trust_any,
         } => restore(target, &file, &identity, &trust, trust_any).await,
+        KeysCmd::ImportBitnami {
+            from_namespace,
+            file,
+        } => import_bitnami(target, &from_namespace, file.as_deref()).await,
     }
+}
+
+/// `coffer keys import-bitnami`: bitnami's RSA keys, from their Secrets in
+/// the cluster or from a backup file, into the controller's namespace as
+/// Secrets of type `coffer.dev/bitnami-key`. They only open bitnami
+/// values (with `--bitnami`); Coffer never seals to them.
+async fn import_bitnami(
+    target: &Target,
+    from_namespace: &str,
+    file: Option<&std::path::Path>,
+) -> Result<()> {
+    use coffer_core::bitnami;
+    let client = target.client().await?;
+    let keys: Vec<(String, bitnami::BitnamiKey)> = match file {
+        Some(path) => {
+            let input = read_file(path)?;
+            bitnami::read_key_backup(&input.text)
+                .map_err(|e| Failure::input(format!("{}: {e}", input.name)))?
+                .into_iter()
+                .map(|(name, k)| (format!("{}:{name}", input.name), k))
+                .collect()
+        }
+        None => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), from_namespace);
+            let mut list = api
+                .list(&ListParams::default().labels(bitnami::KEY_LABEL))
+                .await?;
+            let mut keys = Vec::new();
+            for s in &list.items {
+                let name = s.metadata.name.clone().unwrap_or_default();
+                let state = s
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(bitnami::KEY_LABEL))
+                    .cloned()
+                    .unwrap_or_default();
+                // bitnami's controller uses only keys labelled `active`;
+                // another word (e.g. `compromised`) takes a key out.
+                if state != "active" {
+                    eprintln!(
+                        "skipped {from_namespace}/{name}: labelled {}={state}, which bitnami's controller does not use",
+                        bitnami::KEY_LABEL
+                    );
+                    continue;
+                }
+                match bitnami::key_from_secret(s) {
+                    Ok(Some(k)) => keys.push((format!("{from_namespace}/{name}"), k)),
+                    Ok(None) => eprintln!("skipped {from_namespace}/{name}: no data.tls.key"),
+                    Err(e) => eprintln!("skipped {from_namespace}/{name}: {e}"),
+                }
+            }
+            for s in &mut list.items {
+                wipe::secret(s);
+            }
+            keys
+        }
+    };
+    if keys.is_empty() {
+        return Err(Failure::input(format!(
+            "no bitnami key found {}",
+            match file {
+                Some(f) => format!("in {}", f.display()),
+                None => format!(
+                    "in namespace {from_namespace} (Secrets labelled {}=active)",
+                    bitnami::KEY_LABEL
+                ),
+            }
+        ))
+        .hint("bitnami keeps its keys in the controller's namespace, kube-system by default: --from-namespace NS, or --file BACKUP"));
+    }
+    let ns = &target.controller_namespace;
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let (mut imported, mut present) = (0usize, 0usize);
+    for (from, key) in &keys {
+        let mut secret = bitnami::key_secret(key, from);
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        if api.get_metadata_opt(&name).await?.is_some() {
+            println!(
+                "bitnami key {} ({} bits) from {from}: already imported as {ns}/{name}",
+                key.short_id(),
+                key.bits()
+            );
+            present += 1;
+        } else {
+            create_key_secret(&client, ns, &secret).await?;
+            println!(
+                "bitnami key {} ({} bits) from {from}: imported as {ns}/{name} (opens bitnami values; never seals)",
+                key.short_id(),
+                key.bits()
+            );
+            imported += 1;
+        }
+        wipe::secret(&mut secret);
+    }
+    eprintln!(
+        "{imported} key(s) imported, {present} already there; start the controller with --bitnami to unseal bitnami's SealedSecrets"
+    );
+    Ok(())
 }
 
 async fn restore(

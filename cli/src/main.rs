@@ -4,6 +4,7 @@
 
 mod check;
 mod cluster;
+mod convert;
 mod documents;
 mod error;
 mod inspect;
@@ -163,6 +164,13 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Rewrite bitnami sealed-secrets files in place as Coffer SealedSecrets (same scope and template).
+    Convert {
+        #[command(flatten)]
+        args: convert::ConvertArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Manage the key ring (key admins).
     Keys {
         #[command(subcommand)]
@@ -237,6 +245,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Verify { args, cluster } => verify::verify(args, &top.target(&cluster)).await,
         Command::Rotate { args, cluster } => rotate::rotate(args, &top.target(&cluster)).await,
+        Command::Convert { args, cluster } => convert::run(args, &top.target(&cluster)).await,
         Command::Keys { cmd, cluster } => key_admin::run(cmd, &top.target(&cluster)).await,
         Command::Recover(args) => {
             let format = args.format.or(cli.format).unwrap_or_default();

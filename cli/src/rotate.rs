@@ -13,7 +13,7 @@ use coffer_core::api::read_sealed_secret;
 use coffer_format::envelope;
 
 use crate::cluster::{Target, parse_recipients};
-use crate::documents::{Chunk, is_sealed, read_sealed, split_yaml};
+use crate::documents::{chunks_of, is_sealed, read_sealed, split_yaml};
 use crate::error::{Failure, Result};
 use crate::io::{read_file, write_atomic};
 
@@ -127,19 +127,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     let mut referenced: BTreeMap<coffer_format::KeyId, usize> = BTreeMap::new();
     for path in &files {
         let input = read_file(path)?;
-        let json = input.text.trim_start().starts_with('{');
-        let chunks: Vec<(String, Chunk)> = if json {
-            vec![(
-                String::new(),
-                Chunk {
-                    prefix: String::new(),
-                    body: input.text.to_string(),
-                    suffix: String::new(),
-                },
-            )]
-        } else {
-            split_yaml(&input.text)
-        };
+        let (json, chunks) = chunks_of(&input.text);
         let mut out = String::new();
         let mut file_changed = false;
         for (i, (sep, c)) in chunks.iter().enumerate() {

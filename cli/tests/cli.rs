@@ -1494,3 +1494,87 @@ fn run_as_the_kubectl_plugin_it_seals_and_its_help_says_kubectl_coffer() {
             "Usage: coffer [OPTIONS] <COMMAND>",
         ));
 }
+
+/// `coffer convert --bitnami-keys`: offline, a bitnami file becomes a Coffer
+/// file in place, comments and other documents kept byte for byte, each
+/// value with its scope; `recover` opens the result to the same values; a
+/// key that does not open it leaves the file as it was, and no message
+/// quotes a value.
+#[test]
+fn convert_offline_rewrites_bitnami_files_in_place_keeping_comments_and_scopes() {
+    use coffer_core::bitnami::{BitnamiKey, BitnamiScope, seal_like_kubeseal};
+    let d = Dir::new();
+    let key = BitnamiKey::generate(2048);
+    d.write("main.key", &key.to_pem());
+    let sealed =
+        |scope, value: &[u8]| seal_like_kubeseal(&key.public_der(), value, scope, "shop", "db");
+    let bitnami = format!(
+        "# the shop's database\n---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  encryptedData:\n    password: {}\n  template:\n    type: kubernetes.io/basic-auth\n    metadata:\n      labels: {{app: shop}}\n---\n# not a SealedSecret\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: shop}}\ndata: {{mode: live}} # kept\n---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: shop\n  annotations:\n    sealedsecrets.bitnami.com/cluster-wide: \"true\"\nspec:\n  encryptedData:\n    token: {}\n",
+        sealed(BitnamiScope::Strict, b"cli-plaintext-bitnami-1"),
+        sealed(BitnamiScope::ClusterWide, b"cli-plaintext-bitnami-2"),
+    );
+    d.write("repo.yaml", &bitnami);
+
+    // A key that is not bitnami's: refused, typed, the file untouched.
+    let other = BitnamiKey::generate(2048);
+    d.write("other.pem", &other.to_pem());
+    d.coffer()
+        .args([
+            "convert",
+            "--bitnami-keys",
+            "other.pem",
+            "-r",
+            "r.txt",
+            "repo.yaml",
+        ])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("NoMatchingKey"))
+        .stderr(no_plaintext());
+    assert_eq!(d.read("repo.yaml"), bitnami);
+    // -r without --bitnami-keys is a usage error.
+    d.coffer()
+        .args(["convert", "-r", "r.txt", "repo.yaml"])
+        .assert()
+        .code(2);
+
+    d.coffer()
+        .args(["convert", "--bitnami-keys", "main.key", "-r", "r.txt", "."])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "converted 2 bitnami SealedSecret(s) in 1 of",
+        ))
+        .stdout(no_plaintext())
+        .stderr(no_plaintext());
+    let out = d.read("repo.yaml");
+    assert!(
+        out.starts_with("# the shop's database\n---\napiVersion: coffer.dev/v1alpha1\n"),
+        "{out}"
+    );
+    assert!(out.contains("---\n# not a SealedSecret\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\ndata: {mode: live} # kept\n---\n"), "{out}");
+    assert!(!out.contains("bitnami.com/v1alpha1") && !out.contains("cli-plaintext"));
+    assert!(out.contains("type: kubernetes.io/basic-auth"));
+
+    // The strict value keeps its place; the cluster-wide one opens anywhere.
+    let inspect = d
+        .coffer()
+        .args(["inspect", "-o", "json", "repo.yaml"])
+        .assert()
+        .success();
+    let text = String::from_utf8(inspect.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.contains("\"strict\"") && text.contains("\"cluster\""),
+        "{text}"
+    );
+    d.coffer()
+        .args(["recover", "-i", "identity.txt", "repo.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "password: Y2xpLXBsYWludGV4dC1iaXRuYW1pLTE=",
+        ))
+        .stdout(predicate::str::contains(
+            "token: Y2xpLXBsYWludGV4dC1iaXRuYW1pLTI=",
+        ));
+}

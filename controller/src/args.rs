@@ -22,7 +22,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the SealedSecret CustomResourceDefinition as YAML.
-    Crd,
+    Crd {
+        /// bitnami's SealedSecret instead (deploy/bitnami/crd.yaml), for a
+        /// cluster that never ran bitnami.
+        #[arg(long)]
+        bitnami: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -92,6 +97,16 @@ pub struct RunArgs {
         global = true
     )]
     pub listen: std::net::SocketAddr,
+    /// Also unseal bitnami's `bitnami.com/v1alpha1` SealedSecrets with the
+    /// keys `coffer keys import-bitnami` imported (docs/migration.md), and
+    /// serve `POST /v1/bitnami/convert`. Needs bitnami's CRD and RBAC
+    /// (deploy/bitnami/).
+    #[arg(long, env = "COFFER_BITNAMI", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub bitnami: bool,
+    /// How often each bitnami SealedSecret is reconciled again, undoing
+    /// hand edits of its Secret (their Secrets are not watched).
+    #[arg(long, env = "COFFER_BITNAMI_RESYNC", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub bitnami_resync: Duration,
     /// Elect one writer among replicas through a coordination.k8s.io Lease.
     #[arg(long, env = "COFFER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub leader_elect: bool,
@@ -274,7 +289,8 @@ mod tests {
             cli.run.secret_types_deny,
             [
                 "kubernetes.io/service-account-token",
-                "coffer.dev/sealing-key"
+                "coffer.dev/sealing-key",
+                "coffer.dev/bitnami-key"
             ]
         );
         // The HTTP limits' defaults are the ones documented on Limits.

@@ -398,14 +398,17 @@ pub struct OwnedSecret {
     pub controller_uid: Option<Box<str>>,
     pub type_: Option<Box<str>>,
     pub immutable: bool,
-    /// Annotated `coffer.dev/managed: "true"`: a SealedSecret of its name
-    /// may take it over.
+    /// Annotated `coffer.dev/managed: "true"`, or made by bitnami's
+    /// SealedSecret of its name: a SealedSecret of its name may take it over.
     pub adoptable: bool,
     /// [`KEPT_FOR_ANNOTATION`]: the uid of the SealedSecret that keeps it
     /// (`deletionPolicy: Keep`).
     pub kept_for: Option<Box<str>>,
     /// Set when its owner annotated it `coffer.dev/merge: "true"`.
     pub merge: Option<Box<MergeTarget>>,
+    /// Annotated `sealedsecrets.bitnami.com/managed: "true"`: a bitnami
+    /// SealedSecret of its name may take it over (`--bitnami`).
+    pub bitnami_managed: bool,
     pub digest: [u8; 32],
 }
 
@@ -434,17 +437,29 @@ impl From<Secret> for OwnedSecret {
         let kept_for = annotation(KEPT_FOR_ANNOTATION).map(Into::into);
         coffer_core::wipe::secret(&mut s);
         let m = s.metadata;
-        let adoptable = m
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(MANAGED_ANNOTATION))
-            .is_some_and(|v| v == "true");
-        let controller_uid = m
+        let annotated = |a: &str| {
+            m.annotations
+                .as_ref()
+                .and_then(|m| m.get(a))
+                .is_some_and(|v| v == "true")
+        };
+        let bitnami_managed = annotated(coffer_core::bitnami::MANAGED_ANNOTATION);
+        let controller = m
             .owner_references
             .unwrap_or_default()
             .into_iter()
-            .find(|o| o.controller == Some(true))
-            .map(|o| o.uid.into());
+            .find(|o| o.controller == Some(true));
+        // The migration hand-over: a Secret made by bitnami's SealedSecret
+        // of the same name is taken over by Coffer's SealedSecret of that
+        // name (docs/migration.md). Whoever may create one in the namespace
+        // may also edit bitnami's, so this grants nothing new.
+        let from_bitnami = controller.as_ref().is_some_and(|o| {
+            o.api_version.starts_with("bitnami.com/")
+                && o.kind == "SealedSecret"
+                && Some(&o.name) == m.name.as_ref()
+        });
+        let adoptable = annotated(MANAGED_ANNOTATION) || from_bitnami;
+        let controller_uid = controller.map(|o| o.uid.into());
         OwnedSecret {
             metadata: ObjectMeta {
                 name: m.name,
@@ -459,6 +474,7 @@ impl From<Secret> for OwnedSecret {
             adoptable,
             kept_for,
             merge,
+            bitnami_managed,
             digest,
         }
     }

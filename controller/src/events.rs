@@ -85,8 +85,20 @@ impl Events {
         reason: &'static str,
         note: String,
     ) {
+        self.publish_about(sealed.object_ref(&()), type_, reason, note)
+            .await
+    }
+
+    /// Publishes an Event about any object (bitnami's SealedSecrets too).
+    pub async fn publish_about(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &'static str,
+        note: String,
+    ) {
         let p = Pending {
-            regarding: sealed.object_ref(&()),
+            regarding,
             type_,
             reason,
             note,

@@ -52,6 +52,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Service as _;
 
+use crate::bitnami::BitnamiKeys;
 use crate::key_secrets::Keys;
 use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
@@ -124,6 +125,9 @@ pub struct HttpState {
     pub limits: Limits,
     /// [`Limits::body_budget`], in bytes.
     budget: Arc<Semaphore>,
+    /// The imported bitnami keys, with `--bitnami`; `POST
+    /// /v1/bitnami/convert` answers 404 without.
+    pub bitnami: Option<Arc<BitnamiKeys>>,
 }
 
 impl HttpState {
@@ -148,7 +152,14 @@ impl HttpState {
             opening,
             limits,
             budget,
+            bitnami: None,
         }
+    }
+
+    /// Serves `POST /v1/bitnami/convert` with these keys.
+    pub fn with_bitnami(mut self, keys: Arc<BitnamiKeys>) -> Self {
+        self.bitnami = Some(keys);
+        self
     }
 }
 
@@ -240,6 +251,7 @@ pub fn router(state: Shared) -> Router {
     let posts = Router::new()
         .route("/v1/verify", post(verify))
         .route("/v1/reencrypt", post(reencrypt))
+        .route("/v1/bitnami/convert", post(bitnami_convert))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(timeout)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), admit));
@@ -595,8 +607,13 @@ async fn count(
     next: axum::middleware::Next,
 ) -> Response {
     let path = match req.uri().path() {
-        p @ ("/healthz" | "/readyz" | "/metrics" | "/v1/recipients" | "/v1/verify"
-        | "/v1/reencrypt") => p,
+        p @ ("/healthz"
+        | "/readyz"
+        | "/metrics"
+        | "/v1/recipients"
+        | "/v1/verify"
+        | "/v1/reencrypt"
+        | "/v1/bitnami/convert") => p,
         _ => "other",
     }
     .to_string();
@@ -821,6 +838,81 @@ async fn reencrypt(State(state): State<Shared>, body: Bytes) -> Response {
         )
             .into_response(),
         Err(r) => r.into_response(),
+    }
+}
+
+/// A `POST /v1/bitnami/convert` body as the handler reads it: a JSON
+/// bitnami SealedSecret with a name and a namespace. Pure, like
+/// [`parse_verify_body`].
+pub fn parse_bitnami_body(body: &[u8]) -> Result<coffer_core::bitnami::SealedSecret, Reject> {
+    let value = parse_json(body)?;
+    let s = match coffer_core::bitnami::read_sealed_secret(value) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "expected a bitnami.com/v1alpha1 SealedSecret",
+            ));
+        }
+        Err(_) => {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "not a valid bitnami SealedSecret",
+            ));
+        }
+    };
+    if s.metadata.namespace.as_deref().unwrap_or("").is_empty() {
+        return Err(reject(StatusCode::BAD_REQUEST, PLACE_REQUIRED));
+    }
+    if s.spec.encrypted_data.is_empty() {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "spec.encryptedData is empty",
+        ));
+    }
+    Ok(s)
+}
+
+/// bitnami's SealedSecret as a Coffer SealedSecret: the same values sealed
+/// to the active key with the same scope, for the same place, with the
+/// same template. As `/v1/reencrypt`, it says only whether values open
+/// (409), never why, and no value changes its scope or place.
+async fn bitnami_convert(State(state): State<Shared>, body: Bytes) -> Response {
+    let Some(bitnami_keys) = state.bitnami.clone() else {
+        return reject(
+            StatusCode::NOT_FOUND,
+            "bitnami support is off: start the controller with --bitnami",
+        )
+        .into_response();
+    };
+    let sealed = match parse_bitnami_body(&body) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let Some(active) = state.keys.current().active().map(|a| a.public.clone()) else {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, "no active key yet").into_response();
+    };
+    let keys = bitnami_keys.current();
+    let result = state
+        .opening
+        .pool
+        .run(move || coffer_core::bitnami::convert(&sealed, &keys, &[active]))
+        .await;
+    use coffer_core::bitnami::{ConvertError, UnsealError};
+    match result {
+        Ok(s) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&s).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(ConvertError::Unseal(e @ (UnsealError::LegacyData | UnsealError::TemplateData))) => {
+            reject(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()).into_response()
+        }
+        Err(e) if e.reason() == "Malformed" => {
+            reject(StatusCode::BAD_REQUEST, "a value is malformed").into_response()
+        }
+        Err(_) => reject(StatusCode::CONFLICT, "a value does not open here").into_response(),
     }
 }
 

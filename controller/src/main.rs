@@ -5,8 +5,12 @@ use coffer_controller::args::{Cli, Command, LogFormat};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        print!("{}", coffer_core::api::crd_yaml());
+    if let Some(Command::Crd { bitnami }) = cli.command {
+        if bitnami {
+            print!("{}", coffer_core::bitnami::crd_yaml());
+        } else {
+            print!("{}", coffer_core::api::crd_yaml());
+        }
         return std::process::ExitCode::SUCCESS;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

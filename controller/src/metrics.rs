@@ -102,6 +102,7 @@ pub const OTHER_NAMESPACES: &str = "_other";
 pub struct Metrics {
     pub registry: Registry,
     unseal: Family<ReasonLabel, Counter>,
+    bitnami_unseal: Family<ReasonLabel, Counter>,
     errors: Family<ErrorLabel, Counter>,
     duration: Histogram,
     api_requests: Family<ApiLabel, Counter>,
@@ -152,6 +153,12 @@ impl Metrics {
             "unseal",
             "Unseal results by reason (Unsealed or why not); a refusal is counted once until its SealedSecret or the key ring changes",
             unseal.clone(),
+        );
+        let bitnami_unseal = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "bitnami_unseal",
+            "bitnami.com SealedSecrets (--bitnami) whose Secret was written (Unsealed) or refused, by reason; counted when the outcome changes",
+            bitnami_unseal.clone(),
         );
         let errors = Family::<ErrorLabel, Counter>::default();
         for error in RECONCILE_ERRORS {
@@ -250,6 +257,7 @@ impl Metrics {
         Metrics {
             registry,
             unseal,
+            bitnami_unseal,
             errors,
             duration,
             api_requests,
@@ -295,6 +303,15 @@ impl Metrics {
             })
             .inc();
     }
+    /// A bitnami SealedSecret's Secret written, or its refusal `reason`.
+    pub fn bitnami_unseal(&self, reason: &str) {
+        self.bitnami_unseal
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
     pub fn reconcile_error(&self, error: &str) {
         self.errors
             .get_or_create(&ErrorLabel {

@@ -287,10 +287,19 @@ pub fn after_conflict(sealed: &CachedSealed, write: Box<Write>, live: &OwnedSecr
 
 /// Writing `write` where `existing` is.
 fn write_over(mut write: Box<Write>, existing: &OwnedSecret) -> Plan {
+    write.kind = kind_over(existing, &write.digest, write.secret.type_.as_deref());
+    Plan::Write(write)
+}
+
+/// How a Secret of `digest` and `type_` is written where `existing` is:
+/// not at all when it is already right; replaced; or deleted and created
+/// when the existing one is immutable or of another type. Coffer's and
+/// bitnami's reconcilers decide alike.
+pub fn kind_over(existing: &OwnedSecret, digest: &[u8; 32], type_: Option<&str>) -> WriteKind {
     let meta = &existing.metadata;
-    write.kind = if existing.digest == write.digest {
+    if existing.digest == *digest {
         WriteKind::Unchanged
-    } else if existing.immutable || existing.type_.as_deref() != write.secret.type_.as_deref() {
+    } else if existing.immutable || existing.type_.as_deref() != type_ {
         WriteKind::Recreate {
             uid: meta.uid.clone(),
             resource_version: meta.resource_version.clone(),
@@ -299,8 +308,7 @@ fn write_over(mut write: Box<Write>, existing: &OwnedSecret) -> Plan {
         WriteKind::Replace {
             resource_version: meta.resource_version.clone(),
         }
-    };
-    Plan::Write(write)
+    }
 }
 
 /// Whether `secret` is controlled by `sealed`.
@@ -459,6 +467,7 @@ mod tests {
             adoptable: false,
             kept_for: None,
             merge: None,
+            bitnami_managed: false,
             digest,
         }
     }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::api_count::CountLayer;
 use crate::args::RunArgs;
+use crate::bitnami::BitnamiKeys;
 use crate::cache::{CachedSealed, OwnedSecret};
 use crate::events::Events;
 use crate::http::{ClientLimiter, HttpState, Opening};
@@ -128,9 +129,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "Secret types: refusing the denied, and those not allowed when an allow list is set"
     );
 
+    // --bitnami: the imported keys, on every replica (followers serve
+    // /v1/bitnami/convert too); their SealedSecrets, by the leader.
+    let bitnami_keys = if args.bitnami {
+        for ns in &args.namespaces {
+            crate::bitnami::probe(
+                &Api::namespaced(client.clone(), ns),
+                &format!("in namespace {ns}"),
+            )
+            .await?;
+        }
+        if args.namespaces.is_empty() {
+            crate::bitnami::probe(&Api::all(client.clone()), "in all namespaces").await?;
+        }
+        Some(BitnamiKeys::new())
+    } else {
+        None
+    };
+    let bitnami_watch = bitnami_keys.clone().map(|keys| {
+        tokio::spawn(crate::bitnami::watch_keys(
+            Api::namespaced(client.clone(), &args.key_namespace),
+            keys,
+        ))
+    });
+
     let ready = Arc::new(AtomicBool::new(false));
     let pool = UnsealPool::new(usize::from(args.unseal_threads));
-    let http_state = Arc::new(HttpState::new(
+    let http_state = HttpState::new(
         keys.clone(),
         metrics.clone(),
         ready.clone(),
@@ -141,7 +166,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             pool: pool.clone(),
         },
         args.http_limits(),
-    ));
+    );
+    let http_state = Arc::new(match &bitnami_keys {
+        Some(keys) => http_state.with_bitnami(keys.clone()),
+        None => http_state,
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -171,6 +200,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: &metrics,
         secret_types: &secret_types,
         pool: &pool,
+        bitnami: bitnami_keys.as_ref(),
     };
     let result = if args.leader_elect {
         lead_when_elected(&shared, stop_rx.clone()).await
@@ -179,6 +209,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     watch.abort();
     key_metrics.abort();
+    if let Some(w) = bitnami_watch {
+        w.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
     tracing::info!(
         api_requests = metrics.api_request_count(),
@@ -215,6 +248,7 @@ struct Shared<'a> {
     metrics: &'a Arc<Metrics>,
     secret_types: &'a Arc<SecretTypePolicy>,
     pool: &'a UnsealPool,
+    bitnami: Option<&'a Arc<BitnamiKeys>>,
 }
 
 async fn lead_when_elected(
@@ -292,6 +326,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         metrics,
         secret_types,
         pool,
+        bitnami,
     } = shared;
     let _leading = Leading::start(metrics);
     let manager = KeyManager {
@@ -444,6 +479,31 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
             }
         });
     }
+    // bitnami's SealedSecrets: their own reconciler (crate::bitnami).
+    let mut bitnami_runs = tokio::task::JoinSet::new();
+    if let Some(bitnami_keys) = bitnami {
+        let ctx = Arc::new(crate::bitnami::Context {
+            client: client.clone(),
+            keys: bitnami_keys.clone(),
+            events: Events::start(
+                client.clone(),
+                clients.background.clone(),
+                std::env::var("POD_NAME").unwrap_or_else(|_| "coffer-controller".into()),
+                metrics.clone(),
+            ),
+            secret_types: secret_types.clone(),
+            pool: pool.clone(),
+            resync: args.bitnami_resync,
+            metrics: metrics.clone(),
+        });
+        for scope in &scopes {
+            let api: Api<coffer_core::bitnami::SealedSecret> = match scope {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            bitnami_runs.spawn(crate::bitnami::run(api, ctx.clone(), on(stop.clone())));
+        }
+    }
     tracing::info!("controller started");
     let caught_up = tokio::spawn({
         let (queue, metrics) = (queue.clone(), metrics.clone());
@@ -476,6 +536,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     .await;
     workers.abort_all();
     watches.abort_all();
+    bitnami_runs.abort_all();
     timers.abort();
     first_read_ahead.abort();
     rekey.abort();

@@ -16,7 +16,8 @@ use std::fmt;
 pub const DEFAULT_TYPE: &str = "Opaque";
 
 /// Types refused unless `--secret-types-deny` says otherwise.
-pub const DEFAULT_DENY: &str = "kubernetes.io/service-account-token,coffer.dev/sealing-key";
+pub const DEFAULT_DENY: &str =
+    "kubernetes.io/service-account-token,coffer.dev/sealing-key,coffer.dev/bitnami-key";
 
 /// `--secret-types-allow` and `--secret-types-deny`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,6 +116,7 @@ mod tests {
         for t in [
             "kubernetes.io/service-account-token",
             "coffer.dev/sealing-key",
+            "coffer.dev/bitnami-key",
         ] {
             assert_eq!(
                 p.check(Some(t)),

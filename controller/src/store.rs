@@ -264,6 +264,7 @@ impl OwnedEntry {
                 .as_ref()
                 .and_then(|e| e.merge.clone())
                 .map(Box::new),
+            bitnami_managed: false,
             digest: self.digest,
         }
     }
@@ -774,6 +775,7 @@ mod tests {
                 merged: Box::new([Box::from("a")]),
                 digest: [3; 32],
             })),
+            bitnami_managed: false,
             digest: [4; 32],
         };
         let back = OwnedEntry::of(&secret).secret("ns", "db");

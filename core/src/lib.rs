@@ -6,6 +6,7 @@
 //! fetch, call these, and write.
 
 pub mod api;
+pub mod bitnami;
 pub mod manifest;
 pub mod template;
 pub mod transform;

@@ -9,3 +9,12 @@ fn committed_crd_matches_the_rust_types() {
         "crds/sealedsecret.yaml is stale: run `cargo run -p coffer-controller -- crd > crds/sealedsecret.yaml`"
     );
 }
+
+#[test]
+fn committed_bitnami_crd_matches_the_rust_types() {
+    let committed = include_str!("../../deploy/bitnami/crd.yaml");
+    assert!(
+        committed == coffer_core::bitnami::crd_yaml(),
+        "deploy/bitnami/crd.yaml is stale: run `cargo run -p coffer-controller -- crd --bitnami > deploy/bitnami/crd.yaml`"
+    );
+}

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use coffer_test_support::tools::{output, run, tool};
 use coffer_test_support::{
-    Server, kubectl_bin, namespaced_kustomization, root, suffix, target_dir,
+    Server, kubectl_bin, namespaced_kustomization, relative_path, root, suffix, target_dir,
 };
 use serde_json::{Value, json};
 
@@ -821,7 +821,66 @@ topologySpreadConstraints:
   - maxSkew: 1
     topologyKey: topology.kubernetes.io/zone
     whenUnsatisfiable: ScheduleAnyway
+bitnami:
+  enabled: true
+  resync: 5m
 "#;
+
+/// `bitnami.enabled` grants exactly what the kustomize component
+/// deploy/bitnami adds to the base, and passes the same flag.
+#[test]
+fn helm_bitnami_enabled_and_the_kustomize_component_agree() {
+    let cluster_rules = |objs: &[Value]| -> BTreeSet<String> {
+        rbac_rules(objs)
+            .into_iter()
+            .filter(|(id, _)| id.0 == "ClusterRole")
+            .flat_map(|(_, rules)| rules)
+            .collect()
+    };
+    let chart = objects(&helm_template(
+        NAMESPACE,
+        &["--set", "bitnami.enabled=true"],
+    ));
+    let dir = target_dir().join(format!("kustomize/bitnami-{}", suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = relative_path(&dir, &root().join("deploy"));
+    let component = relative_path(&dir, &root().join("deploy/bitnami"));
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "resources:\n  - {}\ncomponents:\n  - {}\n",
+            base.display(),
+            component.display()
+        ),
+    )
+    .unwrap();
+    let kustomized = objects(&kustomize_dir(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    let with = cluster_rules(&kustomized);
+    assert_eq!(cluster_rules(&chart), with);
+    let without = cluster_rules(&objects(&kustomize()));
+    let added: Vec<&String> = with.difference(&without).collect();
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added.iter().all(|r| r.contains("bitnami.com")), "{added:?}");
+    // The component's binding names the base's ServiceAccount where it is.
+    let binding = find(
+        &kustomized,
+        "ClusterRoleBinding",
+        "coffer-controller-bitnami",
+    );
+    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    for objs in [&chart, &kustomized] {
+        let args = controller_args(objs).as_array().unwrap();
+        assert!(args.iter().any(|a| a == "--bitnami"), "{args:?}");
+    }
+    assert!(
+        controller_args(&chart)
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--bitnami-resync=10m")
+    );
+}
 
 /// `helm lint --strict` on the chart, with `values` as a values file if
 /// given; its status and all it printed.

@@ -65,4 +65,12 @@ deploy/namespaced/watched/rbac.yaml (tests/support/tests/deploy.rs checks).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.bitnami.enabled }}
+- apiGroups: ["bitnami.com"]
+  resources: ["sealedsecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["bitnami.com"]
+  resources: ["sealedsecrets/status"]
+  verbs: ["patch"]
+{{- end }}
 {{- end -}}

@@ -1,0 +1,569 @@
+//! Moving a cluster from bitnami sealed-secrets to Coffer, end to end, with
+//! bitnami's real controller and kubeseal built from their Go module
+//! (tests/bitnami/build, v0.40.0): bitnami makes its key, kubeseal seals
+//! Secrets in all three scopes, bitnami's controller unseals them and is
+//! stopped; Coffer imports the keys and unseals the same SealedSecrets
+//! into identical Secrets; `coffer convert` rewrites the files (through
+//! the controller, and offline from bitnami's key backup); applied, they
+//! leave the Secrets unchanged; moved values are refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use coffer_test_support::{
+    Cluster, Server, WAIT, eventually, free_port, namespace, root, suffix, target_dir,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+
+fn controller_bin() -> PathBuf {
+    let bin = target_dir().join("debug/coffer-controller");
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "coffer-controller"])
+        .current_dir(root())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "building coffer-controller");
+    bin
+}
+
+/// bitnami's binaries and CRD, built once and cached by tests/bitnami/build.
+struct Bitnami {
+    bin: PathBuf,
+    crd: PathBuf,
+}
+
+fn bitnami() -> Bitnami {
+    let out = Command::new(root().join("tests/bitnami/build"))
+        .output()
+        .expect("run tests/bitnami/build");
+    assert!(
+        out.status.success(),
+        "tests/bitnami/build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        PathBuf::from(
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("tests/bitnami/build printed no {name}")),
+        )
+    };
+    Bitnami {
+        bin: field("bin"),
+        crd: field("crd"),
+    }
+}
+
+/// bitnami's controller, killed on drop. It only supports the in-cluster
+/// configuration, so it gets a token, the CA and `KUBERNETES_SERVICE_*`
+/// through a private mount namespace (as tests/bench/compare runs it).
+struct BitnamiController {
+    child: Child,
+    log: PathBuf,
+}
+
+impl BitnamiController {
+    async fn start(server: &Server, bin: &Path, home: &str, watched: &[String]) -> Self {
+        let admin = server.admin().await;
+        let sa = "sealed-secrets-controller";
+        let token = coffer_test_support::token(&admin, home, sa).await.unwrap();
+        // bitnami's controller needs Secrets cluster-wide and its own CRD;
+        // cluster-admin keeps this test about the migration, not its RBAC.
+        server.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {home}-bitnami\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\nsubjects:\n  - kind: ServiceAccount\n    name: {sa}\n    namespace: {home}\n"
+            ),
+        );
+        let dir = target_dir().join(format!("e2e/bitnami-sa-{home}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), token).unwrap();
+        std::fs::copy(server.dir.join("pki/ca.crt"), dir.join("ca.crt")).unwrap();
+        std::fs::write(dir.join("namespace"), home).unwrap();
+        let url = std::fs::read_to_string(server.dir.join("ready")).unwrap();
+        let hostport = url.trim().trim_start_matches("https://").to_string();
+        let (host, port) = hostport.rsplit_once(':').unwrap();
+        let log = target_dir().join(format!("e2e/bitnami-controller-{home}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs -o size=1m tmpfs /run && \
+                 mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
+                 mount --bind \"$SA_DIR\" /run/secrets/kubernetes.io/serviceaccount && \
+                 exec \"$0\" \"$@\"",
+            )
+            .arg(bin.join("controller"))
+            .args([
+                "--all-namespaces=false",
+                &format!("--additional-namespaces={}", watched.join(",")),
+                &format!("--listen-addr=127.0.0.1:{}", free_port()),
+                &format!("--listen-metrics-addr=127.0.0.1:{}", free_port()),
+            ])
+            .env("SA_DIR", &dir)
+            .env("KUBERNETES_SERVICE_HOST", host)
+            .env("KUBERNETES_SERVICE_PORT", port)
+            .env("POD_NAMESPACE", home)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start bitnami's controller (needs unshare and root)");
+        BitnamiController { child, log }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BitnamiController {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({:?}): {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// What of a Secret the migration must keep: type, labels, annotations,
+/// data, and the owner.
+#[derive(Debug, PartialEq)]
+struct Kept {
+    type_: Option<String>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    data: BTreeMap<String, Vec<u8>>,
+}
+
+fn kept(s: &Secret) -> Kept {
+    Kept {
+        type_: s.type_.clone(),
+        labels: s.metadata.labels.clone().unwrap_or_default(),
+        annotations: s.metadata.annotations.clone().unwrap_or_default(),
+        data: coffer_test_support::secret_data(s),
+    }
+}
+
+fn controller_of(s: &Secret) -> Option<(String, String)> {
+    s.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| (o.api_version.clone(), o.uid.clone()))
+}
+
+/// The bitnami SealedSecret's `Synced` condition: (status, reason, message).
+async fn synced(admin: &kube::Client, ns: &str, name: &str) -> Option<(String, String, String)> {
+    let api: Api<coffer_core::bitnami::SealedSecret> = Api::namespaced(admin.clone(), ns);
+    let s = api.get(name).await.ok()?;
+    let c = s
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Synced")?;
+    Some((
+        c.status,
+        c.reason.unwrap_or_default(),
+        c.message.unwrap_or_default(),
+    ))
+}
+
+#[tokio::test]
+async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
+    let b = bitnami();
+    let server = Server::shared().clone();
+    server.install_deploy();
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        b.crd.to_str().unwrap(),
+    ]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/sealedsecrets.bitnami.com",
+        "--timeout=60s",
+    ]);
+    // deploy/bitnami's rules, bound to the tests' controller ServiceAccount.
+    let rbac = std::fs::read_to_string(root().join("deploy/bitnami/rbac.yaml")).unwrap();
+    server.kubectl_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &format!("{rbac}    namespace: coffer-system\n"),
+    );
+
+    // Two watched namespaces; Coffer's controller runs without --bitnami
+    // beside bitnami's for now.
+    let mut c = Cluster::start_on(server.clone(), &controller_bin(), "bitnami", &[], 2).await;
+    let (ns, other) = (c.watched[0].clone(), c.watched[1].clone());
+    let admin = c.admin.clone();
+    let home = namespace(&admin, "bitnami-home").await;
+    let mut ss = BitnamiController::start(&server, &b.bin, &home, &c.watched).await;
+
+    // bitnami generates its key.
+    let bitnami_secrets: Api<Secret> = Api::namespaced(admin.clone(), &home);
+    let key = eventually(WAIT, "bitnami's controller to generate its key", || async {
+        let list = bitnami_secrets
+            .list(&ListParams::default().labels(coffer_core::bitnami::KEY_LABEL))
+            .await
+            .ok()?;
+        list.items.into_iter().next()
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let cert = work.path().join("cert.pem");
+    std::fs::write(&cert, &key.data.as_ref().unwrap()["tls.crt"].0).unwrap();
+
+    // kubeseal seals Secrets in all three scopes, into a repository with
+    // comments and other documents.
+    let tag = suffix();
+    let plain = |what: &str| format!("{what}-{tag}-migration-plaintext");
+    let kubeseal = |scope: &str, manifest: &str| {
+        ok(&run(
+            Command::new(b.bin.join("kubeseal"))
+                .arg("--kubeconfig")
+                .arg(server.kubeconfig())
+                .arg("--cert")
+                .arg(&cert)
+                .args(["--scope", scope, "-o", "yaml"]),
+            Some(manifest),
+        ))
+    };
+    let strict = kubeseal(
+        "strict",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: {ns}\n  labels: {{app: shop}}\n  annotations: {{team: payments}}\ntype: kubernetes.io/basic-auth\nstringData:\n  username: admin\n  password: {}\n",
+            plain("db")
+        ),
+    );
+    let namespace_wide = kubeseal(
+        "namespace-wide",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: shared\n  namespace: {ns}\nstringData:\n  token: {}\n",
+            plain("shared")
+        ),
+    );
+    let cluster_wide = kubeseal(
+        "cluster-wide",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: global\n  namespace: {ns}\nstringData:\n  api-key: {}\n",
+            plain("global")
+        ),
+    );
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(repo.join("apps")).unwrap();
+    let db_file = format!("# the shop's database login\n{strict}");
+    let configmap = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  mode: live # keep this comment\n"
+    );
+    let more_file = format!(
+        "# shared things\n{configmap}---\n# namespace-wide\n{}---\n# cluster-wide\n{}",
+        namespace_wide.trim_start_matches("---\n"),
+        cluster_wide.trim_start_matches("---\n")
+    );
+    std::fs::write(repo.join("db.yaml"), &db_file).unwrap();
+    std::fs::write(repo.join("apps/more.yaml"), &more_file).unwrap();
+    let original = work.path().join("original");
+    std::fs::create_dir_all(&original).unwrap();
+    std::fs::write(original.join("db.yaml"), &db_file).unwrap();
+    std::fs::write(original.join("more.yaml"), &more_file).unwrap();
+    server.kubectl_ok(&["apply", "-R", "-f", repo.to_str().unwrap()]);
+
+    // bitnami's controller unseals them.
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+    let names = ["db", "shared", "global"];
+    let mut by_bitnami = BTreeMap::new();
+    for name in names {
+        let s = eventually(WAIT, &format!("bitnami to unseal {name}"), || async {
+            secrets.get_opt(name).await.ok()?
+        })
+        .await;
+        by_bitnami.insert(name, (kept(&s), controller_of(&s)));
+    }
+    assert_eq!(
+        by_bitnami["db"].0.data["password"],
+        plain("db").into_bytes(),
+        "bitnami unsealed the strict value"
+    );
+    assert_eq!(
+        by_bitnami["db"].0.type_.as_deref(),
+        Some("kubernetes.io/basic-auth")
+    );
+    assert_eq!(
+        by_bitnami["global"].0.data["api-key"],
+        plain("global").into_bytes()
+    );
+    let bitnami_log = std::fs::read_to_string(&ss.log).unwrap_or_default();
+    ss.stop();
+
+    // Coffer imports the keys, and replaces bitnami's controller.
+    let coffer = |dir: &Path, args: &[&str], url: &str| {
+        run(
+            Command::new(env!("CARGO_BIN_EXE_coffer"))
+                .current_dir(dir)
+                .arg("--kubeconfig")
+                .arg(server.kubeconfig())
+                .args(["--controller-namespace", &c.key_ns])
+                .args(["--controller-url", url])
+                .args(args),
+            None,
+        )
+    };
+    let url = format!("http://{}", c.ctrl.http);
+    let imported = ok(&coffer(
+        work.path(),
+        &["keys", "import-bitnami", "--from-namespace", &home],
+        &url,
+    ));
+    assert!(imported.contains("imported as"), "{imported}");
+    // Importing again changes nothing.
+    let again = ok(&coffer(
+        work.path(),
+        &["keys", "import-bitnami", "--from-namespace", &home],
+        &url,
+    ));
+    assert!(again.contains("already imported"), "{again}");
+    c.ctrl.stop();
+    let ctrl = c
+        .controller(
+            "bitnami-coffer",
+            &c.watched,
+            &["--bitnami", "--bitnami-resync", "3s"],
+        )
+        .await;
+    let url = format!("http://{}", ctrl.http);
+
+    // Coffer unseals the same SealedSecrets: bitnami's Secrets, deleted,
+    // come back identical, with bitnami's owner reference.
+    for name in names {
+        secrets.delete(name, &Default::default()).await.unwrap();
+    }
+    for name in names {
+        let s = eventually(
+            WAIT,
+            &format!("Coffer to unseal bitnami's {name}"),
+            || async {
+                let s = secrets.get_opt(name).await.ok()??;
+                s.metadata.deletion_timestamp.is_none().then_some(s)
+            },
+        )
+        .await;
+        assert_eq!(
+            (kept(&s), controller_of(&s)),
+            by_bitnami[name],
+            "{name}: the Secret Coffer made is the one bitnami made"
+        );
+        let condition = eventually(WAIT, "Synced=True", || async {
+            synced(&admin, &ns, name).await.filter(|c| c.0 == "True")
+        })
+        .await;
+        assert_eq!(condition.0, "True");
+    }
+
+    // A bitnami value copied to another namespace is refused, and says so.
+    let moved = strict.replace(&format!("namespace: {ns}"), &format!("namespace: {other}"));
+    server.kubectl_stdin(&["apply", "-f", "-"], &moved);
+    let refused = eventually(WAIT, "the moved bitnami value to be refused", || async {
+        synced(&admin, &other, "db")
+            .await
+            .filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(refused.1, "NoMatchingKey", "{refused:?}");
+    assert!(refused.2.contains("item \"password\""), "{refused:?}");
+    let others: Api<Secret> = Api::namespaced(admin.clone(), &other);
+    assert!(others.get_opt("db").await.unwrap().is_none());
+    // Each Secret written once, the refusal counted once.
+    let (_, metrics) = coffer_test_support::http_get(ctrl.http, "/metrics")
+        .await
+        .unwrap();
+    for line in [
+        "coffer_bitnami_unseal_total{reason=\"Unsealed\"} 3",
+        "coffer_bitnami_unseal_total{reason=\"NoMatchingKey\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
+
+    // coffer convert rewrites the files through the controller, keeping
+    // comments and the other document byte for byte.
+    let dry = ok(&coffer(&repo, &["convert", "--dry-run", "."], &url));
+    assert!(
+        dry.contains("would convert 3 bitnami SealedSecret(s) in 2 of 2 file(s)"),
+        "{dry}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("db.yaml")).unwrap(),
+        db_file
+    );
+    let converted = ok(&coffer(&repo, &["convert", "."], &url));
+    assert!(
+        converted.contains("converted 3 bitnami SealedSecret(s) in 2 of 2 file(s)"),
+        "{converted}"
+    );
+    let db_now = std::fs::read_to_string(repo.join("db.yaml")).unwrap();
+    let more_now = std::fs::read_to_string(repo.join("apps/more.yaml")).unwrap();
+    assert!(
+        db_now.starts_with("# the shop's database login\n"),
+        "{db_now}"
+    );
+    assert!(
+        more_now.starts_with(&format!(
+            "# shared things\n{configmap}---\n# namespace-wide\n"
+        )),
+        "{more_now}"
+    );
+    assert!(more_now.contains("---\n# cluster-wide\n"));
+    for text in [&db_now, &more_now] {
+        assert!(!text.contains("bitnami.com/v1alpha1"), "{text}");
+        assert!(text.contains("apiVersion: coffer.dev/v1alpha1"), "{text}");
+        for name in names {
+            assert!(!text.contains(&plain(name)));
+        }
+    }
+
+    // Applied, the Coffer SealedSecrets take their Secrets over; nothing
+    // in them changes but the owner and Coffer's own label.
+    server.kubectl_ok(&["apply", "-R", "-f", repo.to_str().unwrap()]);
+    for name in names {
+        c.wait_reason(&ns, name, "Unsealed").await;
+        let s = secrets.get(name).await.unwrap();
+        let mut now = kept(&s);
+        assert_eq!(
+            now.labels.remove(coffer_core::api::OWNED_LABEL).as_deref(),
+            Some(name)
+        );
+        assert_eq!(now, by_bitnami[name].0, "{name}: unchanged by the move");
+        let owner = controller_of(&s).unwrap();
+        assert_eq!(owner.0, "coffer.dev/v1alpha1");
+    }
+
+    // A converted strict value moved to another namespace is refused; the
+    // cluster-wide one opens there, as its scope allows.
+    let converted_db = coffer_core::api::read_sealed_secret(
+        serde_saphyr::from_str::<serde_json::Value>(&db_now).unwrap(),
+    )
+    .unwrap()
+    .unwrap();
+    let mut copy = converted_db.clone();
+    copy.metadata.namespace = Some(other.clone());
+    copy.metadata.name = Some("db-copy".into());
+    let sealed: Api<coffer_core::SealedSecret> = Api::namespaced(admin.clone(), &other);
+    sealed.create(&Default::default(), &copy).await.unwrap();
+    let s = c.wait_reason(&other, "db-copy", "ScopeMismatch").await;
+    let msg = &s.ready_condition().unwrap().message;
+    assert!(msg.contains(&format!("sealed for {ns}/db")), "{msg}");
+    assert!(others.get_opt("db-copy").await.unwrap().is_none());
+
+    // Offline, from bitnami's key backup, for disaster recovery: the same
+    // conversion without the controller opening anything.
+    let backup = server.kubectl_ok(&[
+        "get",
+        "secret",
+        "-n",
+        &home,
+        "-l",
+        coffer_core::bitnami::KEY_LABEL,
+        "-o",
+        "yaml",
+    ]);
+    std::fs::write(work.path().join("main.key"), &backup).unwrap();
+    ok(&coffer(
+        work.path(),
+        &["recipients", "-w", "prod.txt"],
+        &url,
+    ));
+    let offline = ok(&coffer(
+        &original,
+        &[
+            "convert",
+            "--bitnami-keys",
+            work.path().join("main.key").to_str().unwrap(),
+            "-r",
+            work.path().join("prod.txt").to_str().unwrap(),
+            ".",
+        ],
+        &url,
+    ));
+    assert!(
+        offline.contains("converted 3 bitnami SealedSecret(s) in 2 of 2 file(s)"),
+        "{offline}"
+    );
+    let verified = ok(&coffer(
+        &original,
+        &["verify", "db.yaml", "more.yaml"],
+        &url,
+    ));
+    assert_eq!(verified.matches("opens").count(), 3, "{verified}");
+    // A wrong key does not open them: the file is left as it was.
+    let stranger = coffer_core::bitnami::BitnamiKey::generate(4096);
+    std::fs::write(work.path().join("other.pem"), &*stranger.to_pem()).unwrap();
+    let wrong = work.path().join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    std::fs::write(wrong.join("db.yaml"), &db_file).unwrap();
+    let o = coffer(
+        &wrong,
+        &[
+            "convert",
+            "--bitnami-keys",
+            work.path().join("other.pem").to_str().unwrap(),
+            "-r",
+            work.path().join("prod.txt").to_str().unwrap(),
+            ".",
+        ],
+        &url,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NoMatchingKey"));
+    assert_eq!(
+        std::fs::read_to_string(wrong.join("db.yaml")).unwrap(),
+        db_file
+    );
+
+    // No plaintext in any log.
+    let values: Vec<String> = names.iter().map(|n| plain(n)).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    ctrl.assert_log_free_of(&values);
+    c.ctrl.assert_log_free_of(&values);
+    for v in &values {
+        assert!(!bitnami_log.is_empty() && !bitnami_log.contains(v));
+    }
+}

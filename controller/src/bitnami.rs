@@ -1,0 +1,455 @@
+//! bitnami's `bitnami.com/v1alpha1` SealedSecrets, behind `--bitnami`: the
+//! imported RSA keys (Secrets of type `coffer.dev/bitnami-key` in the key
+//! namespace, written by `coffer keys import-bitnami`) and a reconciler
+//! that unseals bitnami's SealedSecrets into Secrets as bitnami's
+//! controller does (same scopes and annotations, same owner reference, the
+//! template's metadata and type, `Synced` condition), so a cluster can
+//! replace bitnami's controller without changing git.
+//!
+//! It is deliberately separate from Coffer's reconciler: bitnami values
+//! carry no key id (every imported key may cost one RSA operation) and
+//! bitnami's Secrets carry no Coffer label, so they are not watched;
+//! drift is undone on the resync (`--bitnami-resync`), as bitnami's own
+//! controller does without `--watch-for-secrets`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use coffer_core::bitnami::{self, BitnamiKey, SealedSecret};
+use coffer_core::wipe;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::cache::{OwnedSecret, secret_digest};
+use crate::events::{EventType, Events};
+use crate::gateway;
+use crate::plan::{WriteKind, kind_over};
+use crate::pool::UnsealPool;
+use crate::secret_types::{SecretTypePolicy, TypeRefused};
+
+/// The imported bitnami keys, shared by the reconciler and the HTTP API.
+pub struct BitnamiKeys {
+    keys: RwLock<Arc<Vec<BitnamiKey>>>,
+    synced: watch::Sender<bool>,
+}
+
+impl BitnamiKeys {
+    pub fn new() -> Arc<Self> {
+        Arc::new(BitnamiKeys {
+            keys: RwLock::new(Arc::new(Vec::new())),
+            synced: watch::channel(false).0,
+        })
+    }
+
+    /// The keys now.
+    pub fn current(&self) -> Arc<Vec<BitnamiKey>> {
+        self.keys.read().expect("bitnami keys lock").clone()
+    }
+
+    /// Whether the first list of key Secrets is in.
+    pub fn synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    fn publish(&self, keys: Vec<BitnamiKey>) {
+        *self.keys.write().expect("bitnami keys lock") = Arc::new(keys);
+        self.synced.send_replace(true);
+    }
+}
+
+/// Watches the imported key Secrets of the key namespace and keeps `keys`
+/// current (added and removed keys are picked up without a restart).
+pub async fn watch_keys(api: Api<Secret>, keys: Arc<BitnamiKeys>) -> anyhow::Result<()> {
+    let cfg = crate::watch::watch_config().labels(bitnami::KEY_ID_LABEL);
+    let mut stream = watcher(api, cfg)
+        .backoff(crate::watch::ShortBackoff::default())
+        .boxed();
+    let mut current: BTreeMap<String, BitnamiKey> = BTreeMap::new();
+    let mut init: BTreeMap<String, BitnamiKey> = BTreeMap::new();
+    let apply = |map: &mut BTreeMap<String, BitnamiKey>, mut s: Secret| {
+        let name = s.name_any();
+        let read = if s.type_.as_deref() == Some(bitnami::KEY_SECRET_TYPE) {
+            bitnami::key_from_secret(&s).map_err(|e| e.to_string())
+        } else {
+            Err(format!("not of type {}", bitnami::KEY_SECRET_TYPE))
+        };
+        match read {
+            Ok(Some(k)) => {
+                map.insert(name, k);
+            }
+            Ok(None) => {
+                map.remove(&name);
+                tracing::warn!(secret = %name, "ignoring bitnami key Secret: no data.tls.key");
+            }
+            Err(why) => {
+                map.remove(&name);
+                tracing::warn!(secret = %name, "ignoring bitnami key Secret: {why}");
+            }
+        }
+        wipe::secret(&mut s);
+    };
+    let snapshot = |m: &BTreeMap<String, BitnamiKey>| m.values().cloned().collect::<Vec<_>>();
+    while let Some(event) = stream.try_next().await? {
+        match event {
+            watcher::Event::Init => init.clear(),
+            watcher::Event::InitApply(s) => apply(&mut init, s),
+            watcher::Event::InitDone => {
+                current = std::mem::take(&mut init);
+                tracing::info!(keys = current.len(), "imported bitnami keys loaded");
+                keys.publish(snapshot(&current));
+            }
+            watcher::Event::Apply(s) => {
+                apply(&mut current, s);
+                keys.publish(snapshot(&current));
+            }
+            watcher::Event::Delete(mut s) => {
+                current.remove(&s.name_any());
+                wipe::secret(&mut s);
+                keys.publish(snapshot(&current));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the bitnami reconciler needs.
+pub struct Context {
+    pub client: Client,
+    pub keys: Arc<BitnamiKeys>,
+    pub events: Events,
+    pub secret_types: Arc<SecretTypePolicy>,
+    pub pool: UnsealPool,
+    pub resync: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// An API failure; retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(#[from] kube::Error);
+
+/// The outcome of one reconcile, as the `Synced` condition says it.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Synced {
+        wrote: bool,
+    },
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Runs the bitnami reconciler over `api` until `shutdown` resolves.
+pub async fn run(
+    api: Api<SealedSecret>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    // Reconcile once the keys are in: an empty key ring would report every
+    // object as not opening.
+    let mut synced = ctx.keys.synced.subscribe();
+    let _ = synced.wait_for(|s| *s).await;
+    tracing::info!("reconciling bitnami.com SealedSecrets");
+    Controller::new(api, crate::watch::watch_config())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(_obj: Arc<SealedSecret>, e: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %e, "bitnami SealedSecret: API error; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if obj.metadata.deletion_timestamp.is_some() {
+        // The Secret goes with it, by its owner reference.
+        return Ok(Action::await_change());
+    }
+    let outcome = unseal_and_write(&obj, &ctx).await?;
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    match &outcome {
+        Outcome::Synced { wrote: true } => {
+            ctx.metrics.bitnami_unseal("Unsealed");
+            tracing::info!(namespace = %ns, name = %name, "bitnami SealedSecret unsealed");
+            ctx.events
+                .publish_about(
+                    obj.object_ref(&()),
+                    EventType::Normal,
+                    "Unsealed",
+                    "SealedSecret unsealed successfully".into(),
+                )
+                .await;
+        }
+        Outcome::Synced { wrote: false } => {}
+        Outcome::Failed { reason, message } => {
+            tracing::warn!(namespace = %ns, name = %name, reason, "bitnami SealedSecret not unsealed: {message}");
+        }
+    }
+    write_status(&obj, &outcome, &ctx).await?;
+    if ctx.resync.is_zero() {
+        return Ok(Action::await_change());
+    }
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Unseals `obj` and creates or updates its Secret. Refusals are outcomes,
+/// API errors are errors.
+async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let type_ = obj.spec.template.as_ref().and_then(|t| t.type_.as_deref());
+    // The type first: a refused type costs no decryption.
+    if let Err(refused) = ctx.secret_types.check(type_) {
+        return Ok(Outcome::Failed {
+            reason: TypeRefused::REASON,
+            message: refused.to_string(),
+        });
+    }
+    let keys = ctx.keys.current();
+    let sealed = obj.clone();
+    let opened = ctx.pool.run(move || sealed.unseal(&keys)).await;
+    let desired = match opened {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(Outcome::Failed {
+                reason: e.reason(),
+                message: format!("Secret {ns}/{name} not written: {e}"),
+            });
+        }
+    };
+    let mut secret = desired.to_secret(None);
+    drop(desired);
+    secret.metadata.owner_references = obj.owner_ref().map(|o| vec![o]);
+    let outcome = write_secret(&ctx.client, obj, &ns, &name, &mut secret).await;
+    wipe::secret(&mut secret);
+    outcome
+}
+
+/// The decision, pure: how the Secret of bitnami's SealedSecret `uid`
+/// (with `digest` and `type_`) is written where `existing` is, or `None`
+/// when the existing Secret is not its to write (neither controlled by it
+/// nor annotated `sealedsecrets.bitnami.com/managed`), as bitnami decides.
+fn decide(
+    existing: Option<&OwnedSecret>,
+    uid: Option<&str>,
+    digest: &[u8; 32],
+    type_: Option<&str>,
+) -> Option<WriteKind> {
+    let Some(existing) = existing else {
+        return Some(WriteKind::Create);
+    };
+    let ours = existing.controller_uid.is_some() && existing.controller_uid.as_deref() == uid;
+    (ours || existing.bitnami_managed).then(|| kind_over(existing, digest, type_))
+}
+
+async fn write_secret(
+    client: &Client,
+    obj: &SealedSecret,
+    ns: &str,
+    name: &str,
+    secret: &mut Secret,
+) -> Result<Outcome, Error> {
+    let digest = secret_digest(secret);
+    let existing = gateway::get_secret(client, ns, name).await?;
+    let kind = decide(
+        existing.as_ref(),
+        obj.metadata.uid.as_deref(),
+        &digest,
+        secret.type_.as_deref(),
+    );
+    match kind {
+        // bitnami's own words, so alerts written for it keep matching.
+        None => {
+            return Ok(Outcome::Failed {
+                reason: "SecretNotOwned",
+                message: format!(
+                    "Resource \"{name}\" already exists and is not managed by SealedSecret"
+                ),
+            });
+        }
+        Some(WriteKind::Unchanged) => return Ok(Outcome::Synced { wrote: false }),
+        Some(WriteKind::Create) => {
+            gateway::create_secret(client, ns, secret).await?;
+        }
+        Some(WriteKind::Recreate {
+            uid,
+            resource_version,
+        }) => {
+            gateway::delete_secret(client, ns, name, uid, resource_version).await?;
+            gateway::create_secret(client, ns, secret).await?;
+        }
+        Some(WriteKind::Replace { resource_version }) => {
+            secret.metadata.resource_version = resource_version;
+            gateway::replace_secret(client, ns, name, secret).await?;
+        }
+        // Merging is a Coffer SealedSecret's choice (`spec.merge`); bitnami
+        // has no such field and `kind_over` never chooses it.
+        Some(WriteKind::Merge { .. }) => {
+            return Ok(Outcome::Failed {
+                reason: "Unsupported",
+                message: "merging into an existing Secret is not a bitnami feature".into(),
+            });
+        }
+    }
+    Ok(Outcome::Synced { wrote: true })
+}
+
+/// The `Synced` condition and `observedGeneration`, as bitnami's
+/// controller writes them; not written again when nothing changed.
+async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+    let (status, reason, message) = match outcome {
+        Outcome::Synced { .. } => ("True", None, None),
+        Outcome::Failed { reason, message } => ("False", Some(*reason), Some(message.clone())),
+    };
+    let generation = obj.metadata.generation;
+    let old = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"));
+    let same = old.is_some_and(|c| {
+        c.status == status && c.reason.as_deref() == reason && c.message == message
+    }) && obj.status.as_ref().and_then(|s| s.observed_generation) == generation;
+    if same {
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let transition = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Some(now.clone()),
+    };
+    let condition = bitnami::BitnamiCondition {
+        type_: "Synced".into(),
+        status: status.into(),
+        last_update_time: Some(now),
+        last_transition_time: transition,
+        reason: reason.map(str::to_string),
+        message: message.clone(),
+    };
+    let patch = serde_json::json!({
+        "status": {"observedGeneration": generation, "conditions": [condition]}
+    });
+    let ns = obj.namespace().unwrap_or_default();
+    gateway::patch_status::<SealedSecret>(&ctx.client, &ns, &obj.name_any(), &patch).await?;
+    if let Outcome::Failed { reason, message } = outcome
+        && old.is_none_or(|c| c.message.as_ref() != Some(message))
+    {
+        ctx.metrics.bitnami_unseal(reason);
+        let event = if *reason == "SecretNotOwned" {
+            "ErrUpdateFailed"
+        } else {
+            "ErrUnsealFailed"
+        };
+        ctx.events
+            .publish_about(
+                obj.object_ref(&()),
+                EventType::Warning,
+                event,
+                message.clone(),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+/// Lists one bitnami SealedSecret, to fail at start with a clear message
+/// when their CRD is missing or RBAC does not allow reading them.
+pub async fn probe(api: &Api<SealedSecret>, place: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .with_context(|| {
+            format!(
+                "--bitnami: cannot list bitnami.com SealedSecrets {place}: is their CRD installed (deploy/bitnami/) and does RBAC allow it?"
+            )
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn existing(
+        controller: Option<&str>,
+        managed: bool,
+        digest: u8,
+        immutable: bool,
+    ) -> OwnedSecret {
+        OwnedSecret {
+            metadata: ObjectMeta {
+                uid: Some("secret-uid".into()),
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
+            controller_uid: controller.map(Into::into),
+            type_: Some("Opaque".into()),
+            immutable,
+            adoptable: false,
+            bitnami_managed: managed,
+            kept_for: None,
+            merge: None,
+            digest: [digest; 32],
+        }
+    }
+
+    /// As bitnami's controller: its own Secret is written over, one
+    /// annotated `managed` is adopted, anyone else's is refused; the write
+    /// itself is Coffer's (unchanged, replaced, or re-created).
+    #[test]
+    fn bitnami_secrets_are_written_as_bitnami_decides() {
+        let uid = Some("ss-uid");
+        let d = [1u8; 32];
+        let opaque = Some("Opaque");
+        assert_eq!(decide(None, uid, &d, opaque), Some(WriteKind::Create));
+        let mine = existing(uid, false, 1, false);
+        assert_eq!(
+            decide(Some(&mine), uid, &d, opaque),
+            Some(WriteKind::Unchanged)
+        );
+        let stale = existing(uid, false, 2, false);
+        assert_eq!(
+            decide(Some(&stale), uid, &d, opaque),
+            Some(WriteKind::Replace {
+                resource_version: Some("7".into())
+            })
+        );
+        assert!(matches!(
+            decide(Some(&stale), uid, &d, Some("kubernetes.io/tls")),
+            Some(WriteKind::Recreate { .. })
+        ));
+        assert!(matches!(
+            decide(Some(&existing(uid, false, 2, true)), uid, &d, opaque),
+            Some(WriteKind::Recreate { .. })
+        ));
+        // Someone else's, or nobody's: refused, unless annotated managed.
+        for controller in [Some("other-uid"), None] {
+            assert_eq!(
+                decide(
+                    Some(&existing(controller, false, 2, false)),
+                    uid,
+                    &d,
+                    opaque
+                ),
+                None
+            );
+            assert!(matches!(
+                decide(Some(&existing(controller, true, 2, false)), uid, &d, opaque),
+                Some(WriteKind::Replace { .. })
+            ));
+        }
+        // An object without a uid owns nothing.
+        assert_eq!(
+            decide(Some(&existing(None, false, 1, false)), None, &d, opaque),
+            None
+        );
+    }
+}
