@@ -614,16 +614,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// Ready, and at the generation it has now.
+fn is_ready(s: &SealedSecret) -> bool {
+    s.ready_condition().is_some_and(|c| c.status == "True")
+        && s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
+}
+
 fn apply_event(
     ready: &mut HashMap<String, bool>,
     init: &mut HashMap<String, bool>,
     ev: watcher::Event<SealedSecret>,
 ) {
     let key = |s: &SealedSecret| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
-    let is_ready = |s: &SealedSecret| {
-        s.ready_condition().is_some_and(|c| c.status == "True")
-            && s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
-    };
     match ev {
         watcher::Event::Init => init.clear(),
         watcher::Event::InitApply(s) => {
@@ -917,9 +919,14 @@ async fn churn(
             Ok(Some(Ok(ev))) => {
                 if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = &ev {
                     let key = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
-                    if generations
-                        .get(&key)
-                        .is_some_and(|g| o.metadata.generation >= Some(*g))
+                    // Seen Ready at (at least) the updated generation. The
+                    // generation alone is not enough: while a relist runs,
+                    // `ready` is the map from before it, where an updated
+                    // object may still read as Ready at its old generation.
+                    if is_ready(o)
+                        && generations
+                            .get(&key)
+                            .is_some_and(|g| o.metadata.generation >= Some(*g))
                     {
                         generations.remove(&key);
                     }
