@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
+use coffer_core::SealedSecret;
 use coffer_core::bitnami::{self, BitnamiKey};
-use coffer_core::{SealedSecret, api::read_sealed_secret};
 use coffer_format::PublicKey;
 
 use crate::cluster::{Target, parse_recipients};
@@ -98,16 +98,7 @@ impl Converter {
                         )));
                     }
                 }
-                serde_json::from_str(&text)
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| match read_sealed_secret(v) {
-                        Ok(Some(s)) => Ok(s),
-                        Ok(None) => Err("not a SealedSecret".to_string()),
-                        Err(e) => Err(e.to_string()),
-                    })
-                    .map_err(|e| {
-                        Failure::cluster(format!("{label}: bad reply from the controller: {e}"))
-                    })
+                crate::rotate::sealed_reply(label, &text)
             }
         }
     }

@@ -178,16 +178,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 return Err(Failure::cluster(format!("{label}: the controller refused to re-encrypt (HTTP {code}): {}", text.trim()))
                     .hint("nothing was written for this file; after fixing it, run `coffer rotate --no-new-key` to finish without another key"));
             }
-            let reply = serde_json::from_str(&text)
-                .map_err(|e| e.to_string())
-                .and_then(|v| match read_sealed_secret(v) {
-                    Ok(Some(s)) => Ok(s),
-                    Ok(None) => Err("not a SealedSecret".to_string()),
-                    Err(e) => Err(e.to_string()),
-                })
-                .map_err(|e| {
-                    Failure::cluster(format!("{label}: bad reply from the controller: {e}"))
-                })?;
+            let reply = sealed_reply(&label, &text)?;
             let mut updated = sealed.clone();
             for k in &stale {
                 if let Some(v) = reply.spec.encrypted_data.get(*k) {
@@ -263,6 +254,19 @@ fn count_ids(s: &SealedSecret, into: &mut BTreeMap<coffer_format::KeyId, usize>)
             }
         }
     }
+}
+
+/// The SealedSecret a controller endpoint answered with (`/v1/reencrypt`,
+/// `/v1/bitnami/convert`), or one error naming the file.
+pub(crate) fn sealed_reply(label: &str, text: &str) -> Result<SealedSecret> {
+    serde_json::from_str(text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| match read_sealed_secret(v) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err("not a SealedSecret".to_string()),
+            Err(e) => Err(e.to_string()),
+        })
+        .map_err(|e| Failure::cluster(format!("{label}: bad reply from the controller: {e}")))
 }
 
 #[cfg(test)]

@@ -707,16 +707,26 @@ fn parse_sealed(value: serde_json::Value) -> Result<SealedSecret, Reject> {
             return Err(reject(StatusCode::BAD_REQUEST, PLACE_REQUIRED));
         }
     };
-    if s.metadata.namespace.as_deref().unwrap_or("").is_empty() {
+    has_place_and_values(
+        s.metadata.namespace.as_deref(),
+        s.spec.encrypted_data.is_empty(),
+    )?;
+    Ok(s)
+}
+
+/// What `/v1/reencrypt` and `/v1/bitnami/convert` need of a SealedSecret
+/// besides its name: a namespace and at least one value.
+fn has_place_and_values(namespace: Option<&str>, no_values: bool) -> Result<(), Reject> {
+    if namespace.unwrap_or("").is_empty() {
         return Err(reject(StatusCode::BAD_REQUEST, PLACE_REQUIRED));
     }
-    if s.spec.encrypted_data.is_empty() {
+    if no_values {
         return Err(reject(
             StatusCode::BAD_REQUEST,
             "spec.encryptedData is empty",
         ));
     }
-    Ok(s)
+    Ok(())
 }
 
 /// A POST body as JSON (admission, by [`admit`], is already done).
@@ -861,15 +871,10 @@ pub fn parse_bitnami_body(body: &[u8]) -> Result<coffer_core::bitnami::SealedSec
             ));
         }
     };
-    if s.metadata.namespace.as_deref().unwrap_or("").is_empty() {
-        return Err(reject(StatusCode::BAD_REQUEST, PLACE_REQUIRED));
-    }
-    if s.spec.encrypted_data.is_empty() {
-        return Err(reject(
-            StatusCode::BAD_REQUEST,
-            "spec.encryptedData is empty",
-        ));
-    }
+    has_place_and_values(
+        s.metadata.namespace.as_deref(),
+        s.spec.encrypted_data.is_empty(),
+    )?;
     Ok(s)
 }
 
