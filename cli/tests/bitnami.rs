@@ -456,7 +456,8 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
     }
 
     // Applied, the Coffer SealedSecrets take their Secrets over; nothing
-    // in them changes but the owner and Coffer's own label.
+    // in them changes but the owner, Coffer's own label and Coffer's
+    // own annotation.
     server.kubectl_ok(&["apply", "-R", "-f", repo.to_str().unwrap()]);
     for name in names {
         c.wait_reason(&ns, name, "Unsealed").await;
@@ -465,6 +466,11 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
         assert_eq!(
             now.labels.remove(coffer_core::api::OWNED_LABEL).as_deref(),
             Some(name)
+        );
+        assert!(
+            now.annotations
+                .remove(coffer_core::api::UNSEALED_ANNOTATION)
+                .is_some_and(|a| a.starts_with("v1;"))
         );
         assert_eq!(now, by_bitnami[name].0, "{name}: unchanged by the move");
         let owner = controller_of(&s).unwrap();

@@ -398,6 +398,8 @@ mod tests {
             kept_for: None,
             merge: None,
             digest: [digest; 32],
+            claim: None,
+            attested: None,
         }
     }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use coffer_core::api::{
-    DEFAULT_SECRET_TYPE, DeletionPolicy, KEPT_FOR_ANNOTATION, MANAGED_ANNOTATION, MERGE_ANNOTATION,
+    DeletionPolicy, KEPT_FOR_ANNOTATION, MANAGED_ANNOTATION, MERGE_ANNOTATION,
     MERGED_KEYS_ANNOTATION, OWNED_LABEL, SealedSecretSpec, SealedSecretStatus,
 };
 use coffer_core::transform::{SealedItem, SealedView};
@@ -25,6 +25,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Owne
 use kube::Resource;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use crate::attest::{Attested, Claim};
 
 /// A string map that is usually empty or tiny.
 pub type SmallMap = Box<[(Box<str>, Box<str>)]>;
@@ -252,38 +254,9 @@ static SALT: LazyLock<[u8; 32]> = LazyLock::new(|| {
 /// type, immutability, labels, annotations and owner references. Two Secrets
 /// with equal digests need no write.
 pub fn secret_digest(s: &Secret) -> [u8; 32] {
-    fn field(h: &mut Sha256, bytes: &[u8]) {
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
-    }
-    fn map<V>(h: &mut Sha256, m: Option<&BTreeMap<String, V>>, bytes: impl Fn(&V) -> &[u8]) {
-        h.update((m.map_or(0, BTreeMap::len) as u64).to_be_bytes());
-        for (k, v) in m.into_iter().flatten() {
-            field(h, k.as_bytes());
-            field(h, bytes(v));
-        }
-    }
     let mut h = Sha256::new();
     h.update(*SALT);
-    field(
-        &mut h,
-        s.type_.as_deref().unwrap_or(DEFAULT_SECRET_TYPE).as_bytes(),
-    );
-    h.update([u8::from(s.immutable.unwrap_or(false))]);
-    map(&mut h, s.metadata.labels.as_ref(), |v| v.as_bytes());
-    map(&mut h, s.metadata.annotations.as_ref(), |v| v.as_bytes());
-    let owners = s.metadata.owner_references.as_deref().unwrap_or_default();
-    h.update((owners.len() as u64).to_be_bytes());
-    for o in owners {
-        for f in [&o.api_version, &o.kind, &o.name, &o.uid] {
-            field(&mut h, f.as_bytes());
-        }
-        h.update([
-            u8::from(o.controller.unwrap_or(false)),
-            u8::from(o.block_owner_deletion.unwrap_or(false)),
-        ]);
-    }
-    map(&mut h, s.data.as_ref(), |v| &v.0);
+    crate::attest::hash_secret(&mut h, s, None);
     h.finalize().into()
 }
 
@@ -410,11 +383,17 @@ pub struct OwnedSecret {
     /// SealedSecret of its name may take it over (`--bitnami`).
     pub bitnami_managed: bool,
     pub digest: [u8; 32],
+    /// Its [`UNSEALED_ANNOTATION`] as read, not yet verified (the watch
+    /// verifies it into `attested`).
+    pub claim: Option<Box<Claim>>,
+    /// Its [`UNSEALED_ANNOTATION`], verified by this controller's keys.
+    pub attested: Option<Attested>,
 }
 
 impl From<Secret> for OwnedSecret {
     fn from(mut s: Secret) -> Self {
         let digest = secret_digest(&s);
+        let claim = crate::attest::claim(&s).map(Box::new);
         let annotation = |name: &str| {
             s.metadata
                 .annotations
@@ -476,6 +455,8 @@ impl From<Secret> for OwnedSecret {
             merge,
             bitnami_managed,
             digest,
+            claim,
+            attested: None,
         }
     }
 }

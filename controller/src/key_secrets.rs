@@ -24,6 +24,9 @@ pub use coffer_core::api::ring::{
 use coffer_core::api::{KeyStatus, RingKey};
 use coffer_core::wipe;
 
+use crate::attest::AttestKeys;
+use crate::cache::OwnedSecret;
+
 /// One key as the controller sees it.
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
@@ -76,9 +79,27 @@ pub struct KeyState {
     /// deleted). Adding a key leaves it: whatever opened still opens, so an
     /// outcome remembered under the same epoch still holds.
     pub epoch: u64,
+    /// The MAC keys of the ring's usable keys (crate::attest).
+    pub attest: AttestKeys,
 }
 
 impl KeyState {
+    /// Verifies the claim `secret` was read with, if any, into its
+    /// `attested`, against the SealedSecret it names as its owner (its
+    /// controller, or the one that keeps it). Nothing is trusted before
+    /// the ring is loaded.
+    pub fn settle(&self, secret: &mut OwnedSecret) {
+        if let Some(claim) = secret.claim.take() {
+            let owner = secret
+                .controller_uid
+                .as_deref()
+                .or(secret.kept_for.as_deref());
+            secret.attested = owner
+                .filter(|_| self.synced)
+                .and_then(|uid| crate::attest::verify(&claim, uid, &self.attest, self.epoch));
+        }
+    }
+
     /// The usable key with the highest sequence: new seals use it.
     /// Open-only keys (restored from a backup) never seal.
     pub fn active(&self) -> Option<&KeyInfo> {
@@ -204,6 +225,7 @@ fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> Ke
     // CLI uses too.
     infos.sort_by_key(|k| std::cmp::Reverse((k.sequence, k.created, k.id)));
     KeyState {
+        attest: AttestKeys::of(&ring),
         ring,
         keys: infos,
         synced,
@@ -436,4 +458,74 @@ pub fn changes(keys: &Keys) -> impl futures::Stream<Item = ()> + Send + 'static 
         rx.changed().await.ok()?;
         Some(((), rx))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn secret() -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("app".into()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "coffer.dev/v1alpha1".into(),
+                    kind: "SealedSecret".into(),
+                    name: "db".into(),
+                    uid: "u1".into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]),
+                ..Default::default()
+            },
+            data: Some([("password".to_string(), ByteString(b"hunter2".to_vec()))].into()),
+            ..Default::default()
+        }
+    }
+
+    /// The watch verifies a Secret's annotation against the owner the
+    /// Secret names, once the ring is loaded, and keeps only the verdict.
+    #[test]
+    fn an_owned_secret_settles_its_claim_against_its_own_owner() {
+        use crate::attest::{AttestKeys, stamp};
+        let key = coffer_format::SecretKey::generate();
+        let ring = coffer_format::Keyring::from_keys([key.clone()]);
+        let keys = KeyState {
+            attest: AttestKeys::of(&ring),
+            ring,
+            synced: true,
+            epoch: 5,
+            ..Default::default()
+        };
+        let stamped = |uid: &str| {
+            let mut s = secret();
+            stamp(&mut s, uid, 2, 1, &[key.id()], &keys.attest);
+            OwnedSecret::from(s)
+        };
+        let mut o = stamped("u1");
+        assert!(o.claim.is_some());
+        keys.settle(&mut o);
+        assert!(o.claim.is_none());
+        assert_eq!(
+            o.attested.map(|a| (a.generation, a.key_epoch)),
+            Some((2, 5))
+        );
+        // Stamped for another SealedSecret than its owner reference names.
+        let mut o = stamped("u2");
+        keys.settle(&mut o);
+        assert_eq!(o.attested, None);
+        // Before the ring is loaded nothing is trusted.
+        let mut o = stamped("u1");
+        KeyState {
+            synced: false,
+            ..keys.clone()
+        }
+        .settle(&mut o);
+        assert_eq!(o.attested, None);
+        // The salted digest covers the annotation: another one is a write.
+        assert_ne!(stamped("u1").digest, crate::cache::secret_digest(&secret()));
+    }
 }

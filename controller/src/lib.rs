@@ -5,6 +5,7 @@
 
 pub mod api_count;
 pub mod args;
+pub mod attest;
 pub mod bitnami;
 pub mod cache;
 pub mod events;

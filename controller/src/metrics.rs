@@ -120,6 +120,7 @@ pub struct Metrics {
     pub http_connections_refused: Counter,
     events_dropped: Counter,
     sealed_reads: Family<SourceLabel, Counter>,
+    restored: Counter,
     leader: Gauge,
     sealed: Arc<SealedStates>,
 }
@@ -243,6 +244,12 @@ impl Metrics {
             "SealedSecrets read to open their values, by where the copy came from: its watch event, the read-ahead list, or a GET of its own",
             sealed_reads.clone(),
         );
+        let restored = Counter::default();
+        registry.register(
+            "outcomes_restored",
+            "SealedSecrets found unsealed, without being read or opened, by their Secret's annotation, which this controller's keys verified (a restart)",
+            restored.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -272,6 +279,7 @@ impl Metrics {
             http_connections_refused,
             events_dropped,
             sealed_reads,
+            restored,
             leader,
             sealed,
         }
@@ -290,6 +298,15 @@ impl Metrics {
         self.sealed_reads
             .get_or_create(&SourceLabel { source })
             .get()
+    }
+
+    /// A SealedSecret found unsealed by its Secret's verified annotation.
+    pub fn outcome_restored(&self) {
+        self.restored.inc();
+    }
+
+    pub fn restored_count(&self) -> u64 {
+        self.restored.get()
     }
 
     pub fn event_dropped(&self) {

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
+use crate::attest;
 use crate::cache::{CachedSealed, Outcome, OwnedSecret, merge_digest, secret_digest};
 use crate::key_secrets::KeyState;
 use crate::secret_types::{SecretTypePolicy, TypeRefused};
@@ -162,10 +163,23 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
     if o.sealed.merge {
         return plan_merge(o, &desired, items);
     }
-    let secret = match (o.sealed.deletion_policy, o.sealed.metadata.uid.as_deref()) {
+    let mut secret = match (o.sealed.deletion_policy, o.sealed.metadata.uid.as_deref()) {
         (DeletionPolicy::Keep, Some(uid)) => desired.to_kept_secret(uid),
         _ => desired.to_secret(o.sealed.controller_owner_ref(&())),
     };
+    if let (Some(uid), Some(generation)) = (
+        o.sealed.metadata.uid.as_deref(),
+        o.sealed.metadata.generation,
+    ) {
+        attest::stamp(
+            &mut secret,
+            uid,
+            generation,
+            items,
+            &desired.opened_by,
+            &o.keys.attest,
+        );
+    }
     drop(desired);
     let digest = secret_digest(&secret);
     let write = Box::new(Write {
@@ -347,6 +361,29 @@ pub fn still_current(
     (last_may_hold(generation, keys, Some(last)) && unchanged).then_some(last.items)
 }
 
+/// The last successful unseal as `secret`'s verified annotation tells it
+/// (crate::attest), for a SealedSecret at `generation` that this
+/// controller has not unsealed since it started. The type policy is
+/// checked again: it may have changed across the restart.
+/// [`still_current`] checks the rest, as for a remembered outcome.
+pub fn attested(
+    secret: &OwnedSecret,
+    generation: Option<i64>,
+    keys: &KeyState,
+    types: &SecretTypePolicy,
+) -> Option<Outcome> {
+    let a = secret.attested?;
+    (Some(a.generation) == generation
+        && a.key_epoch == keys.epoch
+        && types.check(secret.type_.as_deref()).is_ok())
+    .then_some(Outcome {
+        generation: Some(a.generation),
+        key_epoch: a.key_epoch,
+        items: a.items as usize,
+        digest: secret.digest,
+    })
+}
+
 /// Whether the last successful unseal may still hold, as far as the
 /// SealedSecret's generation and the keys tell: then the Secret is worth a
 /// read when the cache does not have it (one GET instead of decrypting
@@ -395,6 +432,7 @@ mod tests {
         ring.insert(key().clone(), retired);
         ring.insert(NEWER.get_or_init(SecretKey::generate).clone(), false);
         KeyState {
+            attest: crate::attest::AttestKeys::of(&ring),
             ring,
             synced: true,
             epoch: 7,
@@ -469,6 +507,8 @@ mod tests {
             merge: None,
             bitnami_managed: false,
             digest,
+            claim: None,
+            attested: None,
         }
     }
 
@@ -803,6 +843,47 @@ mod tests {
             Plan::Write(w) => w,
             other => panic!("expected a write, got {other:?}"),
         }
+    }
+
+    /// A restarted controller (no outcome remembered) finds the written
+    /// Secret's annotation and trusts it while the generation, the keys and
+    /// the type policy allow, as a remembered outcome.
+    #[test]
+    fn a_restart_trusts_the_written_secrets_annotation_only_while_it_holds() {
+        let s = good();
+        let keys = keys(false);
+        let w = written(decide(&s, None, &keys, None));
+        assert!(
+            w.secret.metadata.annotations.as_ref().unwrap()[coffer_core::api::UNSEALED_ANNOTATION]
+                .starts_with("v1;g=3;n=1;k=")
+        );
+        let mut owned = OwnedSecret::from(w.secret.clone());
+        keys.settle(&mut owned);
+        let generation = s.metadata.generation;
+        let last = attested(&owned, generation, &keys, &policy()).unwrap();
+        assert_eq!(last.digest, w.digest);
+        assert_eq!(
+            still_current(Some(last), generation, Some(UID), Some(&owned), &keys),
+            Some(1)
+        );
+        // The SealedSecret changed since.
+        assert!(attested(&owned, Some(4), &keys, &policy()).is_none());
+        // A key lost since it was verified.
+        let later = KeyState {
+            epoch: keys.epoch + 1,
+            ..keys.clone()
+        };
+        assert!(attested(&owned, generation, &later, &policy()).is_none());
+        // Its type refused by the restarted controller.
+        let no_opaque = SecretTypePolicy::new(&[], &["Opaque".to_string()]);
+        assert!(attested(&owned, generation, &keys, &no_opaque).is_none());
+        // The annotation is part of what is compared: the same values
+        // unsealed from another generation are a write (of the annotation).
+        let mut next = good();
+        next.metadata.generation = Some(4);
+        let w4 = written(decide(&next, None, &keys, None));
+        assert_ne!(w4.digest, w.digest);
+        assert_eq!(w4.secret.data, w.secret.data);
     }
 
     /// `deletionPolicy: Keep`: no owner reference (the garbage collector

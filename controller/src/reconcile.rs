@@ -223,8 +223,18 @@ async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Resul
         return Ok(Next::AwaitChange);
     }
     let uid = entry.uid.as_ref().map(ToString::to_string);
-    let last = uid.as_deref().and_then(|u| ctx.store.last_unsealed(key, u));
-    let secret = observe_secret(ctx, key, entry.generation, &keys, last).await;
+    let mut last = uid.as_deref().and_then(|u| ctx.store.last_unsealed(key, u));
+    let mut secret = observe_secret(ctx, key, entry.generation, &keys, last).await;
+    // Not unsealed since this controller started: its Secret's annotation
+    // may say it was before (crate::attest).
+    let mut restored = false;
+    if last.is_none()
+        && let Some(s) = secret.as_mut()
+    {
+        keys.settle(s);
+        last = plan::attested(s, entry.generation, &keys, &ctx.secret_types);
+        restored = last.is_some();
+    }
     if let Some(items) = plan::still_current(
         last,
         entry.generation,
@@ -232,6 +242,10 @@ async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Resul
         secret.as_ref(),
         &keys,
     ) {
+        if let (true, Some(uid), Some(outcome)) = (restored, uid.as_deref(), last) {
+            ctx.store.set_unsealed(key, uid, outcome);
+            ctx.metrics.outcome_restored();
+        }
         // A copy kept for this object will not be opened: free its room.
         ctx.store.drop_fresh(std::slice::from_ref(key));
         let (ns, name) = split(key);

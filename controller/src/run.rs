@@ -392,11 +392,12 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
             let (store, queue, scope) = (store.clone(), queue.clone(), scope.clone());
             if owned {
                 let api = secret_api.clone();
+                let keys = keys.clone();
                 watches.spawn(async move {
                     let events = watcher(api, watch_config().labels(reconcile::owned_selector()))
                         .backoff(ShortBackoff::default());
                     follow(events, scope.as_deref(), tx, |e, seen| {
-                        owned_event(&store, &queue, e, seen)
+                        owned_event(&store, &queue, &keys, e, seen)
                     })
                     .await
                 });
@@ -519,6 +520,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
                 read_from_watch = metrics.sealed_read_count("watch"),
                 read_ahead = metrics.sealed_read_count("read_ahead"),
                 read_by_get = metrics.sealed_read_count("get"),
+                restored_from_annotations = metrics.restored_count(),
                 "caught up: every SealedSecret reconciled since start"
             );
         }
@@ -624,11 +626,15 @@ fn sealed_event(
 fn owned_event(
     store: &Store,
     queue: &Queue,
+    keys: &Keys,
     event: watcher::Event<OwnedSecret>,
     list: ListState<'_>,
 ) {
     match event {
-        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+        watcher::Event::Apply(mut s) | watcher::Event::InitApply(mut s) => {
+            // Its annotation verified now, while the Secret is at hand:
+            // the store keeps the verdict, not the claim.
+            keys.current().settle(&mut s);
             if let Some((key, reconcile)) = store.put_owned(&s) {
                 if let Some(seen) = list.seen.as_mut() {
                     seen.insert(key.clone());

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use sha2::{Digest, Sha256};
 
+use crate::attest::Attested;
 use crate::cache::{CachedSealed, MergeTarget, Outcome, OwnedSecret, Refusal};
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
@@ -212,6 +213,10 @@ pub struct OwnedEntry {
     /// other Secrets pay one pointer for it.
     extra: Option<Box<OwnedExtra>>,
     digest: [u8; 32],
+    /// Its verified [`coffer_core::api::UNSEALED_ANNOTATION`]: what a
+    /// restarted controller knows of the last unseal without opening
+    /// anything. Dropped once the outcome is remembered.
+    attested: Option<Attested>,
 }
 
 /// [`OwnedSecret::kept_for`] and [`OwnedSecret::merge`].
@@ -237,7 +242,21 @@ impl OwnedEntry {
                 })
             }),
             digest: s.digest,
+            attested: s.attested,
         }
+    }
+
+    /// Whether its verified annotation says it holds the last unseal of
+    /// the SealedSecret `sealed` at its generation, under key `epoch`.
+    fn vouches_for(&self, sealed: &SealedEntry, epoch: u64) -> bool {
+        let owner = self
+            .controller_uid
+            .as_ref()
+            .or_else(|| self.extra.as_ref()?.kept_for.as_ref());
+        self.attested
+            .is_some_and(|a| Some(a.generation) == sealed.generation && a.key_epoch == epoch)
+            && owner.is_some()
+            && owner == sealed.uid.as_ref()
     }
 
     /// The Secret `ns/name` it stands for, as the planner reads it.
@@ -266,6 +285,8 @@ impl OwnedEntry {
                 .map(Box::new),
             bitnami_managed: false,
             digest: self.digest,
+            claim: None,
+            attested: self.attested,
         }
     }
 }
@@ -415,7 +436,7 @@ impl Store {
     pub fn put_owned(&self, s: &OwnedSecret) -> Option<(Key, bool)> {
         let ns = s.metadata.namespace.as_deref()?;
         let name = s.metadata.name.as_deref()?;
-        let entry = OwnedEntry::of(s);
+        let mut entry = OwnedEntry::of(s);
         let mut inner = self.lock();
         let k = Self::key_of(&inner, ns, name);
         let slot = inner.slots.entry(k.clone()).or_default();
@@ -427,6 +448,10 @@ impl Store {
             }
             _ => false,
         };
+        if echo {
+            // What its annotation says is remembered already.
+            entry.attested = None;
+        }
         let has_sealed = slot.sealed.is_some();
         slot.owned = Some(entry);
         Some((k, has_sealed && !echo))
@@ -557,6 +582,9 @@ impl Store {
                 (Some(e), Some(Memo::Unsealed(o))) => {
                     o.generation != e.generation || o.key_epoch != epoch
                 }
+                // Unsealed before this controller started, if its Secret's
+                // annotation says so for this object at this generation.
+                (Some(e), None) => !slot.owned.as_ref().is_some_and(|o| o.vouches_for(e, epoch)),
                 (Some(_), _) => true,
             };
             if open && !inner.fresh.objects.contains_key(k) {
@@ -605,6 +633,12 @@ impl Store {
         if let Some(slot) = inner.slots.get_mut(key)
             && slot.sealed.as_ref().and_then(|s| s.uid.as_ref()) == Some(&Token::new(uid))
         {
+            if let (Memo::Unsealed(o), Some(owned)) = (&memo, slot.owned.as_mut())
+                && owned.digest == o.digest
+            {
+                // Remembered now: its annotation's verdict is not needed.
+                owned.attested = None;
+            }
             slot.memo = Some(memo);
         }
     }
@@ -711,6 +745,59 @@ mod tests {
         assert_eq!(store.fresh_room(), FRESH_CAP);
     }
 
+    /// After a restart (nothing remembered), a Secret whose verified
+    /// annotation vouches for its SealedSecret at its generation needs no
+    /// read ahead; once the outcome is remembered the verdict is dropped.
+    #[test]
+    fn a_vouched_for_sealed_secret_is_not_read_ahead() {
+        const UID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        let store = Store::default();
+        let k = store.put_sealed(sealed("app", "db", "10", 2)).unwrap();
+        store.drop_fresh(std::slice::from_ref(&k));
+        let owned = |controller: &str, generation: i64, epoch: u64| OwnedSecret {
+            metadata: ObjectMeta {
+                namespace: Some("app".into()),
+                name: Some("db".into()),
+                uid: Some("0b4a3c7e-3f53-4c2e-9a39-1f2d3c4b5a69".into()),
+                ..Default::default()
+            },
+            controller_uid: Some(controller.into()),
+            type_: None,
+            immutable: false,
+            adoptable: false,
+            kept_for: None,
+            merge: None,
+            bitnami_managed: false,
+            digest: [9; 32],
+            claim: None,
+            attested: Some(Attested {
+                generation,
+                items: 1,
+                key_epoch: epoch,
+            }),
+        };
+        let to_open = || vec![("app".to_string(), vec![k.clone()])];
+        store.put_owned(&owned(UID, 2, 0));
+        assert!(store.to_open(0).is_empty());
+        // A key lost since, another generation, another owner: opened.
+        assert_eq!(store.to_open(1), to_open());
+        store.put_owned(&owned(UID, 1, 0));
+        assert_eq!(store.to_open(0), to_open());
+        store.put_owned(&owned("6f1c2b3a-0d4e-4f5a-8b6c-7d8e9fa0b1c2", 2, 0));
+        assert_eq!(store.to_open(0), to_open());
+        // Remembered: the verdict goes, the outcome decides.
+        store.put_owned(&owned(UID, 2, 0));
+        let outcome = Outcome {
+            generation: Some(2),
+            key_epoch: 0,
+            items: 1,
+            digest: [9; 32],
+        };
+        store.set_unsealed(&k, UID, outcome);
+        assert_eq!(store.owned(&k).unwrap().attested, None);
+        assert!(store.to_open(0).is_empty());
+    }
+
     #[test]
     fn the_echo_of_a_status_write_keeps_no_copy() {
         let store = Store::default();
@@ -777,6 +864,8 @@ mod tests {
             })),
             bitnami_managed: false,
             digest: [4; 32],
+            claim: None,
+            attested: None,
         };
         let back = OwnedEntry::of(&secret).secret("ns", "db");
         assert_eq!(back.kept_for, secret.kept_for);

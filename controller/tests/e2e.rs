@@ -400,7 +400,105 @@ async fn a_restarted_controller_rewrites_nothing() {
     assert_eq!(before, after);
     assert_eq!(sealed_before, sealed_after);
     t.ctrl = ctrl;
+    // It opened nothing and read no SealedSecret: each Secret's annotation,
+    // verified by the controller's keys, said it was unsealed already.
+    let metrics = eventually(WAIT, "5 outcomes restored", || async {
+        let (_, text) = get(&t, "/metrics");
+        text.contains("coffer_outcomes_restored_total 5\n")
+            .then_some(text)
+    })
+    .await;
+    for source in ["watch", "read_ahead", "get"] {
+        assert!(
+            metrics.contains(&format!(
+                "coffer_sealed_reads_total{{source=\"{source}\"}} 0\n"
+            )),
+            "{metrics}"
+        );
+    }
     t.ctrl.assert_log_free_of(&["restart-e2e"]);
+}
+
+/// What a tenant who may edit Secrets (but holds no private key) can do
+/// while the controller is down, to make the restarted one trust a Secret
+/// it did not write: hand-edit a value under the controller's annotation,
+/// or copy another Secret's values and annotation. Neither is trusted; the
+/// values are put back. A SealedSecret changed meanwhile is unsealed anew;
+/// only the untouched Secret is trusted as it stands.
+#[tokio::test]
+async fn a_restarted_controller_trusts_only_annotations_its_keys_made() {
+    let mut t = setup("attest", &[]).await;
+    let original = |name: &str| format!("{name}-attest-e2e");
+    for name in ["kept", "edited", "copied", "changed"] {
+        t.apply(&t.sealed(&secret_yaml(name, &[("k", &original(name))]), Scope::Strict))
+            .await;
+    }
+    for name in ["kept", "edited", "copied", "changed"] {
+        t.wait_reason(&t.ns, name, "Unsealed").await;
+    }
+    let secrets = t.secrets(&t.ns);
+    let kept = secrets.get("kept").await.unwrap();
+    t.ctrl.stop();
+
+    // A hand edit of a value under the controller's own annotation.
+    let edit = serde_json::json!({"data": {"k": ByteString(b"tampered-attest-e2e".to_vec())}});
+    secrets
+        .patch("edited", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    // Another Secret's values and annotation, both valid for that one.
+    let copy = serde_json::json!({
+        "metadata": {"annotations": {
+            "coffer.dev/unsealed": kept.annotations()["coffer.dev/unsealed"],
+        }},
+        "data": {"k": ByteString(original("kept").into_bytes())},
+    });
+    secrets
+        .patch("copied", &PatchParams::default(), &Patch::Merge(&copy))
+        .await
+        .unwrap();
+    // New values while the controller is down.
+    t.apply(&t.sealed(
+        &secret_yaml("changed", &[("k", "new-attest-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+
+    t.ctrl = t
+        .controller(&format!("{}-second", t.ns), &t.watched, &[])
+        .await;
+    for (name, want) in [
+        ("edited", original("edited")),
+        ("copied", original("copied")),
+        ("changed", "new-attest-e2e".to_string()),
+        ("kept", original("kept")),
+    ] {
+        eventually(WAIT, &format!("{name} to hold {want}"), || async {
+            let s = secrets.get(name).await.ok()?;
+            (s.data.as_ref()?.get("k")?.0 == want.as_bytes()).then_some(())
+        })
+        .await;
+    }
+    // The untouched one was trusted as it stands: not written again.
+    let metrics = eventually(WAIT, "the restart to be reconciled", || async {
+        let (_, text) = get(&t, "/metrics");
+        text.contains("coffer_outcomes_restored_total 1\n")
+            .then_some(text)
+    })
+    .await;
+    assert_eq!(
+        secrets.get("kept").await.unwrap().resource_version(),
+        kept.resource_version()
+    );
+    assert!(metrics.contains("coffer_outcomes_restored_total 1\n"));
+    t.ctrl.assert_log_free_of(&[
+        "kept-attest-e2e",
+        "edited-attest-e2e",
+        "copied-attest-e2e",
+        "changed-attest-e2e",
+        "new-attest-e2e",
+        "tampered-attest-e2e",
+    ]);
 }
 
 #[tokio::test]

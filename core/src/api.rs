@@ -26,6 +26,14 @@ pub const MERGED_KEYS_ANNOTATION: &str = "coffer.dev/merged-keys";
 /// owner reference): the uid of the SealedSecret that wrote it, so that
 /// SealedSecret, and no other, keeps managing it.
 pub const KEPT_FOR_ANNOTATION: &str = "coffer.dev/sealed-secret-uid";
+/// Annotation the controller puts on every Secret it writes: the
+/// generation of the SealedSecret it was unsealed from, the number of
+/// items, the keys that opened them, and a MAC over all that, the
+/// SealedSecret's uid and the Secret's content, keyed by a key derived from
+/// the private key that opened the values. A restarted controller trusts a
+/// Secret whose MAC verifies instead of opening its SealedSecret again
+/// (docs/decisions.md, "Persisted outcomes").
+pub const UNSEALED_ANNOTATION: &str = "coffer.dev/unsealed";
 
 /// The type of a Secret whose template names none, as in Kubernetes.
 pub const DEFAULT_SECRET_TYPE: &str = "Opaque";

@@ -858,6 +858,7 @@ impl SealedSecret {
             labels: meta.labels.unwrap_or_default(),
             annotations: meta.annotations.unwrap_or_default(),
             data,
+            opened_by: Vec::new(),
         })
     }
 

@@ -16,7 +16,7 @@ use crate::api::{
 use crate::manifest::SecretManifest;
 use crate::template::{self, TemplateError};
 use coffer_format::envelope::{self, Location, OpenError, Scope, SealError};
-use coffer_format::key::PublicKey;
+use coffer_format::key::{KeyId, PublicKey};
 use coffer_format::keyring::Keyring;
 
 /// Annotations never copied from a manifest: they would carry the
@@ -159,6 +159,9 @@ pub struct DesiredSecret {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub data: BTreeMap<String, Zeroizing<Vec<u8>>>,
+    /// The keys of the ring that opened the values, sorted, each once
+    /// (empty when the values did not come from Coffer's format).
+    pub opened_by: Vec<KeyId>,
 }
 
 impl fmt::Debug for DesiredSecret {
@@ -293,6 +296,7 @@ pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, 
     }
     let mut data = BTreeMap::new();
     let mut failed = Vec::new();
+    let mut opened_by = Vec::new();
     for &(key, value) in &sealed.items {
         let at = Location {
             namespace: sealed.namespace,
@@ -300,12 +304,15 @@ pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, 
             key,
         };
         let opened = match value {
-            SealedItem::Base64(text) => envelope::open(text, at, ring),
-            SealedItem::Bytes(bytes) => envelope::open_bytes(bytes, at, ring),
+            SealedItem::Base64(text) => {
+                envelope::decode(text).and_then(|bytes| envelope::open_bytes_by(&bytes, at, ring))
+            }
+            SealedItem::Bytes(bytes) => envelope::open_bytes_by(bytes, at, ring),
         };
         match opened {
-            Ok(v) => {
+            Ok((v, by)) => {
                 data.insert(key.to_string(), v);
+                opened_by.push(by);
             }
             Err(error) => failed.push(ItemError {
                 key: key.to_string(),
@@ -332,6 +339,11 @@ pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, 
         labels: owned(&sealed.labels),
         annotations: owned(&sealed.annotations),
         data,
+        opened_by: {
+            opened_by.sort();
+            opened_by.dedup();
+            opened_by
+        },
     })
 }
 

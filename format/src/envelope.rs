@@ -595,6 +595,15 @@ pub fn open_bytes(
     at: Location<'_>,
     ring: &Keyring,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    open_bytes_by(sealed, at, ring).map(|(value, _)| value)
+}
+
+/// [`open_bytes`], also saying which key of the ring opened the value.
+pub fn open_bytes_by(
+    sealed: &[u8],
+    at: Location<'_>,
+    ring: &Keyring,
+) -> Result<(Zeroizing<Vec<u8>>, KeyId), OpenError> {
     let opened = open_unchecked_bytes(sealed, ring)?;
     if !opened.binding.allows(at) {
         return Err(OpenError::ScopeMismatch {
@@ -602,7 +611,7 @@ pub fn open_bytes(
             found_at: at.to_string(),
         });
     }
-    Ok(opened.value)
+    Ok((opened.value, opened.key_id))
 }
 
 /// Decrypts and parses a value without checking where it was found. Callers
