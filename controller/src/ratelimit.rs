@@ -84,28 +84,47 @@ impl TokenBucket {
     }
 }
 
-/// A token bucket shared by every clone of the service.
+/// A token bucket shared by every clone of the service, and when a normal
+/// request last took a token.
 #[derive(Debug)]
-pub struct Bucket(Mutex<TokenBucket>);
+pub struct Bucket(Mutex<(TokenBucket, Option<Instant>)>);
+
+/// How long after the last normal request a background one may go: the
+/// API server, not only the client's limit, is what background requests
+/// must not take from the writes (with `--kube-qps 0` there is no limit at
+/// all, yet a cold start keeps the API server saturated).
+const QUIET: Duration = Duration::from_millis(100);
 
 impl Bucket {
     /// `qps <= 0` means no limit.
     pub fn new(qps: f64, burst: u32) -> Arc<Self> {
-        Arc::new(Bucket(Mutex::new(TokenBucket::new(
-            qps,
-            burst,
-            Instant::now(),
+        Arc::new(Bucket(Mutex::new((
+            TokenBucket::new(qps, burst, Instant::now()),
+            None,
         ))))
     }
 
     fn take_spare(&self) -> Result<(), Duration> {
+        self.take_spare_at(Instant::now())
+    }
+
+    /// A spare token, once no normal request has been made for [`QUIET`].
+    fn take_spare_at(&self, now: Instant) -> Result<(), Duration> {
         let mut b = self.0.lock().expect("bucket lock");
-        b.take_spare(Instant::now())
+        if let Some(last) = b.1 {
+            let quiet = now.saturating_duration_since(last);
+            if quiet < QUIET {
+                return Err(QUIET - quiet);
+            }
+        }
+        b.0.take_spare(now)
     }
 
     fn take(&self) -> Duration {
+        let now = Instant::now();
         let mut b = self.0.lock().expect("bucket lock");
-        b.take(Instant::now())
+        b.1 = Some(now);
+        b.0.take(now)
     }
 }
 
@@ -224,9 +243,27 @@ mod tests {
         // debt is paid and a whole token has come back.
         let w = b.take();
         assert!(w > Duration::from_millis(90), "{w:?}");
-        let spare = b.take_spare().unwrap_err();
-        assert!(spare > Duration::from_millis(190), "{spare:?}");
+        let later = Instant::now() + QUIET;
+        let spare = b.take_spare_at(later).unwrap_err();
+        assert!(spare > Duration::from_millis(90), "{spare:?}");
         assert_eq!(Bucket::new(0.0, 1).take_spare(), Ok(()));
+    }
+
+    /// Without a client limit the API server is still busy with the
+    /// writes: background requests wait until none was sent for a while.
+    #[test]
+    fn background_waits_for_a_pause_in_normal_requests_even_unlimited() {
+        let b = Bucket::new(0.0, 1);
+        assert_eq!(b.take(), Duration::ZERO);
+        let now = Instant::now();
+        let wait = b.take_spare_at(now).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= QUIET, "{wait:?}");
+        assert_eq!(b.take_spare_at(now + QUIET), Ok(()));
+        // Limited, a pause is not enough: the token must be spare too.
+        let b = Bucket::new(10.0, 1);
+        assert_eq!(b.take(), Duration::ZERO);
+        assert!(b.take() > Duration::ZERO);
+        assert!(b.take_spare_at(Instant::now() + QUIET).is_err());
     }
 
     #[test]
