@@ -476,7 +476,24 @@ async fn send_over(
             uid,
             resource_version,
         } => {
-            gateway::delete_secret(c, ns, name, uid.clone(), resource_version.clone()).await?;
+            // An immutable Secret's metadata may still be updated: when only
+            // that changed (the `coffer.dev/unsealed` annotation after a new
+            // generation with the same values), the Secret stays, and pods
+            // never see it missing. The API server refuses the update (422)
+            // when its data or type differ; then it is re-created.
+            let (uid, resource_version) = (uid.clone(), resource_version.clone());
+            write.secret.metadata.resource_version = resource_version.clone();
+            let updated = gateway::replace_secret(c, ns, name, &write.secret).await;
+            write.secret.metadata.resource_version = None;
+            match updated {
+                Ok(_) => {
+                    write.kind = WriteKind::Replace { resource_version };
+                    return Ok(());
+                }
+                Err(kube::Error::Api(e)) if e.code == 422 => {}
+                Err(e) => return Err(e),
+            }
+            gateway::delete_secret(c, ns, name, uid, resource_version).await?;
             gateway::create_secret(c, ns, &write.secret).await.map(drop)
         }
         WriteKind::Replace { resource_version } => {

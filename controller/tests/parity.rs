@@ -340,6 +340,20 @@ async fn an_immutable_secret_is_recreated_when_its_values_change() {
     let first = t.secrets(&t.ns).get("db").await.unwrap();
     assert_eq!(first.immutable, Some(true));
 
+    // Sealed again with the same value (as `coffer rotate` does): a new
+    // generation, the same data. Only the annotation changes, by an
+    // update: the Secret is never deleted.
+    t.apply(&t.sealed(&yaml("imm1-e2e"), Scope::Strict)).await;
+    let resealed = eventually(WAIT, "the annotation of generation 2", || async {
+        let s = t.secrets(&t.ns).get("db").await.ok()?;
+        s.annotations()[coffer_core::api::UNSEALED_ANNOTATION]
+            .starts_with("v1;g=2;")
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(resealed.uid(), first.uid(), "updated, not re-created");
+    assert_eq!(resealed.data, first.data);
+
     t.apply(&t.sealed(&yaml("imm2-e2e"), Scope::Strict)).await;
     let second = eventually(WAIT, "the immutable Secret to be re-created", || async {
         let s = t.secrets(&t.ns).get("db").await.ok()?;
