@@ -125,7 +125,12 @@ pub fn claim(secret: &Secret) -> Option<Claim> {
     let mut field = |name: &str| parts.next()?.strip_prefix(name)?.strip_prefix('=');
     let generation = field("g")?.parse().ok()?;
     let items = field("n")?.parse().ok()?;
-    let keys: Vec<String> = field("k")?.split(',').map(String::from).collect();
+    // One past the most a real annotation names, so a huge list is not copied.
+    let keys: Vec<String> = field("k")?
+        .split(',')
+        .take(MAX_KEYS + 1)
+        .map(String::from)
+        .collect();
     let m = field("m")?;
     if parts.next().is_some() || keys.len() > MAX_KEYS {
         return None;
