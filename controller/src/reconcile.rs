@@ -247,7 +247,7 @@ async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Resul
             ctx.metrics.outcome_restored();
         }
         // A copy kept for this object will not be opened: free its room.
-        ctx.store.drop_fresh(std::slice::from_ref(key));
+        ctx.store.drop_fresh_upto(key, entry.generation);
         let (ns, name) = split(key);
         let of = StatusOf::entry(key, entry);
         set_status(

@@ -571,6 +571,22 @@ impl Store {
         }
     }
 
+    /// Drops the copy kept of `key` unless it is of a later generation than
+    /// `generation`: a reconcile found that generation unsealed, so a copy
+    /// of it will not be opened, but a newer one that arrived meanwhile
+    /// will be.
+    pub fn drop_fresh_upto(&self, key: &str, generation: Option<i64>) {
+        let mut inner = self.lock();
+        let newer = inner
+            .fresh
+            .objects
+            .get(key)
+            .is_some_and(|(s, _)| s.metadata.generation > generation);
+        if !newer {
+            inner.fresh.remove(key);
+        }
+    }
+
     /// The SealedSecrets whose values must be opened (no last unseal holds
     /// at key `epoch`) and that hold no copy yet, by namespace, in order.
     pub fn to_open(&self, epoch: u64) -> Vec<(String, Vec<Key>)> {
@@ -796,6 +812,22 @@ mod tests {
         store.set_unsealed(&k, UID, outcome);
         assert_eq!(store.owned(&k).unwrap().attested, None);
         assert!(store.to_open(0).is_empty());
+    }
+
+    #[test]
+    fn a_reconcile_that_reads_nothing_keeps_a_newer_copy() {
+        let store = Store::default();
+        let k = store.put_sealed(sealed("app", "db", "10", 2)).unwrap();
+        store.drop_fresh_upto(&k, Some(2));
+        assert_eq!(store.fresh_room(), FRESH_CAP);
+        // A newer generation arrived while the reconcile of 2 ran.
+        let k = store.put_sealed(sealed("app", "db", "11", 3)).unwrap();
+        let room = store.fresh_room();
+        assert!(room < FRESH_CAP);
+        store.drop_fresh_upto(&k, Some(2));
+        assert_eq!(store.fresh_room(), room);
+        store.drop_fresh_upto(&k, Some(3));
+        assert_eq!(store.fresh_room(), FRESH_CAP);
     }
 
     #[test]
