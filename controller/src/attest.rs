@@ -33,7 +33,10 @@ use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-/// The HKDF label of the MAC keys, and the MAC's domain.
+/// The HKDF label of the MAC keys, and the MAC's domain. A release that
+/// builds a different Secret from the same SealedSecret (a new field, a new
+/// label) must change it, and [`VERSION`]: annotations of the old build
+/// then no longer verify, and a restart rewrites them.
 const LABEL: &[u8] = b"coffer.dev/unsealed v1";
 const VERSION: &str = "v1";
 /// More keys than any SealedSecret's values were opened with is not an

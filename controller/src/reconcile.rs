@@ -225,10 +225,12 @@ async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Resul
     let uid = entry.uid.as_ref().map(ToString::to_string);
     let mut last = uid.as_deref().and_then(|u| ctx.store.last_unsealed(key, u));
     let mut secret = observe_secret(ctx, key, entry.generation, &keys, last).await;
-    // Not unsealed since this controller started: its Secret's annotation
-    // may say it was before (crate::attest).
+    // Nothing remembered since this controller started (not even a
+    // refusal, which the annotation must not overrule): its Secret's
+    // annotation may say it was unsealed before (crate::attest).
     let mut restored = false;
     if last.is_none()
+        && !uid.as_deref().is_some_and(|u| ctx.store.remembers(key, u))
         && let Some(s) = secret.as_mut()
     {
         keys.settle(s);

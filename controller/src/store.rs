@@ -74,20 +74,27 @@ impl Token {
     }
 }
 
+/// The 16 bytes of a lowercase 8-4-4-4-12 UUID; `None` for anything else
+/// (uids come from whoever wrote the object: an owner reference's uid or
+/// an annotation can hold any text).
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let b = s.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+    if b.len() != 36 {
         return None;
     }
+    let dash = |i: usize| matches!(i, 8 | 13 | 18 | 23);
+    if b.iter().enumerate().any(|(i, &c)| dash(i) != (c == b'-')) {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
     let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
     let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *o = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(out)
 }
@@ -668,6 +675,12 @@ impl Store {
         }
     }
 
+    /// Whether anything (an unseal or a refusal) is remembered of the
+    /// SealedSecret `uid` at `key` since this controller started.
+    pub fn remembers(&self, key: &str, uid: &str) -> bool {
+        self.memo(key, uid).is_some()
+    }
+
     pub fn set_unsealed(&self, key: &str, uid: &str, o: Outcome) {
         self.set_memo(key, uid, Memo::Unsealed(o));
     }
@@ -704,6 +717,14 @@ mod tests {
             "not-a-uuid",
             "",
             "18446744073709551616",
+            // Dashes where digits belong: 31 or 30 digits left (these
+            // panicked, or printed back as another uid).
+            "00000000-0000-0000-0000-00000000000-",
+            "00000000-0000-0000-0000-0000000000--",
+            "00000000-0000-0000-0000-0-0000000000",
+            // 36 bytes, 35 characters.
+            "7c9e6679-7425-40de-944b-e07fc1f90a\u{e9}",
+            "7c9e6679x7425-40de-944b-e07fc1f90ae7",
         ] {
             assert_eq!(Token::new(s).to_string(), s);
         }
