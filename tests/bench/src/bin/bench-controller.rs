@@ -262,20 +262,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // SealedSecret, started before the writes. It costs the API server
     // (and this process) CPU beside the writes; the ceiling must bear it
     // too, or it measures a lighter load than the controller's run.
-    let sealed_api: Api<SealedSecret> = Api::all(admin.clone());
-    let mut watch = watcher(sealed_api, watcher::Config::default().labels(BENCH_LABEL)).boxed();
-    let mut ready: HashMap<String, bool> = HashMap::with_capacity(n);
-    let mut init: HashMap<String, bool> = HashMap::new();
-    loop {
-        match watch.try_next().await? {
-            Some(watcher::Event::InitDone) => {
-                ready = std::mem::take(&mut init);
-                break;
-            }
-            Some(ev) => apply_event(&mut ready, &mut init, ev),
-            None => bail!("SealedSecret watch ended"),
-        }
-    }
+    let (mut watch, mut ready, mut init) = readiness_watch(&admin).await?;
     if ready.len() != n {
         bail!("watch sees {} SealedSecrets, expected {n}", ready.len());
     }
@@ -647,6 +634,30 @@ fn is_ready(s: &SealedSecret) -> bool {
         && s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
 }
 
+/// The bench's SealedSecret watch, and whether each is Ready, once its
+/// first list is in (the map of a re-list under way starts empty).
+async fn readiness_watch(
+    admin: &Client,
+) -> anyhow::Result<(
+    futures::stream::BoxStream<'static, Result<watcher::Event<SealedSecret>, watcher::Error>>,
+    HashMap<String, bool>,
+    HashMap<String, bool>,
+)> {
+    let sealed_api: Api<SealedSecret> = Api::all(admin.clone());
+    let mut watch = watcher(sealed_api, watcher::Config::default().labels(BENCH_LABEL)).boxed();
+    let (mut ready, mut init) = (HashMap::new(), HashMap::new());
+    loop {
+        match watch.try_next().await? {
+            Some(watcher::Event::InitDone) => {
+                ready = std::mem::take(&mut init);
+                return Ok((watch, ready, init));
+            }
+            Some(ev) => apply_event(&mut ready, &mut init, ev),
+            None => bail!("SealedSecret watch ended"),
+        }
+    }
+}
+
 fn apply_event(
     ready: &mut HashMap<String, bool>,
     init: &mut HashMap<String, bool>,
@@ -816,19 +827,7 @@ async fn churn(
     items: &mut [Item],
     recipients: &[coffer_format::PublicKey],
 ) -> anyhow::Result<Churn> {
-    let sealed_api: Api<SealedSecret> = Api::all(admin.clone());
-    let mut watch = watcher(sealed_api, watcher::Config::default().labels(BENCH_LABEL)).boxed();
-    let (mut ready, mut init) = (HashMap::new(), HashMap::new());
-    loop {
-        match watch.try_next().await? {
-            Some(watcher::Event::InitDone) => {
-                ready = std::mem::take(&mut init);
-                break;
-            }
-            Some(ev) => apply_event(&mut ready, &mut init, ev),
-            None => bail!("SealedSecret watch ended"),
-        }
-    }
+    let (mut watch, mut ready, mut init) = readiness_watch(admin).await?;
     let n = items.len();
     let u = args.churn.min(n);
     // Distinct random picks.
