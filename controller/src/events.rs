@@ -28,6 +28,34 @@ use crate::metrics::Metrics;
 /// Normal Events waiting for spare API tokens, at most.
 pub const QUEUE: usize = 1024;
 
+/// The bytes of an Event's note at most: the API server refuses a longer
+/// one (`events.k8s.io/v1` validation).
+pub const MAX_NOTE: usize = 1024;
+
+/// The bytes of a condition's message at most. The CRD allows 32,768 (as
+/// `metav1.Condition` does); a status is read by every GitOps UI and
+/// `kubectl describe`, so a few KiB is all a message may use.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// `message` cut to at most `max` bytes, on a character boundary, saying
+/// how much was cut. Messages are built from templates, item keys and
+/// names that a SealedSecret's author chooses, so their length is too.
+pub fn capped(mut message: String, max: usize) -> String {
+    if message.len() <= max {
+        return message;
+    }
+    let cut_note = |n: usize| format!("… ({n} bytes cut)");
+    // The note is at most 30 bytes; keep what fits before it.
+    let mut keep = max.saturating_sub(30);
+    while !message.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let note = cut_note(message.len() - keep);
+    message.truncate(keep);
+    message.push_str(&note);
+    message
+}
+
 /// Event severity.
 #[derive(Clone, Copy, Debug)]
 pub enum EventType {
@@ -101,7 +129,7 @@ impl Events {
             regarding,
             type_,
             reason,
-            note,
+            note: capped(note, MAX_NOTE),
         };
         match type_ {
             EventType::Warning => publish(&self.client, &self.instance, p).await,
@@ -143,5 +171,22 @@ async fn publish(client: &Client, instance: &str, p: Pending) {
     };
     if let Err(e) = crate::gateway::create::<Event>(client, &ns, &ev).await {
         tracing::warn!(namespace = %ns, name = %ev.name_any(), error = %e, "could not publish an Event");
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary_and_say_so() {
+        assert_eq!(capped("short".into(), 10), "short");
+        let long = "é".repeat(100_000);
+        for max in [MAX_NOTE, MAX_MESSAGE, 64, 65, 66] {
+            let c = capped(long.clone(), max);
+            assert!(c.len() <= max, "{max}: {}", c.len());
+            assert!(c.ends_with("bytes cut)"), "{c}");
+            assert!(c.starts_with('é'), "{max}");
+        }
     }
 }

@@ -154,6 +154,7 @@ async fn set_status(
     reason: &str,
     message: String,
 ) -> Result<bool, kube::Error> {
+    let message = crate::events::capped(message, crate::events::MAX_MESSAGE);
     let generation = of.generation;
     let old = of.status.ready.as_ref();
     if let Some(o) = old
@@ -292,8 +293,15 @@ async fn reconcile_entry(key: &Key, entry: &SealedEntry, ctx: &Context) -> Resul
         Some(p) => p,
         None => {
             let (sealed, keys, types) = (sealed.clone(), keys.clone(), ctx.secret_types.clone());
+            // A template runs the engine (up to its whole fuel): never on
+            // the async thread, however small the object.
+            let work = if sealed.template.data.is_empty() {
+                sealed.sealed_bytes()
+            } else {
+                usize::MAX
+            };
             ctx.pool
-                .run_sized(sealed.sealed_bytes(), move || {
+                .run_sized(work, move || {
                     plan::plan(&Observed {
                         sealed: &sealed,
                         secret: secret.as_ref(),

@@ -180,7 +180,32 @@ pub struct SealedSecretStatus {
     pub observed_generation: Option<i64>,
     /// `Ready` with reason `Unsealed`, or the reason it is not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// The bytes a condition's message may hold, as `metav1.Condition`'s own
+/// schema says; the controller writes at most 4 KiB.
+pub const MAX_CONDITION_MESSAGE: u64 = 32_768;
+
+/// `metav1.Condition`'s schema with the bounds its Go type declares
+/// (k8s-openapi's schema has none): an API server refuses a status whose
+/// message is longer, whoever writes it.
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut item = <Condition as JsonSchema>::json_schema(generator);
+    for (field, max) in [
+        ("message", MAX_CONDITION_MESSAGE),
+        ("reason", 1024),
+        ("type", 316),
+    ] {
+        if let Some(p) = item
+            .pointer_mut(&format!("/properties/{field}"))
+            .and_then(|v| v.as_object_mut())
+        {
+            p.insert("maxLength".into(), max.into());
+        }
+    }
+    schemars::json_schema!({ "type": "array", "items": item })
 }
 
 impl SealedSecret {
