@@ -510,6 +510,33 @@ fn inspect_flags_a_template_that_names_no_item() {
         .stdout(predicate::str::contains("usernme"));
 }
 
+/// A template whose operator chain aborted `coffer inspect` (stack
+/// overflow, second security review) is reported as a problem instead.
+#[test]
+fn inspect_reports_a_hostile_template_chain_instead_of_aborting() {
+    let d = Dir::new();
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&d.seal(SECRET)).unwrap();
+    for (name, chain) in [
+        ("plus.yaml", format!("{{{{ 1{} }}}}", " + 1".repeat(10_000))),
+        (
+            "filter.yaml",
+            format!("{{{{ password{} }}}}", "|lower".repeat(10_000)),
+        ),
+        (
+            "not.yaml",
+            format!("{{{{ {}password }}}}", "not ".repeat(10_000)),
+        ),
+    ] {
+        doc["spec"]["template"]["data"] = serde_json::json!({ "url": chain });
+        d.write(name, &serde_json::to_string(&doc).unwrap());
+        d.coffer()
+            .args(["inspect", name])
+            .assert()
+            .code(5)
+            .stdout(predicate::str::contains("too complex"));
+    }
+}
+
 #[test]
 fn inspect_flags_values_sealed_to_unknown_keys_and_mixed_scopes() {
     let d = Dir::new();
