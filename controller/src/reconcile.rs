@@ -605,6 +605,18 @@ async fn report(
                 Some(uid) => ctx.store.refused(key, uid, refusal),
                 None => false,
             };
+            // The status already shows this refusal for this generation: a
+            // restarted controller (or a new leader) found it again. It was
+            // counted and logged when it happened, so the counter does not
+            // count it once more after every restart (which fired
+            // CofferUnsealFailuresRising on each rollout).
+            let shown = shows_refusal(
+                &StatusMemo::of(sealed),
+                sealed.metadata.generation,
+                reason,
+                &message,
+            );
+            let again = again || shown;
             refuse(ctx, sealed, reason, message, again).await?;
             // A refusal is final until something changes: a key-ring change
             // re-queues every object; only a new template, new values or a
@@ -612,6 +624,23 @@ async fn report(
             Ok(requeue.map_or(Next::AwaitChange, Next::RequeueAfter))
         }
     }
+}
+
+/// Whether `status` already says `Ready=False` with this `reason` and
+/// `message` (as written: capped) at `generation`.
+fn shows_refusal(
+    status: &StatusMemo,
+    generation: Option<i64>,
+    reason: &str,
+    message: &str,
+) -> bool {
+    let message = crate::events::capped(message.to_string(), crate::events::MAX_MESSAGE);
+    status.observed_generation == generation
+        && status.stalled
+        && status
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.says("False", reason, &message))
 }
 
 /// Reports a SealedSecret that was not turned into its Secret: counts the

@@ -419,6 +419,54 @@ async fn a_restarted_controller_rewrites_nothing() {
     t.ctrl.assert_log_free_of(&["restart-e2e"]);
 }
 
+/// A refusal is counted once: a restarted controller finds it again in
+/// the status and does not count it again, so `CofferUnsealFailuresRising`
+/// (an `increase` of `coffer_unseal_total`) stays quiet across rollouts.
+#[tokio::test]
+async fn a_restarted_controller_does_not_count_known_refusals_again() {
+    let mut t = setup("recount", &[]).await;
+    let mut moved = t.sealed(&secret_yaml("db", &[("k", "recount-e2e")]), Scope::Strict);
+    moved.metadata.name = Some("db-moved".into());
+    t.apply(&moved).await;
+    t.wait_reason(&t.ns, "db-moved", "ScopeMismatch").await;
+    let (_, text) = get(&t, "/metrics");
+    assert!(
+        text.contains("coffer_unseal_total{reason=\"ScopeMismatch\"} 1\n"),
+        "{text}"
+    );
+    t.ctrl.stop();
+
+    let ctrl = t
+        .controller(&format!("{}-second", t.ns), &t.watched, &[])
+        .await;
+    t.ctrl = ctrl;
+    // A new object after the restart: once it is unsealed, and the refused
+    // one has been looked at again, the counter still says 0 refusals.
+    t.apply(&t.sealed(
+        &secret_yaml("fresh", &[("k", "recount-e2e")]),
+        Scope::Strict,
+    ))
+    .await;
+    t.wait_reason(&t.ns, "fresh", "Unsealed").await;
+    let text = eventually(
+        WAIT,
+        "the refused object to be reconciled again",
+        || async {
+            let (_, text) = get(&t, "/metrics");
+            text.contains("coffer_sealed_reads_total{source=\"watch\"} 2\n")
+                .then_some(text)
+        },
+    )
+    .await;
+    assert!(
+        text.contains("coffer_unseal_total{reason=\"ScopeMismatch\"} 0\n"),
+        "{text}"
+    );
+    // It is still refused, with the same status.
+    t.wait_reason(&t.ns, "db-moved", "ScopeMismatch").await;
+    t.ctrl.assert_log_free_of(&["recount-e2e"]);
+}
+
 /// What a tenant who may edit Secrets (but holds no private key) can do
 /// while the controller is down, to make the restarted one trust a Secret
 /// it did not write: hand-edit a value under the controller's annotation,
