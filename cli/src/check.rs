@@ -28,7 +28,7 @@ use crate::rules::Rules;
 #[command(after_help = "Examples:
   coffer check                      # the current directory, recursively
   coffer check clusters/ base/db.yaml
-Exit status: 0 when nothing was found, 5 when something was (one line each), 3 when a path or .coffer.yaml cannot be read.")]
+Exit status: 0 when nothing was found, 5 when something was (one line each), 3 when a path or .coffer.yaml cannot be read, or .coffer.yaml or a recipients file it names is refused.")]
 pub struct CheckArgs {
     /// Files and directories (*.yaml, *.yml, *.json under them); the current directory when none.
     pub paths: Vec<PathBuf>,
@@ -60,7 +60,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
                 r
             }
         };
-        match check_file(file, rules.as_deref(), &mut key_ids, &mut problems) {
+        match check_file(file, rules.as_deref(), &mut key_ids, &mut problems)? {
             Checked::Read(n) => sealed += n,
             Checked::Skipped => skipped += 1,
         }
@@ -104,7 +104,7 @@ fn check_file(
     rules: Option<&Rules>,
     key_ids: &mut BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>>,
     problems: &mut Vec<Problem>,
-) -> Checked {
+) -> Result<Checked> {
     let name = file.display().to_string();
     let input = match read_file(file) {
         Ok(i) => i,
@@ -114,14 +114,14 @@ fn check_file(
                 what: format!("cannot be read: {}", e.message),
                 fix: "fix the file, or move it out of the checked paths".into(),
             });
-            return Checked::Read(0);
+            return Ok(Checked::Read(0));
         }
     };
     let docs = match documents(&input) {
         Ok(d) => d,
         // Not YAML or JSON: a Helm template, a Go template, a patch
         // fragment. Only one that speaks of Secrets may be hiding one.
-        Err(_) if !input.text.contains("Secret") => return Checked::Skipped,
+        Err(_) if !input.text.contains("Secret") => return Ok(Checked::Skipped),
         Err(e) => {
             let why = e
                 .message
@@ -133,10 +133,13 @@ fn check_file(
                 what: format!("mentions a Secret but cannot be parsed: {why}"),
                 fix: "fix the file; if it is a template, check what it renders with `coffer check` on the output".into(),
             });
-            return Checked::Read(0);
+            return Ok(Checked::Read(0));
         }
     };
-    let rule = rules.and_then(|r| r.for_path(file).map(|rule| (r, rule)));
+    let rule = match rules.and_then(|r| r.for_path(file).map(|rule| (r, rule))) {
+        Some((rules, rule)) => Some((rules, rule, rules.recipients_paths(rule)?)),
+        None => None,
+    };
     let mut count = 0;
     for (i, doc) in docs.into_iter().enumerate() {
         let field = |f: &str| {
@@ -204,7 +207,9 @@ fn check_file(
                     continue;
                 }
             };
-            let Some((rules, rule)) = rule else { continue };
+            let Some((rules, rule, paths)) = &rule else {
+                continue;
+            };
             if let Some(scope) = rule.scope
                 && env.scope != scope
             {
@@ -219,14 +224,10 @@ fn check_file(
                     fix: format!("re-seal it with `--scope {scope}`"),
                 });
             }
-            for (path, written) in rules
-                .recipients_paths(rule)
-                .into_iter()
-                .zip(&rule.recipients)
-            {
+            for (path, written) in paths.iter().zip(&rule.recipients) {
                 let ids = key_ids
                     .entry(path.clone())
-                    .or_insert_with(|| recipients_ids(&path));
+                    .or_insert_with(|| recipients_ids(path));
                 match ids {
                     Err(e) => {
                         problems.push(Problem {
@@ -259,7 +260,7 @@ fn check_file(
             }
         }
     }
-    Checked::Read(count)
+    Ok(Checked::Read(count))
 }
 
 fn recipients_ids(path: &Path) -> std::result::Result<Vec<KeyId>, String> {

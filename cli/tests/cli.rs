@@ -1195,6 +1195,14 @@ fn repo() -> Dir {
         ".coffer.yaml",
         "rules:\n  - path: \"clusters/dr/**\"\n    recipients: [recipients/dr.txt]\n    scope: namespace\n  - path: \"base/**\"\n    recipients: [recipients/prod.txt, recipients/dr.txt]\n",
     );
+    // Writable only by its owner whatever the umask: rules writable by
+    // the group are refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        d.path(".coffer.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     d.write("secret.yaml", SECRET);
     d
 }
@@ -1432,6 +1440,231 @@ fn rules_are_taken_only_from_the_users_own_repository() {
         .failure()
         .stderr(predicate::str::contains("rule").not());
     assert!(!d.path("base/db.yaml").exists());
+}
+
+/// Whether the tests run as root, which cases needing a file of another
+/// user (chown) require; otherwise says so where it is seen (not captured).
+fn root_or_say_why_not(test: &str) -> bool {
+    use std::io::Write;
+    let out = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&out.stdout).trim() == "0" {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: it needs root to give a file to another user, and `id -u` is not 0"
+    );
+    false
+}
+
+/// A user other than the one running the tests.
+const OTHER_UID: u32 = 4242;
+
+/// Another tree, outside the repository, with a git directory, a
+/// `.coffer.yaml` sending everything to its own recipients file, and that
+/// key (evil-identity.txt, evil.txt).
+fn planted(d: &Dir) -> tempfile::TempDir {
+    let e = tempfile::tempdir().unwrap();
+    std::fs::create_dir(e.path().join(".git")).unwrap();
+    d.coffer()
+        .arg("keygen")
+        .arg("-w")
+        .arg(e.path().join("evil-identity.txt"))
+        .arg("--recipients-out")
+        .arg(e.path().join("evil.txt"))
+        .assert()
+        .success();
+    std::fs::write(
+        e.path().join(".coffer.yaml"),
+        "rules:\n  - path: \"**\"\n    recipients: [evil.txt]\n",
+    )
+    .unwrap();
+    e
+}
+
+#[test]
+fn rules_beyond_a_directory_symlink_leading_out_of_the_repository_are_refused() {
+    let d = repo();
+    let elsewhere = planted(&d);
+    std::fs::create_dir(d.path("s")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), d.path("s/linked")).unwrap();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "s/linked/x.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "s/linked/.coffer.yaml: reached through the symlink ",
+        ))
+        .stderr(predicate::str::contains(
+            "s/linked, which leads out of the repository",
+        ))
+        .stderr(no_plaintext());
+    assert!(!elsewhere.path().join("x.yaml").exists());
+    // The user may still write there with recipients of their choosing.
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "-r",
+            "recipients/prod.txt",
+            "-w",
+            "s/linked/x.yaml",
+        ])
+        .assert()
+        .success();
+    d.coffer()
+        .arg("recover")
+        .arg("-i")
+        .arg(elsewhere.path().join("evil-identity.txt"))
+        .arg("s/linked/x.yaml")
+        .assert()
+        .code(5);
+}
+
+#[test]
+fn rule_recipients_outside_the_repository_are_refused() {
+    let d = repo();
+    let outside = planted(&d);
+    let evil = outside.path().join("evil.txt");
+    let dotdot = format!(
+        "../{}/evil.txt",
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
+    std::os::unix::fs::symlink(&evil, d.path("recipients/linked.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), d.path("recipients/ext")).unwrap();
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "-r",
+            "recipients/prod.txt",
+            "-w",
+            "base/checked.yaml",
+        ])
+        .assert()
+        .success();
+    for (recipients, says) in [
+        (
+            evil.display().to_string(),
+            "is an absolute path".to_string(),
+        ),
+        (dotdot.clone(), "leads out of the repository".to_string()),
+        (
+            "recipients/linked.txt".to_string(),
+            "recipients/linked.txt: reached through the symlink ".to_string(),
+        ),
+        (
+            "recipients/ext/evil.txt".to_string(),
+            "recipients/ext, which leads out of the repository".to_string(),
+        ),
+    ] {
+        d.write(
+            ".coffer.yaml",
+            &format!("rules:\n  - path: \"base/**\"\n    recipients: [\"{recipients}\"]\n"),
+        );
+        d.coffer()
+            .args(["seal", "secret.yaml", "-w", "base/db.yaml"])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(says.as_str()))
+            .stderr(predicate::str::contains("-r"));
+        assert!(!d.path("base/db.yaml").exists(), "{recipients}");
+        // coffer check takes nothing from such a rule either.
+        d.coffer()
+            .args(["check", "base/checked.yaml"])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(says.as_str()));
+    }
+}
+
+#[test]
+fn group_or_world_writable_rules_and_recipients_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = repo();
+    let mode = |f: &str, m: u32| {
+        std::fs::set_permissions(d.path(f), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    for (file, m, says) in [
+        (".coffer.yaml", 0o664, ".coffer.yaml: writable by its group"),
+        (
+            "recipients/dr.txt",
+            0o646,
+            "recipients/dr.txt: writable by every user; refusing to seal to the keys in it (rule 1 (\"clusters/dr/**\")",
+        ),
+        (
+            "recipients/dr.txt",
+            0o664,
+            "recipients/dr.txt: writable by its group",
+        ),
+    ] {
+        mode(file, m);
+        d.coffer()
+            .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(says))
+            .stderr(predicate::str::contains("chmod go-w"));
+        assert!(!d.path("clusters/dr/db.yaml").exists());
+        mode(file, 0o644);
+    }
+    // Put right, the rule applies again.
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn rules_and_recipients_files_of_another_user_are_refused() {
+    if !root_or_say_why_not("rules_and_recipients_files_of_another_user_are_refused") {
+        return;
+    }
+    let d = repo();
+    let chown = |p: &Path| std::os::unix::fs::chown(p, Some(OTHER_UID), None).unwrap();
+    let says = format!("owned by uid {OTHER_UID}, not by you (uid 0) or root");
+    // The finding as reported: the planted tree, its rules and its
+    // directory all belong to the other user, who thus matched the owner
+    // of the directory written to.
+    let elsewhere = planted(&d);
+    chown(elsewhere.path());
+    chown(&elsewhere.path().join(".coffer.yaml"));
+    chown(&elsewhere.path().join("evil.txt"));
+    std::fs::create_dir(d.path("s")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), d.path("s/linked")).unwrap();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "s/linked/x.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "which leads out of the repository",
+        ));
+    // A directory of the repository that another user owns, with rules of
+    // theirs in it.
+    std::fs::create_dir(d.path("team")).unwrap();
+    d.write(
+        "team/.coffer.yaml",
+        "rules:\n  - path: \"**\"\n    recipients: [../recipients/dr.txt]\n",
+    );
+    chown(&d.path("team"));
+    chown(&d.path("team/.coffer.yaml"));
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "team/x.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "team/.coffer.yaml: {says}; refusing to take recipients from it"
+        )));
+    // A recipients file another user owns.
+    chown(&d.path("recipients/dr.txt"));
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "recipients/dr.txt: {says}; refusing to seal to the keys in it"
+        )));
+    assert!(!d.path("team/x.yaml").exists() && !d.path("clusters/dr/db.yaml").exists());
 }
 
 #[test]
