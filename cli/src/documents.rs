@@ -29,7 +29,8 @@ impl Doc {
 }
 
 /// The documents of an input in order: a JSON object or a YAML stream,
-/// with the items of a `kind: List` in its place. An empty document is a
+/// with the items of a list (`kind: List`, `SecretList`, any `*List`) in
+/// its place. An empty document is a
 /// `null`, so that numbering matches the file.
 pub fn documents(input: &Input) -> Result<Vec<serde_json::Value>> {
     let values: Vec<serde_json::Value> = if input.text.trim_start().starts_with('{') {
@@ -48,18 +49,48 @@ pub fn documents(input: &Input) -> Result<Vec<serde_json::Value>> {
     };
     let mut out = Vec::new();
     for v in values {
-        if v.get("kind").and_then(|k| k.as_str()) == Some("List") {
-            out.extend(
-                v.get("items")
-                    .and_then(|i| i.as_array())
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        } else {
-            out.push(v);
-        }
+        flatten(v, &mut out);
     }
     Ok(out)
+}
+
+/// Whether `v` is a list: `kind: List`, or a typed list such as
+/// `SecretList` (any kind ending in `List` with an `items` array).
+pub fn is_list(v: &serde_json::Value) -> bool {
+    v.get("kind")
+        .and_then(|k| k.as_str())
+        .is_some_and(|k| k.ends_with("List"))
+        && v.get("items").is_some_and(|i| i.is_array())
+}
+
+/// Puts `v`, or the items of a list (of lists) in its place, into `out`.
+/// The items of a typed list (`SecretList`, what the API server returns)
+/// need not name their kind and apiVersion: they take the list's.
+fn flatten(mut v: serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    if !is_list(&v) {
+        out.push(v);
+        return;
+    }
+    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    let item_kind = kind.strip_suffix("List").unwrap_or("").to_string();
+    let api = v.get("apiVersion").cloned();
+    let items = match v.get_mut("items") {
+        Some(serde_json::Value::Array(items)) => std::mem::take(items),
+        _ => Vec::new(),
+    };
+    for mut item in items {
+        if let Some(fields) = item.as_object_mut()
+            && !item_kind.is_empty()
+        {
+            fields
+                .entry("kind")
+                .or_insert_with(|| serde_json::Value::String(item_kind.clone()));
+            if let Some(api) = &api {
+                fields.entry("apiVersion").or_insert_with(|| api.clone());
+            }
+        }
+        flatten(item, out);
+    }
 }
 
 /// Every SealedSecret in the inputs; other kinds are skipped when

@@ -11,6 +11,7 @@ mod inspect;
 mod io;
 mod key_admin;
 mod recover;
+mod repository;
 mod rotate;
 mod rules;
 mod seal;

@@ -40,7 +40,7 @@ pub struct RotateArgs {
     pub timeout: Duration,
 }
 
-/// `kind: List` documents holding SealedSecrets are not rewritten in place
+/// Lists (`kind: List`, `SealedSecretList`) holding SealedSecrets are not rewritten in place
 /// (their items have no text of their own to keep); refuse before anything
 /// changes, so the summary of key ids still referenced is never wrong.
 fn refuse_lists(files: &[PathBuf]) -> Result<()> {
@@ -49,11 +49,11 @@ fn refuse_lists(files: &[PathBuf]) -> Result<()> {
         if let Ok(docs) = read_sealed(std::slice::from_ref(&input), true) {
             let listed = split_yaml(&input.text).iter().any(|(_, c)| {
                 let v: Option<serde_json::Value> = serde_saphyr::from_str(&c.body).ok();
-                v.is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("List"))
+                v.is_some_and(|v| crate::documents::is_list(&v))
             });
             if listed && !docs.is_empty() {
                 return Err(Failure::input(format!(
-                    "{}: holds SealedSecrets inside a kind: List, which rotate does not rewrite",
+                    "{}: holds SealedSecrets inside a list (kind: List or SealedSecretList), which rotate does not rewrite",
                     input.name
                 ))
                 .hint("split the List into one document per SealedSecret (separated by ---), then run rotate again"));

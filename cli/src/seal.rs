@@ -84,7 +84,7 @@ fn apply_rules(args: &mut SealArgs) -> Result<()> {
     let Some(rule) = rules.for_path(written) else {
         return Ok(());
     };
-    args.recipients = rules.recipients_paths(rule);
+    args.recipients = rules.recipients_paths(rule)?;
     if args.scope.is_none() {
         args.scope = rule.scope;
     }

@@ -1222,6 +1222,14 @@ fn repo() -> Dir {
         ".coffer.yaml",
         "rules:\n  - path: \"clusters/dr/**\"\n    recipients: [recipients/dr.txt]\n    scope: namespace\n  - path: \"base/**\"\n    recipients: [recipients/prod.txt, recipients/dr.txt]\n",
     );
+    // Writable only by its owner whatever the umask: rules writable by
+    // the group are refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        d.path(".coffer.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     d.write("secret.yaml", SECRET);
     d
 }
@@ -1459,6 +1467,459 @@ fn rules_are_taken_only_from_the_users_own_repository() {
         .failure()
         .stderr(predicate::str::contains("rule").not());
     assert!(!d.path("base/db.yaml").exists());
+}
+
+/// Whether the tests run as root, which cases needing a file of another
+/// user (chown) require; otherwise says so where it is seen (not captured).
+fn root_or_say_why_not(test: &str) -> bool {
+    use std::io::Write;
+    let out = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&out.stdout).trim() == "0" {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: it needs root to give a file to another user, and `id -u` is not 0"
+    );
+    false
+}
+
+/// A user other than the one running the tests.
+const OTHER_UID: u32 = 4242;
+
+/// Another tree, outside the repository, with a git directory, a
+/// `.coffer.yaml` sending everything to its own recipients file, and that
+/// key (evil-identity.txt, evil.txt).
+fn planted(d: &Dir) -> tempfile::TempDir {
+    let e = tempfile::tempdir().unwrap();
+    std::fs::create_dir(e.path().join(".git")).unwrap();
+    d.coffer()
+        .arg("keygen")
+        .arg("-w")
+        .arg(e.path().join("evil-identity.txt"))
+        .arg("--recipients-out")
+        .arg(e.path().join("evil.txt"))
+        .assert()
+        .success();
+    std::fs::write(
+        e.path().join(".coffer.yaml"),
+        "rules:\n  - path: \"**\"\n    recipients: [evil.txt]\n",
+    )
+    .unwrap();
+    e
+}
+
+#[test]
+fn rules_beyond_a_directory_symlink_leading_out_of_the_repository_are_refused() {
+    let d = repo();
+    let elsewhere = planted(&d);
+    std::fs::create_dir(d.path("s")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), d.path("s/linked")).unwrap();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "s/linked/x.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "s/linked/.coffer.yaml: reached through the symlink ",
+        ))
+        .stderr(predicate::str::contains(
+            "s/linked, which leads out of the repository",
+        ))
+        .stderr(no_plaintext());
+    assert!(!elsewhere.path().join("x.yaml").exists());
+    // The user may still write there with recipients of their choosing.
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "-r",
+            "recipients/prod.txt",
+            "-w",
+            "s/linked/x.yaml",
+        ])
+        .assert()
+        .success();
+    d.coffer()
+        .arg("recover")
+        .arg("-i")
+        .arg(elsewhere.path().join("evil-identity.txt"))
+        .arg("s/linked/x.yaml")
+        .assert()
+        .code(5);
+}
+
+#[test]
+fn rule_recipients_outside_the_repository_are_refused() {
+    let d = repo();
+    let outside = planted(&d);
+    let evil = outside.path().join("evil.txt");
+    let dotdot = format!(
+        "../{}/evil.txt",
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
+    std::os::unix::fs::symlink(&evil, d.path("recipients/linked.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), d.path("recipients/ext")).unwrap();
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "-r",
+            "recipients/prod.txt",
+            "-w",
+            "base/checked.yaml",
+        ])
+        .assert()
+        .success();
+    for (recipients, says) in [
+        (
+            evil.display().to_string(),
+            "is an absolute path".to_string(),
+        ),
+        (dotdot.clone(), "leads out of the repository".to_string()),
+        (
+            "recipients/linked.txt".to_string(),
+            "recipients/linked.txt: reached through the symlink ".to_string(),
+        ),
+        (
+            "recipients/ext/evil.txt".to_string(),
+            "recipients/ext, which leads out of the repository".to_string(),
+        ),
+    ] {
+        d.write(
+            ".coffer.yaml",
+            &format!("rules:\n  - path: \"base/**\"\n    recipients: [\"{recipients}\"]\n"),
+        );
+        d.coffer()
+            .args(["seal", "secret.yaml", "-w", "base/db.yaml"])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(says.as_str()))
+            .stderr(predicate::str::contains("-r"));
+        assert!(!d.path("base/db.yaml").exists(), "{recipients}");
+        // coffer check takes nothing from such a rule either.
+        d.coffer()
+            .args(["check", "base/checked.yaml"])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(says.as_str()));
+    }
+}
+
+#[test]
+fn group_or_world_writable_rules_and_recipients_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = repo();
+    let mode = |f: &str, m: u32| {
+        std::fs::set_permissions(d.path(f), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    for (file, m, says) in [
+        (".coffer.yaml", 0o664, ".coffer.yaml: writable by its group"),
+        (
+            "recipients/dr.txt",
+            0o646,
+            "recipients/dr.txt: writable by every user; refusing to seal to the keys in it (rule 1 (\"clusters/dr/**\")",
+        ),
+        (
+            "recipients/dr.txt",
+            0o664,
+            "recipients/dr.txt: writable by its group",
+        ),
+    ] {
+        mode(file, m);
+        d.coffer()
+            .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(says))
+            .stderr(predicate::str::contains("chmod go-w"));
+        assert!(!d.path("clusters/dr/db.yaml").exists());
+        mode(file, 0o644);
+    }
+    // Put right, the rule applies again.
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn rules_and_recipients_files_of_another_user_are_refused() {
+    if !root_or_say_why_not("rules_and_recipients_files_of_another_user_are_refused") {
+        return;
+    }
+    let d = repo();
+    let chown = |p: &Path| std::os::unix::fs::chown(p, Some(OTHER_UID), None).unwrap();
+    let says = format!("owned by uid {OTHER_UID}, not by you (uid 0) or root");
+    // The finding as reported: the planted tree, its rules and its
+    // directory all belong to the other user, who thus matched the owner
+    // of the directory written to.
+    let elsewhere = planted(&d);
+    chown(elsewhere.path());
+    chown(&elsewhere.path().join(".coffer.yaml"));
+    chown(&elsewhere.path().join("evil.txt"));
+    std::fs::create_dir(d.path("s")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), d.path("s/linked")).unwrap();
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "s/linked/x.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "which leads out of the repository",
+        ));
+    // A directory of the repository that another user owns, with rules of
+    // theirs in it.
+    std::fs::create_dir(d.path("team")).unwrap();
+    d.write(
+        "team/.coffer.yaml",
+        "rules:\n  - path: \"**\"\n    recipients: [../recipients/dr.txt]\n",
+    );
+    chown(&d.path("team"));
+    chown(&d.path("team/.coffer.yaml"));
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "team/x.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "team/.coffer.yaml: {says}; refusing to take recipients from it"
+        )));
+    // A recipients file another user owns.
+    chown(&d.path("recipients/dr.txt"));
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "clusters/dr/db.yaml"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "recipients/dr.txt: {says}; refusing to seal to the keys in it"
+        )));
+    assert!(!d.path("team/x.yaml").exists() && !d.path("clusters/dr/db.yaml").exists());
+}
+
+/// The lines of `coffer check`'s findings, asserting the exit status and
+/// that no plaintext is shown.
+fn check_lines(d: &Dir, args: &[&str]) -> Vec<String> {
+    let out = d
+        .coffer()
+        .arg("check")
+        .args(args)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(5)
+        .stdout(no_plaintext())
+        .stderr(no_plaintext());
+    String::from_utf8(out.get_output().stdout.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn has_line(lines: &[String], start: &str, what: &str) {
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(start) && l.contains(what) && l.contains("; fix: ")),
+        "no line for {start} saying {what:?} in\n{}",
+        lines.join("\n")
+    );
+}
+
+const LEAK: &str = "a plain Secret with values is committed";
+
+#[test]
+fn check_finds_plain_secrets_inside_lists_of_any_kind() {
+    let d = repo();
+    // As the API server lists them: the items of a SecretList name neither
+    // kind nor apiVersion.
+    d.write(
+        "base/secretlist.yaml",
+        "apiVersion: v1\nkind: SecretList\nitems:\n  - metadata: {name: db, namespace: shop}\n    stringData: {password: cli-plaintext-list-1}\n",
+    );
+    // A Secret without apiVersion in a List, which `coffer seal` takes.
+    d.write(
+        "base/list.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n  - kind: Secret\n    metadata: {name: db2, namespace: shop}\n    stringData: {password: cli-plaintext-list-2}\n",
+    );
+    // A SecretList in a List, in JSON.
+    d.write(
+        "base/nested.json",
+        r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"SecretList","items":[{"metadata":{"name":"db3","namespace":"shop"},"stringData":{"password":"cli-plaintext-list-3"}}]}]}"#,
+    );
+    let lines = check_lines(
+        &d,
+        &["base/secretlist.yaml", "base/list.yaml", "base/nested.json"],
+    );
+    has_line(
+        &lines,
+        "base/secretlist.yaml: document 1 (Secret shop/db)",
+        LEAK,
+    );
+    has_line(&lines, "base/list.yaml: document 1 (Secret shop/db2)", LEAK);
+    has_line(
+        &lines,
+        "base/nested.json: document 1 (Secret shop/db3)",
+        LEAK,
+    );
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    // A Secret without apiVersion is one: seal takes it.
+    d.coffer()
+        .args(["seal", "-r", "recipients/prod.txt", "base/list.yaml"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn check_reads_hidden_files_and_directories_but_not_git() {
+    let d = repo();
+    std::fs::remove_file(d.path("secret.yaml")).unwrap();
+    std::fs::create_dir_all(d.path(".secrets")).unwrap();
+    d.write(".leak.yaml", SECRET);
+    d.write(".secrets/db.yml", SECRET);
+    // git's own files are not the repository's content.
+    d.write(".git/leak.yaml", SECRET);
+    let lines = check_lines(&d, &[]);
+    has_line(&lines, "./.leak.yaml: document 1 (Secret shop/db)", LEAK);
+    has_line(
+        &lines,
+        "./.secrets/db.yml: document 1 (Secret shop/db)",
+        LEAK,
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
+
+#[test]
+fn check_follows_symlinks_inside_the_repository_and_reports_those_leaving_it() {
+    let d = repo();
+    std::fs::remove_file(d.path("secret.yaml")).unwrap();
+    let link =
+        |target: &Path, name: &str| std::os::unix::fs::symlink(target, d.path(name)).unwrap();
+    // A Secret under a name check does not read, linked from one it does.
+    std::fs::create_dir_all(d.path("vault")).unwrap();
+    d.write("vault/db.txt", SECRET);
+    link(Path::new("../vault/db.txt"), "base/db.yaml");
+    // A directory linked into the path checked.
+    std::fs::create_dir_all(d.path("vendor/app")).unwrap();
+    d.write("vendor/app/secret.yaml", SECRET);
+    link(Path::new("../vendor/app"), "base/app");
+    // A link out of the repository: what it points to is not checked.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), SECRET).unwrap();
+    link(&outside.path().join("secret.yaml"), "base/outside.yaml");
+    link(outside.path(), "base/ext");
+    // A link out that check would not have read anyway is no problem.
+    std::fs::write(outside.path().join("notes.txt"), "notes").unwrap();
+    link(&outside.path().join("notes.txt"), "base/notes.txt");
+    // Cycles end: a directory linked to its parent, two files to each other.
+    link(Path::new(".."), "base/loop");
+    link(Path::new("b.yaml"), "base/a.yaml");
+    link(Path::new("a.yaml"), "base/b.yaml");
+    let lines = check_lines(&d, &["base"]);
+    has_line(&lines, "base/db.yaml: document 1 (Secret shop/db)", LEAK);
+    has_line(
+        &lines,
+        "base/app/secret.yaml: document 1 (Secret shop/db)",
+        LEAK,
+    );
+    has_line(
+        &lines,
+        "base/outside.yaml: a symlink to ",
+        "out of the repository",
+    );
+    has_line(&lines, "base/ext: a symlink to ", "out of the repository");
+    has_line(&lines, "base/a.yaml: a symlink that cannot be followed", "");
+    has_line(&lines, "base/b.yaml: a symlink that cannot be followed", "");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+}
+
+#[test]
+fn check_matches_extensions_in_any_case() {
+    let d = repo();
+    std::fs::remove_file(d.path("secret.yaml")).unwrap();
+    d.write("base/a.YAML", SECRET);
+    d.write("base/b.Yml", SECRET);
+    d.write(
+        "base/c.JSON",
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db","namespace":"shop"},"stringData":{"password":"cli-plaintext-json"}}"#,
+    );
+    let lines = check_lines(&d, &[]);
+    for f in ["./base/a.YAML", "./base/b.Yml", "./base/c.JSON"] {
+        has_line(&lines, &format!("{f}: document 1 (Secret shop/db)"), LEAK);
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+}
+
+#[test]
+fn check_flags_kustomize_secret_generators_that_hold_plaintext() {
+    let d = repo();
+    std::fs::remove_file(d.path("secret.yaml")).unwrap();
+    d.write("base/db.env", "password=cli-plaintext-env\n");
+    d.write("base/tls.key", "cli-plaintext-key\n");
+    d.write(
+        "base/kustomization.yaml",
+        "resources: [db.sealed.yaml]\nsecretGenerator:\n  - name: from-literals\n    literals: [password=cli-plaintext-literal, user=admin]\n  - name: from-env\n    envs: [db.env]\n  - name: from-files\n    files: [tls.key=tls.key, missing.crt]\nconfigMapGenerator:\n  - name: settings\n    literals: [mode=live]\n",
+    );
+    // kustomize also reads a file named Kustomization.
+    d.write(
+        "clusters/dr/Kustomization",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nsecretGenerator:\n  - name: token\n    literals: [token=cli-plaintext-token]\n",
+    );
+    let lines = check_lines(&d, &[]);
+    let at = "./base/kustomization.yaml: document 1 (Kustomization ?/?)";
+    has_line(
+        &lines,
+        at,
+        "secretGenerator \"from-literals\" has 2 literal value(s) in plaintext",
+    );
+    has_line(
+        &lines,
+        at,
+        "secretGenerator \"from-env\" reads plaintext from its envs entry \"db.env\"",
+    );
+    has_line(
+        &lines,
+        at,
+        "secretGenerator \"from-files\" reads plaintext from its files entry \"tls.key\"",
+    );
+    has_line(
+        &lines,
+        "./clusters/dr/Kustomization: document 1 (Kustomization ?/?)",
+        "secretGenerator \"token\" has 1 literal value(s) in plaintext",
+    );
+    // A file that is not there holds nothing; a configMapGenerator is no
+    // Secret.
+    assert_eq!(lines.len(), 4, "{lines:?}");
+}
+
+#[test]
+fn rotate_refuses_sealed_secrets_inside_a_typed_list_before_any_cluster_call() {
+    let d = Dir::new();
+    let out = d
+        .coffer()
+        .args(["seal", "-r", "r.txt", "-o", "json"])
+        .write_stdin(SECRET)
+        .assert()
+        .success();
+    let mut item: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let item_fields = item.as_object_mut().unwrap();
+    item_fields.remove("kind");
+    item_fields.remove("apiVersion");
+    let list = serde_json::json!({
+        "apiVersion": "coffer.dev/v1alpha1",
+        "kind": "SealedSecretList",
+        "items": [item],
+    });
+    d.write("list.json", &list.to_string());
+    d.coffer()
+        .args(["inspect", "list.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("shop/db"));
+    d.coffer()
+        .args(["rotate", "list.json"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "list.json: holds SealedSecrets inside a list",
+        ));
 }
 
 #[test]
