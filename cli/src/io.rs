@@ -182,6 +182,17 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // `-w clusters/prod.txt` in a fresh repository: make the directories,
+    // as the README's first steps expect.
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Failure::input(format!(
+                "{name}: cannot create the directory {}: {}",
+                dir.display(),
+                io_reason(&e)
+            ))
+        })?;
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".coffer-")
         .tempfile_in(&dir)

@@ -492,6 +492,48 @@ fn inspect_shows_scope_items_key_ids_and_buckets_offline() {
         )));
 }
 
+/// `-w` into a directory that does not exist yet makes it (the README's
+/// `coffer recipients -w clusters/prod.txt` in a fresh repository).
+#[test]
+fn writing_into_a_new_directory_makes_it() {
+    let d = Dir::new();
+    d.coffer()
+        .args([
+            "keygen",
+            "-w",
+            "keys/admin/id.txt",
+            "--recipients-out",
+            "clusters/prod.txt",
+        ])
+        .assert()
+        .success();
+    assert!(d.read("clusters/prod.txt").contains("age1"));
+    d.coffer()
+        .args([
+            "seal",
+            "-r",
+            "clusters/prod.txt",
+            "-w",
+            "k8s/shop/db.sealed.yaml",
+        ])
+        .write_stdin(SECRET)
+        .assert()
+        .success()
+        .stdout(no_plaintext());
+    assert!(
+        d.read("k8s/shop/db.sealed.yaml")
+            .contains("kind: SealedSecret")
+    );
+    // A file in the way of a directory is one clear error.
+    d.write("file", "x");
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "-w", "file/x.yaml"])
+        .write_stdin(SECRET)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("file/x.yaml: cannot create"));
+}
+
 /// A template that names no item is found offline, without a key, before
 /// the controller would report TemplateFailed.
 #[test]
