@@ -130,6 +130,30 @@ pub fn read_sealed(inputs: &[Input], skip_other_kinds: bool) -> Result<Vec<Doc>>
     Ok(out)
 }
 
+/// The error when the inputs hold no Coffer SealedSecret: it says so, and
+/// points at `coffer convert` when they hold bitnami ones.
+pub fn none_found(inputs: &[Input]) -> Failure {
+    let bitnami: usize = inputs
+        .iter()
+        .filter_map(|i| documents(i).ok())
+        .flatten()
+        .filter(|d| {
+            d.get("kind").and_then(|k| k.as_str()) == Some("SealedSecret")
+                && d.get("apiVersion")
+                    .and_then(|a| a.as_str())
+                    .is_some_and(|a| a.starts_with("bitnami.com/"))
+        })
+        .count();
+    if bitnami > 0 {
+        Failure::input(format!(
+            "no coffer.dev SealedSecret found in the input, but {bitnami} bitnami.com one(s): \
+             convert them with `coffer convert FILES` (docs/migration.md)"
+        ))
+    } else {
+        Failure::input("no SealedSecret found in the input")
+    }
+}
+
 /// Parses one document (YAML or JSON) as a SealedSecret.
 pub fn read_one(name: &str, text: &str) -> Result<SealedSecret> {
     let value: std::result::Result<serde_json::Value, String> =

@@ -71,9 +71,10 @@ pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
         }
         Some(ids)
     };
-    let docs = read_sealed(&read_inputs(&args.files)?, true)?;
+    let inputs = read_inputs(&args.files)?;
+    let docs = read_sealed(&inputs, true)?;
     if docs.is_empty() {
-        return Err(Failure::input("no SealedSecret found in the input"));
+        return Err(crate::documents::none_found(&inputs));
     }
     let mut reports = Vec::new();
     let mut any_problem = false;

@@ -68,9 +68,10 @@ pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<Secret
 
 pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
     let ring = Keyring::from_keys(load_keys(&args.identity, &args.backup)?);
-    let docs = read_sealed(&read_inputs(&args.files)?, true)?;
+    let inputs = read_inputs(&args.files)?;
+    let docs = read_sealed(&inputs, true)?;
     if docs.is_empty() {
-        return Err(Failure::input("no SealedSecret found in the input"));
+        return Err(crate::documents::none_found(&inputs));
     }
     let mut secrets = Vec::new();
     let mut refused = Vec::new();

@@ -16,9 +16,10 @@ pub struct VerifyArgs {
 }
 
 pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
-    let docs = read_sealed(&read_inputs(&args.files)?, true)?;
+    let inputs = read_inputs(&args.files)?;
+    let docs = read_sealed(&inputs, true)?;
     if docs.is_empty() {
-        return Err(Failure::input("no SealedSecret found in the input"));
+        return Err(crate::documents::none_found(&inputs));
     }
     let client = match target.controller_url {
         Some(_) => None,

@@ -534,6 +534,37 @@ fn writing_into_a_new_directory_makes_it() {
         .stderr(predicate::str::contains("file/x.yaml: cannot create"));
 }
 
+/// A bitnami file given to inspect (or verify, recover) points at
+/// `coffer convert` instead of saying that nothing was found.
+#[test]
+fn inspecting_a_bitnami_file_points_at_convert() {
+    let d = Dir::new();
+    d.write(
+        "b.yaml",
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: shop}\nspec:\n  encryptedData: {password: AgB=}\n",
+    );
+    for cmd in [
+        &["inspect", "b.yaml"][..],
+        &["recover", "--identity", "identity.txt", "b.yaml"],
+    ] {
+        d.coffer()
+            .args(cmd)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("1 bitnami.com one(s)"))
+            .stderr(predicate::str::contains("coffer convert"));
+    }
+    d.write(
+        "c.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
+    d.coffer()
+        .args(["inspect", "c.yaml"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no SealedSecret found"));
+}
+
 /// A template that names no item is found offline, without a key, before
 /// the controller would report TemplateFailed.
 #[test]
