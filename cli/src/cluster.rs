@@ -135,6 +135,55 @@ impl Target {
         client.request_text(req).await.map_err(Failure::from)
     }
 
+    /// GETs `path` of the controller's HTTP API (directly with
+    /// --controller-url, else through the service proxy), retrying while it
+    /// answers 429 (its rate limit) or 503 (not ready, or a replica that is
+    /// not the leader), up to a minute. Returns the status code and body
+    /// (a refusal's reason alone); transport errors are failures.
+    pub async fn get_with_retry(&self, path: &str) -> Result<(u16, String)> {
+        let client = match &self.controller_url {
+            Some(_) => None,
+            None => Some(self.client().await?),
+        };
+        let mut delay = std::time::Duration::from_millis(200);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (code, text) = self.get_status(client.as_ref(), path).await?;
+            if !matches!(code, 429 | 503) || tokio::time::Instant::now() > deadline {
+                return Ok((code, text));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(3));
+        }
+    }
+
+    async fn get_status(&self, client: Option<&Client>, path: &str) -> Result<(u16, String)> {
+        if let Some(base) = &self.controller_url {
+            let url = format!("{}{path}", base.trim_end_matches('/'));
+            return tokio::task::spawn_blocking(move || direct_get_status(&url))
+                .await
+                .map_err(|e| Failure::new(1, e.to_string()))?;
+        }
+        let client = match client {
+            Some(c) => c,
+            None => &self.client().await?,
+        };
+        let req = http::Request::get(self.proxy_path(path))
+            .body(kube::client::Body::empty())
+            .map_err(|e| Failure::new(1, e.to_string()))?;
+        let res = client.send(req).await.map_err(Failure::from)?;
+        let code = res.status().as_u16();
+        let bytes =
+            res.into_body().collect_bytes().await.map_err(|e| {
+                Failure::cluster(format!("cannot read the controller's answer: {e}"))
+            })?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(f) = self.api_server_refusal(client, code, &text).await {
+            return Err(f);
+        }
+        Ok((code, controller_message(text)))
+    }
+
     /// Like [`Self::proxy_post`], but waits and retries while the
     /// controller answers 429 (its per-client rate limit), up to a minute.
     pub async fn post_with_retry(
@@ -268,6 +317,15 @@ fn direct_post(url: &str, body: &[u8]) -> Result<(u16, String)> {
         .post(url)
         .header("content-type", "application/json")
         .send(body)
+        .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    Ok((r.status().as_u16(), controller_message(text)))
+}
+
+fn direct_get_status(url: &str) -> Result<(u16, String)> {
+    let mut r = agent()
+        .get(url)
+        .call()
         .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
     let text = r.body_mut().read_to_string().unwrap_or_default();
     Ok((r.status().as_u16(), controller_message(text)))

@@ -28,10 +28,22 @@ pub enum KeysCmd {
     #[command(after_help = "Example:\n  coffer keys list")]
     List,
     /// Retire a key: values sealed only to it stop opening. Re-encrypt first (`coffer rotate`).
-    #[command(after_help = "Example:\n  coffer keys retire 3f2a9c0d11e4b7a5")]
+    ///
+    /// Refused while the controller says live SealedSecrets still need the
+    /// key, or cannot say (apply the re-encrypted files and wait until they
+    /// are Ready first), and when the controller cannot be asked.
+    #[command(
+        after_help = "Example:\n  coffer rotate k8s/ && kubectl apply -R -f k8s/   # or let GitOps sync\n  \
+        kubectl wait --for=condition=Ready sealedsecrets.coffer.dev --all -A\n  \
+        coffer keys retire 3f2a9c0d11e4b7a5"
+    )]
     Retire {
         /// Key id: the 64 hex digits, or a prefix of at least 8 that names one key.
         id: String,
+        /// Retire it even though SealedSecrets still need it (they go
+        /// Ready=False, KeyRetired), or the controller cannot be asked.
+        #[arg(long)]
+        force: bool,
     },
     /// Make a key the active sealing key (e.g. a restored, open-only key). Logged by the controller.
     #[command(after_help = "Example:\n  coffer keys activate 3f2a9c0d11e4b7a5\n  \
@@ -159,6 +171,99 @@ fn find<'a>(keys: &'a [RingKey], id: &str, target: &Target) -> Result<&'a RingKe
     }
 }
 
+/// What `GET /v1/keys/ID/users` answers.
+#[derive(serde::Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct KeyUsers {
+    count: usize,
+    objects: Vec<String>,
+    pending: usize,
+    #[serde(default)]
+    pending_objects: Vec<String>,
+}
+
+/// How to make a key unneeded before retiring it.
+const BEFORE_RETIRING: &str = "re-encrypt (`coffer rotate PATH`), apply or sync the re-encrypted files \
+    (`kubectl apply`, or let Argo CD/Flux sync), wait until they are Ready \
+    (`kubectl wait --for=condition=Ready sealedsecrets.coffer.dev --all -A`), then retire again";
+
+/// Asks the controller which live SealedSecrets still need key `id`, and
+/// refuses while any do, while it cannot tell (SealedSecrets it has not yet
+/// unsealed at their current generation), or when it cannot be asked;
+/// `force` turns each refusal into a warning.
+async fn check_no_users(target: &Target, id: KeyId, force: bool) -> Result<()> {
+    let short = id.short();
+    let asked = match target.get_with_retry(&format!("/v1/keys/{id}/users")).await {
+        Ok((200, text)) => serde_json::from_str::<KeyUsers>(&text).map_err(|_| {
+            Failure::cluster("the controller's answer about the key's users is not understood")
+        }),
+        Ok((code, reason)) => Err(Failure::cluster(format!(
+            "the controller answered HTTP {code}: {reason}"
+        ))),
+        Err(f) => Err(f),
+    };
+    let users = match asked {
+        Ok(u) => u,
+        Err(f) if force => {
+            eprintln!(
+                "warning: {}; cannot tell which SealedSecrets still need key {short}: retiring it anyway (--force)",
+                f.message
+            );
+            return Ok(());
+        }
+        Err(f) => {
+            return Err(Failure::cluster(format!(
+                "not retiring key {short}: cannot ask the controller which SealedSecrets still need it: {}",
+                f.message
+            ))
+            .hint(
+                "make sure coffer-controller runs and is reachable (--controller-namespace, --controller-name, \
+                 --controller-url); --force retires without asking",
+            ));
+        }
+    };
+    let list = |names: &[String], total: usize| {
+        let mut out = String::new();
+        for n in names {
+            out.push_str(&format!("\n  {n}"));
+        }
+        if total > names.len() {
+            out.push_str(&format!("\n  … and {} more", total - names.len()));
+        }
+        out
+    };
+    let mut why = Vec::new();
+    if users.count > 0 {
+        why.push(format!(
+            "{} live SealedSecret(s) still need it (a value no other usable key opens):{}",
+            users.count,
+            list(&users.objects, users.count)
+        ));
+    }
+    if users.pending > 0 {
+        why.push(format!(
+            "{} SealedSecret(s) not yet unsealed by the controller at their current generation, which may need it:{}",
+            users.pending,
+            list(&users.pending_objects, users.pending)
+        ));
+    }
+    if why.is_empty() {
+        return Ok(());
+    }
+    let why = why.join("\n");
+    if force {
+        eprintln!(
+            "warning: retiring key {short} anyway (--force): {why}\nthose go Ready=False, reason KeyRetired, until re-encrypted"
+        );
+        return Ok(());
+    }
+    Err(
+        Failure::refused(format!("not retiring key {short}: {why}")).hint(format!(
+            "{BEFORE_RETIRING}; --force retires it now, and those SealedSecrets go Ready=False, reason KeyRetired"
+        )),
+    )
+}
+
 fn state_word(k: &RingKey, active: Option<KeyId>) -> &'static str {
     if Some(k.id()) == active {
         "active"
@@ -191,9 +296,12 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
             }
             emit(None, &out)
         }
-        KeysCmd::Retire { id } => {
+        KeysCmd::Retire { id, force } => {
             let (api, keys) = ring(target).await?;
             let key = find(&keys, &id, target)?;
+            if key.status != KeyStatus::Retired {
+                check_no_users(target, key.id(), force).await?;
+            }
             if active_key(&keys).map(RingKey::id) == Some(key.id()) {
                 eprintln!(
                     "warning: {} is the active key; the controller will make the next usable key active, or create a new one",

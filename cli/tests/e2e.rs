@@ -6,7 +6,9 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use coffer_test_support::{Cluster, Server, WAIT, eventually, namespace, root, target_dir};
+use coffer_test_support::{
+    Cluster, Server, WAIT, eventually, http_get, namespace, root, target_dir,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 
@@ -56,12 +58,22 @@ impl CliCluster {
     }
 
     fn coffer_in(&self, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let url = format!("http://{}", self.ctrl.http);
+        self.coffer_run(dir, &url, args, stdin)
+    }
+
+    /// `coffer` with the controller's HTTP API at `url`.
+    fn coffer_at(&self, url: &str, args: &[&str]) -> Output {
+        self.coffer_run(self.dir.path(), url, args, None)
+    }
+
+    fn coffer_run(&self, dir: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> Output {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
         c.current_dir(dir)
             .arg("--kubeconfig")
             .arg(self.server.kubeconfig())
             .args(["--controller-namespace", &self.key_ns])
-            .args(["--controller-url", &format!("http://{}", self.ctrl.http)])
+            .args(["--controller-url", url])
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -244,6 +256,9 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     );
 
     c.kubectl(&["apply", "-R", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
+    // Retiring waits until the re-encrypted files are applied and Ready.
+    c.all_unsealed(n, "all re-encrypted SealedSecrets Ready")
+        .await;
     ok(&c.coffer(&["keys", "retire", &old]));
     // Every Secret still opens with only the new key usable.
     c.all_unsealed(n, "all SealedSecrets Ready after retirement")
@@ -252,6 +267,114 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
     let list = ok(&c.coffer(&["keys", "list"]));
     assert!(list.contains(&format!("{}  retired", &old[..16])), "{list}");
     assert!(list.contains(&format!("{}  active", &new[..16])), "{list}");
+}
+
+/// The README's rotation steps, with the step they lacked: `coffer keys
+/// retire` asks the controller which live SealedSecrets still need the
+/// key. While one does (its file re-encrypted but not applied), retiring
+/// is refused, naming it, and the key stays usable; once the re-encrypted
+/// file is applied and Ready, the key retires. `--force` retires a key
+/// despite its users, which then go `KeyRetired`; a controller that cannot
+/// be asked is a refusal too.
+#[tokio::test]
+async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reencrypted() {
+    let c = cluster_on(Server::shared().clone(), "cli-retire").await;
+    ok(&c.coffer(&["recipients", "-w", "r.txt"]));
+    let repo = c.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for name in ["api", "db"] {
+        let sealed = ok(&c.coffer_in(
+            c.dir.path(),
+            &["seal", "-r", "r.txt"],
+            Some(&secret(&c.ns, name, &format!("retire-e2e-{name}"))),
+        ));
+        std::fs::write(repo.join(format!("{name}.yaml")), sealed).unwrap();
+    }
+    c.kubectl(&["apply", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
+    c.all_unsealed(2, "both SealedSecrets Ready").await;
+    let old = c.active_key().await;
+    let (new, _) = c.rotate_all(&repo, 2, &old).await;
+    let (api, db) = (format!("{}/api", c.ns), format!("{}/db", c.ns));
+
+    // Rotated and committed, not applied: the live objects need the old key.
+    let (code, body) = http_get(c.ctrl.http, &format!("/v1/keys/{old}/users"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let users: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(users["key"], old.as_str());
+    assert_eq!(users["count"], 2, "{users}");
+    assert_eq!(users["objects"], serde_json::json!([api, db]));
+    let (_, metrics) = http_get(c.ctrl.http, "/metrics").await.unwrap();
+    for line in [
+        format!("coffer_key_sealed_secrets{{key=\"{}\"}} 2\n", &old[..16]),
+        format!("coffer_key_sealed_secrets{{key=\"{}\"}} 0\n", &new[..16]),
+    ] {
+        assert!(metrics.contains(&line), "missing {line} in\n{metrics}");
+    }
+    let refused = c.coffer(&["keys", "retire", &old]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!("not retiring key {}", &old[..16]))
+            && err.contains("2 live SealedSecret(s) still need it")
+            && err.contains(&format!("\n  {api}\n  {db}"))
+            && err.contains("kubectl wait --for=condition=Ready sealedsecrets.coffer.dev --all -A"),
+        "{err}"
+    );
+    let list = ok(&c.coffer(&["keys", "list"]));
+    assert!(list.contains(&format!("{}  usable", &old[..16])), "{list}");
+
+    // One re-encrypted file applied: only the other still needs the key.
+    c.kubectl(&["apply", "-f", repo.join("db.yaml").to_str().unwrap()]);
+    c.all_unsealed(2, "db Ready at its new generation").await;
+    let refused = c.coffer(&["keys", "retire", &old]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("1 live SealedSecret(s) still need it") && err.contains(&format!("\n  {api}")),
+        "{err}"
+    );
+    assert!(!err.contains(&db), "{err}");
+    // Both objects stayed Ready on the old key's values and the new one's.
+    c.all_unsealed(2, "both SealedSecrets still Ready").await;
+
+    c.kubectl(&["apply", "-f", repo.join("api.yaml").to_str().unwrap()]);
+    c.all_unsealed(2, "both re-encrypted SealedSecrets Ready")
+        .await;
+    let retired = c.coffer(&["keys", "retire", &old]);
+    assert!(
+        retired.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retired.stderr)
+    );
+    let list = ok(&c.coffer(&["keys", "list"]));
+    assert!(list.contains(&format!("{}  retired", &old[..16])), "{list}");
+    c.all_unsealed(2, "both SealedSecrets Ready with the old key retired")
+        .await;
+    assert_eq!(c.secret_value("db", "password").await, b"retire-e2e-db");
+
+    // No controller to ask: refused, unless --force.
+    let unreachable = format!("http://127.0.0.1:{}", coffer_test_support::free_port());
+    let o = c.coffer_at(&unreachable, &["keys", "retire", &new]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("cannot ask the controller"), "{err}");
+    let list = ok(&c.coffer(&["keys", "list"]));
+    assert!(list.contains(&format!("{}  active", &new[..16])), "{list}");
+
+    // --force retires the key both objects need; they go KeyRetired.
+    let forced = c.coffer(&["keys", "retire", "--force", &new]);
+    let err = String::from_utf8_lossy(&forced.stderr);
+    assert!(forced.status.success(), "{err}");
+    assert!(
+        err.contains("retiring key") && err.contains("(--force)") && err.contains(&api),
+        "{err}"
+    );
+    c.wait_reason(&c.ns, "db", "KeyRetired").await;
+    c.ctrl
+        .assert_log_free_of(&["retire-e2e-db", "retire-e2e-api"]);
 }
 
 /// A cluster moves from X25519 to post-quantum keys. Restarted with
@@ -310,6 +433,9 @@ async fn rotate_moves_a_repository_from_x25519_to_post_quantum_keys() {
     );
 
     c.kubectl(&["apply", "-f", repo.to_str().unwrap(), "-n", &c.ns]);
+    // Retiring waits until the re-encrypted files are applied and Ready.
+    c.all_unsealed(n, "all re-encrypted SealedSecrets Ready")
+        .await;
     ok(&c.coffer(&["keys", "retire", &old]));
     c.all_unsealed(n, "all SealedSecrets Ready with the X25519 key retired")
         .await;

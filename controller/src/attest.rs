@@ -33,6 +33,8 @@ use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::key_users::KeySet;
+
 /// The HKDF label of the MAC keys, and the MAC's domain. A release that
 /// builds a different Secret from the same SealedSecret (a new field, a new
 /// label) must change it, and [`VERSION`]: annotations of the old build
@@ -112,6 +114,10 @@ pub struct Attested {
     /// The key epoch it was verified under: a key lost since invalidates
     /// it, as it does a remembered outcome.
     pub key_epoch: u64,
+    /// The keys the annotation names: those that opened the values. Each
+    /// is taken as needed (the annotation does not say whether another
+    /// key would also open a value).
+    pub keys: KeySet,
 }
 
 /// The claim of `secret`'s annotation, if it has one that parses.
@@ -239,6 +245,7 @@ pub fn verify(claim: &Claim, uid: &str, keys: &AttestKeys, epoch: u64) -> Option
         generation: claim.generation,
         items: claim.items,
         key_epoch: epoch,
+        keys: KeySet::of(&ids),
     })
 }
 
@@ -368,7 +375,8 @@ mod tests {
             Some(Attested {
                 generation: 4,
                 items: 1,
-                key_epoch: 3
+                key_epoch: 3,
+                keys: KeySet::of(&[key.id()]),
             })
         );
         // Deterministic: the same Secret stamps the same, so an unchanged

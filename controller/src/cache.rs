@@ -27,6 +27,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::attest::{Attested, Claim};
+use crate::key_users::KeySet;
 
 /// A string map that is usually empty or tiny.
 pub type SmallMap = Box<[(Box<str>, Box<str>)]>;
@@ -473,6 +474,9 @@ pub struct Outcome {
     pub key_epoch: u64,
     pub items: usize,
     pub digest: [u8; 32],
+    /// The keys without which some value would not have opened
+    /// (crate::key_users).
+    pub needs: KeySet,
 }
 
 /// The last refusal of one SealedSecret. While its generation, the key

@@ -260,6 +260,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/recipients", get(recipients))
+        .route("/v1/keys/{id}/users", get(key_users))
         .layer(timeout)
         .merge(posts)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
@@ -614,6 +615,7 @@ async fn count(
         | "/v1/verify"
         | "/v1/reencrypt"
         | "/v1/bitnami/convert") => p,
+        p if p.starts_with("/v1/keys/") && p.ends_with("/users") => "/v1/keys/{id}/users",
         _ => "other",
     }
     .to_string();
@@ -661,6 +663,62 @@ async fn recipients(State(state): State<Shared>) -> Response {
             .into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "no active key yet\n").into_response(),
     }
+}
+
+/// `GET /v1/keys/ID/users` (ID: the key id's 64 hex digits): which live
+/// SealedSecrets still need that key, as `{"key", "count", "objects",
+/// "pending", "pendingObjects"}`; the object lists hold at most ten
+/// `namespace/name`, sorted. `pending` counts those whose current
+/// generation the controller has not yet unsealed (or refused) under the
+/// current key ring: they may need any key. See crate::key_users. Reads no
+/// body; only the leader knows its SealedSecrets, so a follower answers
+/// 503, as the leader does until its watches have synced.
+async fn key_users(
+    State(state): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<KeyId>() else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "expected a key id: its 64 hex digits",
+        )
+        .into_response();
+    };
+    if !state.ready.load(Ordering::Acquire) {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, "key ring not loaded yet").into_response();
+    }
+    let Some(store) = state.metrics.leader_store() else {
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this replica does not reconcile SealedSecrets (not the leader, or not synced yet); retry",
+        )
+        .into_response();
+    };
+    let epoch = state.keys.current().epoch;
+    // Every object is looked at: off the async thread.
+    let users = tokio::task::spawn_blocking(move || {
+        let mut tally = crate::key_users::Tally::new(id);
+        store.each_use(Some(epoch), |k, u| tally.add(k, u));
+        tally.finish()
+    })
+    .await;
+    let Ok(users) = users else {
+        return reject(StatusCode::INTERNAL_SERVER_ERROR, "counting failed").into_response();
+    };
+    let names = |keys: &[crate::store::Key]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({
+            "key": id.to_string(),
+            "count": users.count,
+            "objects": names(&users.objects),
+            "pending": users.pending,
+            "pendingObjects": names(&users.pending_objects),
+        })
+        .to_string(),
+    )
+        .into_response()
 }
 
 /// A refusal: a status code and a short reason, sent as `{"error": …}`.

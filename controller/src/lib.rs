@@ -12,6 +12,7 @@ pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod key_secrets;
+pub mod key_users;
 pub mod metrics;
 pub mod plan;
 pub mod pool;

@@ -21,6 +21,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use coffer_format::KeyId;
+
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -259,6 +261,7 @@ impl Metrics {
         let sealed = Arc::new(SealedStates {
             store: Mutex::default(),
             max_namespaces,
+            ring_keys: Mutex::default(),
         });
         registry.register_collector(Box::new(sealed.clone()));
         Metrics {
@@ -392,6 +395,16 @@ impl Metrics {
     pub fn count_sealed_in(&self, store: Option<Arc<Store>>) {
         *self.sealed.store.lock().expect("metrics lock") = store;
     }
+    /// The leader's caches of SealedSecrets, once its watches have synced;
+    /// `None` on a follower (it knows no SealedSecret).
+    pub fn leader_store(&self) -> Option<Arc<Store>> {
+        self.sealed.store.lock().expect("metrics lock").clone()
+    }
+    /// The keys of the ring that are not retired: each has a
+    /// `coffer_key_sealed_secrets` series, at 0 when nothing needs it.
+    pub fn set_ring_keys(&self, ids: Vec<KeyId>) {
+        *self.sealed.ring_keys.lock().expect("metrics lock") = ids;
+    }
     /// OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -433,6 +446,8 @@ impl Metrics {
 struct SealedStates {
     store: Mutex<Option<Arc<Store>>>,
     max_namespaces: usize,
+    /// See [`Metrics::set_ring_keys`].
+    ring_keys: Mutex<Vec<KeyId>>,
 }
 
 /// Counts by (namespace, reason). Over `max_namespaces` namespaces, those
@@ -471,7 +486,7 @@ impl Collector for SealedStates {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let started = Instant::now();
         let store = self.store.lock().expect("metrics lock").clone();
-        let objects = store.map(|s| s.states()).unwrap_or_default();
+        let objects = store.as_ref().map(|s| s.states()).unwrap_or_default();
         let counts = count_states(
             objects
                 .iter()
@@ -490,6 +505,25 @@ impl Collector for SealedStates {
                 ("reason", reason.as_str()),
             ];
             ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        // `coffer_key_sealed_secrets{key}`: one series per key (keys are
+        // few), labelled with the 16 hex digits `coffer keys list` shows.
+        if let Some(store) = store {
+            let mut by_key = store.key_counts();
+            for id in self.ring_keys.lock().expect("metrics lock").iter() {
+                by_key.entry(*id).or_default();
+            }
+            let mut family = encoder.encode_descriptor(
+                "key_sealed_secrets",
+                "SealedSecrets whose current generation needs this key to open (a value no other usable key opens); retire a key at 0 only; reported by the leader only",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (id, n) in &by_key {
+                let short = id.short();
+                let labels = [("key", short.as_str())];
+                ConstGauge::new(*n as i64).encode(family.encode_family(&labels)?)?;
+            }
         }
         tracing::trace!(objects = objects.len(), took = ?started.elapsed(), "counted SealedSecrets for /metrics");
         Ok(())

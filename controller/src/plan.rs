@@ -16,6 +16,7 @@ use kube::Resource;
 use crate::attest;
 use crate::cache::{CachedSealed, Outcome, OwnedSecret, merge_digest, secret_digest};
 use crate::key_secrets::KeyState;
+use crate::key_users::KeySet;
 use crate::secret_types::{SecretTypePolicy, TypeRefused};
 
 /// What the controller knows when it reconciles one SealedSecret.
@@ -68,6 +69,8 @@ pub struct Write {
     /// [`secret_digest`] of `secret`.
     pub digest: [u8; 32],
     pub items: usize,
+    /// The keys without which some value would not have opened.
+    pub needs: KeySet,
 }
 
 impl Drop for Write {
@@ -180,6 +183,7 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
             &o.keys.attest,
         );
     }
+    let needs = KeySet::of(&desired.needs);
     drop(desired);
     let digest = secret_digest(&secret);
     let write = Box::new(Write {
@@ -187,6 +191,7 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
         secret,
         digest,
         items,
+        needs,
     });
     match o.secret {
         Some(existing) if mine(existing, o.sealed) || existing.adoptable => {
@@ -280,6 +285,7 @@ fn plan_merge(o: &Observed<'_>, desired: &DesiredSecret, items: usize) -> Plan {
         secret,
         digest,
         items,
+        needs: KeySet::of(&desired.needs),
     }))
 }
 
@@ -381,6 +387,7 @@ pub fn attested(
         key_epoch: a.key_epoch,
         items: a.items as usize,
         digest: secret.digest,
+        needs: a.keys,
     })
 }
 
@@ -790,6 +797,7 @@ mod tests {
             key_epoch: 7,
             items: 1,
             digest,
+            needs: KeySet::EMPTY,
         };
         let ours = mk_secret(Some(UID), digest);
         assert!(matches!(
@@ -1017,6 +1025,7 @@ mod tests {
             key_epoch: 7,
             items: 1,
             digest: w.digest,
+            needs: KeySet::EMPTY,
         };
         assert!(matches!(
             decide(&s, Some(&done), &keys(false), Some(last)),

@@ -14,6 +14,7 @@ use crate::cache::{CachedSealed, Outcome, OwnedSecret, Refusal};
 use crate::events::{EventType, Events};
 use crate::gateway;
 use crate::key_secrets::{KeyState, Keys};
+use crate::key_users::KeySet;
 use crate::metrics::Metrics;
 use crate::plan::{self, Observed, Plan, WriteKind};
 use crate::pool::UnsealPool;
@@ -374,7 +375,7 @@ enum Done {
     /// The Secret is right: `written` says what was sent, if anything.
     Ready {
         items: usize,
-        written: Option<(WriteKind, [u8; 32])>,
+        written: Option<(WriteKind, [u8; 32], KeySet)>,
     },
     Refused {
         reason: &'static str,
@@ -440,7 +441,7 @@ async fn apply(ctx: &Context, sealed: &CachedSealed, plan: Plan) -> Result<Done,
     match sent {
         Ok(()) => Ok(Done::Ready {
             items: write.items,
-            written: Some((write.kind.clone(), write.digest)),
+            written: Some((write.kind.clone(), write.digest, write.needs)),
         }),
         Err(kube::Error::Api(status)) if status.code == 422 => {
             // The API server refused the Secret we built (e.g. a type whose
@@ -551,7 +552,7 @@ async fn report(
         Done::Nothing => Ok(Next::AwaitChange),
         Done::Ready { items, written } => {
             let message = unsealed(items, &ns, &name);
-            if let Some((kind, digest)) = &written {
+            if let Some((kind, digest, needs)) = &written {
                 ctx.metrics.unseal("Unsealed");
                 if let Some(uid) = sealed.metadata.uid.as_deref() {
                     ctx.store.set_unsealed(
@@ -562,6 +563,7 @@ async fn report(
                             key_epoch: keys.epoch,
                             items,
                             digest: *digest,
+                            needs: *needs,
                         },
                     );
                 }

@@ -702,6 +702,13 @@ async fn key_metrics(keys: Arc<Keys>, metrics: Arc<Metrics>) {
             count(KeyStatus::Retired),
             age,
         );
+        metrics.set_ring_keys(
+            s.keys
+                .iter()
+                .filter(|k| k.status != KeyStatus::Retired)
+                .map(|k| k.id)
+                .collect(),
+        );
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(15)) => {}
             r = changed.changed() => if r.is_err() { return },

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::attest::Attested;
 use crate::cache::{CachedSealed, MergeTarget, Outcome, OwnedSecret, Refusal};
+use crate::key_users::Use;
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
 /// its current generation.
@@ -644,6 +645,45 @@ impl Store {
             .collect()
     }
 
+    /// What the controller knows of each live SealedSecret's use of keys
+    /// (crate::key_users), for `f`, under the store's lock. With `epoch`,
+    /// an outcome or refusal from before a key was lost is pending: the
+    /// object will be opened again. Without, the last outcome at the
+    /// current generation counts whatever the epoch (the gauge).
+    pub fn each_use(&self, epoch: Option<u64>, mut f: impl FnMut(&Key, Use)) {
+        let inner = self.lock();
+        for (k, slot) in &inner.slots {
+            let Some(e) = slot.sealed.as_ref().filter(|e| !e.deleting) else {
+                continue;
+            };
+            let current = |generation: Option<i64>, key_epoch: u64| {
+                generation == e.generation && epoch.is_none_or(|ep| ep == key_epoch)
+            };
+            let u = match slot.memo {
+                Some(Memo::Unsealed(o)) if current(o.generation, o.key_epoch) => {
+                    Use::Needs(o.needs)
+                }
+                Some(Memo::Refused(r)) if current(r.generation, r.key_epoch) => Use::Refused,
+                _ => Use::Pending,
+            };
+            f(k, u);
+        }
+    }
+
+    /// How many live SealedSecrets need each key, by their last outcome at
+    /// their current generation (`coffer_key_sealed_secrets`).
+    pub fn key_counts(&self) -> std::collections::BTreeMap<coffer_format::KeyId, usize> {
+        let mut sets = Vec::new();
+        self.each_use(None, |_, u| {
+            if let Use::Needs(s) = u
+                && !s.is_empty()
+            {
+                sets.push(s);
+            }
+        });
+        crate::key_users::counts(sets)
+    }
+
     fn memo(&self, key: &str, uid: &str) -> Option<Memo> {
         let inner = self.lock();
         let slot = inner.slots.get(key)?;
@@ -705,6 +745,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key_users::KeySet;
 
     #[test]
     fn tokens_print_back_exactly() {
@@ -771,6 +812,7 @@ mod tests {
             key_epoch: 0,
             items: 1,
             digest: [0; 32],
+            needs: KeySet::EMPTY,
         };
         store.set_unsealed(&k, "7c9e6679-7425-40de-944b-e07fc1f90ae7", outcome);
         assert!(!store.prefetched(sealed("app", "db", "10", 2), 0));
@@ -811,6 +853,7 @@ mod tests {
                 generation,
                 items: 1,
                 key_epoch: epoch,
+                keys: KeySet::EMPTY,
             }),
         };
         let to_open = || vec![("app".to_string(), vec![k.clone()])];
@@ -829,6 +872,7 @@ mod tests {
             key_epoch: 0,
             items: 1,
             digest: [9; 32],
+            needs: KeySet::EMPTY,
         };
         store.set_unsealed(&k, UID, outcome);
         assert_eq!(store.owned(&k).unwrap().attested, None);
@@ -863,6 +907,7 @@ mod tests {
             key_epoch: 0,
             items: 1,
             digest: [0; 32],
+            needs: KeySet::EMPTY,
         };
         store.set_unsealed(&k, uid, outcome);
         // The status write comes back at the same generation: no copy.
@@ -933,6 +978,56 @@ mod tests {
         };
         assert!(OwnedEntry::of(&plain).extra.is_none());
         assert_eq!(std::mem::size_of::<Option<Box<OwnedExtra>>>(), 8);
+    }
+
+    /// What the users of a key are counted from: the outcome of the
+    /// current generation, under the current key epoch; anything else is
+    /// pending; a deleted object is not live.
+    #[test]
+    fn each_use_tells_what_the_current_generation_needs() {
+        use coffer_format::SecretKey;
+        const UID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        let store = Store::default();
+        let k = store.put_sealed(sealed("app", "db", "10", 2)).unwrap();
+        let uses = |epoch| {
+            let mut v = Vec::new();
+            store.each_use(epoch, |k, u| v.push((k.clone(), u)));
+            v
+        };
+        assert_eq!(uses(Some(0)), [(k.clone(), Use::Pending)]);
+        let old = SecretKey::generate().id();
+        let needs = KeySet::of(&[old]);
+        let outcome = Outcome {
+            generation: Some(2),
+            key_epoch: 0,
+            items: 1,
+            digest: [0; 32],
+            needs,
+        };
+        store.set_unsealed(&k, UID, outcome);
+        assert_eq!(uses(Some(0)), [(k.clone(), Use::Needs(needs))]);
+        assert_eq!(store.key_counts(), [(old, 1)].into());
+        // A key lost since: it will be opened again; the gauge keeps the
+        // last outcome meanwhile.
+        assert_eq!(uses(Some(1)), [(k.clone(), Use::Pending)]);
+        assert_eq!(uses(None), [(k.clone(), Use::Needs(needs))]);
+        // A new generation (the rotated file applied) is pending until
+        // it is unsealed or refused.
+        store.put_sealed(sealed("app", "db", "11", 3));
+        assert_eq!(uses(Some(0)), [(k.clone(), Use::Pending)]);
+        assert_eq!(uses(None), [(k.clone(), Use::Pending)]);
+        assert!(store.key_counts().is_empty());
+        let refusal = Refusal {
+            generation: Some(3),
+            key_epoch: 0,
+            reason: "ScopeMismatch",
+        };
+        store.refused(&k, UID, refusal);
+        assert_eq!(uses(Some(0)), [(k.clone(), Use::Refused)]);
+        let mut deleting: CachedSealed = (*sealed("app", "db", "12", 3)).clone();
+        deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        store.put_sealed(Arc::new(deleting));
+        assert!(uses(Some(0)).is_empty());
     }
 
     #[test]

@@ -859,6 +859,7 @@ impl SealedSecret {
             annotations: meta.annotations.unwrap_or_default(),
             data,
             opened_by: Vec::new(),
+            needs: Vec::new(),
         })
     }
 

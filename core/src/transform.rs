@@ -162,6 +162,10 @@ pub struct DesiredSecret {
     /// The keys of the ring that opened the values, sorted, each once
     /// (empty when the values did not come from Coffer's format).
     pub opened_by: Vec<KeyId>,
+    /// The keys of the ring without which some value would not open here:
+    /// each opened a value whose header names no other usable key of the
+    /// ring. Sorted, each once; a subset of `opened_by`.
+    pub needs: Vec<KeyId>,
 }
 
 impl fmt::Debug for DesiredSecret {
@@ -297,6 +301,7 @@ pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, 
     let mut data = BTreeMap::new();
     let mut failed = Vec::new();
     let mut opened_by = Vec::new();
+    let mut needs = Vec::new();
     for &(key, value) in &sealed.items {
         let at = Location {
             namespace: sealed.namespace,
@@ -305,14 +310,17 @@ pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, 
         };
         let opened = match value {
             SealedItem::Base64(text) => {
-                envelope::decode(text).and_then(|bytes| envelope::open_bytes_by(&bytes, at, ring))
+                envelope::decode(text).and_then(|bytes| envelope::open_bytes_at(&bytes, at, ring))
             }
-            SealedItem::Bytes(bytes) => envelope::open_bytes_by(bytes, at, ring),
+            SealedItem::Bytes(bytes) => envelope::open_bytes_at(bytes, at, ring),
         };
         match opened {
-            Ok((v, by)) => {
-                data.insert(key.to_string(), v);
-                opened_by.push(by);
+            Ok(o) => {
+                opened_by.push(o.key_id);
+                if o.sole_key {
+                    needs.push(o.key_id);
+                }
+                data.insert(key.to_string(), o.value);
             }
             Err(error) => failed.push(ItemError {
                 key: key.to_string(),
@@ -343,6 +351,11 @@ pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, 
             opened_by.sort();
             opened_by.dedup();
             opened_by
+        },
+        needs: {
+            needs.sort();
+            needs.dedup();
+            needs
         },
     })
 }

@@ -566,6 +566,11 @@ fn find_header_end(bytes: &[u8]) -> Result<usize, OpenError> {
 pub struct Opened {
     pub binding: Binding,
     pub key_id: KeyId,
+    /// Whether `key_id` is the only key of the ring, among those the header
+    /// names, that is usable: without it the value would not open here.
+    /// (The other stanzas are not tried; see docs/decisions.md, "Which
+    /// SealedSecrets need a key".)
+    pub sole_key: bool,
     pub value: Zeroizing<Vec<u8>>,
 }
 
@@ -604,6 +609,12 @@ pub fn open_bytes_by(
     at: Location<'_>,
     ring: &Keyring,
 ) -> Result<(Zeroizing<Vec<u8>>, KeyId), OpenError> {
+    open_bytes_at(sealed, at, ring).map(|opened| (opened.value, opened.key_id))
+}
+
+/// [`open_bytes`], with all that [`Opened`] says: which key of the ring
+/// opened the value and whether it was the only one that could.
+pub fn open_bytes_at(sealed: &[u8], at: Location<'_>, ring: &Keyring) -> Result<Opened, OpenError> {
     let opened = open_unchecked_bytes(sealed, ring)?;
     if !opened.binding.allows(at) {
         return Err(OpenError::ScopeMismatch {
@@ -611,7 +622,7 @@ pub fn open_bytes_by(
             found_at: at.to_string(),
         });
     }
-    Ok((opened.value, opened.key_id))
+    Ok(opened)
 }
 
 /// Decrypts and parses a value without checking where it was found. Callers
@@ -677,9 +688,14 @@ pub fn open_unchecked_bytes(bytes: &[u8], ring: &Keyring) -> Result<Opened, Open
             "the scope in the age header disagrees with the binding header",
         ));
     }
+    let sole_key = !envelope
+        .key_ids
+        .iter()
+        .any(|id| *id != key.id() && ring.usable(*id).is_some());
     Ok(Opened {
         binding,
         key_id: key.id(),
+        sole_key,
         value: Zeroizing::new(value.to_vec()),
     })
 }
