@@ -97,6 +97,17 @@ pub struct RunArgs {
         global = true
     )]
     pub listen: std::net::SocketAddr,
+    /// Listener for the kubelet's probes only (/healthz, /readyz), with a
+    /// small connection cap of its own, so clients of --listen cannot make
+    /// a probe wait. The NetworkPolicy needs no rule for it: probes come
+    /// from the pod's own node. /healthz and /readyz stay on --listen too.
+    #[arg(
+        long,
+        env = "COFFER_PROBE_LISTEN",
+        default_value = "0.0.0.0:8081",
+        global = true
+    )]
+    pub probe_listen: std::net::SocketAddr,
     /// Also unseal bitnami's `bitnami.com/v1alpha1` SealedSecrets with the
     /// keys `coffer keys import-bitnami` imported (docs/migration.md), and
     /// serve `POST /v1/bitnami/convert`. Needs bitnami's CRD and RBAC
@@ -183,6 +194,12 @@ pub struct RunArgs {
     /// with 429 before their body is read.
     #[arg(long, env = "COFFER_HTTP_BODY_BUDGET", default_value = "8Mi", value_parser = parse_body_budget, global = true)]
     pub http_body_budget: usize,
+    /// Bytes of POST bodies held at once from one client address (at least
+    /// 2Mi; at most the budget). Default: a quarter of --http-body-budget,
+    /// at least 2Mi. Through the API server's service proxy every CLI user
+    /// shares one address.
+    #[arg(long, env = "COFFER_HTTP_BODY_BUDGET_PER_CLIENT", value_parser = parse_body_budget, global = true)]
+    pub http_body_budget_per_client: Option<usize>,
     /// Log filter (error, warn, info, debug, or a tracing directive).
     #[arg(long, env = "COFFER_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
@@ -251,6 +268,11 @@ impl RunArgs {
             header_timeout: self.http_header_timeout,
             body_timeout: self.http_body_timeout,
             body_budget: self.http_body_budget,
+            body_budget_per_client: self
+                .http_body_budget_per_client
+                .unwrap_or(self.http_body_budget / 4)
+                .max(crate::http::MAX_BODY)
+                .min(self.http_body_budget),
         }
     }
 }
@@ -295,6 +317,7 @@ mod tests {
         );
         // The HTTP limits' defaults are the ones documented on Limits.
         assert_eq!(cli.run.http_limits(), crate::http::Limits::default());
+        assert_eq!(cli.run.probe_listen, "0.0.0.0:8081".parse().unwrap());
     }
 
     #[test]
@@ -357,10 +380,34 @@ mod tests {
             (l.header_timeout, l.body_timeout),
             (Duration::from_secs(2), Duration::from_secs(60))
         );
+        // A quarter of the budget per address, unless told.
+        assert_eq!(l.body_budget_per_client, 8 << 20);
+        let share = |flags: &[&str]| {
+            let mut argv = vec!["coffer-controller"];
+            argv.extend(flags);
+            Cli::try_parse_from(argv)
+                .unwrap()
+                .run
+                .http_limits()
+                .body_budget_per_client
+        };
+        assert_eq!(share(&["--http-body-budget=4Mi"]), 2 << 20, "at least 2Mi");
+        assert_eq!(
+            share(&["--http-body-budget-per-client=6Mi"]),
+            6 << 20,
+            "as told"
+        );
+        assert_eq!(
+            share(&["--http-body-budget-per-client=16Mi"]),
+            8 << 20,
+            "at most the budget"
+        );
         for bad in [
             "--http-header-timeout=0",
             "--http-body-timeout=0",
             "--http-body-budget=1Mi",
+            "--http-body-budget-per-client=1Mi",
+            "--probe-listen=8081",
             "--http-max-connections=0",
         ] {
             assert!(

@@ -1,28 +1,35 @@
-//! The HTTP listener: health, readiness, metrics, and the public side of the
-//! key ring. Nothing here can change keys, and no response or log line
+//! The HTTP listeners: health, readiness, metrics, and the public side of
+//! the key ring. Nothing here can change keys, and no response or log line
 //! carries a plaintext byte.
 //!
-//! The port is reachable by anyone the NetworkPolicy lets in, so what a
-//! client can make the process hold is bounded (see [`Limits`]):
+//! The main port is reachable by anyone the NetworkPolicy lets in, so what
+//! a client can make the process hold is bounded (see [`Limits`]):
 //!
 //! - connections: at most `max_connections` open (more wait in the kernel's
 //!   accept queue, unread), at most `max_connections_per_client` from one
 //!   address (more are closed at once); each buffers at most [`CONN_BUF`]
 //!   bytes of headers or body, and must deliver its headers within
 //!   `header_timeout` (which also closes idle keep-alive connections);
-//! - request bodies (the two POST endpoints only): the client's rate limit
-//!   and readiness are checked, and the declared length against
-//!   [`MAX_BODY`], *before* a byte of the body is read; then the body's size
-//!   (the declared length, or [`MAX_BODY`] when chunked) is taken from a
-//!   budget of `body_budget` bytes shared by all requests, refused with 429
-//!   when the budget is spent, and held until the response has been handed
-//!   to the connection; the body must arrive within `body_timeout`;
+//! - request bodies (the POST endpoints only): the client's rate limit and
+//!   readiness are checked, and the declared length against [`MAX_BODY`],
+//!   *before* a byte of the body is read. Bodies are then charged to a
+//!   budget of `body_budget` bytes over all clients, of which one client
+//!   address may hold at most `body_budget_per_client` ([`BodyBudget`]): a
+//!   body with a declared length is charged in full before it is read, a
+//!   chunked one [`CHUNKED_START`] before and then as the buffer it is read
+//!   into grows (at most twice what has arrived). A charge that does not
+//!   fit is refused with 429, before the body or as it arrives; the budget
+//!   stays taken until the response has been handed to the connection, and
+//!   the body must arrive within `body_timeout`;
 //! - responses: a client that stops reading its response for `body_timeout`
 //!   is disconnected.
 //!
 //! `/healthz`, `/readyz`, `/metrics` and `/v1/recipients` read no body and
 //! take nothing from the budget, so they answer while the POST endpoints are
-//! saturated.
+//! saturated. The kubelet's probes have a listener of their own
+//! ([`serve_probes`], `--probe-listen`) serving only `/healthz` and
+//! `/readyz`, with its own small connection cap: no number of connections to
+//! the main port can make a probe wait for a slot.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -39,7 +46,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use coffer_core::SealedSecret;
 use coffer_core::api::{ReadSealedError, read_sealed_secret};
 use coffer_core::transform::{MAX_ITEMS, unseal};
@@ -47,9 +54,10 @@ use coffer_format::envelope::{self, OpenError};
 use coffer_format::{KeyId, Location, PublicKey};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tower::Service as _;
 
 use crate::bitnami::BitnamiKeys;
@@ -89,6 +97,10 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Bytes of request bodies held at once, over all requests.
     pub body_budget: usize,
+    /// Bytes of request bodies held at once for one client address (at most
+    /// `body_budget`): however many connections it opens, one address
+    /// cannot take the whole budget from the others.
+    pub body_budget_per_client: usize,
 }
 
 impl Default for Limits {
@@ -100,9 +112,35 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             body_budget: 8 * 1024 * 1024,
+            body_budget_per_client: 2 * 1024 * 1024,
         }
     }
 }
+
+impl Limits {
+    /// The probe listener's: a small cap of its own, a few connections per
+    /// address (the kubelet probes from its node's address, one connection
+    /// a probe), and heads that come at once.
+    pub fn probes(&self) -> Limits {
+        Limits {
+            max_connections: PROBE_MAX_CONNECTIONS,
+            max_connections_per_client: PROBE_MAX_CONNECTIONS_PER_CLIENT,
+            header_timeout: self.header_timeout.min(PROBE_HEADER_TIMEOUT),
+            ..self.clone()
+        }
+    }
+}
+
+/// Connections open at once on the probe listener.
+pub const PROBE_MAX_CONNECTIONS: usize = 32;
+/// Connections open at once on the probe listener from one address.
+pub const PROBE_MAX_CONNECTIONS_PER_CLIENT: usize = 8;
+/// Longest a probe's head may take to arrive (the kubelet sends it at once).
+const PROBE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a chunked body is charged before any of it is read: the first
+/// buffer it is read into. It then grows, charged as it does.
+pub const CHUNKED_START: usize = CONN_BUF;
 
 /// How the POST endpoints open values: as reconcile does.
 pub struct Opening {
@@ -123,8 +161,8 @@ pub struct HttpState {
     pub limiter: ClientLimiter,
     pub opening: Opening,
     pub limits: Limits,
-    /// [`Limits::body_budget`], in bytes.
-    budget: Arc<Semaphore>,
+    /// [`Limits::body_budget`] and [`Limits::body_budget_per_client`].
+    budget: Arc<BodyBudget>,
     /// The imported bitnami keys, with `--bitnami`; `POST
     /// /v1/bitnami/convert` answers 404 without.
     pub bitnami: Option<Arc<BitnamiKeys>>,
@@ -140,9 +178,7 @@ impl HttpState {
         opening: Opening,
         limits: Limits,
     ) -> Self {
-        let budget = Arc::new(Semaphore::new(
-            limits.body_budget.min(Semaphore::MAX_PERMITS),
-        ));
+        let budget = BodyBudget::new(&limits, metrics.http_body_bytes.clone());
         HttpState {
             keys,
             metrics,
@@ -195,6 +231,121 @@ impl ClientLimiter {
             .take_spare(now)
             .is_ok()
     }
+}
+
+/// Bytes of request bodies held, over all clients and per client address.
+/// Holds an entry only for addresses with bytes charged, so at most one per
+/// open connection.
+pub struct BodyBudget {
+    total: usize,
+    per_client: usize,
+    held: Mutex<BudgetHeld>,
+    /// `coffer_http_body_bytes`: the bytes held now.
+    gauge: Gauge,
+}
+
+#[derive(Default)]
+struct BudgetHeld {
+    total: usize,
+    by_client: HashMap<IpAddr, usize>,
+}
+
+/// Which bound a charge did not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spent {
+    /// The budget over all clients.
+    Total,
+    /// The client address's share.
+    Client,
+}
+
+impl BodyBudget {
+    fn new(limits: &Limits, gauge: Gauge) -> Arc<Self> {
+        Arc::new(BodyBudget {
+            total: limits.body_budget,
+            per_client: limits.body_budget_per_client.min(limits.body_budget),
+            held: Mutex::new(BudgetHeld::default()),
+            gauge,
+        })
+    }
+
+    /// An empty charge for a request from `ip`.
+    fn charge(self: &Arc<Self>, ip: IpAddr) -> Charge {
+        Charge {
+            budget: self.clone(),
+            ip,
+            bytes: 0,
+        }
+    }
+}
+
+/// A request's bytes of the body budget, given back when dropped.
+struct Charge {
+    budget: Arc<BodyBudget>,
+    ip: IpAddr,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Takes `n` more bytes if both the budget and the address's share have
+    /// them; takes nothing otherwise.
+    fn grow(&mut self, n: usize) -> Result<(), Spent> {
+        if n == 0 {
+            return Ok(());
+        }
+        let b = &*self.budget;
+        let mut held = b.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = held.by_client.get(&self.ip).copied().unwrap_or(0);
+        if mine + n > b.per_client {
+            return Err(Spent::Client);
+        }
+        if held.total + n > b.total {
+            return Err(Spent::Total);
+        }
+        held.total += n;
+        *held.by_client.entry(self.ip).or_insert(0) += n;
+        self.bytes += n;
+        b.gauge.set(i64::try_from(held.total).unwrap_or(i64::MAX));
+        Ok(())
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.bytes == 0 {
+            return;
+        }
+        let b = &*self.budget;
+        let mut held = b.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.total -= self.bytes;
+        if let Some(n) = held.by_client.get_mut(&self.ip) {
+            *n -= self.bytes;
+            if *n == 0 {
+                held.by_client.remove(&self.ip);
+            }
+        }
+        b.gauge.set(i64::try_from(held.total).unwrap_or(i64::MAX));
+    }
+}
+
+/// The 429 for a charge that does not fit.
+fn busy(spent: Spent) -> Reject {
+    reject(
+        StatusCode::TOO_MANY_REQUESTS,
+        match spent {
+            Spent::Total => "server busy: too many request bodies in flight; retry",
+            Spent::Client => {
+                "server busy: too many request bodies in flight from this address; retry"
+            }
+        },
+    )
+}
+
+/// Adds `Retry-After: 1` to a 429 for a spent budget.
+fn retry_soon(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    resp
 }
 
 /// Open connections per client address. Holds an entry only for addresses
@@ -256,13 +407,23 @@ pub fn router(state: Shared) -> Router {
         .layer(timeout)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/recipients", get(recipients))
         .route("/v1/keys/{id}/users", get(key_users))
         .layer(timeout)
         .merge(posts)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+/// The probe listener's router: `/healthz` and `/readyz` only, counted in
+/// the same metrics as on the main port.
+pub fn probe_router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
@@ -276,12 +437,54 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let limits = state.limits.clone();
     let metrics = state.metrics.clone();
+    accept(
+        listener,
+        router(state),
+        &limits,
+        Some(metrics),
+        "main",
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the kubelet's probes (`/healthz`, `/readyz`) on `listener`, a
+/// port of their own with its own small cap ([`Limits::probes`]), until
+/// `shutdown` resolves. The main port's connections, however many, take
+/// none of its slots.
+pub async fn serve_probes(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let limits = state.limits.probes();
+    accept(
+        listener,
+        probe_router(state),
+        &limits,
+        None,
+        "probes",
+        shutdown,
+    )
+    .await
+}
+
+/// The accept loop of one listener: at most `limits.max_connections` open,
+/// `limits.max_connections_per_client` from one address. Connections are
+/// counted in `metrics` when given (the main port's).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &Limits,
+    metrics: Option<Arc<Metrics>>,
+    what: &'static str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_client = Arc::new(PerClient {
         max: limits.max_connections_per_client,
         open: Mutex::new(HashMap::new()),
     });
-    let app = router(state);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
@@ -289,7 +492,7 @@ pub async fn serve(
         .max_buf_size(CONN_BUF)
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+    tracing::info!(addr = %listener.local_addr()?, listener = what, "HTTP listening");
     tokio::pin!(shutdown);
     loop {
         // A free slot first: beyond the cap, connections wait in the
@@ -304,7 +507,7 @@ pub async fn serve(
                 Err(e) => {
                     // Per-connection failures (aborted before accept) are
                     // harmless; running out of descriptors needs a pause.
-                    tracing::debug!(error = %e, "accepting an HTTP connection failed");
+                    tracing::debug!(error = %e, listener = what, "accepting an HTTP connection failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -313,8 +516,10 @@ pub async fn serve(
         };
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let Some(client) = per_client.enter(peer.ip()) else {
-            metrics.http_connections_refused.inc();
-            tracing::debug!(client = %peer.ip(), "too many HTTP connections from one address; closing");
+            if let Some(m) = &metrics {
+                m.http_connections_refused.inc();
+            }
+            tracing::debug!(client = %peer.ip(), listener = what, "too many HTTP connections from one address; closing");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -326,12 +531,16 @@ pub async fn serve(
         });
         let conn = graceful.watch(builder.serve_connection(io, service));
         let metrics = metrics.clone();
-        metrics.http_connections.inc();
+        if let Some(m) = &metrics {
+            m.http_connections.inc();
+        }
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
-            metrics.http_connections.dec();
+            if let Some(m) = &metrics {
+                m.http_connections.dec();
+            }
             drop((slot, client));
         });
     }
@@ -435,9 +644,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
 }
 
 /// Admission to the POST endpoints, before their body is read: the
-/// client's rate limit, readiness, the declared length, and the body's share
-/// of the budget. Then the body is read, within `body_timeout`, and the
-/// budget stays taken until the response has been handed to the connection.
+/// client's rate limit, readiness, the declared length, and the body's
+/// charge to the budget (all of a declared length, [`CHUNKED_START`] of a
+/// chunked body). Then the body is read, within `body_timeout`, a chunked
+/// one charged as it grows, and the charge is kept until the response has
+/// been handed to the connection.
 async fn admit(
     State(state): State<Shared>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -445,7 +656,8 @@ async fn admit(
     next: axum::middleware::Next,
 ) -> Response {
     let within = state.limits.body_timeout;
-    if !state.limiter.allow(addr.ip().to_canonical()) {
+    let ip = addr.ip().to_canonical();
+    if !state.limiter.allow(ip) {
         let r = reject(
             StatusCode::TOO_MANY_REQUESTS,
             "rate limit exceeded; slow down",
@@ -456,9 +668,9 @@ async fn admit(
         let r = reject(StatusCode::SERVICE_UNAVAILABLE, "key ring not loaded yet");
         return refuse(req, r, within);
     }
-    // hyper knows the length from Content-Length; a chunked body may be as
-    // long as allowed.
-    let size = match req.body().size_hint().exact() {
+    // hyper knows the length from Content-Length; a chunked body's is known
+    // only once it has arrived.
+    let declared = match req.body().size_hint().exact() {
         Some(n) if n > MAX_BODY as u64 => {
             let r = reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -466,27 +678,26 @@ async fn admit(
             );
             return refuse(req, r, within);
         }
-        Some(n) => n as usize,
-        None => MAX_BODY,
+        Some(n) => Some(n as usize),
+        None => None,
     };
-    let Ok(permit) = state
-        .budget
-        .clone()
-        .try_acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
-    else {
-        let r = reject(
-            StatusCode::TOO_MANY_REQUESTS,
-            "server busy: too many request bodies in flight; retry",
-        );
-        let mut resp = refuse(req, r, within);
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return resp;
-    };
-    let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(within, read_body(body, size)).await {
+    let mut charge = state.budget.charge(ip);
+    if let Err(spent) = charge.grow(declared.unwrap_or(CHUNKED_START)) {
+        return retry_soon(refuse(req, busy(spent), within));
+    }
+    let (parts, mut body) = req.into_parts();
+    let read = tokio::time::timeout(within, read_body(&mut body, &mut charge, declared)).await;
+    let body = match read {
         Ok(Ok(b)) => b,
-        Ok(Err(r)) => return r.into_response(),
+        Ok(Err(r)) => {
+            // Refused as it arrived (too large, or past the budget): the
+            // rest is discarded, so the client sees the answer.
+            let too_many = r.status() == StatusCode::TOO_MANY_REQUESTS;
+            drop(charge);
+            discard(body, within);
+            let resp = r.into_response();
+            return if too_many { retry_soon(resp) } else { resp };
+        }
         Err(_) => {
             return reject(
                 StatusCode::REQUEST_TIMEOUT,
@@ -506,7 +717,7 @@ async fn admit(
         parts,
         Body::new(Held {
             rest,
-            permit: Some(permit),
+            charge: Some(charge),
         }),
     )
 }
@@ -515,20 +726,28 @@ async fn admit(
 const DRAIN_LIMIT: usize = 2 * MAX_BODY;
 
 /// Answers `r` at once, without keeping any of the request's body. The
-/// body, if one is coming, is read and discarded afterwards (at most
-/// [`DRAIN_LIMIT`] bytes, for at most `within`): a client still sending it
-/// would otherwise have its connection reset and might never see the
-/// answer. A client that waits for `100 Continue` sends no body and is not
-/// waited for.
+/// body, if one is coming, is discarded ([`discard`]). A client that waits
+/// for `100 Continue` sends no body and is not waited for.
 fn refuse(req: Request, r: Reject, within: Duration) -> Response {
     let expects_continue = req
         .headers()
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let mut body = req.into_body();
+    let body = req.into_body();
+    if !expects_continue {
+        discard(body, within);
+    }
+    r.into_response()
+}
+
+/// Reads the rest of a refused request's body and throws it away, after
+/// the answer (at most [`DRAIN_LIMIT`] bytes, for at most `within`): a
+/// client still sending it would otherwise have its connection reset and
+/// might never see the answer.
+fn discard(mut body: Body, within: Duration) {
     let hint = body.size_hint();
     let coming = hint.upper() != Some(0) && hint.lower() <= DRAIN_LIMIT as u64;
-    if coming && !expects_continue {
+    if coming {
         tokio::spawn(tokio::time::timeout(within, async move {
             let mut seen = 0;
             while let Some(Ok(frame)) = body.frame().await {
@@ -539,35 +758,50 @@ fn refuse(req: Request, r: Reject, within: Duration) -> Response {
             }
         }));
     }
-    r.into_response()
 }
 
-/// Reads a body of at most [`MAX_BODY`] bytes into one buffer (`size`: the
-/// declared length, or the limit).
-async fn read_body(mut body: Body, size: usize) -> Result<Bytes, Reject> {
-    let mut buf = BytesMut::with_capacity(size.min(MAX_BODY));
+/// Reads a body of at most [`MAX_BODY`] bytes into one buffer. A body of
+/// `declared` length was charged in full and is read into a buffer of that
+/// size; a chunked one was charged [`CHUNKED_START`], and its buffer
+/// doubles as it fills, each growth charged to `charge` first (429 when the
+/// budget or the address's share cannot take it).
+async fn read_body(
+    body: &mut Body,
+    charge: &mut Charge,
+    declared: Option<usize>,
+) -> Result<Bytes, Reject> {
+    let mut buf: Vec<u8> = Vec::with_capacity(declared.unwrap_or(CHUNKED_START));
     while let Some(frame) = body.frame().await {
         let frame = frame
             .map_err(|_| reject(StatusCode::BAD_REQUEST, "could not read the request body"))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > MAX_BODY {
-                return Err(reject(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body larger than 2 MiB",
-                ));
-            }
-            buf.extend_from_slice(&data);
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let need = buf.len() + data.len();
+        if need > MAX_BODY {
+            return Err(reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body larger than 2 MiB",
+            ));
         }
+        if need > charge.bytes {
+            // Only a chunked body grows (hyper ends a declared one at its
+            // length): to twice its buffer, or what this piece needs.
+            let to = need.max(2 * charge.bytes).min(MAX_BODY);
+            charge.grow(to - charge.bytes).map_err(busy)?;
+            buf.reserve_exact(to - buf.len());
+        }
+        buf.extend_from_slice(&data);
     }
-    Ok(buf.freeze())
+    Ok(Bytes::from(buf))
 }
 
 /// A response body handed out in pieces of [`CONN_BUF`] (so the connection
-/// never buffers more than that of it), holding its request's share of the
+/// never buffers more than that of it), holding its request's charge to the
 /// body budget until the last piece is taken.
 struct Held {
     rest: Bytes,
-    permit: Option<OwnedSemaphorePermit>,
+    charge: Option<Charge>,
 }
 
 impl http_body::Body for Held {
@@ -579,7 +813,7 @@ impl http_body::Body for Held {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.rest.is_empty() {
-            self.permit = None;
+            self.charge = None;
             return Poll::Ready(None);
         }
         // A copy, so no piece keeps the whole buffer alive.
@@ -588,7 +822,7 @@ impl http_body::Body for Held {
         self.rest.advance(n);
         if self.rest.is_empty() {
             self.rest = Bytes::new();
-            self.permit = None;
+            self.charge = None;
         }
         Poll::Ready(Some(Ok(Frame::data(piece))))
     }
@@ -625,6 +859,10 @@ async fn count(
         .metrics
         .http_request(&path, resp.status().as_u16(), started.elapsed());
     resp
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
@@ -1173,13 +1411,29 @@ mod tests {
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     }
 
+    fn budget(total: usize, per_client: usize) -> Arc<BodyBudget> {
+        BodyBudget::new(
+            &Limits {
+                body_budget: total,
+                body_budget_per_client: per_client,
+                ..Limits::default()
+            },
+            Gauge::default(),
+        )
+    }
+
+    fn held(b: &BodyBudget) -> usize {
+        b.held.lock().unwrap().total
+    }
+
     #[test]
     fn a_response_leaves_in_pieces_and_gives_the_budget_back_with_the_last() {
-        let budget = Arc::new(Semaphore::new(10));
-        let permit = budget.clone().try_acquire_many_owned(10).unwrap();
+        let budget = budget(10, 10);
+        let mut charge = budget.charge("127.0.0.1".parse().unwrap());
+        charge.grow(10).unwrap();
         let mut body = Held {
             rest: Bytes::from(vec![7u8; 2 * CONN_BUF + 1]),
-            permit: Some(permit),
+            charge: Some(charge),
         };
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
@@ -1187,10 +1441,42 @@ mod tests {
         while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) {
             sizes.push(frame.into_data().unwrap().len());
             if sizes.len() < 3 {
-                assert_eq!(budget.available_permits(), 0, "given back early");
+                assert_eq!(held(&budget), 10, "given back early");
             }
         }
         assert_eq!(sizes, [CONN_BUF, CONN_BUF, 1]);
-        assert_eq!(budget.available_permits(), 10);
+        assert_eq!(held(&budget), 0);
+    }
+
+    /// One address takes at most its share, whatever the budget has left;
+    /// other addresses take the rest; a refused charge takes nothing, and
+    /// every byte comes back when the charges go.
+    #[test]
+    fn a_charge_must_fit_the_budget_and_the_address_share() {
+        let budget = budget(10, 4);
+        let (a, b, c) = (
+            "127.0.0.2".parse().unwrap(),
+            "127.0.0.3".parse().unwrap(),
+            "127.0.0.4".parse().unwrap(),
+        );
+        let mut a1 = budget.charge(a);
+        let mut a2 = budget.charge(a);
+        a1.grow(3).unwrap();
+        assert_eq!(a2.grow(2), Err(Spent::Client));
+        a2.grow(1).unwrap();
+        assert_eq!(a1.grow(1), Err(Spent::Client));
+        let mut b1 = budget.charge(b);
+        b1.grow(4).unwrap();
+        let mut c1 = budget.charge(c);
+        assert_eq!(c1.grow(3), Err(Spent::Total));
+        c1.grow(2).unwrap();
+        assert_eq!(held(&budget), 10);
+        drop(a1);
+        assert_eq!(held(&budget), 7);
+        let mut a3 = budget.charge(a);
+        a3.grow(3).unwrap();
+        drop((a2, a3, b1, c1));
+        assert_eq!(held(&budget), 0);
+        assert!(budget.held.lock().unwrap().by_client.is_empty());
     }
 }

@@ -120,6 +120,9 @@ pub struct Metrics {
     /// HTTP connections closed unserved: their client address already had
     /// `--http-max-connections-per-client` open.
     pub http_connections_refused: Counter,
+    /// Bytes of request bodies held now: the part of `--http-body-budget`
+    /// in use.
+    pub http_body_bytes: Gauge,
     events_dropped: Counter,
     sealed_reads: Family<SourceLabel, Counter>,
     restored: Counter,
@@ -231,6 +234,12 @@ impl Metrics {
             "HTTP connections closed unserved because their client address had too many open",
             http_connections_refused.clone(),
         );
+        let http_body_bytes = Gauge::default();
+        registry.register(
+            "http_body_bytes",
+            "Bytes of HTTP request bodies held now, of --http-body-budget",
+            http_body_bytes.clone(),
+        );
         let events_dropped = Counter::default();
         registry.register(
             "events_dropped",
@@ -280,6 +289,7 @@ impl Metrics {
             http_duration,
             http_connections,
             http_connections_refused,
+            http_body_bytes,
             events_dropped,
             sealed_reads,
             restored,

@@ -174,6 +174,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    // The kubelet's probes on a port of their own: no client of the main
+    // port can make them wait for a connection slot.
+    let probe_listener = tokio::net::TcpListener::bind(args.probe_listen)
+        .await
+        .with_context(|| format!("listening for probes on {}", args.probe_listen))?;
+    let probes = tokio::spawn(crate::http::serve_probes(
+        probe_listener,
+        http_state.clone(),
+        on(stop_rx.clone()),
+    ));
     let http = tokio::spawn(crate::http::serve(
         listener,
         http_state,
@@ -212,7 +222,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(w) = bitnami_watch {
         w.abort();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tokio::join!(http, probes);
+    })
+    .await;
     tracing::info!(
         api_requests = metrics.api_request_count(),
         secret_writes = metrics.api_write_count(),

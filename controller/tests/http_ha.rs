@@ -38,6 +38,14 @@ async fn public_endpoints_answer_and_reencryption_never_widens_scope() {
     let (code, text) = get(&t, "/v1/recipients");
     assert_eq!((code, text), (200, cm.clone()));
 
+    // The probes' own listener (--probe-listen) answers the probes, and
+    // nothing else.
+    let probe = t.ctrl.probe.expect("a probe listener");
+    assert_eq!(get_from(probe, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(get_from(probe, "/readyz"), (200, "ready\n".to_string()));
+    assert_eq!(get_from(probe, "/v1/recipients").0, 404);
+    assert_eq!(get_from(probe, "/metrics").0, 404);
+
     // verify: 200 where sealed, 409 when copied elsewhere, nothing else said.
     let good = t.sealed(
         &secret_yaml("db", &[("password", "http-e2e")]),

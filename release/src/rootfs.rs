@@ -75,7 +75,11 @@ pub fn exec_config(labels: BTreeMap<String, String>) -> ExecConfig {
         entrypoint: vec![ENTRYPOINT.into()],
         env: vec![format!("SSL_CERT_FILE=/{CA_BUNDLE}")],
         working_dir: "/".into(),
-        exposed_ports: BTreeMap::from([("8080/tcp".to_string(), BTreeMap::new())]),
+        // The HTTP port and the probes' port.
+        exposed_ports: BTreeMap::from([
+            ("8080/tcp".to_string(), BTreeMap::new()),
+            ("8081/tcp".to_string(), BTreeMap::new()),
+        ]),
         labels,
     }
 }

@@ -56,6 +56,22 @@ pub fn head(method: &str, path: &str, body_len: Option<usize>, keep_alive: bool)
     h
 }
 
+/// The head of a POST whose body follows in chunks (no Content-Length).
+pub fn chunked_head(path: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: coffer\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+}
+
+/// One chunk of a chunked body, sent in a single write; whether the server
+/// still took it (a refused or closed connection stops reading).
+pub async fn send_chunk(c: &mut TcpStream, data: &[u8]) -> bool {
+    let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+    framed.extend_from_slice(data);
+    framed.extend_from_slice(b"\r\n");
+    c.write_all(&framed).await.is_ok()
+}
+
 /// Writes, ignoring a server that has stopped reading or closed.
 pub async fn send(c: &mut TcpStream, bytes: &[u8]) {
     let _ = c.write_all(bytes).await;
@@ -122,6 +138,21 @@ pub async fn ends_within(c: &mut TcpStream, within: Duration) -> bool {
 /// One request on a new connection.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Answer {
     let mut c = connect(addr).await;
+    let len = (method == "POST").then_some(body.len());
+    send(&mut c, head(method, path, len, false).as_bytes()).await;
+    send(&mut c, body).await;
+    answer(&mut c, Duration::from_secs(30)).await
+}
+
+/// One request on a new connection from `from`, another loopback address.
+pub async fn request_from(
+    from: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Answer {
+    let mut c = connect_from(from, addr).await;
     let len = (method == "POST").then_some(body.len());
     send(&mut c, head(method, path, len, false).as_bytes()).await;
     send(&mut c, body).await;

@@ -456,6 +456,9 @@ pub struct ControllerProcess {
     pub log: PathBuf,
     /// Its HTTP listener, on loopback.
     pub http: std::net::SocketAddr,
+    /// Its probe listener (`/healthz`, `/readyz` only), on loopback, when
+    /// started by [`ControllerProcess::start`].
+    pub probe: Option<std::net::SocketAddr>,
 }
 
 impl ControllerProcess {
@@ -486,6 +489,7 @@ impl ControllerProcess {
             .token_kubeconfig(sa_namespace, "coffer-controller", &kubeconfig)
             .await?;
         let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let probe: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--kubeconfig")
             .arg(&kubeconfig)
@@ -493,12 +497,19 @@ impl ControllerProcess {
             .arg(http.to_string())
             .args(args)
             .env("COFFER_LOG_LEVEL", LOG_LEVEL)
+            // On loopback, not the default 0.0.0.0:8081 every controller
+            // would share; a variable, which a controller built before the
+            // probe listener ignores.
+            .env("COFFER_PROBE_LISTEN", probe.to_string())
             .env_remove("KUBECONFIG");
-        Self::spawn(cmd, name, http)
+        let mut ctrl = Self::spawn(cmd, name, http)?;
+        ctrl.probe = Some(probe);
+        Ok(ctrl)
     }
 
     /// Runs `cmd`, a controller listening on `http`, however it is started
     /// (e.g. inside an unpacked image); output goes to `target/e2e/NAME.log`.
+    /// Give it a loopback `COFFER_PROBE_LISTEN` (or `--probe-listen`) too.
     pub fn spawn(mut cmd: Command, name: &str, http: std::net::SocketAddr) -> anyhow::Result<Self> {
         let dir = target_dir().join("e2e");
         std::fs::create_dir_all(&dir)?;
@@ -516,7 +527,12 @@ impl ControllerProcess {
             });
         }
         let child = cmd.spawn().context("spawn coffer-controller")?;
-        Ok(ControllerProcess { child, log, http })
+        Ok(ControllerProcess {
+            child,
+            log,
+            http,
+            probe: None,
+        })
     }
 
     pub fn pid(&self) -> u32 {

@@ -513,15 +513,20 @@ fn assert_restricted_and_probed(deploy: &Value, what: &str) {
         sc["seccompProfile"]["type"], "RuntimeDefault",
         "{what}: container seccomp"
     );
+    // The kubelet probes a port of its own (the controller's default
+    // --probe-listen), which clients of `http` cannot fill.
     assert_eq!(
         c["ports"],
-        json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]),
+        json!([
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "probes", "containerPort": 8081, "protocol": "TCP"},
+        ]),
         "{what}: ports"
     );
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
         assert_eq!(
             c[probe]["httpGet"],
-            json!({"path": path, "port": "http"}),
+            json!({"path": path, "port": "probes"}),
             "{what}: {probe}"
         );
     }

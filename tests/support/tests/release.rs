@@ -398,7 +398,7 @@ async fn the_amd64_image_runs_as_in_a_pod_creates_its_key_and_unseals() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
 
-    // The Deployment's container: its args and env, plus a listener on
+    // The Deployment's container: its args and env, plus listeners on
     // loopback, the watched namespace, and a key ring of the test's own
     // (the flag wins over POD_NAMESPACE) so runs do not share one.
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -410,6 +410,7 @@ async fn the_amd64_image_runs_as_in_a_pod_creates_its_key_and_unseals() {
         .env("POD_NAMESPACE", "coffer-system")
         .env("POD_NAME", format!("coffer-controller-{ns}"))
         .env("COFFER_KEY_RENEWAL_PERIOD", "720h")
+        .env("COFFER_PROBE_LISTEN", "127.0.0.1:0")
         .env("COFFER_LOG_LEVEL", LOG_LEVEL);
     let ctrl = ControllerProcess::spawn(cmd, &format!("image-{ns}"), http).unwrap();
     ctrl.wait_ready(WAIT).await.unwrap();

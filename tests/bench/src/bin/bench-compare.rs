@@ -209,7 +209,9 @@ impl Env {
                 cmd.arg("--kubeconfig")
                     .arg(&self.coffer_kubeconfig)
                     .args(&flags);
-                scrub_env(&mut cmd);
+                // The probe listener on loopback too (a variable, which a
+                // controller without one ignores).
+                scrub_env(&mut cmd).env("COFFER_PROBE_LISTEN", "127.0.0.1:0");
             }
             Tool::Bitnami => {
                 let metrics = coffer_test_support::free_port();

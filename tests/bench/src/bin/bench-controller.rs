@@ -1059,9 +1059,11 @@ impl Controller {
             cmd.arg("--concurrency").arg(c.to_string());
         }
         cmd.args(&args.controller.controller_args);
-        // Loopback only. An environment variable rather than --listen: a
-        // controller without an HTTP listener ignores it.
-        scrub_env(&mut cmd).env("COFFER_LISTEN", "127.0.0.1:0");
+        // Loopback only. Environment variables rather than --listen and
+        // --probe-listen: a controller without those listeners ignores them.
+        scrub_env(&mut cmd)
+            .env("COFFER_LISTEN", "127.0.0.1:0")
+            .env("COFFER_PROBE_LISTEN", "127.0.0.1:0");
         spawn_logged(&mut cmd, log, &controller.display().to_string())
     }
 }
