@@ -41,10 +41,11 @@ pub struct CheckArgs {
 }
 
 /// One problem, with where and how to fix it.
-struct Problem {
-    at: String,
-    what: String,
-    fix: String,
+#[doc(hidden)]
+pub struct Problem {
+    pub at: String,
+    pub what: String,
+    pub fix: String,
 }
 
 pub fn run(args: CheckArgs) -> Result<()> {
@@ -237,15 +238,17 @@ fn looks_like_manifest(path: &Path) -> bool {
 }
 
 /// What checking one file came to.
-enum Checked {
+#[doc(hidden)]
+pub enum Checked {
     /// Read: how many SealedSecrets it held.
     Read(usize),
     /// Not YAML or JSON, and no mention of a Secret: skipped.
     Skipped,
 }
 
-/// Checks one file.
-fn check_file(
+/// Checks one file. Public for the fuzz target `rules_and_check` only.
+#[doc(hidden)]
+pub fn check_file(
     file: &Path,
     rules: Option<&Rules>,
     key_ids: &mut BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>>,

@@ -1,9 +1,10 @@
-//! What the fuzz targets share: the published test identity (so valid
+//! What the fuzz targets share: the published test identities (so valid
 //! inputs get past age's header MAC), the fixed other recipients of
-//! `keys.txt`, and an age v1 writer that takes its stanzas, header bytes and
-//! STREAM chunks as given, so that `open_structured` can build ciphertexts
-//! that no honest sealer writes and still carry a valid MAC: whoever seals
-//! knows the file key.
+//! `keys.txt`, the published bitnami test key of `bitnami-key.pem`, and an
+//! age v1 writer that takes its stanzas, header bytes and STREAM chunks as
+//! given, so that `open_structured` can build ciphertexts that no honest
+//! sealer writes and still carry a valid MAC: whoever seals knows the file
+//! key.
 
 use std::sync::OnceLock;
 
@@ -37,11 +38,66 @@ pub fn test_key() -> &'static SecretKey {
     })
 }
 
-/// A ring holding the test identity only: the controller's view in every
-/// target.
+/// A ring holding the test identity only: the controller's view in the
+/// targets that have no post-quantum seeds.
 pub fn test_ring() -> &'static Keyring {
     static RING: OnceLock<Keyring> = OnceLock::new();
     RING.get_or_init(|| Keyring::from_keys([test_key().clone()]))
+}
+
+/// The post-quantum (`mlkem768x25519`) test identity, the second key of
+/// `format/tests/vectors/identity.txt`.
+pub fn pq_test_key() -> &'static SecretKey {
+    static KEY: OnceLock<SecretKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let key = parse_identity_file(include_str!("../../format/tests/vectors/identity.txt"))
+            .expect("the test identities parse")
+            .remove(1);
+        assert!(
+            key.kind().is_post_quantum(),
+            "the second test key is mlkem768x25519"
+        );
+        key
+    })
+}
+
+/// A ring holding both test identities, X25519 and post-quantum: the
+/// opening targets, whose seeds include values sealed to either.
+pub fn test_ring_with_pq() -> &'static Keyring {
+    static RING: OnceLock<Keyring> = OnceLock::new();
+    RING.get_or_init(|| Keyring::from_keys([test_key().clone(), pq_test_key().clone()]))
+}
+
+/// The `mlkem768x25519` stanza of `pq-stanza.txt`: [`FILE_KEY`] wrapped to
+/// [`pq_test_key`]. HPKE encapsulation is randomised, so it is written once
+/// by the seed generator (`core/tests/fuzz_seeds.rs`) and committed: an
+/// input that crashes `open_structured` reproduces byte for byte.
+pub fn pq_stanza() -> &'static StanzaModel {
+    static S: OnceLock<StanzaModel> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut lines = include_str!("../pq-stanza.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'));
+        let arg = lines.next().expect("the stanza's argument").to_string();
+        let body = STANDARD_NO_PAD
+            .decode(lines.next().expect("the stanza's body"))
+            .expect("the body is unpadded base64");
+        StanzaModel {
+            tag: "mlkem768x25519".into(),
+            args: vec![arg],
+            body,
+        }
+    })
+}
+
+/// The published bitnami test key of `bitnami-key.pem` (RSA 2048,
+/// PKCS#1 as bitnami writes it).
+pub fn bitnami_key() -> &'static coffer_core::bitnami::BitnamiKey {
+    static KEY: OnceLock<coffer_core::bitnami::BitnamiKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        coffer_core::bitnami::BitnamiKey::from_pem(include_str!("../bitnami-key.pem"))
+            .expect("the bitnami test key parses")
+    })
 }
 
 /// The three other keys of `fuzz/keys.txt` (recipients this ring lacks).
