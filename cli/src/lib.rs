@@ -10,4 +10,5 @@ pub mod cluster;
 pub mod documents;
 pub mod error;
 pub mod io;
+pub mod repository;
 pub mod rules;

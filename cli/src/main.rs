@@ -6,7 +6,6 @@ mod convert;
 mod inspect;
 mod key_admin;
 mod recover;
-mod repository;
 mod rotate;
 mod seal;
 mod verify;
