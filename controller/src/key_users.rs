@@ -19,7 +19,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use coffer_format::KeyId;
 
-use crate::store::Key;
+/// An object's `namespace/name`, as the store keys it (`store::Key`;
+/// named here without importing the store, which imports this module).
+type Key = std::sync::Arc<str>;
 
 /// A set of key ids, interned for the process: what one unseal needs costs
 /// 4 bytes in each remembered outcome, however many keys it names. The
