@@ -494,13 +494,25 @@ pub fn read_key_backup(text: &str) -> Result<Vec<(String, BitnamiKey)>, String> 
             if item.get("kind").and_then(|k| k.as_str()) != Some("Secret") {
                 continue;
             }
+            let shown = shown_name(
+                item.get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str()),
+            );
+            // serde's message quotes the value it found where another type
+            // belongs, and a backup broken by an edit may have the key
+            // there (a `data` or `labels` block turned into a string):
+            // name the Secret only.
             let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(item)
-                .map_err(|e| format!("a Secret of the backup does not parse: {e}"))?;
-            let name = secret.metadata.name.clone().unwrap_or_default();
+                .map_err(|_| {
+                    format!(
+                        "Secret {shown} of the backup does not parse: a field holds a value of the wrong type"
+                    )
+                })?;
             if let Some(key) =
-                key_from_secret(&secret).map_err(|e| format!("Secret {name}: {e}"))?
+                key_from_secret(&secret).map_err(|e| format!("Secret {shown}: {e}"))?
             {
-                out.push((name, key));
+                out.push((secret.metadata.name.clone().unwrap_or_default(), key));
             }
         }
     }
@@ -508,6 +520,24 @@ pub fn read_key_backup(text: &str) -> Result<Vec<(String, BitnamiKey)>, String> 
         return Err("no bitnami key (a Secret with data.tls.key) found".into());
     }
     Ok(out)
+}
+
+/// A Secret's name as a key backup's refusals show it: only a name the API
+/// server would accept (lowercase letters, digits, `-` and `.`, at most 253
+/// characters), never other text of the file, which may hold a key.
+fn shown_name(name: Option<&str>) -> String {
+    match name {
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 253
+                && n.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                }) =>
+        {
+            n.to_string()
+        }
+        _ => "(with no valid name)".into(),
+    }
 }
 
 /// The key of a Secret holding `tls.key` (bitnami's, or Coffer's imported
@@ -1298,5 +1328,50 @@ mod tests {
         let mut b = bitnami_doc(BitnamiScope::Strict);
         b.spec.data = Some("AAAA".into());
         assert_eq!(b.unseal(&keys()).unwrap_err().reason(), "Unsupported");
+    }
+
+    /// Found by the `bitnami` fuzz target: a key backup whose `labels` (or
+    /// `data`) block an edit turned into a string was refused with serde's
+    /// message, which quoted that string: the private key, on a terminal
+    /// or in a CI log. A refusal now names the Secret only, and only by a
+    /// name the API server would accept.
+    #[test]
+    fn a_broken_key_backup_is_refused_without_quoting_the_key() {
+        let pem = key().to_pem();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(pem.as_bytes());
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let secret = |rest: &str| {
+            format!("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n{rest}")
+        };
+        for (text, says) in [
+            (
+                secret(&format!(
+                    "  metadata:\n    name: sealed-secrets-key1\n    labels: {b64}\n  data:\n    tls.key: {b64}\n"
+                )),
+                "Secret sealed-secrets-key1 of the backup does not parse",
+            ),
+            (
+                secret(&format!(
+                    "  metadata:\n    name: sealed-secrets-key1\n  data: {body}\n"
+                )),
+                "Secret sealed-secrets-key1 of the backup does not parse",
+            ),
+            (
+                secret(&format!(
+                    "  metadata:\n    name: \"{body}\"\n  data:\n    tls.key: {}\n",
+                    base64::engine::general_purpose::STANDARD.encode("not a key")
+                )),
+                "Secret (with no valid name): no PEM private key",
+            ),
+        ] {
+            let e = read_key_backup(&text).unwrap_err();
+            assert!(e.starts_with(says), "{e}");
+            for key_text in [&b64, &body] {
+                for run in key_text.as_bytes().chunks(16).filter(|r| r.len() == 16) {
+                    let run = std::str::from_utf8(run).unwrap();
+                    assert!(!e.contains(run), "the refusal shows the key: {e}");
+                }
+            }
+        }
     }
 }

@@ -35,20 +35,28 @@ fn no_marker(msg: &str, what: &str) {
     assert!(!has_marker(msg.as_bytes()), "{what} shows a value: {msg}");
 }
 
-/// Runs of the test key's PEM body: no refusal of a key backup may hold
-/// 16 characters of it.
+/// Runs of the test key, as its PEM body and as the base64 of the PEM file
+/// (the form of `data.tls.key` in a key backup): no refusal of a key backup
+/// may hold 16 characters of either.
 fn key_runs() -> &'static [String] {
     static RUNS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     RUNS.get_or_init(|| {
+        use base64::Engine as _;
         let pem = include_str!("../bitnami-key.pem");
         let body: String = pem
             .lines()
             .filter(|l| !l.starts_with('#') && !l.starts_with("-----"))
             .collect();
-        body.as_bytes()
-            .chunks(16)
-            .filter(|c| c.len() == 16)
-            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pem);
+        [body, encoded]
+            .iter()
+            .flat_map(|t| {
+                t.as_bytes()
+                    .chunks(16)
+                    .filter(|c| c.len() == 16)
+                    .map(|c| String::from_utf8(c.to_vec()).unwrap())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     })
 }
