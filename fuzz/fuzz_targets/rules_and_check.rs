@@ -199,8 +199,8 @@ fuzz_target!(|data: &[u8]| {
     LAST_RULES.with(|last| {
         let mut last = last.borrow_mut();
         if last.as_ref().is_none_or(|(t, _)| t != rules_text) {
-            let root = scratch().root;
-            let rules = Rules::parse(&root, &root, rules_text).ok();
+            let root = &scratch().root;
+            let rules = Rules::parse(root, root, rules_text).ok();
             if let Some(r) = &rules {
                 for rule in &r.rules {
                     assert!(!rule.recipients.is_empty(), "a rule without recipients");

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use coffer_core::template::{self, MAX_OUTPUT, TemplateError};
+use coffer_core::template::{self, Cause, MAX_OUTPUT, TemplateError};
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;
 
@@ -84,7 +84,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             matches!(
                 e,
-                TemplateError::Syntax { .. } | TemplateError::Undefined { .. }
+                TemplateError::Syntax { .. }
+                    | TemplateError::Undefined { .. }
+                    | TemplateError::TooComplex { .. }
             ),
             "check, which renders nothing, failed otherwise: {e}"
         );
@@ -99,13 +101,33 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             no_secret(&e, text, "render");
+            // The engine never panics on the template thread.
+            assert!(
+                !matches!(
+                    e,
+                    TemplateError::Failed {
+                        cause: Cause::Panicked,
+                        ..
+                    }
+                ),
+                "the engine panicked"
+            );
             if checked.is_ok() {
                 assert!(
                     !matches!(
                         e,
-                        TemplateError::Syntax { .. } | TemplateError::Undefined { .. }
+                        TemplateError::Syntax { .. }
+                            | TemplateError::Undefined { .. }
+                            | TemplateError::TooComplex { .. }
                     ),
                     "check passed but render says: {e}"
+                );
+            }
+            // The structural bounds are the same for both.
+            if matches!(checked, Err(TemplateError::TooComplex { .. })) {
+                assert!(
+                    matches!(e, TemplateError::TooComplex { .. }),
+                    "check found it too complex, render says: {e}"
                 );
             }
         }
