@@ -41,9 +41,9 @@ pub fn documents(input: &Input) -> Result<Vec<serde_json::Value>> {
     } else {
         serde_saphyr::from_multiple(&input.text).map_err(|e| {
             Failure::input(format!(
-                "{}: not valid YAML: {}",
+                "{}: not valid YAML{}",
                 input.name,
-                e.to_string().lines().next().unwrap_or("")
+                yaml_error_place(&e.to_string())
             ))
         })?
     };
@@ -52,6 +52,27 @@ pub fn documents(input: &Input) -> Result<Vec<serde_json::Value>> {
         flatten(v, &mut out);
     }
     Ok(out)
+}
+
+/// Where a YAML error is (` at line L column C`), and nothing else: the
+/// parser's text quotes what it stopped at (a duplicated key, a scalar),
+/// which in a broken file can be a value (found by the `rules_and_check`
+/// fuzz target: `duplicate mapping key: <the text>`).
+fn yaml_error_place(error: &str) -> String {
+    let first = error.lines().next().unwrap_or("");
+    let number_after = |word: &str| -> Option<u64> {
+        let at = first.find(word)? + word.len();
+        let digits: String = first[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    match (number_after("line "), number_after("column ")) {
+        (Some(line), Some(column)) => format!(" at line {line} column {column}"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    }
 }
 
 /// Whether `v` is a list: `kind: List`, or a typed list such as
@@ -261,5 +282,29 @@ fn chunk(text: &str) -> Chunk {
         prefix: lines[..start].concat(),
         body: lines[start..end].concat(),
         suffix: lines[end..].concat(),
+    }
+}
+
+#[cfg(test)]
+mod yaml_error_tests {
+    use super::*;
+
+    #[test]
+    fn a_yaml_error_says_where_and_never_what_it_quotes() {
+        let input = Input {
+            name: "x.yaml".into(),
+            text: zeroize::Zeroizing::new(
+                "apiVersion: v1\nkind: Secret\nstringData:\n  s3cr3t-value: 1\n  s3cr3t-value: 2\n"
+                    .into(),
+            ),
+        };
+        let e = documents(&input).unwrap_err();
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
+        assert!(
+            e.message.contains("not valid YAML at line 5"),
+            "{}",
+            e.message
+        );
+        assert_eq!(yaml_error_place("no place"), "");
     }
 }
