@@ -145,43 +145,7 @@ impl Target {
             Some(_) => None,
             None => Some(self.client().await?),
         };
-        let mut delay = std::time::Duration::from_millis(200);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let (code, text) = self.get_status(client.as_ref(), path).await?;
-            if !matches!(code, 429 | 503) || tokio::time::Instant::now() > deadline {
-                return Ok((code, text));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(3));
-        }
-    }
-
-    async fn get_status(&self, client: Option<&Client>, path: &str) -> Result<(u16, String)> {
-        if let Some(base) = &self.controller_url {
-            let url = format!("{}{path}", base.trim_end_matches('/'));
-            return tokio::task::spawn_blocking(move || direct_get_status(&url))
-                .await
-                .map_err(|e| Failure::new(1, e.to_string()))?;
-        }
-        let client = match client {
-            Some(c) => c,
-            None => &self.client().await?,
-        };
-        let req = http::Request::get(self.proxy_path(path))
-            .body(kube::client::Body::empty())
-            .map_err(|e| Failure::new(1, e.to_string()))?;
-        let res = client.send(req).await.map_err(Failure::from)?;
-        let code = res.status().as_u16();
-        let bytes =
-            res.into_body().collect_bytes().await.map_err(|e| {
-                Failure::cluster(format!("cannot read the controller's answer: {e}"))
-            })?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        if let Some(f) = self.api_server_refusal(client, code, &text).await {
-            return Err(f);
-        }
-        Ok((code, controller_message(text)))
+        retrying(&[429, 503], || self.call(client.as_ref(), path, None)).await
     }
 
     /// Like [`Self::proxy_post`], but waits and retries while the
@@ -192,16 +156,7 @@ impl Target {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
-        let mut delay = std::time::Duration::from_millis(200);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let (code, text) = self.proxy_post(client, path, body.clone()).await?;
-            if code != 429 || tokio::time::Instant::now() > deadline {
-                return Ok((code, text));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(3));
-        }
+        retrying(&[429], || self.call(client, path, Some(body.clone()))).await
     }
 
     /// POSTs JSON to the controller (directly with --controller-url, else
@@ -213,9 +168,20 @@ impl Target {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
+        self.call(client, path, Some(body)).await
+    }
+
+    /// One request to the controller: a GET, or a POST of JSON `body`.
+    /// Returns the status code and the body (a refusal's reason alone).
+    async fn call(
+        &self,
+        client: Option<&Client>,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, String)> {
         if let Some(base) = &self.controller_url {
             let url = format!("{}{path}", base.trim_end_matches('/'));
-            return tokio::task::spawn_blocking(move || direct_post(&url, &body))
+            return tokio::task::spawn_blocking(move || direct_call(&url, body.as_deref()))
                 .await
                 .map_err(|e| Failure::new(1, e.to_string()))?;
         }
@@ -223,10 +189,13 @@ impl Target {
             Some(c) => c,
             None => &self.client().await?,
         };
-        let req = http::Request::post(self.proxy_path(path))
-            .header("content-type", "application/json")
-            .body(kube::client::Body::from(body))
-            .map_err(|e| Failure::new(1, e.to_string()))?;
+        let req = match body {
+            Some(body) => http::Request::post(self.proxy_path(path))
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body)),
+            None => http::Request::get(self.proxy_path(path)).body(kube::client::Body::empty()),
+        }
+        .map_err(|e| Failure::new(1, e.to_string()))?;
         let res = client.send(req).await.map_err(Failure::from)?;
         let code = res.status().as_u16();
         let bytes =
@@ -312,20 +281,35 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn direct_post(url: &str, body: &[u8]) -> Result<(u16, String)> {
-    let mut r = agent()
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body)
-        .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    Ok((r.status().as_u16(), controller_message(text)))
+/// Waits and calls `f` again while it answers one of `codes`, up to a
+/// minute, backing off from 200 ms to 3 s.
+async fn retrying<F, Fut>(codes: &[u16], mut f: F) -> Result<(u16, String)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(u16, String)>>,
+{
+    let mut delay = std::time::Duration::from_millis(200);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (code, text) = f().await?;
+        if !codes.contains(&code) || tokio::time::Instant::now() > deadline {
+            return Ok((code, text));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(3));
+    }
 }
 
-fn direct_get_status(url: &str) -> Result<(u16, String)> {
-    let mut r = agent()
-        .get(url)
-        .call()
+/// A GET, or a POST of JSON `body`, straight to `url` (--controller-url).
+fn direct_call(url: &str, body: Option<&[u8]>) -> Result<(u16, String)> {
+    let answer = match body {
+        Some(body) => agent()
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body),
+        None => agent().get(url).call(),
+    };
+    let mut r = answer
         .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;
     let text = r.body_mut().read_to_string().unwrap_or_default();
     Ok((r.status().as_u16(), controller_message(text)))

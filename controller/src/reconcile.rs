@@ -612,6 +612,8 @@ async fn report(
             // counted and logged when it happened, so the counter does not
             // count it once more after every restart (which fired
             // CofferUnsealFailuresRising on each rollout).
+            // Capped as the status holds it.
+            let message = crate::events::capped(message, crate::events::MAX_MESSAGE);
             let shown = shows_refusal(
                 &StatusMemo::of(sealed),
                 sealed.metadata.generation,
@@ -629,20 +631,19 @@ async fn report(
 }
 
 /// Whether `status` already says `Ready=False` with this `reason` and
-/// `message` (as written: capped) at `generation`.
+/// `message` (capped, as a status holds it) at `generation`.
 fn shows_refusal(
     status: &StatusMemo,
     generation: Option<i64>,
     reason: &str,
     message: &str,
 ) -> bool {
-    let message = crate::events::capped(message.to_string(), crate::events::MAX_MESSAGE);
     status.observed_generation == generation
         && status.stalled
         && status
             .ready
             .as_ref()
-            .is_some_and(|r| r.says("False", reason, &message))
+            .is_some_and(|r| r.says("False", reason, message))
 }
 
 /// Reports a SealedSecret that was not turned into its Secret: counts the
