@@ -24,7 +24,8 @@
 //! - responses: a client that stops reading its response for `body_timeout`
 //!   is disconnected.
 //!
-//! `/healthz`, `/readyz`, `/metrics` and `/v1/recipients` read no body and
+//! `/healthz`, `/readyz`, `/metrics`, `/v1/recipients` and
+//! `/v1/keys/{id}/users` read no body and
 //! take nothing from the budget, so they answer while the POST endpoints are
 //! saturated. The kubelet's probes have a listener of their own
 //! ([`serve_probes`], `--probe-listen`) serving only `/healthz` and
