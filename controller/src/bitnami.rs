@@ -10,7 +10,19 @@
 //! carry no key id (every imported key may cost one RSA operation) and
 //! bitnami's Secrets carry no Coffer label, so they are not watched;
 //! drift is undone on the resync (`--bitnami-resync`), as bitnami's own
-//! controller does without `--watch-for-secrets`.
+//! controller does without `--watch-for-secrets`. What Coffer's own
+//! watches see is passed on, though (crate::run): when a Secret labelled
+//! by Coffer is deleted or changes owner, or a Coffer SealedSecret is
+//! deleted, the bitnami SealedSecret of that name is checked again at
+//! once, so a migration rolled back gets its Secrets back without waiting
+//! for the resync.
+//!
+//! Between the two kinds of SealedSecret of one name, the Secret passes
+//! both ways without being deleted: Coffer's takes over a Secret
+//! controlled by bitnami's (crate::cache); bitnami's reports `TakenOver`
+//! while Coffer's manages it, and takes back a Secret that a
+//! `deletionPolicy: Keep` Coffer SealedSecret released when it was
+//! deleted (docs/migration.md, the rollback).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -18,9 +30,10 @@ use std::time::Duration;
 
 use coffer_core::bitnami::{self, BitnamiKey, SealedSecret};
 use coffer_core::wipe;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
@@ -145,10 +158,38 @@ enum Outcome {
     },
 }
 
-/// Runs the bitnami reconciler over `api` until `shutdown` resolves.
+/// The `Synced=False` reason of a bitnami SealedSecret whose Secret the
+/// Coffer SealedSecret of the same name manages (the migration's third
+/// step): not a refusal, a bitnami object left to delete.
+pub const TAKEN_OVER: &str = "TakenOver";
+
+/// Every `coffer_bitnami_unseal_total` reason: `Unsealed`, each refusal,
+/// and [`TAKEN_OVER`]. With `--bitnami` each series exists at 0 from the
+/// start, so the metrics say that Coffer reconciles bitnami's objects.
+pub const REASONS: &[&str] = &[
+    "Unsealed",
+    "NoMatchingKey",
+    "ScopeMismatch",
+    "Tampered",
+    "Malformed",
+    "Unsupported",
+    TypeRefused::REASON,
+    "SecretNotOwned",
+    TAKEN_OVER,
+];
+
+/// The message of a `Synced=True` condition written by Coffer (bitnami's
+/// controller writes none): `kubectl get` and `kubectl wait` tell who
+/// unsealed. The same for every object, so one `kubectl wait` matches all.
+pub const SYNCED_MESSAGE: &str = "Secret unsealed by Coffer";
+
+/// Runs the bitnami reconciler over `api` until `shutdown` resolves; each
+/// reference `again` yields is reconciled again (when it names an object
+/// of `api`).
 pub async fn run(
     api: Api<SealedSecret>,
     ctx: Arc<Context>,
+    again: impl Stream<Item = ObjectRef<SealedSecret>> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     // Reconcile once the keys are in: an empty key ring would report every
@@ -157,6 +198,7 @@ pub async fn run(
     let _ = synced.wait_for(|s| *s).await;
     tracing::info!("reconciling bitnami.com SealedSecrets");
     Controller::new(api, crate::watch::watch_config())
+        .reconcile_on(again)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -175,20 +217,36 @@ async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, 
     }
     let outcome = unseal_and_write(&obj, &ctx).await?;
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    // Before this reconcile, was the object Synced by Coffer? If not, this
+    // is a takeover (from bitnami's controller, or back from a refusal):
+    // said once, in the log and the counter, with or without a write.
+    let was_ours = synced_by_coffer(&obj);
     match &outcome {
-        Outcome::Synced { wrote: true } => {
-            ctx.metrics.bitnami_unseal("Unsealed");
-            tracing::info!(namespace = %ns, name = %name, "bitnami SealedSecret unsealed");
-            ctx.events
-                .publish_about(
-                    obj.object_ref(&()),
-                    EventType::Normal,
-                    "Unsealed",
-                    "SealedSecret unsealed successfully".into(),
-                )
-                .await;
+        Outcome::Synced { wrote } => {
+            if *wrote || !was_ours {
+                ctx.metrics.bitnami_unseal("Unsealed");
+                tracing::info!(
+                    namespace = %ns,
+                    name = %name,
+                    wrote,
+                    "bitnami SealedSecret unsealed by Coffer{}",
+                    if *wrote { "" } else { ": its Secret was already right" }
+                );
+            }
+            if *wrote {
+                ctx.events
+                    .publish_about(
+                        obj.object_ref(&()),
+                        EventType::Normal,
+                        "Unsealed",
+                        "SealedSecret unsealed successfully".into(),
+                    )
+                    .await;
+            }
         }
-        Outcome::Synced { wrote: false } => {}
+        Outcome::Failed { reason, message } if *reason == TAKEN_OVER => {
+            tracing::info!(namespace = %ns, name = %name, reason, "bitnami SealedSecret left alone: {message}");
+        }
         Outcome::Failed { reason, message } => {
             tracing::warn!(namespace = %ns, name = %name, reason, "bitnami SealedSecret not unsealed: {message}");
         }
@@ -232,21 +290,70 @@ async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outc
     outcome
 }
 
+/// Whether the object's `Synced=True` condition is Coffer's.
+fn synced_by_coffer(obj: &SealedSecret) -> bool {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"))
+        .is_some_and(|c| c.status == "True" && c.message.as_deref() == Some(SYNCED_MESSAGE))
+}
+
+/// Who the existing Secret is for, as far as the bitnami reconciler is
+/// concerned.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Write(WriteKind),
+    /// Not its to write: someone else's, or nobody's.
+    NotOwned,
+    /// The Coffer SealedSecret of the same name manages it.
+    TakenOver,
+}
+
+/// Whether deciding needs the uid of the Coffer SealedSecret of the same
+/// name: the Secret has no owner and names the Coffer SealedSecret that
+/// keeps it (`deletionPolicy: Keep`).
+fn needs_coffer_uid(existing: Option<&OwnedSecret>) -> bool {
+    existing
+        .is_some_and(|e| !e.bitnami_managed && e.controller_uid.is_none() && e.kept_for.is_some())
+}
+
 /// The decision, pure: how the Secret of bitnami's SealedSecret `uid`
-/// (with `digest` and `type_`) is written where `existing` is, or `None`
-/// when the existing Secret is not its to write (neither controlled by it
-/// nor annotated `sealedsecrets.bitnami.com/managed`), as bitnami decides.
+/// (with `digest` and `type_`) is written where `existing` is. As bitnami
+/// decides, its own Secret and one annotated
+/// `sealedsecrets.bitnami.com/managed` are written over, anyone else's is
+/// not, with two cases of Coffer's: a Secret that the Coffer SealedSecret
+/// of the same name controls, or keeps (`coffer` is its uid, when one
+/// exists), is [`Decision::TakenOver`]; one with no owner that a Coffer
+/// SealedSecret kept and that no longer exists is taken back, the
+/// rollback's hand-back.
 fn decide(
     existing: Option<&OwnedSecret>,
     uid: Option<&str>,
+    coffer: Option<&str>,
     digest: &[u8; 32],
     type_: Option<&str>,
-) -> Option<WriteKind> {
+) -> Decision {
     let Some(existing) = existing else {
-        return Some(WriteKind::Create);
+        return Decision::Write(WriteKind::Create);
     };
     let ours = existing.controller_uid.is_some() && existing.controller_uid.as_deref() == uid;
-    (ours || existing.bitnami_managed).then(|| kind_over(existing, digest, type_))
+    if ours || existing.bitnami_managed {
+        return Decision::Write(kind_over(existing, digest, type_));
+    }
+    // Controlled by it: also while the garbage collector has yet to delete
+    // the Secret of a Coffer SealedSecret just deleted (its deletion
+    // reconciles this object again).
+    if existing.coffer_controlled {
+        return Decision::TakenOver;
+    }
+    match (
+        existing.controller_uid.as_deref(),
+        existing.kept_for.as_deref(),
+    ) {
+        (None, Some(kept)) if coffer == Some(kept) => Decision::TakenOver,
+        (None, Some(_)) => Decision::Write(kind_over(existing, digest, type_)),
+        _ => Decision::NotOwned,
+    }
 }
 
 async fn write_secret(
@@ -258,15 +365,37 @@ async fn write_secret(
 ) -> Result<Outcome, Error> {
     let digest = secret_digest(secret);
     let existing = gateway::get_secret(client, ns, name).await?;
+    let uid = obj.metadata.uid.as_deref();
+    // The Coffer SealedSecret of that name, only when it may matter (its
+    // metadata only: no ciphertext is read).
+    let coffer = if needs_coffer_uid(existing.as_ref()) {
+        Api::<coffer_core::SealedSecret>::namespaced(client.clone(), ns)
+            .get_metadata_opt(name)
+            .await?
+            .filter(|m| m.metadata.deletion_timestamp.is_none())
+            .and_then(|m| m.metadata.uid)
+    } else {
+        None
+    };
     let kind = decide(
         existing.as_ref(),
-        obj.metadata.uid.as_deref(),
+        uid,
+        coffer.as_deref(),
         &digest,
         secret.type_.as_deref(),
     );
-    match kind {
+    let kind = match kind {
+        Decision::Write(kind) => kind,
+        Decision::TakenOver => {
+            return Ok(Outcome::Failed {
+                reason: TAKEN_OVER,
+                message: format!(
+                    "Secret {ns}/{name} is managed by the coffer.dev SealedSecret of the same name; delete this bitnami.com SealedSecret (a GitOps prune does)"
+                ),
+            });
+        }
         // bitnami's own words, so alerts written for it keep matching.
-        None => {
+        Decision::NotOwned => {
             return Ok(Outcome::Failed {
                 reason: "SecretNotOwned",
                 message: format!(
@@ -274,24 +403,26 @@ async fn write_secret(
                 ),
             });
         }
-        Some(WriteKind::Unchanged) => return Ok(Outcome::Synced { wrote: false }),
-        Some(WriteKind::Create) => {
+    };
+    match kind {
+        WriteKind::Unchanged => return Ok(Outcome::Synced { wrote: false }),
+        WriteKind::Create => {
             gateway::create_secret(client, ns, secret).await?;
         }
-        Some(WriteKind::Recreate {
+        WriteKind::Recreate {
             uid,
             resource_version,
-        }) => {
+        } => {
             gateway::delete_secret(client, ns, name, uid, resource_version).await?;
             gateway::create_secret(client, ns, secret).await?;
         }
-        Some(WriteKind::Replace { resource_version }) => {
+        WriteKind::Replace { resource_version } => {
             secret.metadata.resource_version = resource_version;
             gateway::replace_secret(client, ns, name, secret).await?;
         }
         // Merging is a Coffer SealedSecret's choice (`spec.merge`); bitnami
         // has no such field and `kind_over` never chooses it.
-        Some(WriteKind::Merge { .. }) => {
+        WriteKind::Merge { .. } => {
             return Ok(Outcome::Failed {
                 reason: "Unsupported",
                 message: "merging into an existing Secret is not a bitnami feature".into(),
@@ -304,8 +435,9 @@ async fn write_secret(
 /// The `Synced` condition and `observedGeneration`, as bitnami's
 /// controller writes them; not written again when nothing changed.
 async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
     let (status, reason, message) = match outcome {
-        Outcome::Synced { .. } => ("True", None, None),
+        Outcome::Synced { .. } => ("True", None, Some(SYNCED_MESSAGE.to_string())),
         Outcome::Failed { reason, message } => ("False", Some(*reason), Some(message.clone())),
     };
     let generation = obj.metadata.generation;
@@ -335,24 +467,18 @@ async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> R
     let patch = serde_json::json!({
         "status": {"observedGeneration": generation, "conditions": [condition]}
     });
-    let ns = obj.namespace().unwrap_or_default();
     gateway::patch_status::<SealedSecret>(&ctx.client, &ns, &obj.name_any(), &patch).await?;
     if let Outcome::Failed { reason, message } = outcome
         && old.is_none_or(|c| c.message.as_ref() != Some(message))
     {
         ctx.metrics.bitnami_unseal(reason);
-        let event = if *reason == "SecretNotOwned" {
-            "ErrUpdateFailed"
-        } else {
-            "ErrUnsealFailed"
+        let (kind, event) = match *reason {
+            TAKEN_OVER => (EventType::Normal, TAKEN_OVER),
+            "SecretNotOwned" => (EventType::Warning, "ErrUpdateFailed"),
+            _ => (EventType::Warning, "ErrUnsealFailed"),
         };
         ctx.events
-            .publish_about(
-                obj.object_ref(&()),
-                EventType::Warning,
-                event,
-                message.clone(),
-            )
+            .publish_about(obj.object_ref(&()), kind, event, message.clone())
             .await;
     }
     Ok(())
@@ -395,11 +521,19 @@ mod tests {
             immutable,
             adoptable: false,
             bitnami_managed: managed,
+            coffer_controlled: false,
             kept_for: None,
             merge: None,
             digest: [digest; 32],
             claim: None,
             attested: None,
+        }
+    }
+
+    fn write(d: Decision) -> WriteKind {
+        match d {
+            Decision::Write(k) => k,
+            other => panic!("expected a write, got {other:?}"),
         }
     }
 
@@ -411,47 +545,113 @@ mod tests {
         let uid = Some("ss-uid");
         let d = [1u8; 32];
         let opaque = Some("Opaque");
-        assert_eq!(decide(None, uid, &d, opaque), Some(WriteKind::Create));
+        let decide = |e: Option<&OwnedSecret>, uid, t| decide(e, uid, None, &d, t);
+        assert_eq!(write(decide(None, uid, opaque)), WriteKind::Create);
         let mine = existing(uid, false, 1, false);
         assert_eq!(
-            decide(Some(&mine), uid, &d, opaque),
-            Some(WriteKind::Unchanged)
+            write(decide(Some(&mine), uid, opaque)),
+            WriteKind::Unchanged
         );
         let stale = existing(uid, false, 2, false);
         assert_eq!(
-            decide(Some(&stale), uid, &d, opaque),
-            Some(WriteKind::Replace {
+            write(decide(Some(&stale), uid, opaque)),
+            WriteKind::Replace {
                 resource_version: Some("7".into())
-            })
+            }
         );
         assert!(matches!(
-            decide(Some(&stale), uid, &d, Some("kubernetes.io/tls")),
-            Some(WriteKind::Recreate { .. })
+            write(decide(Some(&stale), uid, Some("kubernetes.io/tls"))),
+            WriteKind::Recreate { .. }
         ));
         assert!(matches!(
-            decide(Some(&existing(uid, false, 2, true)), uid, &d, opaque),
-            Some(WriteKind::Recreate { .. })
+            write(decide(Some(&existing(uid, false, 2, true)), uid, opaque)),
+            WriteKind::Recreate { .. }
         ));
         // Someone else's, or nobody's: refused, unless annotated managed.
         for controller in [Some("other-uid"), None] {
             assert_eq!(
-                decide(
-                    Some(&existing(controller, false, 2, false)),
-                    uid,
-                    &d,
-                    opaque
-                ),
-                None
+                decide(Some(&existing(controller, false, 2, false)), uid, opaque),
+                Decision::NotOwned
             );
             assert!(matches!(
-                decide(Some(&existing(controller, true, 2, false)), uid, &d, opaque),
-                Some(WriteKind::Replace { .. })
+                write(decide(
+                    Some(&existing(controller, true, 2, false)),
+                    uid,
+                    opaque
+                )),
+                WriteKind::Replace { .. }
             ));
         }
         // An object without a uid owns nothing.
         assert_eq!(
-            decide(Some(&existing(None, false, 1, false)), None, &d, opaque),
-            None
+            decide(Some(&existing(None, false, 1, false)), None, opaque),
+            Decision::NotOwned
         );
+    }
+
+    /// Between the Coffer and the bitnami SealedSecret of one name: while
+    /// Coffer's controls or keeps the Secret, bitnami's leaves it alone
+    /// (`TakenOver`, not a refusal); once a Keep Coffer SealedSecret is
+    /// gone, the Secret it released is taken back; a Secret of anyone
+    /// else stays refused.
+    #[test]
+    fn a_secret_passes_between_coffer_and_bitnami_without_a_fight() {
+        let uid = Some("ss-uid");
+        let d = [1u8; 32];
+        let opaque = Some("Opaque");
+        let kept = |for_uid: &str| {
+            let mut e = existing(None, false, 2, false);
+            e.kept_for = Some(for_uid.into());
+            e
+        };
+        // Controlled by the Coffer SealedSecret of its name, there or
+        // just deleted (the garbage collector takes the Secret next).
+        let mut coffers = existing(Some("coffer-uid"), false, 2, false);
+        coffers.coffer_controlled = true;
+        assert!(!needs_coffer_uid(Some(&coffers)));
+        assert_eq!(
+            decide(Some(&coffers), uid, None, &d, opaque),
+            Decision::TakenOver
+        );
+        // Kept by it (deletionPolicy: Keep), while it exists.
+        assert!(needs_coffer_uid(Some(&kept("coffer-uid"))));
+        assert_eq!(
+            decide(
+                Some(&kept("coffer-uid")),
+                uid,
+                Some("coffer-uid"),
+                &d,
+                opaque
+            ),
+            Decision::TakenOver
+        );
+        // Released: that Coffer SealedSecret is gone (or replaced by
+        // another of the same name): taken back, as bitnami writes it.
+        for coffer in [None, Some("newer-coffer-uid")] {
+            assert_eq!(
+                write(decide(Some(&kept("coffer-uid")), uid, coffer, &d, opaque)),
+                WriteKind::Replace {
+                    resource_version: Some("7".into())
+                }
+            );
+        }
+        // Controlled by anything else: refused, kept-for or not.
+        let others = existing(Some("other-uid"), false, 2, false);
+        assert!(!needs_coffer_uid(Some(&others)));
+        assert_eq!(
+            decide(Some(&others), uid, None, &d, opaque),
+            Decision::NotOwned
+        );
+        let mut both = kept("coffer-uid");
+        both.controller_uid = Some("someone".into());
+        assert!(!needs_coffer_uid(Some(&both)));
+        assert_eq!(
+            decide(Some(&both), uid, None, &d, opaque),
+            Decision::NotOwned
+        );
+        // Its own Secret, or one nobody names, needs no lookup.
+        assert!(!needs_coffer_uid(Some(&existing(uid, false, 2, false))));
+        assert!(!needs_coffer_uid(Some(&existing(None, false, 2, false))));
+        assert!(!needs_coffer_uid(None));
     }
 }

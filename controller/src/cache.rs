@@ -383,6 +383,10 @@ pub struct OwnedSecret {
     /// Annotated `sealedsecrets.bitnami.com/managed: "true"`: a bitnami
     /// SealedSecret of its name may take it over (`--bitnami`).
     pub bitnami_managed: bool,
+    /// Controlled by the Coffer SealedSecret of its name (which may be
+    /// gone, its Secret awaiting the garbage collector): the bitnami
+    /// SealedSecret of that name leaves it alone (`--bitnami`).
+    pub coffer_controlled: bool,
     pub digest: [u8; 32],
     /// Its [`UNSEALED_ANNOTATION`] as read, not yet verified (the watch
     /// verifies it into `attested`).
@@ -439,6 +443,11 @@ impl From<Secret> for OwnedSecret {
                 && Some(&o.name) == m.name.as_ref()
         });
         let adoptable = annotated(MANAGED_ANNOTATION) || from_bitnami;
+        let coffer_controlled = controller.as_ref().is_some_and(|o| {
+            o.api_version.starts_with("coffer.dev/")
+                && o.kind == "SealedSecret"
+                && Some(&o.name) == m.name.as_ref()
+        });
         let controller_uid = controller.map(|o| o.uid.into());
         OwnedSecret {
             metadata: ObjectMeta {
@@ -455,6 +464,7 @@ impl From<Secret> for OwnedSecret {
             kept_for,
             merge,
             bitnami_managed,
+            coffer_controlled,
             digest,
             claim,
             attested: None,

@@ -163,7 +163,7 @@ impl Metrics {
         let bitnami_unseal = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "bitnami_unseal",
-            "bitnami.com SealedSecrets (--bitnami) whose Secret was written (Unsealed) or refused, by reason; counted when the outcome changes",
+            "bitnami.com SealedSecrets (--bitnami) whose Secret Coffer wrote or took over from bitnami's controller (Unsealed), refused, or left to the Coffer SealedSecret of the same name (TakenOver), by reason; counted when the outcome changes",
             bitnami_unseal.clone(),
         );
         let errors = Family::<ErrorLabel, Counter>::default();
@@ -333,7 +333,19 @@ impl Metrics {
             })
             .inc();
     }
-    /// A bitnami SealedSecret's Secret written, or its refusal `reason`.
+    /// With `--bitnami`: the `coffer_bitnami_unseal_total` series of
+    /// `reasons`, at 0, so that their presence says the bitnami reconciler
+    /// runs (and a first refusal is an increase from 0).
+    pub fn start_bitnami(&self, reasons: &[&str]) {
+        for reason in reasons {
+            let _ = self.bitnami_unseal.get_or_create(&ReasonLabel {
+                reason: (*reason).into(),
+            });
+        }
+    }
+
+    /// A bitnami SealedSecret's Secret written or taken over from bitnami's
+    /// controller (`Unsealed`), or its refusal `reason`.
     pub fn bitnami_unseal(&self, reason: &str) {
         self.bitnami_unseal
             .get_or_create(&ReasonLabel {
@@ -617,6 +629,18 @@ mod tests {
             env!("COFFER_COMMIT")
         );
         assert!(text.contains(&build), "{text}");
+    }
+
+    #[test]
+    fn bitnami_series_exist_at_zero_only_with_bitnami() {
+        let m = Metrics::default();
+        assert!(!m.encode().contains("coffer_bitnami_unseal_total{"));
+        m.start_bitnami(&["Unsealed", "NoMatchingKey"]);
+        let text = m.encode();
+        for reason in ["Unsealed", "NoMatchingKey"] {
+            let line = format!("coffer_bitnami_unseal_total{{reason=\"{reason}\"}} 0\n");
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
     }
 
     #[test]

@@ -513,6 +513,7 @@ mod tests {
             kept_for: None,
             merge: None,
             bitnami_managed: false,
+            coffer_controlled: false,
             digest,
             claim: None,
             attested: None,

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -370,6 +371,9 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     };
     let store = Arc::new(Store::default());
     let queue = Queue::new();
+    // --bitnami: what Coffer's watches see that concerns the bitnami
+    // SealedSecret of the same name (crate::bitnami), passed on.
+    let again = bitnami.map(|_| Again::new());
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys: keys.clone(),
@@ -403,6 +407,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
             let (tx, rx) = watch::channel(false);
             synced.push(rx);
             let (store, queue, scope) = (store.clone(), queue.clone(), scope.clone());
+            let again = again.clone();
             if owned {
                 let api = secret_api.clone();
                 let keys = keys.clone();
@@ -410,7 +415,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
                     let events = watcher(api, watch_config().labels(reconcile::owned_selector()))
                         .backoff(ShortBackoff::default());
                     follow(events, scope.as_deref(), tx, |e, seen| {
-                        owned_event(&store, &queue, &keys, e, seen)
+                        owned_event(&store, &queue, &keys, again.as_ref(), e, seen)
                     })
                     .await
                 });
@@ -419,7 +424,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
                 watches.spawn(async move {
                     let events = watcher(api, watch_config()).backoff(ShortBackoff::default());
                     follow(events, scope.as_deref(), tx, |e, seen| {
-                        sealed_event(&store, &queue, e, seen)
+                        sealed_event(&store, &queue, again.as_ref(), e, seen)
                     })
                     .await
                 });
@@ -496,6 +501,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     // bitnami's SealedSecrets: their own reconciler (crate::bitnami).
     let mut bitnami_runs = tokio::task::JoinSet::new();
     if let Some(bitnami_keys) = bitnami {
+        metrics.start_bitnami(crate::bitnami::REASONS);
         let ctx = Arc::new(crate::bitnami::Context {
             client: client.clone(),
             keys: bitnami_keys.clone(),
@@ -515,7 +521,13 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
             };
-            bitnami_runs.spawn(crate::bitnami::run(api, ctx.clone(), on(stop.clone())));
+            let again = again.as_ref().expect("made with --bitnami").subscribe();
+            bitnami_runs.spawn(crate::bitnami::run(
+                api,
+                ctx.clone(),
+                again,
+                on(stop.clone()),
+            ));
         }
     }
     tracing::info!("controller started");
@@ -604,9 +616,49 @@ struct ListState<'a> {
     seen: &'a mut Option<HashSet<Key>>,
 }
 
+/// With `--bitnami`: the names whose bitnami SealedSecret is to be
+/// reconciled again, from Coffer's own watches (no watch of its own: the
+/// Secrets Coffer labels and its SealedSecrets are watched already). Each
+/// bitnami reconciler (one per watched scope) subscribes; a name outside
+/// its scope is not in its store and is skipped. A subscriber that falls
+/// behind by more than the buffer loses names, which the resync
+/// (`--bitnami-resync`) makes up for.
+#[derive(Clone)]
+struct Again(tokio::sync::broadcast::Sender<ObjectRef<BitnamiSealed>>);
+
+type BitnamiSealed = coffer_core::bitnami::SealedSecret;
+
+impl Again {
+    fn new() -> Self {
+        Again(tokio::sync::broadcast::channel(4096).0)
+    }
+
+    fn send(&self, ns: &str, name: &str) {
+        let _ = self.0.send(ObjectRef::new(name).within(ns));
+    }
+
+    fn subscribe(&self) -> impl futures::Stream<Item = ObjectRef<BitnamiSealed>> + Send + 'static {
+        futures::stream::unfold(self.0.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(r) => return Some((r, rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            missed = n,
+                            "bitnami re-checks fell behind; the resync makes up for them"
+                        );
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
+
 fn sealed_event(
     store: &Store,
     queue: &Queue,
+    again: Option<&Again>,
     event: watcher::Event<CachedSealed>,
     list: ListState<'_>,
 ) {
@@ -625,6 +677,11 @@ fn sealed_event(
         watcher::Event::Delete(s) => {
             if let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name) {
                 store.remove_sealed(&ns, &name);
+                // A Keep SealedSecret gone releases its Secret to the
+                // bitnami SealedSecret of its name.
+                if let Some(again) = again {
+                    again.send(&ns, &name);
+                }
             }
         }
         watcher::Event::Init => {}
@@ -640,11 +697,32 @@ fn owned_event(
     store: &Store,
     queue: &Queue,
     keys: &Keys,
+    again: Option<&Again>,
     event: watcher::Event<OwnedSecret>,
     list: ListState<'_>,
 ) {
     match event {
-        watcher::Event::Apply(mut s) | watcher::Event::InitApply(mut s) => {
+        watcher::Event::Apply(mut s) => {
+            // A Secret that changed owner (taken over, kept, released)
+            // concerns the bitnami SealedSecret of its name; the start's
+            // list (InitApply) does not, bitnami's reconciler lists its
+            // objects itself.
+            if let (Some(again), Some(ns), Some(name)) = (
+                again,
+                s.metadata.namespace.as_deref(),
+                s.metadata.name.as_deref(),
+            ) && !store.owned_controller_is(ns, name, s.controller_uid.as_deref())
+            {
+                again.send(ns, name);
+            }
+            keys.current().settle(&mut s);
+            if let Some((key, reconcile)) = store.put_owned(&s)
+                && reconcile
+            {
+                queue.add(key);
+            }
+        }
+        watcher::Event::InitApply(mut s) => {
             // Its annotation verified now, while the Secret is at hand:
             // the store keeps the verdict, not the claim.
             keys.current().settle(&mut s);
@@ -658,10 +736,15 @@ fn owned_event(
             }
         }
         watcher::Event::Delete(s) => {
-            if let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name)
-                && let Some(key) = store.remove_owned(&ns, &name)
-            {
-                queue.add(key);
+            if let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name) {
+                // Deleted (or no longer labelled): the bitnami SealedSecret
+                // of its name, if any, writes it again.
+                if let Some(again) = again {
+                    again.send(&ns, &name);
+                }
+                if let Some(key) = store.remove_owned(&ns, &name) {
+                    queue.add(key);
+                }
             }
         }
         watcher::Event::Init => {}

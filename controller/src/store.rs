@@ -292,6 +292,7 @@ impl OwnedEntry {
                 .and_then(|e| e.merge.clone())
                 .map(Box::new),
             bitnami_managed: false,
+            coffer_controlled: false,
             digest: self.digest,
             claim: None,
             attested: self.attested,
@@ -517,6 +518,19 @@ impl Store {
     }
 
     /// The owned Secret of `key`, as the planner reads it.
+    /// Whether the owned Secret `ns/name` is known with controller owner
+    /// `controller` (a uid, or none): `false` when it is not known, or
+    /// known with another.
+    pub fn owned_controller_is(&self, ns: &str, name: &str, controller: Option<&str>) -> bool {
+        let k = key(ns, name);
+        let inner = self.lock();
+        inner
+            .slots
+            .get(&*k)
+            .and_then(|s| s.owned.as_ref())
+            .is_some_and(|o| o.controller_uid == Token::of(controller))
+    }
+
     pub fn owned(&self, key: &str) -> Option<OwnedSecret> {
         let inner = self.lock();
         let (ns, name) = split(key);
@@ -847,6 +861,7 @@ mod tests {
             kept_for: None,
             merge: None,
             bitnami_managed: false,
+            coffer_controlled: false,
             digest: [9; 32],
             claim: None,
             attested: Some(Attested {
@@ -961,6 +976,7 @@ mod tests {
                 digest: [3; 32],
             })),
             bitnami_managed: false,
+            coffer_controlled: false,
             digest: [4; 32],
             claim: None,
             attested: None,
