@@ -11,8 +11,16 @@
 //!   not YAML or JSON counts only if it mentions a Secret (so templates
 //!   are skipped, and said to be);
 //! - under a `.coffer.yaml` rule: an item not sealed to a key of every
-//!   recipients file the rule names (e.g. stale after a rotation), or
-//!   sealed with another scope than the rule's.
+//!   recipients file the rule names, or sealed with another scope than the
+//!   rule's. The fix says which of three cases it is, from the repository's
+//!   own history: a cluster the value was never sealed for (re-seal from
+//!   plaintext), a value sealed to a key the file listed before (re-encrypt
+//!   with `coffer rotate --no-new-key`), or a recipients file older than
+//!   the value (refresh it with `coffer recipients -w`);
+//! - an age identity (a private key, `AGE-SECRET-KEY-…`) in any file.
+//!
+//! Files a `.gitignore` leaves out of the repository, and those matching
+//! `--exclude`, are not read.
 //!
 //! Without a private key nothing can tell a well-formed value from one
 //! re-encrypted by someone else: `coffer verify` asks the cluster.
@@ -34,10 +42,14 @@ use crate::rules::Rules;
 #[command(after_help = "Examples:
   coffer check                      # the current directory, recursively
   coffer check clusters/ base/db.yaml
+  coffer check --exclude 'charts/**' --exclude '*.tpl.yaml'
 Exit status: 0 when nothing was found, 5 when something was (one line each), 3 when a path or .coffer.yaml cannot be read, or .coffer.yaml or a recipients file it names is refused.")]
 pub struct CheckArgs {
     /// Files and directories (*.yaml, *.yml, *.json in any case, and Kustomization, under them, hidden ones too); the current directory when none.
     pub paths: Vec<PathBuf>,
+    /// Leave out paths matching this glob (repeatable), relative to the path checked: `vendor/**`, `*.tpl.yaml`; a glob without `/` matches a name at any depth. `.gitignore` files are honoured too.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 /// One problem, with where and how to fix it.
@@ -50,13 +62,18 @@ pub struct Problem {
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut problems = Vec::new();
-    let files = files_to_check(&args.paths, &mut problems)?;
+    let excluded = Excludes::new(&args.exclude)?;
+    let (files, others) = files_to_check(&args.paths, &excluded, &mut problems)?;
+    for f in files.iter().chain(&others) {
+        find_identity(f, &mut problems);
+    }
     let mut sealed = 0;
     let mut skipped = 0;
     // Recipients files read once each: their key ids, or why not.
     let mut key_ids: BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>> = BTreeMap::new();
     // The rules of each directory, found and parsed once.
     let mut rules_of: BTreeMap<PathBuf, Option<std::rc::Rc<Rules>>> = BTreeMap::new();
+    let mut history = History::default();
     for file in &files {
         let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let rules = match rules_of.get(&dir) {
@@ -67,7 +84,13 @@ pub fn run(args: CheckArgs) -> Result<()> {
                 r
             }
         };
-        match check_file(file, rules.as_deref(), &mut key_ids, &mut problems)? {
+        match check_file(
+            file,
+            rules.as_deref(),
+            &mut key_ids,
+            &mut history,
+            &mut problems,
+        )? {
             Checked::Read(n) => sealed += n,
             Checked::Skipped => skipped += 1,
         }
@@ -99,19 +122,27 @@ pub fn run(args: CheckArgs) -> Result<()> {
 
 /// The files `coffer check` reads: files named as given; under
 /// directories, every `*.yaml`, `*.yml` and `*.json` (in any case) and
-/// kustomize's `Kustomization`, hidden ones too, but nothing under `.git`.
+/// kustomize's `Kustomization`, hidden ones too, but nothing under `.git`,
+/// nothing a `.gitignore` of the repository leaves out and nothing
+/// `--exclude` names. Returned second: the other files under the
+/// directories, searched only for age identities.
 /// Symlinks are followed while they stay inside the repository (or the
 /// directory checked, outside a repository), and each directory is read
 /// once, so a symlink cycle ends; a symlink that leads out of it, to a
 /// directory or named like a manifest, is a problem, since what it points
 /// to is not checked.
-fn files_to_check(paths: &[PathBuf], problems: &mut Vec<Problem>) -> Result<Vec<PathBuf>> {
+fn files_to_check(
+    paths: &[PathBuf],
+    excluded: &Excludes,
+    problems: &mut Vec<Problem>,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let roots = if paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         paths.to_vec()
     };
     let mut files = Vec::new();
+    let mut others = Vec::new();
     let mut seen = BTreeSet::new();
     for root in roots {
         let unreadable =
@@ -128,14 +159,194 @@ fn files_to_check(paths: &[PathBuf], problems: &mut Vec<Problem>) -> Result<Vec<
             None => continue,
         };
         if meta.is_dir() {
-            walk(&root, &within, &mut seen, &mut files, problems)?;
+            let mut walker = Walker {
+                top: root.clone(),
+                within: &within,
+                excluded,
+                seen: &mut seen,
+                files: &mut files,
+                others: &mut others,
+                problems,
+            };
+            let ignores = walker.ignores_above(&root);
+            walker.walk(&root, &ignores)?;
         } else {
             files.push(root);
         }
     }
     files.sort();
     files.dedup();
-    Ok(files)
+    others.sort();
+    others.dedup();
+    Ok((files, others))
+}
+
+/// `--exclude` globs, matched against the path relative to the path
+/// checked; one without `/` against each name along it too.
+struct Excludes(Vec<(globset::GlobMatcher, bool)>);
+
+impl Excludes {
+    fn new(globs: &[String]) -> Result<Excludes> {
+        let mut out = Vec::new();
+        for g in globs {
+            let m = globset::GlobBuilder::new(g.trim_end_matches('/'))
+                .literal_separator(true)
+                .build()
+                .map_err(|e| Failure::usage(format!("--exclude {g:?}: {e}")))?
+                .compile_matcher();
+            out.push((m, !g.trim_end_matches('/').contains('/')));
+        }
+        Ok(Excludes(out))
+    }
+
+    fn matches(&self, rel: &Path) -> bool {
+        self.0.iter().any(|(m, by_name)| {
+            m.is_match(rel)
+                || (*by_name && rel.file_name().is_some_and(|n| m.is_match(Path::new(n))))
+        })
+    }
+}
+
+/// The `.gitignore` files in force in one directory, innermost last.
+type Ignores = Vec<std::rc::Rc<ignore::gitignore::Gitignore>>;
+
+/// The walk of one directory given to `coffer check`.
+struct Walker<'a> {
+    top: PathBuf,
+    within: &'a Repository,
+    excluded: &'a Excludes,
+    seen: &'a mut BTreeSet<PathBuf>,
+    files: &'a mut Vec<PathBuf>,
+    others: &'a mut Vec<PathBuf>,
+    problems: &'a mut Vec<Problem>,
+}
+
+/// A directory's `.gitignore`, if it has one that parses.
+fn gitignore_of(dir: &Path) -> Option<std::rc::Rc<ignore::gitignore::Gitignore>> {
+    let file = dir.join(".gitignore");
+    if !file.is_file() {
+        return None;
+    }
+    let (g, _) = ignore::gitignore::Gitignore::new(&file);
+    Some(std::rc::Rc::new(g))
+}
+
+impl Walker<'_> {
+    /// The `.gitignore` files between the repository's root and `dir`
+    /// (not `dir` itself), and `.git/info/exclude`.
+    fn ignores_above(&self, dir: &Path) -> Ignores {
+        let mut out = Ignores::new();
+        let Some(abs) = repository::lexical(dir) else {
+            return out;
+        };
+        let Some(root) = repository::root_of(&abs) else {
+            return out;
+        };
+        let exclude = root.join(".git/info/exclude");
+        if exclude.is_file() {
+            let mut b = ignore::gitignore::GitignoreBuilder::new(&root);
+            b.add(&exclude);
+            if let Ok(g) = b.build() {
+                out.push(std::rc::Rc::new(g));
+            }
+        }
+        let mut chain: Vec<&Path> = abs
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(&root))
+            .collect();
+        chain.reverse();
+        out.extend(chain.into_iter().filter_map(gitignore_of));
+        out
+    }
+
+    /// Whether `path` (a directory when `dir`) is left out: by `--exclude`,
+    /// or by the innermost `.gitignore` that speaks of it.
+    fn left_out(&self, path: &Path, dir: bool, ignores: &Ignores) -> bool {
+        if let Ok(rel) = path.strip_prefix(&self.top)
+            && self.excluded.matches(rel)
+        {
+            return true;
+        }
+        let abs = repository::lexical(path).unwrap_or_else(|| path.to_path_buf());
+        for g in ignores.iter().rev() {
+            match g.matched(&abs, dir) {
+                ignore::Match::Ignore(_) => return true,
+                ignore::Match::Whitelist(_) => return false,
+                ignore::Match::None => {}
+            }
+        }
+        false
+    }
+
+    fn walk(&mut self, dir: &Path, above: &Ignores) -> Result<()> {
+        let unreadable =
+            |e: std::io::Error| Failure::input(format!("{}: {}", dir.display(), io_reason(&e)));
+        if !self.seen.insert(dir.canonicalize().map_err(unreadable)?) {
+            return Ok(());
+        }
+        let mut ignores = above.clone();
+        if let Some(g) = gitignore_of(dir) {
+            ignores.push(g);
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(unreadable)?
+            .filter_map(|e| e.ok())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            if e.file_name() == ".git" {
+                continue;
+            }
+            let path = e.path();
+            let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+            if self.left_out(&path, is_dir, &ignores) {
+                continue;
+            }
+            let Some(meta) = follow(&path, self.within, self.problems) else {
+                continue;
+            };
+            if meta.is_dir() {
+                self.walk(&path, &ignores)?;
+            } else if meta.is_file() && looks_like_manifest(&path) {
+                self.files.push(path);
+            } else if meta.is_file() {
+                self.others.push(path);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Files larger than this are not searched for identities (an identity
+/// file is a few hundred bytes; a large file is an artifact).
+const IDENTITY_SEARCH_LIMIT: u64 = 4 << 20;
+
+/// An age identity (a private key) committed in `file`: `AGE-SECRET-KEY-1…`
+/// or the post-quantum `AGE-SECRET-KEY-PQ-1…`. Never quotes it.
+fn find_identity(file: &Path, problems: &mut Vec<Problem>) {
+    if std::fs::metadata(file).map_or(true, |m| m.len() > IDENTITY_SEARCH_LIMIT) {
+        return;
+    }
+    let Ok(bytes) = std::fs::read(file) else {
+        return;
+    };
+    let bytes = zeroize::Zeroizing::new(bytes);
+    let found = ["AGE-SECRET-KEY-1", "AGE-SECRET-KEY-PQ-1"]
+        .iter()
+        .any(|prefix| {
+            bytes.windows(prefix.len() + 8).any(|w| {
+                w.starts_with(prefix.as_bytes())
+                    && w[prefix.len()..].iter().all(u8::is_ascii_alphanumeric)
+            })
+        });
+    if found {
+        problems.push(Problem {
+            at: file.display().to_string(),
+            what: "holds an age identity (a private key)".into(),
+            fix: "remove it from the repository and from git history; treat it as exposed: if it is a cluster key, rotate (`coffer rotate`) and retire it; if it is an admin key, take a new backup to a new one (`coffer keys backup`)".into(),
+        });
+    }
 }
 
 /// What symlinks may lead into: the repository holding `root`, else the
@@ -192,40 +403,6 @@ fn follow(
     }
 }
 
-fn walk(
-    dir: &Path,
-    within: &Repository,
-    seen: &mut BTreeSet<PathBuf>,
-    files: &mut Vec<PathBuf>,
-    problems: &mut Vec<Problem>,
-) -> Result<()> {
-    let unreadable =
-        |e: std::io::Error| Failure::input(format!("{}: {}", dir.display(), io_reason(&e)));
-    if !seen.insert(dir.canonicalize().map_err(unreadable)?) {
-        return Ok(());
-    }
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(unreadable)?
-        .filter_map(|e| e.ok())
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        if e.file_name() == ".git" {
-            continue;
-        }
-        let path = e.path();
-        let Some(meta) = follow(&path, within, problems) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk(&path, within, seen, files, problems)?;
-        } else if meta.is_file() && looks_like_manifest(&path) {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
 fn looks_like_manifest(path: &Path) -> bool {
     let name = path
         .file_name()
@@ -252,6 +429,7 @@ pub fn check_file(
     file: &Path,
     rules: Option<&Rules>,
     key_ids: &mut BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>>,
+    history: &mut History,
     problems: &mut Vec<Problem>,
 ) -> Result<Checked> {
     let name = file.display().to_string();
@@ -387,6 +565,8 @@ pub fn check_file(
                     fix: format!("re-seal it with `--scope {scope}`"),
                 });
             }
+            // The keys of every recipients file of the rule, as they are now.
+            let mut current: Vec<(&PathBuf, &String, Vec<KeyId>)> = Vec::new();
             for (path, written) in paths.iter().zip(&rule.recipients) {
                 let ids = key_ids
                     .entry(path.clone())
@@ -399,26 +579,65 @@ pub fn check_file(
                             fix: "fix the rule in .coffer.yaml, or fetch the file with `coffer recipients -w FILE`".into(),
                         });
                     }
-                    Ok(ids) => {
-                        for id in ids.iter() {
-                            if !env.key_ids.contains(id) {
-                                problems.push(Problem {
-                                    at: at.clone(),
-                                    what: format!(
-                                        "item {key:?} is not sealed to key {id} of {written} (sealed to {})",
-                                        env.key_ids
-                                            .iter()
-                                            .map(|k| k.to_string())
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    ),
-                                    fix: format!(
-                                        "re-encrypt it for the current keys: `coffer rotate --no-new-key {name}` (with access to that cluster), or re-seal it"
-                                    ),
-                                });
+                    Ok(ids) => current.push((path, written, ids.clone())),
+                }
+            }
+            // Key ids of the value no recipients file of the rule lists:
+            // a newer key than a file lists, or an older one.
+            let unknown: Vec<KeyId> = env
+                .key_ids
+                .iter()
+                .filter(|k| !current.iter().any(|(_, _, ids)| ids.contains(k)))
+                .copied()
+                .collect();
+            let missing: Vec<&(&PathBuf, &String, Vec<KeyId>)> = current
+                .iter()
+                .filter(|(_, _, ids)| ids.iter().any(|id| !env.key_ids.contains(id)))
+                .collect();
+            for (path, written, ids) in &missing {
+                for id in ids.iter().filter(|id| !env.key_ids.contains(id)) {
+                    let sealed_to = env
+                        .key_ids
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    // An unknown key some other file of the rule once
+                    // listed is that cluster's: it says nothing of this one.
+                    let mut candidates: Vec<KeyId> = Vec::new();
+                    for k in &unknown {
+                        let mut theirs = false;
+                        for (p, _, _) in &current {
+                            if p != path && history.listed(p).is_some_and(|h| h.contains(k)) {
+                                theirs = true;
                             }
                         }
+                        if !theirs {
+                            candidates.push(*k);
+                        }
                     }
+                    let fix = match history.listed(path) {
+                        _ if candidates.is_empty() => reseal_fix(&name),
+                        Some(h) if candidates.iter().any(|k| h.contains(k)) => format!(
+                            "it is sealed to a key {written} listed before: re-encrypt it for the current keys with `coffer rotate --no-new-key {name}` (with access to that cluster)"
+                        ),
+                        Some(_) if missing.len() <= candidates.len() => format!(
+                            "it is sealed to a key {written} never listed, newer than the file: refresh the file with `coffer recipients -w {}` (with access to that cluster)",
+                            path.display()
+                        ),
+                        _ => format!(
+                            "if {written} is older than the value, refresh it with `coffer recipients -w {}`; if the value is older, re-encrypt it with `coffer rotate --no-new-key {name}`; else {}",
+                            path.display(),
+                            reseal_fix(&name)
+                        ),
+                    };
+                    problems.push(Problem {
+                        at: at.clone(),
+                        what: format!(
+                            "item {key:?} is not sealed to key {id} of {written} (sealed to {sealed_to})"
+                        ),
+                        fix,
+                    });
                 }
             }
         }
@@ -478,4 +697,66 @@ fn recipients_ids(path: &Path) -> std::result::Result<Vec<KeyId>, String> {
     let input = read_file(path).map_err(|e| e.message)?;
     let file = parse_recipients(&input.name, &input.text).map_err(|e| e.message)?;
     Ok(file.keys().iter().map(|k| k.id()).collect())
+}
+
+/// The fix for a value never sealed for a cluster its rule names:
+/// re-encryption keeps a value's readers, so only its plaintext can add one.
+fn reseal_fix(name: &str) -> String {
+    format!(
+        "it was never sealed for that cluster, and re-encryption adds no reader: re-seal it from its plaintext with `coffer seal --merge-into {name} SECRET.yaml` (the rule picks every recipients file)"
+    )
+}
+
+/// Every key id a recipients file has listed in the repository's history
+/// (`git log -p`), read once per file; `None` outside a git repository,
+/// without git, or for a file git does not know.
+#[derive(Default)]
+pub struct History(BTreeMap<PathBuf, Option<BTreeSet<KeyId>>>);
+
+impl History {
+    fn listed(&mut self, file: &Path) -> Option<&BTreeSet<KeyId>> {
+        self.0
+            .entry(file.to_path_buf())
+            .or_insert_with(|| git_listed(file))
+            .as_ref()
+    }
+}
+
+fn git_listed(file: &Path) -> Option<BTreeSet<KeyId>> {
+    let dir = file.parent()?;
+    let name = file.file_name()?;
+    let out = std::process::Command::new("git")
+        .current_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+        .args([
+            "log",
+            "--format=",
+            "-p",
+            "--no-ext-diff",
+            "--no-color",
+            "--",
+        ])
+        .arg(name)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut ids = BTreeSet::new();
+    for line in text.lines() {
+        let Some(body) = line.strip_prefix('+').or_else(|| line.strip_prefix('-')) else {
+            continue;
+        };
+        for word in body.split_whitespace() {
+            if let Ok(k) = word.parse::<coffer_format::PublicKey>() {
+                ids.insert(k.id());
+            }
+        }
+    }
+    if ids.is_empty() { None } else { Some(ids) }
 }

@@ -35,11 +35,17 @@ pub enum KeysCmd {
     #[command(
         after_help = "Example:\n  coffer rotate k8s/ && kubectl apply -R -f k8s/   # or let GitOps sync\n  \
         kubectl wait --for=condition=Ready sealedsecrets.coffer.dev --all -A\n  \
-        coffer keys retire 3f2a9c0d11e4b7a5"
+        coffer keys retire 3f2a9c0d11e4b7a5\n  \
+        coffer keys retire --superseded   # every usable key but the active one"
     )]
     Retire {
         /// Key id: the 64 hex digits, or a prefix of at least 8 that names one key.
-        id: String,
+        #[arg(required_unless_present = "superseded", conflicts_with = "superseded")]
+        id: Option<String>,
+        /// Every usable key other than the active one (what a rotation left
+        /// behind); none is retired while any of them is still needed.
+        #[arg(long)]
+        superseded: bool,
         /// Retire it even though SealedSecrets still need it (they go
         /// Ready=False, KeyRetired), or the controller cannot be asked.
         #[arg(long)]
@@ -55,8 +61,9 @@ pub enum KeysCmd {
     /// Write the whole key ring, age-encrypted to an admin's recipient. Never plaintext on disk.
     #[command(after_help = "Example:\n  coffer keys backup --to age1… -w coffer-keys.age")]
     Backup {
-        /// Admin age recipient(s) (age1…) able to open the backup.
-        #[arg(long, required = true, value_name = "RECIPIENT")]
+        /// Admin age recipient(s) able to open the backup: age1…, or a
+        /// recipients file (as `coffer keygen --recipients-out` writes).
+        #[arg(long, required = true, value_name = "RECIPIENT|FILE")]
         to: Vec<String>,
         /// Write here (atomically, mode 0600) instead of stdout.
         #[arg(short = 'w', long = "output", value_name = "FILE")]
@@ -296,24 +303,45 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
             }
             emit(None, &out)
         }
-        KeysCmd::Retire { id, force } => {
+        KeysCmd::Retire {
+            id,
+            superseded,
+            force,
+        } => {
             let (api, keys) = ring(target).await?;
-            let key = find(&keys, &id, target)?;
-            if key.status != KeyStatus::Retired {
-                check_no_users(target, key.id(), force).await?;
+            let active = active_key(&keys).map(RingKey::id);
+            let chosen: Vec<&RingKey> = match &id {
+                Some(id) => vec![find(&keys, id, target)?],
+                None => keys
+                    .iter()
+                    .filter(|k| k.status == KeyStatus::Usable && Some(k.id()) != active)
+                    .collect(),
+            };
+            if superseded && chosen.is_empty() {
+                eprintln!("no usable key other than the active one: nothing to retire");
+                return Ok(());
             }
-            if active_key(&keys).map(RingKey::id) == Some(key.id()) {
+            // Every key is asked about before any is retired: none or all.
+            for key in &chosen {
+                if key.status != KeyStatus::Retired {
+                    check_no_users(target, key.id(), force).await?;
+                }
+            }
+            for key in chosen {
+                if active == Some(key.id()) {
+                    eprintln!(
+                        "warning: {} is the active key; the controller will make the next usable key active, or create a new one",
+                        key.id().short()
+                    );
+                }
+                let patch =
+                    serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: "retired"}}});
+                merge_patch(&api, &key.secret_name, patch).await?;
                 eprintln!(
-                    "warning: {} is the active key; the controller will make the next usable key active, or create a new one",
-                    key.id().short()
+                    "retired key {}: values sealed only to it no longer open",
+                    key.id()
                 );
             }
-            let patch = serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: "retired"}}});
-            merge_patch(&api, &key.secret_name, patch).await?;
-            eprintln!(
-                "retired key {}: values sealed only to it no longer open",
-                key.id()
-            );
             Ok(())
         }
         KeysCmd::Activate { id } => {
@@ -344,13 +372,22 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
             Ok(())
         }
         KeysCmd::Backup { to, output } => {
-            let admins: Vec<PublicKey> = to
-                .iter()
-                .map(|r| {
-                    r.parse()
-                        .map_err(|e| Failure::usage(format!("--to {r}: {e}")))
-                })
-                .collect::<Result<_>>()?;
+            let mut admins: Vec<PublicKey> = Vec::new();
+            for r in &to {
+                match r.parse::<PublicKey>() {
+                    Ok(k) => admins.push(k),
+                    Err(_) if std::path::Path::new(r).is_file() => {
+                        let input = crate::io::read_file(std::path::Path::new(r))?;
+                        admins.extend(
+                            crate::cluster::parse_recipients(&input.name, &input.text)?.keys(),
+                        );
+                    }
+                    Err(e) => {
+                        return Err(Failure::usage(format!("--to {r}: {e}"))
+                            .hint("give an age1… recipient, or a recipients file"));
+                    }
+                }
+            }
             let (_, keys) = ring(target).await?;
             if keys.is_empty() {
                 return Err(Failure::cluster(format!(

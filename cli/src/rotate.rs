@@ -1,21 +1,32 @@
 //! `coffer rotate`: a new key, then every value of a repository
 //! re-encrypted to it in place by the controller (through the API server's
 //! service proxy), so no plaintext leaves the cluster.
+//!
+//! It plans before it acts. Each file's other clusters come from its
+//! `.coffer.yaml` rule (and `-r`); the cluster's key ring says which values
+//! are this cluster's; and the controller re-encrypts every value once to
+//! the current key before any new key is requested. A run that would stop
+//! halfway therefore stops before it creates anything, and `--dry-run`
+//! makes exactly the same checks, so it says what the run will do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use coffer_core::SealedSecret;
 use coffer_core::api::read_sealed_secret;
-
-use coffer_format::envelope;
+use coffer_core::api::ring::{KEY_ID_LABEL, KEY_STATE_LABEL};
+use coffer_format::{KeyId, PublicKey, envelope};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
 
 use crate::cluster::{Target, parse_recipients};
-use crate::documents::{chunks_of, is_sealed, read_sealed, split_yaml};
+use crate::documents::{Chunk, chunks_of, is_sealed, read_sealed, split_yaml};
 use crate::error::{Failure, Result};
-use crate::io::{read_file, write_atomic};
+use crate::io::{Input, read_file, write_atomic};
+use crate::rules::Rules;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -63,7 +74,7 @@ fn refuse_lists(files: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn active_key_id(text: &str) -> Result<coffer_format::KeyId> {
+fn active_key_id(text: &str) -> Result<KeyId> {
     let f = parse_recipients("the cluster's recipients file", text)?;
     // parse_recipients refuses a file without entries.
     f.entries
@@ -72,31 +83,233 @@ fn active_key_id(text: &str) -> Result<coffer_format::KeyId> {
         .ok_or_else(|| Failure::cluster("the cluster's recipients file lists no key"))
 }
 
+/// The keys the cluster holds, by the short id of their Secret's label,
+/// with whether each is retired. Read from the key Secrets' metadata only
+/// (no private key is fetched); listing them is a key admin's right.
+async fn held_keys(target: &Target) -> Result<BTreeMap<String, bool>> {
+    let client = target.client().await?;
+    let api: Api<Secret> = Api::namespaced(client, &target.controller_namespace);
+    let list = api
+        .list_metadata(&ListParams::default().labels(KEY_ID_LABEL))
+        .await
+        .map_err(|e| {
+            let forbidden = matches!(&e, kube::Error::Api(s) if s.code == 403);
+            let f = Failure::from(e);
+            if forbidden {
+                f.hint(format!(
+                    "rotate reads which keys the cluster holds from the key Secrets in namespace {}: it needs a key admin (docs/operations.md, \"Who may manage keys\")",
+                    target.controller_namespace
+                ))
+            } else {
+                f
+            }
+        })?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|s| {
+            let labels = s.metadata.labels.as_ref()?;
+            let id = labels.get(KEY_ID_LABEL)?.clone();
+            let retired = labels.get(KEY_STATE_LABEL).is_some_and(|v| v == "retired");
+            Some((id, retired))
+        })
+        .collect())
+}
+
+/// A recipients file with its keys, as named (`-r FILE`, or as written in
+/// a rule).
+struct Named {
+    name: String,
+    keys: Vec<PublicKey>,
+}
+
+fn read_named(name: String, path: &Path) -> Result<Named> {
+    let input = read_file(path)?;
+    Ok(Named {
+        keys: parse_recipients(&input.name, &input.text)?.keys(),
+        name,
+    })
+}
+
+/// The other clusters one file's values may also be sealed to: every `-r`
+/// file and the recipients files of the file's `.coffer.yaml` rule.
+struct Others {
+    files: Vec<Rc<Named>>,
+    /// The rule, as "rule N (\"glob\") of PATH", when one matched.
+    rule: Option<String>,
+}
+
+impl Others {
+    fn find(&self, id: &KeyId) -> Option<&PublicKey> {
+        self.files
+            .iter()
+            .flat_map(|f| f.keys.iter())
+            .find(|k| k.id() == *id)
+    }
+
+    fn named(&self) -> String {
+        if self.files.is_empty() {
+            "none".into()
+        } else {
+            self.files
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+}
+
+/// What rotate does with one SealedSecret.
+enum Step {
+    /// Every value is sealed to the key it would be re-encrypted to.
+    Current,
+    /// Re-encrypted: these items, with these other clusters' recipients.
+    Reencrypt {
+        items: Vec<String>,
+        extra: Vec<String>,
+    },
+}
+
+struct DocPlan {
+    /// Which chunk of the file.
+    chunk: usize,
+    label: String,
+    sealed: SealedSecret,
+    step: Step,
+}
+
+struct FilePlan {
+    path: PathBuf,
+    input: Input,
+    json: bool,
+    chunks: Vec<(String, Chunk)>,
+    docs: Vec<DocPlan>,
+}
+
+/// The plan of the whole run, made before anything is requested.
+struct Plan {
+    files: Vec<FilePlan>,
+    /// SealedSecrets sealed to no key of this cluster: left as they are.
+    foreign: Vec<String>,
+    /// Recipients files of rules that list only keys of this cluster: the
+    /// cluster's own, refreshed when they differ from what it publishes.
+    own_files: BTreeSet<PathBuf>,
+}
+
 pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     let files = crate::io::files_under(&args.paths)?;
     refuse_lists(&files)?;
-    let mut extra = Vec::new();
+    let mut given = Vec::new();
     for f in &args.recipients {
-        let input = read_file(f)?;
-        for k in parse_recipients(&input.name, &input.text)?.keys() {
-            extra.push(k.to_string());
+        given.push(Rc::new(read_named(format!("-r {}", f.display()), f)?));
+    }
+    let before = active_key_id(&target.recipients_text().await?)?;
+    let held = held_keys(target).await?;
+    // With a new key every value of this cluster is re-encrypted; the
+    // plan is checked against the current key, which the new one replaces.
+    let new_key = !args.no_new_key;
+    let plan = plan(&files, &given, &held, &before, new_key)?;
+
+    // The controller re-encrypts every value once, to the current key,
+    // before any key is requested: a value it would refuse stops the run
+    // here, with nothing created and nothing written.
+    let client = match &target.controller_url {
+        Some(_) => None,
+        None => Some(target.client().await?),
+    };
+    let mut answers: BTreeMap<(usize, usize), SealedSecret> = BTreeMap::new();
+    let mut refusals = Vec::new();
+    let bar = progress(plan.files.iter().map(|f| f.docs.len()).sum(), "checked");
+    for (fi, f) in plan.files.iter().enumerate() {
+        for (di, d) in f.docs.iter().enumerate() {
+            if let Step::Reencrypt { extra, .. } = &d.step {
+                match reencrypt(target, client.as_ref(), &d.label, &d.sealed, extra).await? {
+                    Ok(s) => {
+                        answers.insert((fi, di), s);
+                    }
+                    Err(why) => refusals.push(why),
+                }
+            }
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
         }
     }
-    let client = target.client().await?;
-    let before = active_key_id(&target.recipients_text().await?)?;
-    // A dry run requests no key; it shows what a rotation would touch:
-    // every value, unless --no-new-key.
-    let pretend_new = args.dry_run && !args.no_new_key;
-    let active = if args.dry_run || args.no_new_key {
-        before
-    } else {
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if !refusals.is_empty() {
+        for r in &refusals {
+            eprintln!("{r}");
+        }
+        return Err(Failure::cluster(format!(
+            "the controller refused to re-encrypt {} SealedSecret(s) (above); nothing was written and no key was requested",
+            refusals.len()
+        ))
+        .hint("a value that does not open here (wrong place, retired key, altered) must be re-sealed from its plaintext with `coffer seal --merge-into FILE`"));
+    }
+
+    for f in &plan.files {
+        for d in &f.docs {
+            if let Step::Reencrypt { items, .. } = &d.step
+                && args.dry_run
+            {
+                println!("{}: would re-encrypt {} value(s)", d.label, items.len());
+            }
+        }
+    }
+    for label in &plan.foreign {
+        println!("{label}: sealed to no key of this cluster; left as it is");
+    }
+
+    let to_write = plan
+        .files
+        .iter()
+        .filter(|f| {
+            f.docs
+                .iter()
+                .any(|d| matches!(d.step, Step::Reencrypt { .. }))
+        })
+        .count();
+    let values: usize = plan
+        .files
+        .iter()
+        .flat_map(|f| &f.docs)
+        .map(|d| match &d.step {
+            Step::Reencrypt { items, .. } => items.len(),
+            Step::Current => 0,
+        })
+        .sum();
+
+    if args.dry_run {
+        let to = if new_key {
+            "a new key".to_string()
+        } else {
+            format!("key {}", before.short())
+        };
+        for p in &plan.own_files {
+            println!(
+                "would refresh {} (this cluster's recipients file, named by .coffer.yaml)",
+                p.display()
+            );
+        }
+        println!(
+            "would change {to_write} of {} file(s); {values} value(s) re-encrypted to {to}",
+            files.len()
+        );
+        summary(&plan, &answers, &held, None, true);
+        return Ok(());
+    }
+
+    let active = if new_key && values > 0 {
         let old = crate::key_admin::request_rotation(target, &before).await?;
         eprintln!(
             "requested a new key to replace {}; waiting for it to become active",
             old.short()
         );
         let deadline = tokio::time::Instant::now() + args.timeout;
-        loop {
+        let now = loop {
             let now = active_key_id(&target.recipients_text().await?)?;
             if now != old {
                 eprintln!("new active key: {}", now.short());
@@ -104,146 +317,372 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(Failure::cluster(format!(
-                    "the controller did not publish a new key within {}",
+                    "the controller did not publish a new key within {}; nothing was written",
                     humantime::format_duration(args.timeout)
                 ))
-                .hint("check the controller's logs and that it runs as leader"));
+                .hint("check the controller's logs and that it runs as leader; once a new key is active, `coffer rotate --no-new-key` re-encrypts to it without asking for another"));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        // Sealed to the new key now: the answers for the old one are dropped.
+        answers.clear();
+        now
+    } else {
+        if new_key {
+            eprintln!("no SealedSecret of this cluster under the paths given: no key requested");
         }
+        before
     };
 
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(files.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(b)
-    } else {
-        None
-    };
-    let (mut changed_files, mut values) = (0usize, 0usize);
-    let mut referenced: BTreeMap<coffer_format::KeyId, usize> = BTreeMap::new();
-    for path in &files {
-        let input = read_file(path)?;
-        let (json, chunks) = chunks_of(&input.text);
+    let bar = progress(to_write, "files");
+    let (mut changed, mut done_values) = (0usize, 0usize);
+    for (fi, f) in plan.files.iter().enumerate() {
         let mut out = String::new();
         let mut file_changed = false;
-        for (i, (sep, c)) in chunks.iter().enumerate() {
+        for (ci, (sep, c)) in f.chunks.iter().enumerate() {
             out.push_str(sep);
             out.push_str(&c.prefix);
-            if c.body.trim().is_empty() || !is_sealed(&c.body) {
+            let planned = f.docs.iter().enumerate().find(|(_, d)| d.chunk == ci);
+            let Some((di, d)) = planned else {
                 out.push_str(&c.body);
                 out.push_str(&c.suffix);
                 continue;
-            }
-            let label = format!("{}: document {}", input.name, i + 1);
-            let sealed = crate::documents::read_one(&label, &c.body)?;
-            let stale: Vec<&String> = sealed
-                .spec
-                .encrypted_data
-                .iter()
-                .filter(|(_, v)| {
-                    pretend_new
-                        || envelope::inspect(v)
-                            .map(|(e, _)| !e.key_ids.contains(&active))
-                            .unwrap_or(true)
-                })
-                .map(|(k, _)| k)
-                .collect();
-            if stale.is_empty() {
-                count_ids(&sealed, &mut referenced);
+            };
+            let Step::Reencrypt { items, extra } = &d.step else {
                 out.push_str(&c.body);
                 out.push_str(&c.suffix);
                 continue;
-            }
-            if args.dry_run {
-                println!("{label}: would re-encrypt {} value(s)", stale.len());
-                values += stale.len();
-                file_changed = true;
-                count_ids(&sealed, &mut referenced);
-                out.push_str(&c.body);
-                out.push_str(&c.suffix);
-                continue;
-            }
-            let body = serde_json::to_vec(
-                &serde_json::json!({"sealedSecret": sealed, "additionalRecipients": extra}),
-            )
-            .map_err(|e| Failure::new(1, e.to_string()))?;
-            let (code, text) = target
-                .post_with_retry(Some(&client), "/v1/reencrypt", body)
-                .await?;
-            if code != 200 {
-                return Err(Failure::cluster(format!("{label}: the controller refused to re-encrypt (HTTP {code}): {}", text.trim()))
-                    .hint("nothing was written for this file; after fixing it, run `coffer rotate --no-new-key` to finish without another key"));
-            }
-            let reply = sealed_reply(&label, &text)?;
-            let mut updated = sealed.clone();
-            for k in &stale {
-                if let Some(v) = reply.spec.encrypted_data.get(*k) {
-                    updated.spec.encrypted_data.insert((*k).clone(), v.clone());
-                    values += 1;
+            };
+            let reply = match answers.remove(&(fi, di)) {
+                Some(r) => r,
+                None => match reencrypt(target, client.as_ref(), &d.label, &d.sealed, extra).await?
+                {
+                    Ok(r) => r,
+                    Err(why) => {
+                        return Err(Failure::cluster(format!(
+                            "{why}\n{changed} of {to_write} file(s) were re-encrypted to key {} before this one; this file was not written",
+                            active.short()
+                        ))
+                        .hint("fix it, then finish with `coffer rotate --no-new-key` on the same paths: it re-encrypts only what is not sealed to the active key, and asks for no other key"));
+                    }
+                },
+            };
+            let mut updated = d.sealed.clone();
+            for k in items {
+                if let Some(v) = reply.spec.encrypted_data.get(k) {
+                    updated.spec.encrypted_data.insert(k.clone(), v.clone());
+                    done_values += 1;
                 }
             }
-            count_ids(&updated, &mut referenced);
-            let rendered = if json {
-                crate::io::render(&[updated], crate::io::Format::Json)?
+            let format = if f.json {
+                crate::io::Format::Json
             } else {
-                crate::io::render(&[updated], crate::io::Format::Yaml)?
+                crate::io::Format::Yaml
             };
-            out.push_str(&rendered);
+            out.push_str(&crate::io::render(&[updated], format)?);
             out.push_str(&c.suffix);
             file_changed = true;
         }
         if file_changed {
-            changed_files += 1;
-            if !args.dry_run {
-                write_atomic(path, out.as_bytes(), false)?;
+            write_atomic(&f.path, out.as_bytes(), false)?;
+            changed += 1;
+            match &bar {
+                Some(b) => b.inc(1),
+                None => eprintln!("re-encrypted {}", f.input.name),
             }
-        }
-        if let Some(b) = &bar {
-            b.inc(1);
-        } else if file_changed && !args.dry_run {
-            eprintln!("re-encrypted {}", input.name);
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let verb = if args.dry_run {
-        "would change"
-    } else {
-        "changed"
-    };
-    let to = if pretend_new {
-        "a new key".to_string()
-    } else {
-        format!("key {}", active.short())
-    };
-    println!(
-        "{verb} {changed_files} of {} file(s); {values} value(s) re-encrypted to {to}",
-        files.len()
-    );
-    let others: BTreeSet<_> = referenced.keys().filter(|k| **k != active).collect();
-    if referenced.is_empty() {
-        println!("no SealedSecret found");
-    } else {
-        println!("key ids still referenced:");
-        for (k, n) in &referenced {
+    let published = target.recipients_text().await?;
+    for p in &plan.own_files {
+        let current = std::fs::read_to_string(p).unwrap_or_default();
+        if current != published {
+            write_atomic(p, published.as_bytes(), false)?;
             println!(
-                "  {}  {n} value(s){}",
-                k.short(),
-                if *k == active { "  (active)" } else { "" }
-            );
-        }
-        if others.is_empty() && !args.dry_run {
-            println!(
-                "no value needs an older key of this cluster any more: retire them with `coffer keys retire ID`"
+                "refreshed {} (this cluster's recipients file, named by .coffer.yaml)",
+                p.display()
             );
         }
     }
+    println!(
+        "changed {changed} of {} file(s); {done_values} value(s) re-encrypted to key {}",
+        files.len(),
+        active.short()
+    );
+    // Re-read what was written, so the summary is of the files as they are.
+    let mut after: BTreeMap<(usize, usize), SealedSecret> = BTreeMap::new();
+    for (fi, f) in plan.files.iter().enumerate() {
+        let text = read_file(&f.path)?;
+        let (_, chunks) = chunks_of(&text.text);
+        for (di, d) in f.docs.iter().enumerate() {
+            if let Some((_, c)) = chunks.get(d.chunk) {
+                after.insert((fi, di), crate::documents::read_one(&d.label, &c.body)?);
+            }
+        }
+    }
+    summary(&plan, &after, &held, Some(&active), false);
     Ok(())
+}
+
+/// A progress bar on a terminal, else nothing.
+fn progress(len: usize, what: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || len == 0 {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(len as u64);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {what}"))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(b)
+}
+
+/// Decides, offline, what happens to every SealedSecret under the paths:
+/// whether it is this cluster's, which values are re-encrypted, and which
+/// other clusters' recipients each needs. Every value the controller could
+/// not re-seal for lack of a recipient is reported here, all at once,
+/// before the cluster is asked anything.
+fn plan(
+    files: &[PathBuf],
+    given: &[Rc<Named>],
+    held: &BTreeMap<String, bool>,
+    active: &KeyId,
+    new_key: bool,
+) -> Result<Plan> {
+    let mine = |id: &KeyId| held.contains_key(&id.short());
+    let mut rules_of: BTreeMap<PathBuf, Option<Rc<Rules>>> = BTreeMap::new();
+    let mut rule_files: BTreeMap<PathBuf, Rc<Named>> = BTreeMap::new();
+    let mut out = Plan {
+        files: Vec::new(),
+        foreign: Vec::new(),
+        own_files: BTreeSet::new(),
+    };
+    let mut problems = Vec::new();
+    for path in files {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let rules = match rules_of.get(&dir) {
+            Some(r) => r.clone(),
+            None => {
+                let r = Rules::find(path)?.map(Rc::new);
+                rules_of.insert(dir, r.clone());
+                r
+            }
+        };
+        let mut others = Others {
+            files: given.to_vec(),
+            rule: None,
+        };
+        if let Some(rules) = &rules
+            && let Some(rule) = rules.for_path(path)
+        {
+            others.rule = Some(format!(
+                "rule {:?} of {}",
+                rule.path,
+                rules.root.join(crate::rules::FILE).display()
+            ));
+            for (written, p) in rule.recipients.iter().zip(rules.recipients_paths(rule)?) {
+                let named = match rule_files.get(&p) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = Rc::new(read_named(written.clone(), &p)?);
+                        if !n.keys.is_empty() && n.keys.iter().all(|k| mine(&k.id())) {
+                            out.own_files.insert(p.clone());
+                        }
+                        rule_files.insert(p.clone(), n.clone());
+                        n
+                    }
+                };
+                others.files.push(named);
+            }
+        }
+        let input = read_file(path)?;
+        let (json, chunks) = chunks_of(&input.text);
+        let mut docs = Vec::new();
+        for (i, (_, c)) in chunks.iter().enumerate() {
+            if c.body.trim().is_empty() || !is_sealed(&c.body) {
+                continue;
+            }
+            let label = format!("{}: document {}", input.name, i + 1);
+            let sealed = crate::documents::read_one(&label, &c.body)?;
+            let mut ours = 0;
+            let mut items = Vec::new();
+            let mut needed: BTreeSet<KeyId> = BTreeSet::new();
+            for (key, value) in &sealed.spec.encrypted_data {
+                let ids = match envelope::inspect(value) {
+                    Ok((e, _)) => e.key_ids,
+                    Err(e) => {
+                        problems.push(format!("{label}: item {key:?} is not a sealed value: {e}"));
+                        continue;
+                    }
+                };
+                if !ids.iter().any(&mine) {
+                    continue;
+                }
+                ours += 1;
+                if new_key || !ids.contains(active) {
+                    items.push(key.clone());
+                    for id in ids.iter().filter(|k| !mine(k)) {
+                        needed.insert(*id);
+                    }
+                }
+            }
+            if ours == 0 && !sealed.spec.encrypted_data.is_empty() {
+                out.foreign.push(label);
+                continue;
+            }
+            if ours < sealed.spec.encrypted_data.len() {
+                problems.push(format!(
+                    "{label}: {} of its {} item(s) are sealed to no key of this cluster; the controller re-encrypts a SealedSecret whole",
+                    sealed.spec.encrypted_data.len() - ours,
+                    sealed.spec.encrypted_data.len()
+                ));
+                continue;
+            }
+            let mut extra = Vec::new();
+            for id in &needed {
+                match others.find(id) {
+                    Some(k) => extra.push(k.to_string()),
+                    None => problems.push(format!(
+                        "{label}: also sealed to key {id}, which this cluster does not hold and no recipients file given names (looked in: {}{})",
+                        others.named(),
+                        others
+                            .rule
+                            .as_ref()
+                            .map(|r| format!(", from {r}"))
+                            .unwrap_or_else(|| ", no .coffer.yaml rule matches".into())
+                    )),
+                }
+            }
+            let step = if items.is_empty() {
+                Step::Current
+            } else {
+                Step::Reencrypt { items, extra }
+            };
+            docs.push(DocPlan {
+                chunk: i,
+                label,
+                sealed,
+                step,
+            });
+        }
+        out.files.push(FilePlan {
+            path: path.clone(),
+            input,
+            json,
+            chunks,
+            docs,
+        });
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        return Err(Failure::input(format!(
+            "{} SealedSecret(s) cannot be re-encrypted as they are (above); nothing was written and no key was requested",
+            problems.len()
+        ))
+        .hint("name every other cluster a value is sealed to: add its recipients file to the value's rule in .coffer.yaml, or pass it with -r FILE"));
+    }
+    Ok(out)
+}
+
+/// One SealedSecret re-encrypted by the controller, or why it refused
+/// (the file and document, the HTTP status and the controller's reason).
+async fn reencrypt(
+    target: &Target,
+    client: Option<&kube::Client>,
+    label: &str,
+    sealed: &SealedSecret,
+    extra: &[String],
+) -> Result<std::result::Result<SealedSecret, String>> {
+    let body = serde_json::to_vec(
+        &serde_json::json!({"sealedSecret": sealed, "additionalRecipients": extra}),
+    )
+    .map_err(|e| Failure::new(1, e.to_string()))?;
+    let (code, text) = target
+        .post_with_retry(client, "/v1/reencrypt", body)
+        .await?;
+    if code != 200 {
+        return Ok(Err(format!(
+            "{label}: the controller refused to re-encrypt (HTTP {code}): {}",
+            text.trim()
+        )));
+    }
+    Ok(Ok(sealed_reply(label, &text)?))
+}
+
+/// Which of this cluster's keys the values under the paths still need,
+/// and what that means for retiring them. It speaks of the paths given
+/// only: other files, branches and live SealedSecrets may need a key too,
+/// which `coffer keys retire` asks the controller about.
+fn summary(
+    plan: &Plan,
+    docs: &BTreeMap<(usize, usize), SealedSecret>,
+    held: &BTreeMap<String, bool>,
+    active: Option<&KeyId>,
+    dry_run: bool,
+) {
+    let mut referenced: BTreeMap<KeyId, usize> = BTreeMap::new();
+    for (fi, f) in plan.files.iter().enumerate() {
+        for (di, d) in f.docs.iter().enumerate() {
+            let s = if dry_run {
+                &d.sealed
+            } else {
+                docs.get(&(fi, di)).unwrap_or(&d.sealed)
+            };
+            count_ids(s, &mut referenced);
+        }
+    }
+    if referenced.is_empty() {
+        println!("no SealedSecret of this cluster found");
+        return;
+    }
+    if dry_run {
+        return;
+    }
+    println!("key ids referenced under the paths given:");
+    for (k, n) in &referenced {
+        let note = if Some(k) == active {
+            "  (active)"
+        } else if held.contains_key(&k.short()) {
+            "  (this cluster)"
+        } else {
+            ""
+        };
+        println!("  {k}  {n} value(s){note}");
+    }
+    let older: Vec<&String> = held
+        .iter()
+        .filter(|(id, retired)| !**retired && active.is_none_or(|a| a.short() != **id))
+        .map(|(id, _)| id)
+        .collect();
+    let still: Vec<&String> = older
+        .iter()
+        .copied()
+        .filter(|id| referenced.keys().any(|k| k.short() == **id))
+        .collect();
+    if older.is_empty() {
+    } else if still.is_empty() {
+        println!(
+            "no value under the paths given needs this cluster's older key(s) {}; apply or sync these files and wait until they are Ready, then `coffer keys retire ID` (it refuses while live SealedSecrets still need the key)",
+            older
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        println!(
+            "values under the paths given still need this cluster's older key(s) {}: do not retire them yet",
+            still
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }
 
 fn count_ids(s: &SealedSecret, into: &mut BTreeMap<coffer_format::KeyId, usize>) {

@@ -1304,6 +1304,8 @@ fn repo() -> Dir {
     )
     .unwrap();
     d.write("secret.yaml", SECRET);
+    // As a real repository keeps them: private keys never committed.
+    d.write(".gitignore", "identity.txt\ndr-identity.txt\n");
     d
 }
 
@@ -1511,11 +1513,26 @@ fn a_bad_rules_file_is_an_input_error() {
 fn the_example_repository_passes_coffer_check() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gitops");
     Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .arg("check")
+        .args(["check", "--exclude", "example-keys"])
         .current_dir(&example)
         .assert()
         .success()
         .stderr(predicate::str::contains("3 SealedSecret(s), 0 problem(s)"));
+    // Its published example keys are private keys all the same: flagged.
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("check")
+        .current_dir(&example)
+        .assert()
+        .code(5);
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("holds an age identity"))
+            .count(),
+        2,
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -2138,4 +2155,224 @@ fn convert_offline_rewrites_bitnami_files_in_place_keeping_comments_and_scopes()
         .stdout(predicate::str::contains(
             "token: Y2xpLXBsYWludGV4dC1iaXRuYW1pLTI=",
         ));
+}
+
+fn git_in(d: &Dir, args: &[&str]) {
+    std::fs::remove_dir_all(d.path(".git")).ok();
+    let ok = std::process::Command::new("git")
+        .current_dir(d.path(""))
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn git_more(d: &Dir, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .current_dir(d.path(""))
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+/// The fix `coffer check` names for a value never sealed for a cluster
+/// its rule names is re-sealing from plaintext, and running exactly that
+/// command makes the next check pass. Before, it named
+/// `coffer rotate --no-new-key`, which re-encryption cannot do (it adds no
+/// reader) and which changed nothing.
+#[test]
+fn check_fix_for_a_cluster_missing_from_a_value_is_the_command_that_works() {
+    let d = repo();
+    git_in(&d, &["init", "-q"]);
+    git_more(&d, &["add", "-A"]);
+    git_more(&d, &["commit", "-qm", "rules"]);
+    d.coffer()
+        .args([
+            "seal",
+            "-r",
+            "recipients/prod.txt",
+            "-w",
+            "base/db.yaml",
+            "secret.yaml",
+        ])
+        .assert()
+        .success();
+    let lines = check_lines(&d, &["base"]);
+    let dr = key_id(&d, "recipients/dr.txt");
+    has_line(
+        &lines,
+        "base/db.yaml: document 1 (SealedSecret shop/db)",
+        &format!("item \"password\" is not sealed to key {dr} of recipients/dr.txt"),
+    );
+    let fix = lines[0].split("; fix: ").nth(1).unwrap().to_string();
+    assert!(fix.contains("never sealed for that cluster"), "{fix}");
+    // The command as named, with the Secret's plaintext file.
+    let cmd = fix
+        .split('`')
+        .nth(1)
+        .unwrap()
+        .replace("SECRET.yaml", "secret.yaml");
+    assert_eq!(cmd, "coffer seal --merge-into base/db.yaml secret.yaml");
+    d.coffer()
+        .args(cmd.split_whitespace().skip(1))
+        .assert()
+        .success();
+    d.coffer()
+        .args(["check", "base"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0 problem(s)"));
+}
+
+/// A recipients file older than the values (a rotation fetched by someone
+/// else) and a value older than its recipients file (a file rotate did not
+/// see) look alike to a check of the files as they are; the recipients
+/// file's git history tells them apart, and each gets its own fix. The
+/// commands need a cluster (`cli/tests/e2e.rs` runs them); here the fix of
+/// the first is what `coffer recipients -w` writes.
+#[test]
+fn check_tells_a_stale_recipients_file_from_a_stale_value() {
+    let d = repo();
+    d.coffer()
+        .args(["keygen", "-w", "prod2.key", "--recipients-out", "prod2.txt"])
+        .assert()
+        .success();
+    d.write(".gitignore", "identity.txt\ndr-identity.txt\n*.key\n");
+    std::fs::copy(d.path("recipients/prod.txt"), d.path("prod1.txt")).unwrap();
+    git_in(&d, &["init", "-q"]);
+    git_more(&d, &["add", "-A"]);
+    git_more(&d, &["commit", "-qm", "rules and recipients"]);
+    let (prod1, prod2) = (key_id(&d, "recipients/prod.txt"), key_id(&d, "prod2.txt"));
+
+    // Sealed to prod's newer key (and dr), which prod.txt never listed.
+    d.coffer()
+        .args([
+            "seal",
+            "-r",
+            "prod2.txt",
+            "-r",
+            "recipients/dr.txt",
+            "-w",
+            "base/new.yaml",
+            "secret.yaml",
+        ])
+        .assert()
+        .success();
+    // One line per item (the Secret has two).
+    let lines = check_lines(&d, &["base"]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    has_line(
+        &lines,
+        "base/new.yaml",
+        &format!("is not sealed to key {prod1} of recipients/prod.txt"),
+    );
+    assert!(
+        lines[0].contains(
+            "never listed, newer than the file: refresh the file with `coffer recipients -w "
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("recipients/prod.txt`"), "{}", lines[0]);
+    // What `coffer recipients -w recipients/prod.txt` writes: the cluster's file.
+    std::fs::copy(d.path("prod2.txt"), d.path("recipients/prod.txt")).unwrap();
+    d.coffer().args(["check", "base"]).assert().success();
+    git_more(&d, &["commit", "-qam", "refresh prod's recipients"]);
+
+    // Sealed to prod's older key, which prod.txt listed before.
+    d.coffer()
+        .args([
+            "seal",
+            "-r",
+            "prod1.txt",
+            "-r",
+            "recipients/dr.txt",
+            "-w",
+            "base/old.yaml",
+            "secret.yaml",
+        ])
+        .assert()
+        .success();
+    let lines = check_lines(&d, &["base"]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    has_line(
+        &lines,
+        "base/old.yaml",
+        &format!("is not sealed to key {prod2} of recipients/prod.txt"),
+    );
+    assert!(
+        lines[0].contains("sealed to a key recipients/prod.txt listed before: re-encrypt it for the current keys with `coffer rotate --no-new-key base/old.yaml`"),
+        "{}",
+        lines[0]
+    );
+}
+
+/// A private key committed with the manifests is the worst leak of all:
+/// `coffer check` finds an age identity in any file (not only manifests),
+/// never quotes it, and leaves out what `.gitignore` or `--exclude` leave
+/// out of the repository.
+#[test]
+fn check_flags_a_committed_age_identity_and_honours_gitignore_and_exclude() {
+    let d = repo();
+    std::fs::remove_file(d.path("secret.yaml")).unwrap();
+    std::fs::create_dir_all(d.path("keys")).unwrap();
+    std::fs::copy(d.path("identity.txt"), d.path("keys/admin.txt")).unwrap();
+    let secret_line = d
+        .read("identity.txt")
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_string();
+    // Inside a manifest too.
+    d.write(
+        "base/leaked-configmap.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: k}}\ndata:\n  key: {secret_line}\n"
+        ),
+    );
+    let out = d.coffer().arg("check").assert().code(5);
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!stdout.contains(&secret_line), "the key was quoted");
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    has_line(
+        &lines,
+        "./keys/admin.txt",
+        "holds an age identity (a private key)",
+    );
+    has_line(
+        &lines,
+        "./base/leaked-configmap.yaml",
+        "holds an age identity",
+    );
+    // identity.txt and dr-identity.txt are in .gitignore: not flagged.
+    assert_eq!(lines.len(), 2, "{lines:?}");
+
+    // --exclude leaves paths out (a glob with / from the path checked, one
+    // without at any depth), and a .gitignore deeper down is honoured.
+    d.coffer()
+        .args([
+            "check",
+            "--exclude",
+            "keys/**",
+            "--exclude",
+            "leaked-*.yaml",
+        ])
+        .assert()
+        .success();
+    d.write("keys/.gitignore", "*.txt\n");
+    d.write("base/.gitignore", "leaked-configmap.yaml\n");
+    d.coffer().arg("check").assert().success();
+    // A plain Secret in an ignored vendor/ directory is not committed.
+    d.write(".gitignore", "identity.txt\ndr-identity.txt\nvendor/\n");
+    std::fs::create_dir_all(d.path("vendor/chart")).unwrap();
+    d.write("vendor/chart/secret.yaml", SECRET);
+    d.coffer().arg("check").assert().success();
+    d.write(".gitignore", "identity.txt\ndr-identity.txt\n");
+    let lines = check_lines(&d, &[]);
+    has_line(&lines, "./vendor/chart/secret.yaml", LEAK);
 }

@@ -2,6 +2,7 @@
 //! (tests/envtest): seal -> apply -> Secret, recipients, verify, rotate over
 //! a folder, key backup -> recover, and one value for two clusters.
 
+use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -243,10 +244,21 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
 
     let (new, out) = c.rotate_all(&repo, n, &old).await;
     assert!(
-        out.contains(&format!("  {}  {n} value(s)  (active)", &new[..16])),
+        out.contains(&format!("  {new}  {n} value(s)  (active)")),
         "{out}"
     );
-    assert!(!out.contains(&old[..16]), "old key still referenced: {out}");
+    assert!(
+        !out.contains(&format!("  {old}  ")),
+        "old key still referenced: {out}"
+    );
+    // The advice speaks of the paths given only, and names the old key.
+    assert!(
+        out.contains(&format!(
+            "no value under the paths given needs this cluster's older key(s) {}; apply or sync these files",
+            &old[..16]
+        )),
+        "{out}"
+    );
     let sample = std::fs::read_to_string(repo.join("s0.yaml")).unwrap();
     assert!(sample.starts_with("# secret 0, owned by team shop\napiVersion: coffer.dev/v1alpha1"));
     assert!(sample.contains("kind: ConfigMap"));
@@ -808,4 +820,298 @@ async fn verify_says_when_the_controller_service_has_no_endpoints() {
         )),
         "{err}"
     );
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .current_dir(repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The project's own two-cluster layout (examples/gitops: `.coffer.yaml`
+/// says `base/**` is prod plus dr): `coffer rotate` in prod takes dr's
+/// recipients from the rule, so the run the dry run announced succeeds
+/// file for file, both clusters still open the shared value, prod's
+/// recipients file is refreshed, and `coffer check` passes right after.
+/// A value of dr's overlay is left alone. Before, the dry run said "would
+/// change 2 of 2" and the real run created a key, then stopped at HTTP 422.
+#[tokio::test]
+async fn rotate_follows_coffer_yaml_in_the_two_cluster_layout() {
+    let prod = cluster_on(Server::shared().clone(), "rot-prod").await;
+    let dr = cluster_on(Server::shared().clone(), "rot-dr").await;
+    let repo = prod.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::copy(
+        root().join("examples/gitops/.coffer.yaml"),
+        repo.join(".coffer.yaml"),
+    )
+    .unwrap();
+    ok(&prod.coffer_in(&repo, &["recipients", "-w", "recipients/prod.txt"], None));
+    ok(&dr.coffer_in(&repo, &["recipients", "-w", "recipients/dr.txt"], None));
+    let ns = &prod.ns;
+    for (file, name) in [
+        ("base/db.sealed.yaml", "db"),
+        ("clusters/prod/payment-api.sealed.yaml", "payment-api"),
+        ("clusters/dr/payment-api.sealed.yaml", "payment-api"),
+    ] {
+        // No -r: the rule of the file written picks the recipients.
+        ok(&prod.coffer_in(
+            &repo,
+            &["seal", "-w", file],
+            Some(&secret(ns, name, &format!("two-cluster-{name}"))),
+        ));
+    }
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "two clusters"]);
+    let old = prod.active_key().await;
+    let committed = |f: &str| std::fs::read_to_string(repo.join(f)).unwrap();
+    let db_before = committed("base/db.sealed.yaml");
+
+    let dry = ok(&prod.coffer_in(
+        &repo,
+        &["rotate", "--dry-run", "base", "clusters/prod"],
+        None,
+    ));
+    assert!(
+        dry.contains("would change 2 of 2 file(s); 2 value(s) re-encrypted to a new key"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("would refresh") && dry.contains("recipients/prod.txt"),
+        "{dry}"
+    );
+    assert_eq!(prod.active_key().await, old, "a dry run requests no key");
+    assert_eq!(committed("base/db.sealed.yaml"), db_before);
+
+    let out = ok(&prod.coffer_in(&repo, &["rotate", "base", "clusters/prod"], None));
+    let new = prod.active_key().await;
+    assert_ne!(new, old);
+    assert!(
+        out.contains(&format!(
+            "changed 2 of 2 file(s); 2 value(s) re-encrypted to key {}",
+            &new[..16]
+        )),
+        "{out}"
+    );
+    assert_ne!(committed("base/db.sealed.yaml"), db_before);
+    // prod's recipients file follows the rotation; dr's is not touched.
+    assert_eq!(
+        committed("recipients/prod.txt"),
+        ok(&prod.coffer(&["recipients"]))
+    );
+    assert_eq!(
+        committed("recipients/dr.txt"),
+        ok(&dr.coffer(&["recipients"]))
+    );
+    // Both clusters still open the shared value, prod its own.
+    ok(&prod.coffer_in(
+        &repo,
+        &["verify", "base/db.sealed.yaml", "clusters/prod"],
+        None,
+    ));
+    ok(&dr.coffer_in(
+        &repo,
+        &["verify", "base/db.sealed.yaml", "clusters/dr"],
+        None,
+    ));
+    let check = prod.coffer_in(&repo, &["check"], None);
+    assert!(
+        check.status.success(),
+        "check after rotate: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // check's two fixes for a rotation, each run as named, each making the
+    // next check pass. A recipients file older than the values (a
+    // teammate's checkout from before the rotation): refresh it.
+    git(&repo, &["checkout", "--", "recipients/prod.txt"]);
+    let fix = check_fix(&prod, &repo, "never listed, newer than the file");
+    assert_eq!(fix[..2], ["coffer", "recipients"], "{fix:?}");
+    ok(&prod.coffer_in(
+        &repo,
+        &fix[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    ));
+    ok(&prod.coffer_in(&repo, &["check"], None));
+    git(&repo, &["commit", "-qam", "rotate prod"]);
+    // A value sealed to the replaced key (a file the rotation did not
+    // see): re-encrypt it.
+    let before = git(&repo, &["show", "HEAD~1:recipients/prod.txt"]);
+    std::fs::write(repo.join("old-prod.txt"), before).unwrap();
+    ok(&prod.coffer_in(
+        &repo,
+        &[
+            "seal",
+            "-r",
+            "old-prod.txt",
+            "-w",
+            "clusters/prod/late.sealed.yaml",
+        ],
+        Some(&secret(ns, "late", "two-cluster-late")),
+    ));
+    let fix = check_fix(&prod, &repo, "listed before");
+    assert_eq!(fix[..3], ["coffer", "rotate", "--no-new-key"], "{fix:?}");
+    ok(&prod.coffer_in(
+        &repo,
+        &fix[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    ));
+    ok(&prod.coffer_in(&repo, &["check"], None));
+
+    // The whole repository in prod: dr's overlay is not prod's, and left alone.
+    let dr_file = committed("clusters/dr/payment-api.sealed.yaml");
+    let all = ok(&prod.coffer_in(&repo, &["rotate", "--no-new-key", "."], None));
+    assert!(
+        all.contains("clusters/dr/payment-api.sealed.yaml: document 1: sealed to no key of this cluster; left as it is"),
+        "{all}"
+    );
+    assert!(all.contains("changed 0 of"), "{all}");
+    assert_eq!(committed("clusters/dr/payment-api.sealed.yaml"), dr_file);
+    assert_eq!(prod.active_key().await, new);
+    for c in [&prod, &dr] {
+        c.ctrl.assert_log_free_of(&[
+            "two-cluster-db",
+            "two-cluster-payment-api",
+            "two-cluster-late",
+        ]);
+    }
+}
+
+/// A rotation that cannot finish creates no key: a value also sealed to a
+/// cluster no recipients file names, or one that does not open here, is
+/// found before the key is requested, and nothing is written. Before, the
+/// key was created first and the run stopped at the first such file.
+#[tokio::test]
+async fn a_rotation_that_cannot_finish_requests_no_key_and_writes_nothing() {
+    let c = cluster_on(Server::shared().clone(), "rot-orphan").await;
+    ok(&c.coffer(&["recipients", "-w", "r.txt"]));
+    ok(&c.coffer(&["keygen", "-w", "other.key", "--recipients-out", "other.txt"]));
+    let repo = c.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for (name, extra) in [("a", None), ("b", Some("other.txt"))] {
+        let mut args = vec!["seal", "-r", "r.txt"];
+        if let Some(e) = extra {
+            args.extend(["-r", e]);
+        }
+        let sealed = ok(&c.coffer_in(
+            c.dir.path(),
+            &args,
+            Some(&secret(&c.ns, name, &format!("orphan-{name}"))),
+        ));
+        std::fs::write(repo.join(format!("{name}.yaml")), sealed).unwrap();
+    }
+    let keys_api: Api<Secret> = Api::namespaced(c.admin.clone(), &c.key_ns);
+    let key_secrets = || async {
+        keys_api
+            .list(&ListParams::default().labels("coffer.dev/key-id"))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    let (old, ring) = (c.active_key().await, key_secrets().await);
+    let files =
+        |dir: &Path| ["a.yaml", "b.yaml"].map(|f| std::fs::read_to_string(dir.join(f)).unwrap());
+    let before = files(&repo);
+    let other_id = coffer_format::RecipientsFile::parse(
+        &std::fs::read_to_string(c.dir.path().join("other.txt")).unwrap(),
+    )
+    .unwrap()
+    .entries[0]
+        .key
+        .id()
+        .to_string();
+
+    // Another cluster's key that no file names: refused offline, exit 3.
+    for dry in [true, false] {
+        let mut args = vec!["rotate", "."];
+        if dry {
+            args.insert(1, "--dry-run");
+        }
+        let o = c.coffer_in(&repo, &args, None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains(&format!(
+                "./b.yaml: document 1: also sealed to key {other_id}"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("no key was requested"), "{err}");
+        assert!(err.contains("pass it with -r FILE"), "{err}");
+    }
+    // A value moved to another namespace does not open here: the
+    // controller refuses it in the check before any key, exit 4.
+    let moved = before[0].replace(&c.ns, "elsewhere");
+    std::fs::write(repo.join("a.yaml"), &moved).unwrap();
+    let o = c.coffer_in(&repo, &["rotate", "-r", "../other.txt", "."], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("./a.yaml: document 1: the controller refused to re-encrypt (HTTP 409)"),
+        "{err}"
+    );
+    assert!(err.contains("no key was requested"), "{err}");
+    assert_eq!(c.active_key().await, old, "no key was requested");
+    assert_eq!(key_secrets().await, ring, "no key Secret was created");
+    assert_eq!(files(&repo), [moved.clone(), before[1].clone()]);
+
+    // Once every value can be re-encrypted, the same command succeeds.
+    std::fs::write(repo.join("a.yaml"), &before[0]).unwrap();
+    let out = ok(&c.coffer_in(&repo, &["rotate", "-r", "../other.txt", "."], None));
+    assert!(
+        out.contains("changed 2 of 2 file(s); 2 value(s) re-encrypted"),
+        "{out}"
+    );
+    assert_ne!(c.active_key().await, old);
+    assert!(
+        std::fs::read_to_string(repo.join("b.yaml"))
+            .unwrap()
+            .contains("encryptedData"),
+    );
+    c.ctrl.assert_log_free_of(&["orphan-a", "orphan-b"]);
+}
+
+/// The problems `coffer check` reports in `repo`, which must all say
+/// `says` and name one command as their fix (between backticks); returns
+/// it, split.
+fn check_fix(c: &CliCluster, repo: &Path, says: &str) -> Vec<String> {
+    let o = c.coffer_in(repo, &["check"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let fixes: BTreeSet<&str> = out
+        .lines()
+        .map(|l| {
+            assert!(l.contains(says), "{out}");
+            l.split("; fix: ")
+                .nth(1)
+                .unwrap()
+                .split('`')
+                .nth(1)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(fixes.len(), 1, "{out}");
+    fixes
+        .first()
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
-use coffer_cli::check::{Checked, Problem, check_file};
+use coffer_cli::check::{Checked, History, Problem, check_file};
 use coffer_cli::documents::documents;
 use coffer_cli::io::Input;
 use coffer_cli::rules::Rules;
@@ -122,7 +122,7 @@ fn check_document(text: &str, rules: Option<&Rules>) {
     let mut problems: Vec<Problem> = Vec::new();
     // An error is a refusal of the rules (a recipients file they name that
     // is refused): one clear error, nothing else to check.
-    let Ok(checked) = check_file(&s.file, rules, &mut key_ids, &mut problems) else {
+    let Ok(checked) = check_file(&s.file, rules, &mut key_ids, &mut History::default(), &mut problems) else {
         return;
     };
 

@@ -5,6 +5,7 @@
 //! setup every end-to-end suite shares).
 
 pub mod cluster;
+pub mod docflow;
 pub mod procfs;
 pub mod tools;
 
