@@ -362,7 +362,36 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
             &["--bitnami", "--bitnami-resync", "3s"],
         )
         .await;
-    let url = format!("http://{}", ctrl.http);
+
+    // Coffer takes bitnami's SealedSecrets over: each one's status says
+    // so, counted once each, the Secrets untouched.
+    for name in names {
+        eventually(WAIT, &format!("Coffer to take {name} over"), || async {
+            synced(&admin, &ns, name)
+                .await
+                .filter(|c| c.0 == "True" && c.2 == "Secret unsealed by Coffer")
+        })
+        .await;
+        let s = secrets.get(name).await.unwrap();
+        assert_eq!(
+            (kept(&s), controller_of(&s)),
+            by_bitnami[name],
+            "{name}: taken over unchanged"
+        );
+    }
+    let (_, metrics) = coffer_test_support::http_get(ctrl.http, "/metrics")
+        .await
+        .unwrap();
+    for line in [
+        "coffer_bitnami_unseal_total{reason=\"Unsealed\"} 3",
+        "coffer_bitnami_unseal_total{reason=\"NoMatchingKey\"} 0",
+        "coffer_bitnami_unseal_total{reason=\"TakenOver\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
 
     // Coffer unseals the same SealedSecrets: bitnami's Secrets, deleted,
     // come back identical, with bitnami's owner reference.
@@ -404,13 +433,49 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
     assert!(refused.2.contains("item \"password\""), "{refused:?}");
     let others: Api<Secret> = Api::namespaced(admin.clone(), &other);
     assert!(others.get_opt("db").await.unwrap().is_none());
-    // Each Secret written once, the refusal counted once.
+    // Each Secret taken over once and written once, the refusal counted
+    // once.
     let (_, metrics) = coffer_test_support::http_get(ctrl.http, "/metrics")
         .await
         .unwrap();
     for line in [
-        "coffer_bitnami_unseal_total{reason=\"Unsealed\"} 3",
+        "coffer_bitnami_unseal_total{reason=\"Unsealed\"} 6",
         "coffer_bitnami_unseal_total{reason=\"NoMatchingKey\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
+
+    // A restart (a rollout) does not count the refusal its status already
+    // shows again (CofferBitnamiUnsealFailuresRising stays quiet,
+    // tests/prometheus/rules_test.yaml), nor take over again what it took
+    // over. From here the resync is the default 10 minutes: what follows
+    // happens at once or not within the test.
+    let first_log = ctrl.log.clone();
+    drop(ctrl);
+    let ctrl = c
+        .controller("bitnami-coffer-again", &c.watched, &["--bitnami"])
+        .await;
+    let url = format!("http://{}", ctrl.http);
+    eventually(
+        WAIT,
+        "the restarted controller to see the refusal",
+        || async {
+            let log = std::fs::read_to_string(&ctrl.log).ok()?;
+            log.lines()
+                .any(|l| l.contains("bitnami SealedSecret not unsealed") && l.contains(&other))
+                .then_some(())
+        },
+    )
+    .await;
+    let (_, metrics) = coffer_test_support::http_get(ctrl.http, "/metrics")
+        .await
+        .unwrap();
+    for line in [
+        "coffer_bitnami_unseal_total{reason=\"Unsealed\"} 0",
+        "coffer_bitnami_unseal_total{reason=\"NoMatchingKey\"} 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
@@ -475,7 +540,51 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
         assert_eq!(now, by_bitnami[name].0, "{name}: unchanged by the move");
         let owner = controller_of(&s).unwrap();
         assert_eq!(owner.0, "coffer.dev/v1alpha1");
+        // The bitnami object, not pruned here, leaves the Secret to Coffer's
+        // and says so at once (its Secret changed owner), not at a resync.
+        let c = eventually(
+            WAIT,
+            &format!("bitnami's {name} to say TakenOver"),
+            || async {
+                synced(&admin, &ns, name)
+                    .await
+                    .filter(|c| c.1 == "TakenOver")
+            },
+        )
+        .await;
+        assert_eq!(c.0, "False", "{c:?}");
     }
+    // Taken over is no refusal: not in the refusal alert's series.
+    let (_, metrics) = coffer_test_support::http_get(ctrl.http, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "coffer_bitnami_unseal_total{reason=\"TakenOver\"} 3"),
+        "{metrics}"
+    );
+
+    // The old rollback advice, deleting the Coffer SealedSecret first: the
+    // garbage collector deletes its Secret, and the bitnami SealedSecret
+    // of that name writes it again at once (not at the next resync).
+    let coffer_db = c.sealed_api(&ns);
+    let gone_uid = secrets.get("db").await.unwrap().metadata.uid;
+    coffer_db.delete("db", &Default::default()).await.unwrap();
+    let back = eventually(WAIT, "bitnami's db to write its Secret again", || async {
+        let s = secrets.get_opt("db").await.ok()??;
+        (s.metadata.uid != gone_uid && s.metadata.deletion_timestamp.is_none()).then_some(s)
+    })
+    .await;
+    assert_eq!(kept(&back), by_bitnami["db"].0);
+    assert_eq!(
+        controller_of(&back).map(|o| o.0).as_deref(),
+        Some("bitnami.com/v1alpha1")
+    );
+    eventually(WAIT, "bitnami's db to be Synced again", || async {
+        synced(&admin, &ns, "db").await.filter(|c| c.0 == "True")
+    })
+    .await;
 
     // A converted strict value moved to another namespace is refused; the
     // cluster-wide one opens there, as its scope allows.
@@ -569,7 +678,508 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
     let values: Vec<&str> = values.iter().map(String::as_str).collect();
     ctrl.assert_log_free_of(&values);
     c.ctrl.assert_log_free_of(&values);
+    let first = std::fs::read_to_string(&first_log).unwrap();
+    for v in &values {
+        assert!(!first.contains(v));
+    }
     for v in &values {
         assert!(!bitnami_log.is_empty() && !bitnami_log.contains(v));
     }
+}
+
+/// bitnami's CRD and deploy/bitnami's rules for the tests' controller.
+fn install_bitnami(server: &Server, b: &Bitnami) {
+    server.install_deploy();
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        b.crd.to_str().unwrap(),
+    ]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/sealedsecrets.bitnami.com",
+        "--timeout=60s",
+    ]);
+    let rbac = std::fs::read_to_string(root().join("deploy/bitnami/rbac.yaml")).unwrap();
+    server.kubectl_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &format!("{rbac}    namespace: coffer-system\n"),
+    );
+}
+
+/// Coffer's controller for the doc's flow: watching `shop`, always on the
+/// same port (the doc's `COFFER_CONTROLLER_URL` outlives a restart), with
+/// `--bitnami` and the default 10-minute resync when `bitnami`: what the
+/// doc's rollback needs must happen at once, not at a resync.
+async fn doc_controller(
+    server: &Server,
+    key_ns: &str,
+    http: std::net::SocketAddr,
+    bitnami: bool,
+    name: &str,
+) -> coffer_test_support::ControllerProcess {
+    let dir = target_dir().join("e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+    server
+        .token_kubeconfig("coffer-system", "coffer-controller", &kubeconfig)
+        .await
+        .unwrap();
+    let mut cmd = Command::new(controller_bin());
+    cmd.arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--listen", &http.to_string()])
+        .args(["--namespaces", "shop", "--key-namespace", key_ns])
+        .env("COFFER_LOG_LEVEL", coffer_test_support::LOG_LEVEL)
+        .env("COFFER_PROBE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env_remove("KUBECONFIG");
+    if bitnami {
+        cmd.arg("--bitnami");
+    }
+    let ctrl = coffer_test_support::ControllerProcess::spawn(cmd, name, http).unwrap();
+    ctrl.wait_ready(WAIT).await.unwrap();
+    ctrl
+}
+
+/// What the doc's flow runs that this machine has no counterpart for,
+/// done by the test as the flow goes: `helm upgrade` (a stand-in on PATH
+/// that asks the test to restart Coffer's controller with or without
+/// `--bitnami`, as the chart's `bitnami.enabled` would), and bitnami's
+/// Deployment (a Deployment object that `kubectl scale` really scales;
+/// with no kubelet, the test runs bitnami's controller as a process while
+/// its replicas are above 0).
+struct Stand {
+    server: Server,
+    admin: kube::Client,
+    bitnami: Bitnami,
+    hooks: PathBuf,
+    key_ns: String,
+    http: std::net::SocketAddr,
+    coffer: Option<coffer_test_support::ControllerProcess>,
+    coffer_runs: usize,
+    bitnami_ctrl: Option<BitnamiController>,
+    bitnami_logs: Vec<PathBuf>,
+    coffer_logs: Vec<PathBuf>,
+}
+
+impl Stand {
+    /// Follows bitnami's Deployment, then answers `helm upgrade`.
+    async fn step(&mut self) {
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(self.admin.clone(), "kube-system");
+        let replicas = deployments
+            .get("sealed-secrets-controller")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        match (replicas > 0, self.bitnami_ctrl.is_some()) {
+            (true, false) => {
+                let c = BitnamiController::start(
+                    &self.server,
+                    &self.bitnami.bin,
+                    "kube-system",
+                    &["shop".to_string()],
+                )
+                .await;
+                self.bitnami_logs.push(c.log.clone());
+                self.bitnami_ctrl = Some(c);
+            }
+            (false, true) => {
+                let mut c = self.bitnami_ctrl.take().unwrap();
+                c.stop();
+            }
+            _ => {}
+        }
+        let mut requests: Vec<PathBuf> = std::fs::read_dir(&self.hooks)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "request"))
+            .collect();
+        requests.sort();
+        for request in requests {
+            let done = request.with_extension("done");
+            if done.exists() {
+                continue;
+            }
+            let args = std::fs::read_to_string(&request).unwrap();
+            let on = args.lines().any(|a| a == "bitnami.enabled=true");
+            let off = args.lines().any(|a| a == "bitnami.enabled=false");
+            assert!(
+                args.starts_with("upgrade\ncoffer\n") && (on ^ off),
+                "the doc runs a helm command the test does not stand in for: {args:?}"
+            );
+            if let Some(mut c) = self.coffer.take() {
+                c.stop();
+            }
+            self.coffer_runs += 1;
+            let name = format!("migration-doc-coffer-{}", self.coffer_runs);
+            let c = doc_controller(&self.server, &self.key_ns, self.http, on, &name).await;
+            self.coffer_logs.push(c.log.clone());
+            self.coffer = Some(c);
+            std::fs::write(&done, "Release \"coffer\" has been upgraded.\n").unwrap();
+        }
+    }
+
+    /// Runs the doc's flow `name` in `dir` with `env`, standing in as it
+    /// goes; returns its output.
+    async fn run(&mut self, name: &str, dir: &Path, env: Vec<(String, String)>) -> String {
+        let script = coffer_test_support::docflow::script("docs/migration.md", name);
+        let dir = dir.to_path_buf();
+        let flow = tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
+            coffer_test_support::docflow::run(&script, &dir, &env)
+        });
+        while !flow.is_finished() {
+            self.step().await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let out = flow.await.expect("the doc's flow");
+        self.step().await;
+        out
+    }
+}
+
+/// The Secrets of `shop` by name: uid, resourceVersion, what must be kept,
+/// and the controller owner.
+async fn shop_secrets(
+    admin: &kube::Client,
+    names: &[&str],
+) -> BTreeMap<String, (String, String, Kept, Option<(String, String)>)> {
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), "shop");
+    let mut out = BTreeMap::new();
+    for name in names {
+        let s = secrets.get(name).await.unwrap();
+        out.insert(
+            name.to_string(),
+            (
+                s.metadata.uid.clone().unwrap(),
+                s.metadata.resource_version.clone().unwrap(),
+                kept(&s),
+                controller_of(&s),
+            ),
+        );
+    }
+    out
+}
+
+/// docs/migration.md, run command for command against the API server:
+/// forward (bitnami's controller replaced, the repository converted, the
+/// bitnami objects deleted once Coffer has taken over) and back (Keep
+/// first, then the revert applied with prune, then bitnami's controller
+/// scaled up), every Secret keeping its data and its uid throughout.
+/// What the doc runs that has no counterpart here is stood in for
+/// ([`Stand`]: `helm upgrade`, and the bitnami Deployment's pods).
+#[tokio::test]
+async fn the_migration_doc_runs_forward_and_back_keeping_every_secret() {
+    let b = bitnami();
+    let server = Server::shared().clone();
+    install_bitnami(&server, &b);
+    let admin = server.admin().await;
+    // The doc's namespace, fresh (a run before may have left it).
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let _ = namespaces.delete("shop", &Default::default()).await;
+    eventually(WAIT, "an old namespace shop to go", || async {
+        namespaces
+            .get_opt("shop")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    server.kubectl_ok(&["create", "namespace", "shop"]);
+    let key_ns = namespace(&admin, "migration-doc-keys").await;
+    coffer_test_support::grant_key_namespace(&admin, &key_ns).await;
+    // bitnami's Deployment, as its Helm chart names it: an object only.
+    server.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: sealed-secrets-controller\n  namespace: kube-system\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: sealed-secrets-doc}\n  template:\n    metadata:\n      labels: {app: sealed-secrets-doc}\n    spec:\n      containers:\n        - name: controller\n          image: example.invalid/sealed-secrets-controller\n",
+    );
+    server.kubectl_ok(&[
+        "scale",
+        "-n",
+        "kube-system",
+        "deployment/sealed-secrets-controller",
+        "--replicas=1",
+    ]);
+
+    let work = tempfile::tempdir().unwrap();
+    let hooks = work.path().join("hooks");
+    let shims = work.path().join("shims");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::create_dir_all(&shims).unwrap();
+    let helm = shims.join("helm");
+    std::fs::write(
+        &helm,
+        "#!/usr/bin/env bash\n# helm, stood in for by the test: it restarts Coffer's controller as asked.\nset -euo pipefail\nreq=\"$DOCFLOW_HOOKS/$(date +%s%N).$$\"\nprintf '%s\\n' \"$@\" >\"$req.tmp\"\nmv \"$req.tmp\" \"$req.request\"\nuntil [ -e \"$req.done\" ]; do sleep 0.2; done\ncat \"$req.done\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let coffer = doc_controller(&server, &key_ns, http, false, "migration-doc-coffer-0").await;
+    let mut stand = Stand {
+        server: server.clone(),
+        admin: admin.clone(),
+        bitnami: b,
+        hooks: hooks.clone(),
+        key_ns: key_ns.clone(),
+        http,
+        coffer_logs: vec![coffer.log.clone()],
+        coffer: Some(coffer),
+        coffer_runs: 0,
+        bitnami_ctrl: None,
+        bitnami_logs: Vec::new(),
+    };
+    stand.step().await;
+
+    // What the doc assumes: bitnami's key, and a repository whose k8s/
+    // holds SealedSecrets kubeseal made (strict and namespace-wide) beside
+    // another object, committed and applied, unsealed by bitnami.
+    let keys: Api<Secret> = Api::namespaced(admin.clone(), "kube-system");
+    let key = eventually(WAIT, "bitnami's controller to have a key", || async {
+        let list = keys
+            .list(&ListParams::default().labels(coffer_core::bitnami::KEY_LABEL))
+            .await
+            .ok()?;
+        list.items.into_iter().last()
+    })
+    .await;
+    let cert = work.path().join("cert.pem");
+    std::fs::write(&cert, &key.data.as_ref().unwrap()["tls.crt"].0).unwrap();
+    let tag = suffix();
+    let plain = |what: &str| format!("{what}-{tag}-doc-plaintext");
+    let kubeseal = |scope: &str, manifest: &str| {
+        ok(&run(
+            Command::new(stand.bitnami.bin.join("kubeseal"))
+                .arg("--kubeconfig")
+                .arg(server.kubeconfig())
+                .arg("--cert")
+                .arg(&cert)
+                .args(["--scope", scope, "-o", "yaml"]),
+            Some(manifest),
+        ))
+    };
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(repo.join("k8s")).unwrap();
+    std::fs::write(
+        repo.join("k8s/db.yaml"),
+        kubeseal(
+            "strict",
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: shop\n  labels: {{app: shop}}\n  annotations: {{team: payments}}\ntype: kubernetes.io/basic-auth\nstringData:\n  username: admin\n  password: {}\n",
+                plain("db")
+            ),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("k8s/api.yaml"),
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\ndata:\n  mode: live\n---\n{}",
+            kubeseal(
+                "namespace-wide",
+                &format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\n  namespace: shop\nstringData:\n  token: {}\n",
+                    plain("api")
+                ),
+            )
+            .trim_start_matches("---\n")
+        ),
+    )
+    .unwrap();
+    let git_env: Vec<(String, String)> = [
+        ("GIT_AUTHOR_NAME", "Doc Test"),
+        ("GIT_AUTHOR_EMAIL", "doc@example.invalid"),
+        ("GIT_COMMITTER_NAME", "Doc Test"),
+        ("GIT_COMMITTER_EMAIL", "doc@example.invalid"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["commit", "-qm", "bitnami SealedSecrets"],
+    ] {
+        ok(&run(
+            Command::new("git")
+                .args(args)
+                .current_dir(&repo)
+                .envs(git_env.iter().map(|(k, v)| (k, v))),
+            None,
+        ));
+    }
+    server.kubectl_ok(&["apply", "-R", "-f", repo.join("k8s").to_str().unwrap()]);
+    let names = ["db", "api"];
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), "shop");
+    for name in names {
+        eventually(WAIT, &format!("bitnami to unseal {name}"), || async {
+            secrets.get_opt(name).await.ok()?
+        })
+        .await;
+    }
+    let before = shop_secrets(&admin, &names).await;
+    assert_eq!(
+        before["db"].2.data["password"],
+        plain("db").into_bytes(),
+        "bitnami unsealed the value"
+    );
+    for (name, b) in &before {
+        assert_eq!(
+            b.3.as_ref().map(|o| o.0.as_str()),
+            Some("bitnami.com/v1alpha1"),
+            "{name}"
+        );
+    }
+
+    let kubeconfig = server.kubeconfig().display().to_string();
+    let path = std::env::join_paths(
+        [
+            shims.clone(),
+            coffer_test_support::docflow::bin_dir(),
+            coffer_test_support::kubectl_bin()
+                .parent()
+                .unwrap()
+                .to_path_buf(),
+        ]
+        .into_iter()
+        .chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .unwrap()
+    .into_string()
+    .unwrap();
+    let mut env = git_env.clone();
+    env.extend(
+        [
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("COFFER_CONTROLLER_NAMESPACE", key_ns.as_str()),
+            ("COFFER_CONTROLLER_URL", &format!("http://{http}")),
+            ("DOCFLOW_HOOKS", hooks.to_str().unwrap()),
+            ("PATH", &path),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+
+    // Forward.
+    let forward = stand.run("migration", &repo, env.clone()).await;
+    assert!(
+        forward.contains("Secret unsealed by Coffer"),
+        "the check shows that Coffer took over:\n{forward}"
+    );
+    assert!(stand.bitnami_ctrl.is_none(), "bitnami's controller stopped");
+    let after = shop_secrets(&admin, &names).await;
+    for name in names {
+        let (uid, _, was, _) = &before[name];
+        let (now_uid, _, now, owner) = &after[name];
+        assert_eq!(now_uid, uid, "{name}: the same Secret, never re-created");
+        assert_eq!(now.data, was.data, "{name}: the same values");
+        assert_eq!(now.type_, was.type_, "{name}");
+        assert_eq!(
+            owner.as_ref().map(|o| o.0.as_str()),
+            Some("coffer.dev/v1alpha1"),
+            "{name}: Coffer's now"
+        );
+        let mut labels = now.labels.clone();
+        assert_eq!(
+            labels.remove(coffer_core::api::OWNED_LABEL).as_deref(),
+            Some(name)
+        );
+        assert_eq!(labels, was.labels, "{name}");
+        let mut annotations = now.annotations.clone();
+        assert!(
+            annotations
+                .remove(coffer_core::api::UNSEALED_ANNOTATION)
+                .is_some()
+        );
+        assert_eq!(annotations, was.annotations, "{name}: as the doc says");
+    }
+    let bitnami_api: Api<coffer_core::bitnami::SealedSecret> =
+        Api::namespaced(admin.clone(), "shop");
+    assert!(
+        bitnami_api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // And back, with prune.
+    let back = stand.run("migration-rollback", &repo, env).await;
+    let coffer_api: Api<coffer_core::SealedSecret> = Api::namespaced(admin.clone(), "shop");
+    assert!(
+        coffer_api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "pruned:\n{back}"
+    );
+    let restored = shop_secrets(&admin, &names).await;
+    for name in names {
+        let (uid, _, was, _) = &before[name];
+        let (now_uid, _, now, owner) = &restored[name];
+        assert_eq!(now_uid, uid, "{name}: the same Secret, never re-created");
+        assert_eq!(now, was, "{name}: exactly as bitnami wrote it");
+        let bitnami_uid = bitnami_api.get(name).await.unwrap().metadata.uid.unwrap();
+        assert_eq!(
+            owner.clone(),
+            Some(("bitnami.com/v1alpha1".to_string(), bitnami_uid)),
+            "{name}: bitnami's again"
+        );
+    }
+    // bitnami's own controller, scaled back up, finds them its own and
+    // writes nothing.
+    let log = stand.bitnami_ctrl.as_ref().expect("scaled up").log.clone();
+    for name in names {
+        eventually(
+            WAIT,
+            &format!("bitnami's controller to check {name}"),
+            || async {
+                let text = std::fs::read_to_string(&log).ok()?;
+                text.lines()
+                    .any(|l| l.contains("msg=Updating") && l.contains(&format!("key=shop/{name}")))
+                    .then_some(())
+            },
+        )
+        .await;
+        let (status, _, _) = eventually(WAIT, "Synced", || async {
+            synced(&admin, "shop", name).await
+        })
+        .await;
+        assert_eq!(status, "True");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("Error updating"), "{text}");
+    let last = shop_secrets(&admin, &names).await;
+    for name in names {
+        assert_eq!(last[name].1, restored[name].1, "{name}: not written");
+    }
+
+    // No plaintext in any log or in the flow's output.
+    let values: Vec<String> = names.iter().map(|n| plain(n)).collect();
+    for path in stand.coffer_logs.iter().chain(&stand.bitnami_logs) {
+        let text = std::fs::read_to_string(path).unwrap();
+        for v in &values {
+            assert!(!text.contains(v), "{} holds a value", path.display());
+        }
+    }
+    for v in &values {
+        assert!(!forward.contains(v) && !back.contains(v));
+    }
+    let _ = namespaces.delete("shop", &Default::default()).await;
 }
