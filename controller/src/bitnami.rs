@@ -11,7 +11,7 @@
 //! bitnami's Secrets carry no Coffer label, so they are not watched;
 //! drift is undone on the resync (`--bitnami-resync`), as bitnami's own
 //! controller does without `--watch-for-secrets`. What Coffer's own
-//! watches see is passed on, though (crate::run): when a Secret labelled
+//! watches see is passed on, though (by the wiring): when a Secret labelled
 //! by Coffer is deleted or changes owner, or a Coffer SealedSecret is
 //! deleted, the bitnami SealedSecret of that name is checked again at
 //! once, so a migration rolled back gets its Secrets back without waiting
