@@ -709,6 +709,9 @@ fn why_untrusted(e: &BackupEntry, trusted: &[(String, RecipientEntry)]) -> Strin
             .into();
     };
     let newest_id = coffer_format::KeyId::of(&t.key);
+    // To the second: recipients files write whole seconds, a backup may not.
+    let second = |t: jiff::Timestamp| jiff::Timestamp::from_second(t.as_second()).unwrap_or(t);
+    let (created, newest) = (second(created), second(newest));
     if created <= newest {
         format!(
             "created {created}, not after {file}'s key {newest_id} (created {newest}): an older key of the cluster is listed \
