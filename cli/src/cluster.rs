@@ -54,6 +54,23 @@ impl Target {
             .clone()
     }
 
+    /// Which cluster the published recipients come from, for notes: the
+    /// controller at `--controller-url`, else the kubeconfig context.
+    pub fn describe(&self) -> String {
+        if let Some(url) = &self.controller_url {
+            return format!("the controller at {url}");
+        }
+        let current = self
+            .kubeconfig()
+            .ok()
+            .flatten()
+            .and_then(|kc| kc.current_context);
+        match self.context.clone().or(current) {
+            Some(name) => format!("the cluster of kubeconfig context {name:?}"),
+            None => "the cluster of the in-cluster config (no kubeconfig context)".into(),
+        }
+    }
+
     /// A client for the chosen context.
     pub async fn client(&self) -> Result<Client> {
         let opts = KubeConfigOptions {

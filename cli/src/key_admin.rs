@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use coffer_core::api::{KeyStatus, RingKey, active_key, key_secret, read_key_secret, ring::*};
 use coffer_core::wipe::{self, WireSecret};
 use coffer_format::backup::{self, BackupEntry};
+use coffer_format::recipients::RecipientEntry;
 use coffer_format::{KeyId, PublicKey};
 use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -24,7 +25,7 @@ use crate::recover::load_keys;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCmd {
-    /// List the sealing keys: id, state, sequence, creation time.
+    /// List the sealing keys (whole id, state, kind, sequence, creation time), then the imported bitnami keys.
     #[command(after_help = "Example:\n  coffer keys list")]
     List,
     /// Retire a key: values sealed only to it stop opening. Re-encrypt first (`coffer rotate`).
@@ -94,9 +95,10 @@ pub enum KeysCmd {
     /// Restore keys from a backup, as open-only keys: they open values and seal nothing.
     ///
     /// A backup is encrypted to the admin's *public* key, so anyone can
-    /// write one. Each key is printed, and refused unless its public key is
-    /// in a recipients file named with --trust (e.g. the one committed in
-    /// git). Restored keys never become the active key by themselves; see
+    /// write one. Each key is printed, and restored only if its public key
+    /// is in a recipients file named with --trust (e.g. the one committed in
+    /// git; older keys are in its older versions); a backup with no such key
+    /// is refused. Restored keys never become the active key by themselves; see
     /// `coffer keys activate`.
     #[command(
         after_help = "Example:\n  coffer keys restore coffer-keys.age --identity admin.txt \
@@ -110,7 +112,7 @@ pub enum KeysCmd {
         #[arg(long, short = 'i', required = true, value_name = "FILE")]
         identity: Vec<PathBuf>,
         /// Recipients file listing the keys this cluster is known to have
-        /// had (repeatable). Keys not listed are refused.
+        /// had (repeatable). Keys not listed are named and not restored.
         #[arg(long, value_name = "FILE", required_unless_present = "trust_any")]
         trust: Vec<PathBuf>,
         /// Restore keys not listed in any --trust file, once you have checked
@@ -279,29 +281,126 @@ fn state_word(k: &RingKey, active: Option<KeyId>) -> &'static str {
     }
 }
 
+/// Rows under a header, each column as wide as its widest cell, two spaces
+/// apart (`SEQ`, a number, right-aligned); the last column is not padded.
+fn table(header: &[&str; 6], rows: &[[String; 6]]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else if header[i] == "SEQ" {
+                out.push_str(&format!("{cell:>w$}  "));
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// An imported bitnami key, as `keys list` shows it.
+struct BitnamiRow {
+    id: String,
+    bits: usize,
+    created: Option<jiff::Timestamp>,
+    secret_name: String,
+}
+
+/// The imported bitnami keys (Secrets of type `coffer.dev/bitnami-key`,
+/// labelled `coffer.dev/bitnami-key-id`) of the controller's namespace, read
+/// as the controller reads them; bad ones are reported and left out.
+async fn bitnami_keys(target: &Target) -> Result<Vec<BitnamiRow>> {
+    use coffer_core::bitnami;
+    let client = target.client().await?;
+    let api: Api<Secret> = Api::namespaced(client, &target.controller_namespace);
+    let mut list = api
+        .list(&ListParams::default().labels(bitnami::KEY_ID_LABEL))
+        .await?;
+    let mut rows = Vec::new();
+    for s in &list.items {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        if s.type_.as_deref() != Some(bitnami::KEY_SECRET_TYPE) {
+            eprintln!(
+                "warning: ignored, as the controller does: bitnami key Secret {name}: not of type {}",
+                bitnami::KEY_SECRET_TYPE
+            );
+            continue;
+        }
+        match bitnami::key_from_secret(s) {
+            Ok(Some(k)) => rows.push(BitnamiRow {
+                id: k.id(),
+                bits: k.bits(),
+                created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                secret_name: name,
+            }),
+            Ok(None) => eprintln!(
+                "warning: ignored, as the controller does: bitnami key Secret {name}: no data.{}",
+                bitnami::TLS_KEY
+            ),
+            Err(e) => eprintln!(
+                "warning: ignored, as the controller does: bitnami key Secret {name}: {e}"
+            ),
+        }
+    }
+    for s in &mut list.items {
+        wipe::secret(s);
+    }
+    rows.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+    Ok(rows)
+}
+
 pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
     match cmd {
         KeysCmd::List => {
             let (_, keys) = ring(target).await?;
             let active = active_key(&keys).map(RingKey::id);
-            let mut out = format!(
-                "{:<16}  {:<9}  {:<14}  {:>3}  {:<20}  SECRET\n",
-                "KEY ID", "STATE", "KIND", "SEQ", "CREATED"
-            );
-            for k in &keys {
-                out.push_str(&format!(
-                    "{:<16}  {:<9}  {:<14}  {:>3}  {:<20}  {}\n",
-                    k.id().short(),
-                    state_word(k, active),
-                    k.key.kind(),
-                    k.sequence,
-                    k.created
-                        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-                        .unwrap_or_default(),
-                    k.secret_name
-                ));
+            let created = |t: Option<jiff::Timestamp>| {
+                t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default()
+            };
+            let mut rows: Vec<[String; 6]> = keys
+                .iter()
+                .map(|k| {
+                    [
+                        k.id().to_string(),
+                        state_word(k, active).to_string(),
+                        k.key.kind().to_string(),
+                        k.sequence.to_string(),
+                        created(k.created),
+                        k.secret_name.clone(),
+                    ]
+                })
+                .collect();
+            for b in bitnami_keys(target).await? {
+                rows.push([
+                    b.id,
+                    "open-only".into(),
+                    format!("bitnami-rsa{}", b.bits),
+                    "-".into(),
+                    created(b.created),
+                    b.secret_name,
+                ]);
             }
-            emit(None, &out)
+            emit(
+                None,
+                &table(
+                    &["KEY ID", "STATE", "KIND", "SEQ", "CREATED", "SECRET"],
+                    &rows,
+                ),
+            )
         }
         KeysCmd::Retire {
             id,
@@ -546,17 +645,18 @@ async fn restore(
     })?;
     let plain = backup::decrypt(&data, &admins)
         .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
-    let entries = backup::parse(&plain, jiff::Timestamp::now())
+    let mut entries = backup::parse(&plain, jiff::Timestamp::now())
         .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
-    let mut trusted: Vec<PublicKey> = Vec::new();
+    let mut trusted: Vec<(String, RecipientEntry)> = Vec::new();
     for t in trust {
         let input = read_file(t)?;
-        trusted.extend(parse_recipients(&input.name, &input.text)?.keys());
+        let file = parse_recipients(&input.name, &input.text)?;
+        trusted.extend(file.entries.into_iter().map(|e| (input.name.clone(), e)));
     }
     eprintln!("{} holds {} key(s):", file.display(), entries.len());
     let mut untrusted = Vec::new();
     for e in &entries {
-        let listed = trusted.contains(e.key.public());
+        let listed = trusted.iter().any(|(_, t)| &t.key == e.key.public());
         eprintln!(
             "  {}  {}  {}{}",
             e.key.id(),
@@ -569,16 +669,32 @@ async fn restore(
             }
         );
         if !listed {
-            untrusted.push(e.key.id().short());
+            untrusted.push(e);
         }
     }
+    // Only keys a --trust file lists are restored: a backup can be written
+    // by anyone who knows the admin's public key, and a key in no trusted
+    // file may be theirs. A backup with none of them is refused whole.
     if !trust_any && !untrusted.is_empty() {
-        return Err(Failure::refused(format!(
-            "refusing the whole backup: {} of its keys ({}) are in no recipients file named with --trust; nothing was restored",
+        let why: Vec<String> = untrusted
+            .iter()
+            .map(|e| format!("  {}: {}", e.key.id(), why_untrusted(e, &trusted)))
+            .collect();
+        let why = why.join("\n");
+        if untrusted.len() == entries.len() {
+            return Err(Failure::refused(format!(
+                "refusing the whole backup: its {} key(s) are in no recipients file named with --trust; nothing was restored\n{why}",
+                entries.len()
+            ))
+            .hint(UNTRUSTED_HINT));
+        }
+        eprintln!(
+            "warning: not restoring {} of the backup's {} keys, in no recipients file named with --trust:\n{why}\nhint: {UNTRUSTED_HINT}",
             untrusted.len(),
-            untrusted.join(", ")
-        ))
-        .hint("a backup can be written by anyone who knows the admin's public key: name the committed recipients files that list these keys (git history holds the older ones), or check the ids above another way and pass --trust-any"));
+            entries.len()
+        );
+        let skip: Vec<KeyId> = untrusted.iter().map(|e| e.key.id()).collect();
+        entries.retain(|e| !skip.contains(&e.key.id()));
     }
     let (api, existing) = ring(target).await?;
     let client = target.client().await?;
@@ -606,6 +722,45 @@ async fn restore(
          to seal with a restored key: coffer keys activate ID"
     );
     Ok(())
+}
+
+const UNTRUSTED_HINT: &str = "a backup can be written by anyone who knows the admin's public key, so only keys a --trust file lists are restored. \
+    Name the committed recipients files that list these keys: git history holds the older ones \
+    (`git log --format='%h %cs' -S 'key=ID' -- FILE` lists the commits that added and removed key ID; then `--trust <(git show REV:FILE)` \
+    with the one that added it); \
+    or check the ids above another way and pass --trust-any";
+
+/// Why backup entry `e` is in none of the `trusted` files, as far as the
+/// creation times tell: a key older than the newest key they list is one
+/// the cluster had before (in an earlier version of the file, found in git
+/// history); one newer than all of them is a key they cannot know yet, or
+/// not the cluster's at all.
+fn why_untrusted(e: &BackupEntry, trusted: &[(String, RecipientEntry)]) -> String {
+    let newest = trusted
+        .iter()
+        .filter_map(|(file, t)| t.created.map(|c| (c, file, t)))
+        .max_by_key(|(c, _, _)| *c);
+    let (Some(created), Some((newest, file, t))) = (e.created, newest) else {
+        return "the backup or the --trust files give no creation time to compare; \
+                if it is an older key of the cluster, an earlier version of the recipients file lists it"
+            .into();
+    };
+    let newest_id = coffer_format::KeyId::of(&t.key);
+    // To the second: recipients files write whole seconds, a backup may not.
+    let second = |t: jiff::Timestamp| jiff::Timestamp::from_second(t.as_second()).unwrap_or(t);
+    let (created, newest) = (second(created), second(newest));
+    if created <= newest {
+        format!(
+            "created {created}, not after {file}'s key {newest_id} (created {newest}): an older key of the cluster is listed \
+             in an earlier version of {file}, which --trust can name"
+        )
+    } else {
+        format!(
+            "created {created}, after every key the --trust files list (the newest, {newest_id} in {file}, was created {newest}): \
+             either those files predate it (fetch a fresh one with `coffer recipients` from the cluster the backup came from), \
+             or it is no key of that cluster"
+        )
+    }
 }
 
 /// The user name the API server knows this client as (SelfSubjectReview),
@@ -683,4 +838,52 @@ pub async fn request_rotation(target: &Target, active: &KeyId) -> Result<KeyId> 
     let patch = serde_json::json!({"metadata": {"annotations": {ROTATION_ANNOTATION: jiff::Timestamp::now().to_string()}}});
     merge_patch(&api, &key.secret_name, patch).await?;
     Ok(*active)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 27: `keys list` padded ids to 16 and states to 9 whatever the
+    /// cells held, so longer cells pushed the columns out of line.
+    #[test]
+    fn every_column_starts_under_its_header_whatever_the_widths() {
+        let id = "ab".repeat(32);
+        let cells = |a: &str, b: &str, c: &str, d: &str| {
+            [
+                a.to_string(),
+                b.to_string(),
+                c.to_string(),
+                d.to_string(),
+                "2026-01-01T00:00:00Z".to_string(),
+                "coffer-key-x".to_string(),
+            ]
+        };
+        let rows = [
+            cells(&id, "active", "x25519", "3"),
+            cells(&id, "open-only", "mlkem768x25519", "12"),
+            cells("c0ffee", "usable", "bitnami-rsa4096", "-"),
+        ];
+        let header = ["KEY ID", "STATE", "KIND", "SEQ", "CREATED", "SECRET"];
+        let text = table(&header, &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[1].starts_with(&format!("{id}  active     x25519")),
+            "{text}"
+        );
+        for column in ["STATE", "KIND", "CREATED", "SECRET"] {
+            let at = lines[0].find(column).unwrap();
+            for l in &lines[1..] {
+                assert_eq!(&l[at - 2..at], "  ", "{column} in\n{text}");
+                assert_ne!(&l[at..at + 1], " ", "{column} in\n{text}");
+            }
+        }
+        // SEQ is a number: right-aligned under its header.
+        let end = lines[0].find("SEQ").unwrap() + 3;
+        for (l, seq) in lines[1..].iter().zip(["3", "12", "-"]) {
+            assert_eq!(&l[end - seq.len()..end], seq, "{text}");
+        }
+        assert!(!text.lines().any(|l| l.ends_with(' ')), "{text:?}");
+    }
 }

@@ -28,7 +28,7 @@ pub struct SealArgs {
     /// Recipients file, `-` for stdin, an `https://` URL, or an `age1…` recipient itself (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
     #[arg(long = "recipients", short = 'r', value_name = "FILE|-|URL|age1…")]
     pub recipients: Vec<PathBuf>,
-    /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere) [default: the .coffer.yaml rule's, else strict].
+    /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere) [default: the .coffer.yaml rule's; with --merge-into, the file's; else strict].
     #[arg(long, value_parser = parse_scope)]
     pub scope: Option<Scope>,
     /// Write here (atomically) instead of stdout.
@@ -68,37 +68,129 @@ impl SealArgs {
     }
 }
 
-/// Without `-r`, takes the recipients (and, without `--scope`, the scope)
-/// from the `.coffer.yaml` rule matching the file written (`-w` or
-/// `--merge-into`), and says so on stderr.
-fn apply_rules(args: &mut SealArgs) -> Result<()> {
-    let Some(written) = args.output.as_ref().or(args.merge_into.as_ref()) else {
-        return Ok(());
-    };
-    if !args.recipients.is_empty() {
-        return Ok(());
+/// Where the scope used comes from: `--scope`, a `.coffer.yaml` rule, or
+/// neither (strict, or with `--merge-into` the file's own scope).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ScopeFrom {
+    Flag,
+    Rule,
+    Default,
+}
+
+impl ScopeFrom {
+    fn of(args: &SealArgs, rule_gave: bool) -> Self {
+        match (args.scope.is_some(), rule_gave) {
+            (true, _) => ScopeFrom::Flag,
+            (false, true) => ScopeFrom::Rule,
+            (false, false) => ScopeFrom::Default,
+        }
     }
-    let Some(rules) = Rules::find(written)? else {
-        return Ok(());
+}
+
+/// The `.coffer.yaml` rule matching the file written (`-w` or
+/// `--merge-into`), applied, and said on stderr in every case where it
+/// could surprise (docs/decisions.md, "Day-2 edges"):
+///
+/// - a rule matches, no `-r`: its recipients, and its scope unless it has
+///   none; the note names both and where the scope comes from. `--scope`
+///   contradicting the rule's scope is refused (exit 2): the file would
+///   fail `coffer check` as soon as it is written. `-r` is the one way
+///   around a rule.
+/// - a rule matches and `-r` is given: `-r` and `--scope` (else strict)
+///   win, and the note says the rule was overridden.
+/// - rules exist but none matches, no `-r`: the note says so and names
+///   the cluster whose published recipients are used.
+fn apply_rules(args: &mut SealArgs, target: &Target) -> Result<ScopeFrom> {
+    let Some(written) = args
+        .output
+        .as_ref()
+        .or(args.merge_into.as_ref())
+        .filter(|p| p.as_os_str() != "-")
+        .cloned()
+    else {
+        return Ok(ScopeFrom::of(args, false));
     };
-    let Some(rule) = rules.for_path(written) else {
-        return Ok(());
+    // With -r the rules are bypassed altogether: one that cannot be used
+    // (refused, unreadable) is no error then, only nothing to note.
+    let rules = match Rules::find(&written) {
+        Ok(r) => r,
+        Err(_) if !args.recipients.is_empty() => None,
+        Err(e) => return Err(e),
     };
+    let Some(rules) = rules else {
+        return Ok(ScopeFrom::of(args, false));
+    };
+    let file = rules.root.join(crate::rules::FILE);
+    let Some(rule) = rules.for_path(&written) else {
+        if args.recipients.is_empty() {
+            eprintln!(
+                "note: {}: no rule of {} matches it; sealing to the recipients published by {}",
+                written.display(),
+                file.display(),
+                target.describe()
+            );
+        }
+        return Ok(ScopeFrom::of(args, false));
+    };
+    let rule_scope = rule
+        .scope
+        .map(|s| format!(", scope {s}"))
+        .unwrap_or_default();
+    if !args.recipients.is_empty() {
+        let (scope, from) = match args.scope {
+            Some(s) => (s, "--scope"),
+            None => (Scope::Strict, "the default"),
+        };
+        let against = match rule.scope {
+            Some(r) if r != scope => format!(", not the rule's {r}"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "note: {}: -r overrides rule {:?} of {} (recipients {}{rule_scope}): sealing to the -r recipients, \
+             scope {scope} ({from}{against}); `coffer check` will report what differs from the rule",
+            written.display(),
+            rule.path,
+            file.display(),
+            rule.recipients.join(", "),
+        );
+        return Ok(ScopeFrom::of(args, false));
+    }
+    if let (Some(given), Some(ruled)) = (args.scope, rule.scope)
+        && given != ruled
+    {
+        return Err(Failure::usage(format!(
+            "{}: --scope {given} contradicts rule {:?} of {}, which says scope {ruled}; \
+             `coffer check` would report the file as soon as it is written",
+            written.display(),
+            rule.path,
+            file.display()
+        ))
+        .hint(format!(
+            "drop --scope to seal with scope {ruled}, change the rule's scope, \
+             or pass the recipients with -r to seal outside the rule"
+        )));
+    }
     args.recipients = rules.recipients_paths(rule)?;
+    let from = ScopeFrom::of(args, rule.scope.is_some());
     if args.scope.is_none() {
         args.scope = rule.scope;
     }
+    let scope = match from {
+        ScopeFrom::Rule => format!("scope {} from", args.scope()),
+        ScopeFrom::Flag => format!("scope {} (--scope), agreeing with", args.scope()),
+        ScopeFrom::Default if args.merge_into.is_some() => {
+            "the file's scope (the rule names none), from".to_string()
+        }
+        ScopeFrom::Default => "scope strict (the rule names none), from".to_string(),
+    };
     eprintln!(
-        "note: {}: recipients {}{} from rule {:?} of {}",
+        "note: {}: recipients {}, {scope} rule {:?} of {}",
         written.display(),
         rule.recipients.join(", "),
-        rule.scope
-            .map(|s| format!(", scope {s}"))
-            .unwrap_or_default(),
         rule.path,
-        rules.root.join(crate::rules::FILE).display()
+        file.display()
     );
-    Ok(())
+    Ok(from)
 }
 
 /// The namespace used when the manifest, `-n` and the kubeconfig context
@@ -227,7 +319,7 @@ pub async fn run(
     namespace: Option<String>,
     format: Format,
 ) -> Result<()> {
-    apply_rules(&mut args)?;
+    let scope_from = apply_rules(&mut args, target)?;
     if args.recipients.iter().any(|r| r.as_os_str() == "-") {
         let stdin_taken = if args.raw {
             args.from_file.is_none().then_some("the --raw value")
@@ -284,6 +376,29 @@ pub async fn run(
             );
         }
     }
+    // --merge-into: the file is read, and the scope settled, before any
+    // key is fetched.
+    let existing = match &args.merge_into {
+        Some(path) => {
+            if manifests.len() != 1 {
+                return Err(Failure::usage(format!(
+                    "--merge-into takes exactly one Secret, got {}",
+                    manifests.len()
+                )));
+            }
+            let input = read_file(path)?;
+            let existing: SealedSecret = crate::documents::read_one(&input.name, &input.text)?;
+            merge_scope(
+                &mut args,
+                scope_from,
+                &input.name,
+                &existing,
+                &manifests[0].1,
+            )?;
+            Some((input, existing))
+        }
+        None => None,
+    };
     let keys = recipients(&args.recipients, target, args.renewal_period).await?;
     let mut sealed = Vec::new();
     for (file, m) in &manifests {
@@ -291,8 +406,8 @@ pub async fn run(
             .map_err(|e| seal_failure(file, e))?;
         sealed.push(s);
     }
-    if let Some(path) = &args.merge_into {
-        return merge(path, sealed, format);
+    if let (Some(path), Some((input, existing))) = (&args.merge_into, existing) {
+        return merge(path, &input, &existing, sealed, format);
     }
     emit(args.output.as_deref(), &render(&sealed, format)?)
 }
@@ -310,16 +425,92 @@ fn seal_failure(file: &str, e: SealSecretError) -> Failure {
     Failure::input(format!("{file}: {e}")).hint(hint)
 }
 
-fn merge(path: &std::path::Path, sealed: Vec<SealedSecret>, format: Format) -> Result<()> {
-    if sealed.len() != 1 {
-        return Err(Failure::usage(format!(
-            "--merge-into takes exactly one Secret, got {}",
-            sealed.len()
-        )));
+/// The scope of the items `--merge-into` re-seals, so that one
+/// SealedSecret never mixes scopes (which `inspect` and `check` report):
+/// without `--scope` or a rule's scope, the scope of the file's values that
+/// stay; a scope given that differs from theirs is refused. Values that
+/// are all replaced leave the choice free.
+fn merge_scope(
+    args: &mut SealArgs,
+    from: ScopeFrom,
+    name: &str,
+    existing: &SealedSecret,
+    update: &coffer_core::manifest::SecretManifest,
+) -> Result<()> {
+    if existing.metadata.name != update.metadata.name {
+        // Another SealedSecret: `merge` refuses it once the namespace is known.
+        return Ok(());
     }
+    let mut kept: Vec<(Scope, Vec<&str>)> = Vec::new();
+    for (item, value) in &existing.spec.encrypted_data {
+        if update.data.contains_key(item) {
+            continue;
+        }
+        // A malformed value has no scope to keep; inspect reports it.
+        let Ok((envelope, _)) = coffer_format::envelope::inspect(value) else {
+            continue;
+        };
+        match kept.iter_mut().find(|(s, _)| *s == envelope.scope) {
+            Some((_, items)) => items.push(item.as_str()),
+            None => kept.push((envelope.scope, vec![item.as_str()])),
+        }
+    }
+    let listed = |kept: &[(Scope, Vec<&str>)]| {
+        kept.iter()
+            .map(|(s, items)| format!("{} with scope {s}", items.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match (&kept[..], from) {
+        ([], _) => Ok(()),
+        ([(theirs, _)], ScopeFrom::Default) => {
+            if *theirs != args.scope() {
+                eprintln!(
+                    "note: {name}: its other values are sealed with scope {theirs}; sealing the given items with scope {theirs} too"
+                );
+            }
+            args.scope = Some(*theirs);
+            Ok(())
+        }
+        ([(theirs, _)], _) if *theirs == args.scope() => Ok(()),
+        ([_], _) => {
+            let given = args.scope();
+            let by = if from == ScopeFrom::Flag {
+                "--scope".to_string()
+            } else {
+                format!("the {} rule", crate::rules::FILE)
+            };
+            let failure = format!(
+                "{name}: the values it keeps ({}) would stay as they are, but {by} seals the given items with scope {given}: \
+                 one SealedSecret would mix scopes, which `coffer inspect` reports as a problem",
+                listed(&kept)
+            );
+            Err(if from == ScopeFrom::Flag {
+                Failure::usage(failure).hint(format!(
+                    "drop --scope to seal with the file's scope, or give every item of the Secret to re-seal them all with scope {given}"
+                ))
+            } else {
+                Failure::input(failure).hint(format!(
+                    "the file does not follow its rule: give every item of the Secret to re-seal them all with scope {given}"
+                ))
+            })
+        }
+        (_, _) => Err(Failure::input(format!(
+            "{name}: its values already mix scopes ({}), which `coffer inspect` reports as a problem; merging into it would keep them mixed",
+            listed(&kept)
+        ))
+        .hint("give every item of the Secret to re-seal them all with one scope (--merge-into, or seal the whole Secret with -w)")),
+    }
+}
+
+fn merge(
+    path: &std::path::Path,
+    input: &crate::io::Input,
+    existing: &SealedSecret,
+    sealed: Vec<SealedSecret>,
+    format: Format,
+) -> Result<()> {
     let update = &sealed[0];
-    let input = read_file(path)?;
-    let existing: SealedSecret = crate::documents::read_one(&input.name, &input.text)?;
     if existing.metadata.name != update.metadata.name
         || existing.metadata.namespace != update.metadata.namespace
     {
@@ -333,7 +524,7 @@ fn merge(path: &std::path::Path, sealed: Vec<SealedSecret>, format: Format) -> R
         ))
         .hint("merge into the file of the same SealedSecret"));
     }
-    let merged = merge_into(&existing, update);
+    let merged = merge_into(existing, update);
     let text = if input.text.trim_start().starts_with('{') {
         render(&[merged], Format::Json)?
     } else {

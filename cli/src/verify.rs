@@ -6,19 +6,67 @@ use std::path::PathBuf;
 use crate::cluster::Target;
 use crate::documents::{read_sealed, to_json};
 use crate::error::{Failure, Result};
-use crate::io::read_inputs;
+use crate::io::{Input, files_under, read_inputs};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  coffer verify k8s/shop/*.yaml && echo all open")]
 pub struct VerifyArgs {
-    /// SealedSecret files; stdin when none or `-`.
+    /// SealedSecret files, or directories (every *.yaml, *.yml, *.json under them); stdin when none or `-`. A file that cannot be read is reported and the others are still verified.
     pub files: Vec<PathBuf>,
 }
 
+/// Reads every file on its own: one that cannot be read or parsed is
+/// reported (`error: FILE: why` on stderr) and counted, and the others are
+/// still verified.
+fn read_each(files: &[PathBuf]) -> (Vec<Input>, usize) {
+    let stdin = [PathBuf::from("-")];
+    let given = if files.is_empty() { &stdin[..] } else { files };
+    let mut paths = Vec::new();
+    let mut failed = 0;
+    for p in given {
+        if p.is_dir() {
+            match files_under(std::slice::from_ref(p)) {
+                Ok(found) => paths.extend(found),
+                Err(f) => {
+                    eprintln!("error: {}", f.message);
+                    failed += 1;
+                }
+            }
+        } else {
+            paths.push(p.clone());
+        }
+    }
+    let mut inputs = Vec::new();
+    for p in &paths {
+        match read_inputs(std::slice::from_ref(p)) {
+            Ok(i) => inputs.extend(i),
+            Err(f) => {
+                eprintln!("error: {}", f.message);
+                failed += 1;
+            }
+        }
+    }
+    (inputs, failed)
+}
+
 pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
-    let inputs = read_inputs(&args.files)?;
-    let docs = read_sealed(&inputs, true)?;
+    let (inputs, mut unreadable) = read_each(&args.files);
+    let mut docs = Vec::new();
+    for input in &inputs {
+        match read_sealed(std::slice::from_ref(input), true) {
+            Ok(found) => docs.extend(found),
+            Err(f) => {
+                eprintln!("error: {}", f.message);
+                unreadable += 1;
+            }
+        }
+    }
     if docs.is_empty() {
+        if unreadable > 0 {
+            return Err(Failure::input(format!(
+                "{unreadable} file(s) could not be read (above), and no SealedSecret was found in the others"
+            )));
+        }
         return Err(crate::documents::none_found(&inputs));
     }
     let client = match target.controller_url {
@@ -47,11 +95,22 @@ pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
             }
         }
     }
-    if failed > 0 {
-        return Err(Failure::refused(format!(
-            "{failed} of {} SealedSecrets do not open",
+    let opened = match failed {
+        0 => format!(
+            "the {} SealedSecret(s) found in the others open",
             docs.len()
-        )));
+        ),
+        _ => format!("{failed} of {} SealedSecrets do not open", docs.len()),
+    };
+    if unreadable > 0 {
+        // Input first: the answer is incomplete whatever the others did.
+        return Err(Failure::input(format!(
+            "{unreadable} file(s) could not be read (above); {opened}"
+        ))
+        .hint("fix or leave out the files named above; the others were verified"));
+    }
+    if failed > 0 {
+        return Err(Failure::refused(opened));
     }
     Ok(())
 }

@@ -325,6 +325,11 @@ fn a_non_string_value_is_refused_without_echoing_it() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains("quote it"))
+        // Issue 27: it was "not valid YAML", without the item.
+        .stderr(predicate::str::contains(
+            "<stdin>: document 1: stringData item \"port\" is a number, not a string",
+        ))
+        .stderr(predicate::str::contains("valid YAML").not())
         .stderr(predicate::str::contains("5432").not());
 }
 
@@ -401,6 +406,80 @@ fn merge_into_a_file_of_another_secret_is_refused_and_leaves_it_untouched() {
             "holds SealedSecret shop/db, but the Secret is shop/other",
         ));
     assert_eq!(before, d.read("sealed.yaml"));
+}
+
+/// Issue 27, point 9: merging `--scope namespace` items into a strict
+/// file made a SealedSecret of two scopes, which `inspect` calls a problem
+/// (and the controller unseals). A scope that differs from the values kept
+/// is refused; without `--scope`, the file's scope is used.
+#[test]
+fn merge_into_never_mixes_scopes() {
+    let d = Dir::new();
+    d.write("strict.yaml", &d.seal(SECRET));
+    let before = d.read("strict.yaml");
+    let update = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: cli-plaintext-3}\n";
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "--scope", "namespace", "--merge-into", "strict.yaml"])
+        .write_stdin(update)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error: strict.yaml: the values it keeps (username with scope strict) would stay as they are, \
+             but --scope seals the given items with scope namespace",
+        ))
+        .stderr(predicate::str::contains("hint: drop --scope"))
+        .stderr(no_plaintext());
+    assert_eq!(before, d.read("strict.yaml"), "untouched");
+    // Every item given: they are all re-sealed with the new scope.
+    let all = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: cli-plaintext-3, username: admin}\n";
+    d.coffer()
+        .args([
+            "seal",
+            "-r",
+            "r.txt",
+            "--scope",
+            "namespace",
+            "--merge-into",
+            "strict.yaml",
+        ])
+        .write_stdin(all)
+        .assert()
+        .success();
+    d.coffer()
+        .args(["inspect", "strict.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("scope: namespace"));
+    // Without --scope into a namespace-wide file: the file's scope.
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "--merge-into", "strict.yaml"])
+        .write_stdin(update)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "note: strict.yaml: its other values are sealed with scope namespace; sealing the given items with scope namespace too",
+        ));
+    d.coffer()
+        .args(["inspect", "strict.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("scope: namespace"))
+        .stdout(predicate::str::contains("mixed").not());
+    // A file whose values already mix scopes is refused, naming them.
+    let mut mixed: serde_json::Value = serde_saphyr::from_str(&d.read("strict.yaml")).unwrap();
+    let strict: serde_json::Value = serde_saphyr::from_str(&d.seal(SECRET)).unwrap();
+    mixed["spec"]["encryptedData"]["username"] =
+        strict["spec"]["encryptedData"]["username"].clone();
+    mixed["spec"]["encryptedData"]["other"] = mixed["spec"]["encryptedData"]["password"].clone();
+    d.write("mixed.json", &mixed.to_string());
+    d.coffer()
+        .args(["seal", "-r", "r.txt", "--merge-into", "mixed.json"])
+        .write_stdin(update)
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "error: mixed.json: its values already mix scopes (other with scope namespace; username with scope strict)",
+        ));
 }
 
 #[test]
@@ -1372,12 +1451,111 @@ fn seal_takes_recipients_and_scope_from_the_rule_of_the_file_it_writes() {
         ])
         .assert()
         .success()
-        .stderr(predicate::str::contains("rule").not());
+        // Issue 27: the override was silent.
+        .stderr(predicate::str::contains(
+            "note: clusters/dr/other.yaml: -r overrides rule \"clusters/dr/**\" of ",
+        ))
+        .stderr(predicate::str::contains(
+            "(recipients recipients/dr.txt, scope namespace): sealing to the -r recipients, \
+             scope strict (--scope, not the rule's namespace)",
+        ));
     d.coffer()
         .args(["inspect", "clusters/dr/other.yaml"])
         .assert()
         .success()
         .stdout(predicate::str::contains("scope: strict"));
+}
+
+/// Issue 27, point 5: `seal` said nothing when no rule matched the file
+/// written (sealing to the kube context's cluster), and sealed strict
+/// while its note named the rule's scope when `--scope` said otherwise.
+#[test]
+fn seal_says_when_no_rule_matches_and_refuses_a_scope_the_rule_contradicts() {
+    let d = repo();
+    std::fs::create_dir_all(d.path("elsewhere")).unwrap();
+    d.write(
+        "kubeconfig",
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context: {cluster: prod, user: u}\n\
+         clusters:\n- name: prod\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: u\n  user: {token: t}\n",
+    );
+    // No rule matches: said, with the cluster whose recipients are fetched
+    // (unreachable here, so the command then fails as before).
+    d.coffer()
+        .args(["--kubeconfig", "kubeconfig", "seal", "secret.yaml", "-w", "elsewhere/db.yaml"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains(
+            "note: elsewhere/db.yaml: no rule of ",
+        ))
+        .stderr(predicate::str::contains(
+            "matches it; sealing to the recipients published by the cluster of kubeconfig context \"prod\"",
+        ));
+    // With -r, no rule to override and nothing to say.
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "-r",
+            "recipients/prod.txt",
+            "-w",
+            "elsewhere/db.yaml",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("rule").not());
+    // --scope contradicting the rule's scope: refused, nothing written.
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "--scope",
+            "strict",
+            "-w",
+            "clusters/dr/db.yaml",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error: clusters/dr/db.yaml: --scope strict contradicts rule \"clusters/dr/**\" of ",
+        ))
+        .stderr(predicate::str::contains("which says scope namespace"))
+        .stderr(predicate::str::contains("hint: drop --scope"));
+    assert!(!d.path("clusters/dr/db.yaml").exists());
+    // Agreeing with it: sealed, and the note says where the scope came from.
+    d.coffer()
+        .args(["seal", "secret.yaml", "--scope", "namespace", "-w", "clusters/dr/db.yaml"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "recipients recipients/dr.txt, scope namespace (--scope), agreeing with rule \"clusters/dr/**\"",
+        ));
+    // A rule without a scope: any --scope, and the note says which.
+    d.coffer()
+        .args([
+            "seal",
+            "secret.yaml",
+            "--scope",
+            "cluster",
+            "-w",
+            "base/db.yaml",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "scope cluster (--scope), agreeing with rule \"base/**\"",
+        ));
+    d.coffer()
+        .args(["seal", "secret.yaml", "-w", "base/db2.yaml"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "scope strict (the rule names none), from rule \"base/**\"",
+        ));
+    // What was written follows the rules.
+    d.coffer()
+        .args(["check", "clusters", "base", "elsewhere"])
+        .assert()
+        .success();
 }
 
 #[test]
@@ -1413,11 +1591,14 @@ fn check_passes_a_clean_repository_and_names_every_problem_with_its_fix() {
         ])
         .assert()
         .success();
-    // Strict where the rule asks for namespace.
+    // Strict where the rule asks for namespace (seal refuses a --scope
+    // that contradicts the rule unless -r takes the rule's place).
     d.coffer()
         .args([
             "seal",
             "base/leak.yaml",
+            "-r",
+            "recipients/dr.txt",
             "--scope",
             "strict",
             "-w",

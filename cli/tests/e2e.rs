@@ -147,6 +147,16 @@ impl CliCluster {
     }
 }
 
+/// The fields of the line of `coffer keys list` for the key with the whole
+/// id `id` (ids are shown whole, as `inspect` shows them).
+fn row<'a>(list: &'a str, id: &str) -> Vec<&'a str> {
+    assert_eq!(id.len(), 64, "a whole key id: {id}");
+    list.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&id))
+        .unwrap_or_else(|| panic!("no line for key {id} in\n{list}"))
+}
+
 fn ok(o: &Output) -> String {
     assert!(
         o.status.success(),
@@ -199,6 +209,27 @@ async fn sealed_with_the_cli_applied_with_kubectl_becomes_a_secret() {
     let o = c.coffer(&["verify", "moved.yaml"]);
     assert_eq!(o.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&o.stdout).contains("does NOT open"));
+
+    // A directory: an unparsable file is reported and the others are
+    // still verified; the exit status says a file could not be read.
+    let dir = c.dir.path().join("k8s");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a-broken.yaml"), "kind: SealedSecret\n  bad: [\n").unwrap();
+    std::fs::write(dir.join("b-db.yaml"), &sealed).unwrap();
+    std::fs::write(dir.join("c-broken.json"), "{\"kind\": ").unwrap();
+    let o = c.coffer(&["verify", "k8s"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    assert!(
+        out.contains("b-db.yaml: document 1") && out.contains("opens"),
+        "{out}"
+    );
+    assert!(err.contains("a-broken.yaml: not valid YAML"), "{err}");
+    assert!(err.contains("c-broken.json: not valid JSON"), "{err}");
+    assert!(err.contains("2 file(s) could not be read"), "{err}");
     c.ctrl.assert_log_free_of(&["cli-e2e-1"]);
 }
 
@@ -277,8 +308,8 @@ async fn rotate_reencrypts_a_folder_in_place_and_retiring_the_old_key_breaks_not
         .await;
     assert_eq!(c.secret_value("s7", "password").await, b"rot-e2e-7");
     let list = ok(&c.coffer(&["keys", "list"]));
-    assert!(list.contains(&format!("{}  retired", &old[..16])), "{list}");
-    assert!(list.contains(&format!("{}  active", &new[..16])), "{list}");
+    assert_eq!(row(&list, &old)[1], "retired", "{list}");
+    assert_eq!(row(&list, &new)[1], "active", "{list}");
 }
 
 /// The README's rotation steps, with the step they lacked: `coffer keys
@@ -336,7 +367,7 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
         "{err}"
     );
     let list = ok(&c.coffer(&["keys", "list"]));
-    assert!(list.contains(&format!("{}  usable", &old[..16])), "{list}");
+    assert_eq!(row(&list, &old)[1], "usable", "{list}");
 
     // One re-encrypted file applied: only the other still needs the key.
     c.kubectl(&["apply", "-f", repo.join("db.yaml").to_str().unwrap()]);
@@ -362,7 +393,7 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
         String::from_utf8_lossy(&retired.stderr)
     );
     let list = ok(&c.coffer(&["keys", "list"]));
-    assert!(list.contains(&format!("{}  retired", &old[..16])), "{list}");
+    assert_eq!(row(&list, &old)[1], "retired", "{list}");
     c.all_unsealed(2, "both SealedSecrets Ready with the old key retired")
         .await;
     assert_eq!(c.secret_value("db", "password").await, b"retire-e2e-db");
@@ -374,7 +405,7 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(err.contains("cannot ask the controller"), "{err}");
     let list = ok(&c.coffer(&["keys", "list"]));
-    assert!(list.contains(&format!("{}  active", &new[..16])), "{list}");
+    assert_eq!(row(&list, &new)[1], "active", "{list}");
 
     // --force retires the key both objects need; they go KeyRetired.
     let forced = c.coffer(&["keys", "retire", "--force", &new]);
@@ -434,8 +465,9 @@ async fn rotate_moves_a_repository_from_x25519_to_post_quantum_keys() {
     let published = ok(&c.coffer(&["recipients"]));
     assert!(published.contains("\nage1pq1"), "{published}");
     let list = ok(&c.coffer(&["keys", "list"]));
-    assert!(
-        list.contains(&format!("{}  active     mlkem768x25519", &new[..16])),
+    assert_eq!(
+        row(&list, &new)[1..3],
+        ["active", "mlkem768x25519"],
         "{list}"
     );
     let inspected = ok(&c.coffer_in(&repo, &["inspect", "p0.yaml"], None));
@@ -554,6 +586,119 @@ async fn a_key_backup_recovers_the_secrets_offline() {
     let labels = restored[0].metadata.labels.as_ref().unwrap();
     assert_eq!(labels["coffer.dev/key-id"], active[..16]);
     assert_eq!(labels["coffer.dev/key-state"], "open-only");
+}
+
+/// Issue 27: `keys list` shows whole ids in aligned columns and the
+/// imported bitnami keys; `keys restore --trust` with the committed
+/// recipients file (which lists the active key only) restores the keys it
+/// lists from a backup that also holds older ones, and refuses one taken
+/// before the rotation saying why: its keys are older than the file's, so
+/// an earlier version of the file lists them.
+#[tokio::test]
+async fn keys_list_and_restore_across_a_rotation() {
+    let c = cluster_on(Server::shared().clone(), "cli-ring").await;
+    ok(&c.coffer(&["keygen", "-w", "admin.txt", "--recipients-out", "admin.pub"]));
+    let admin_pub = std::fs::read_to_string(c.dir.path().join("admin.pub")).unwrap();
+    let admin = admin_pub.lines().find(|l| l.starts_with("age1")).unwrap();
+    let old = c.active_key().await;
+    ok(&c.coffer(&["recipients", "-w", "old.txt"]));
+    ok(&c.coffer(&["keys", "backup", "--to", admin, "-w", "before.age"]));
+    std::fs::create_dir_all(c.dir.path().join("empty")).unwrap();
+    ok(&c.coffer(&["rotate", "empty"]));
+    let new = c.active_key().await;
+    assert_ne!(new, old);
+    ok(&c.coffer(&["recipients", "-w", "prod.txt"]));
+    ok(&c.coffer(&["keys", "backup", "--to", admin, "-w", "after.age"]));
+
+    let bitnami = coffer_core::bitnami::BitnamiKey::generate(2048);
+    std::fs::write(c.dir.path().join("main.key"), bitnami.to_pem().as_bytes()).unwrap();
+    ok(&c.coffer(&["keys", "import-bitnami", "--file", "main.key"]));
+    let list = ok(&c.coffer(&["keys", "list"]));
+    assert_eq!(row(&list, &new)[1], "active", "{list}");
+    assert_eq!(row(&list, &old)[1], "usable", "{list}");
+    let b = row(&list, &bitnami.id());
+    assert_eq!(b[1..4], ["open-only", "bitnami-rsa2048", "-"], "{list}");
+    // Every column starts where its header does.
+    let lines: Vec<&str> = list.lines().collect();
+    for column in ["STATE", "KIND", "CREATED", "SECRET"] {
+        let at = lines[0].find(column).unwrap();
+        for l in &lines[1..] {
+            assert!(
+                l.as_bytes()[at - 1] == b' ' && l.as_bytes()[at] != b' ',
+                "{column} misaligned:\n{list}"
+            );
+        }
+    }
+
+    let restore = |into: &str, file: &str, trust: &[&str]| {
+        let mut args = vec!["keys", "restore", file, "-i", "admin.txt"];
+        for t in trust {
+            args.extend(["--trust", t]);
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .current_dir(c.dir.path())
+            .arg("--kubeconfig")
+            .arg(c.server.kubeconfig())
+            .args(["--controller-namespace", into])
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let restored = |ns: String| {
+        let admin = c.admin.clone();
+        async move {
+            let api: Api<Secret> = Api::namespaced(admin, &ns);
+            let mut ids: Vec<String> = api
+                .list(&ListParams::default().labels("coffer.dev/key-id"))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|s| s.metadata.labels.as_ref().unwrap()["coffer.dev/key-id"].clone())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+
+    // Taken before the rotation: none of its keys is in prod.txt. Refused,
+    // saying the key is older than prod.txt's and where to find it.
+    let fresh = namespace(&c.admin, "cli-ring-a").await;
+    let o = restore(&fresh, "before.age", &["prod.txt"]);
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(5), "{said}");
+    assert!(
+        said.contains("in no recipients file named with --trust"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{old}: created"))
+            && said.contains(&format!("not after prod.txt's key {new}"))
+            && said.contains("earlier version of prod.txt"),
+        "{said}"
+    );
+    assert!(said.contains("git log"), "{said}");
+    assert!(restored(fresh.clone()).await.is_empty(), "nothing restored");
+    // With the version of the file that lists it, it is restored.
+    ok(&restore(&fresh, "before.age", &["old.txt", "prod.txt"]));
+    assert_eq!(restored(fresh).await, [old[..16].to_string()]);
+
+    // Taken after: prod.txt lists the new key, which is restored; the old
+    // one is not, and the warning says why.
+    let fresh = namespace(&c.admin, "cli-ring-b").await;
+    let o = restore(&fresh, "after.age", &["prod.txt"]);
+    let said = ok(&o) + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("not restoring 1 of the backup's 2 keys"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("{old}: created")), "{said}");
+    assert_eq!(restored(fresh.clone()).await, [new[..16].to_string()]);
+    // Then the old one too, once trusted: keys present are left alone.
+    ok(&restore(&fresh, "after.age", &["old.txt", "prod.txt"]));
+    let mut both = vec![old[..16].to_string(), new[..16].to_string()];
+    both.sort();
+    assert_eq!(restored(fresh).await, both);
 }
 
 /// Finding 1 of the adversarial review: a backup is encrypted to the

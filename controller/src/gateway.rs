@@ -59,6 +59,80 @@ async fn send_object(
     send(client, req, verb).await
 }
 
+tokio::task_local! {
+    /// The last request the API server refused in this task, while a
+    /// caller collects it ([`noting_failures`]).
+    static FAILED: std::cell::RefCell<Option<FailedRequest>>;
+}
+
+/// A request the API server refused, for messages: its verb and what it
+/// was about (`create secrets in namespace shop`), and the HTTP code. No
+/// body, no free text from the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedRequest {
+    pub code: u16,
+    pub what: String,
+}
+
+impl std::fmt::Display for FailedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+/// Runs `work`, and returns with its output the last request the API
+/// server refused while it ran (through this module, or
+/// [`note_failure`]), so a status can say which request failed without
+/// every error carrying it.
+pub async fn noting_failures<F: std::future::Future>(
+    work: F,
+) -> (F::Output, Option<FailedRequest>) {
+    FAILED
+        .scope(std::cell::RefCell::new(None), async {
+            let out = work.await;
+            (out, FAILED.with(|f| f.borrow_mut().take()))
+        })
+        .await
+}
+
+/// Records a refused request for [`noting_failures`]; nothing outside it.
+pub fn note_failure(verb: &str, path: &str, code: u16) {
+    let what = describe(verb, path);
+    let _ = FAILED.try_with(|f| *f.borrow_mut() = Some(FailedRequest { code, what }));
+}
+
+/// `create secrets in namespace shop`, `get secrets shop/db`, `patch the
+/// status of sealedsecrets.coffer.dev shop/db`, from a request's verb and
+/// URL path; the path itself when it is not a namespaced object's.
+fn describe(verb: &str, path: &str) -> String {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return format!("{verb} {path}"),
+    };
+    let with_group = |resource: &str| {
+        if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        }
+    };
+    let verb = verb.strip_suffix("_status").unwrap_or(verb);
+    match rest {
+        ["namespaces", ns, resource] => {
+            format!("{verb} {} in namespace {ns}", with_group(resource))
+        }
+        ["namespaces", ns, resource, name] => {
+            format!("{verb} {} {ns}/{name}", with_group(resource))
+        }
+        ["namespaces", ns, resource, name, sub] => {
+            format!("{verb} the {sub} of {} {ns}/{name}", with_group(resource))
+        }
+        _ => format!("{verb} {path}"),
+    }
+}
+
 /// Sends a request; returns the answer parsed as `T` (for writes, only the
 /// `metadata` of [`Written`]), or the API server's `Status` as
 /// [`kube::Error::Api`].
@@ -68,6 +142,7 @@ async fn send<T: DeserializeOwned>(
     verb: &'static str,
 ) -> Result<T, kube::Error> {
     let (mut parts, data) = req.into_parts();
+    let path = parts.uri.path().to_string();
     parts.extensions.insert(verb);
     let data = wipe::body(data);
     let res = client
@@ -85,6 +160,7 @@ async fn send<T: DeserializeOwned>(
             )
             .with_code(code.as_u16())
         });
+        note_failure(verb, &path, code.as_u16());
         Err(kube::Error::Api(status.boxed()))
     } else {
         serde_json::from_slice::<T>(&bytes).map_err(kube::Error::SerdeError)
@@ -339,5 +415,41 @@ mod tests {
         let err = create::<Secret>(&c, "shop", &secret()).await.unwrap_err();
         let text = format!("{err} {err:?}");
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    /// Issue 27: the `Retrying` status named no verb or resource. A
+    /// refused request is remembered for the status as its verb and
+    /// object, from the request made, never the API's text.
+    #[tokio::test]
+    async fn a_refused_request_is_noted_with_its_verb_and_object() {
+        let (c, _) = client(
+            403,
+            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"denied: hunter2","reason":"Forbidden","code":403}"#,
+        );
+        let (r, failed) = noting_failures(create_secret(&c, "shop", &secret())).await;
+        assert!(r.is_err());
+        let failed = failed.unwrap();
+        assert_eq!(failed.code, 403);
+        assert_eq!(failed.to_string(), "create secrets in namespace shop");
+        let patch = serde_json::json!({"status": {}});
+        let (_, failed) = noting_failures(async {
+            let _ = replace_secret(&c, "shop", "db", &secret()).await;
+            patch_status::<coffer_core::SealedSecret>(&c, "shop", "db", &patch).await
+        })
+        .await;
+        assert_eq!(
+            failed.unwrap().to_string(),
+            "patch the status of sealedsecrets.coffer.dev shop/db",
+            "the last one refused"
+        );
+        let (_, failed) = noting_failures(replace_secret(&c, "shop", "db", &secret())).await;
+        assert_eq!(failed.unwrap().to_string(), "replace secrets shop/db");
+        // Outside `noting_failures` nothing is kept, and nothing fails.
+        assert!(create_secret(&c, "shop", &secret()).await.is_err());
+        // Succeeding requests note nothing.
+        let (c, _) = client(200, r#"{"metadata":{}}"#);
+        let (_, failed) = noting_failures(replace_secret(&c, "shop", "db", &secret())).await;
+        assert_eq!(failed, None);
+        assert_eq!(describe("get", "/weird"), "get /weird");
     }
 }

@@ -878,15 +878,33 @@ async fn readyz(State(state): State<Shared>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Shared>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+/// `GET /metrics`: OpenMetrics 1.0.0, or Prometheus' classic text format
+/// 0.0.4 when the `Accept` header prefers `text/plain` (scrapers that do
+/// not read OpenMetrics, or a Prometheus told to scrape it); each answer
+/// says its format in `Content-Type`.
+async fn metrics(State(state): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let text = state.metrics.encode();
+    match crate::metrics::negotiate(&accept) {
+        crate::metrics::Exposition::OpenMetrics => (
+            [(
+                header::CONTENT_TYPE,
+                crate::metrics::OPENMETRICS_CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        crate::metrics::Exposition::Classic => (
+            [(header::CONTENT_TYPE, crate::metrics::CLASSIC_CONTENT_TYPE)],
+            crate::metrics::to_classic(&text),
+        )
+            .into_response(),
+    }
 }
 
 async fn recipients(State(state): State<Shared>) -> Response {

@@ -36,9 +36,13 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.run.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: redirected to a file, a pipe
+    // or a log collector, escape codes would end up in the text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match cli.run.log_format {
         // The message and the event's fields at the top level of each line,
         // where log pipelines look for them, not under "fields".

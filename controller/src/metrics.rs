@@ -552,6 +552,111 @@ impl Collector for SealedStates {
     }
 }
 
+/// The `Content-Type` of OpenMetrics text, what
+/// [`prometheus_client::encoding::text::encode`] writes.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of Prometheus' classic text format.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The two formats `/metrics` answers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposition {
+    OpenMetrics,
+    /// Prometheus' text format 0.0.4.
+    Classic,
+}
+
+/// The format an `Accept` header asks for, by quality (`q`), a media range
+/// naming the type exactly counting before `text/*` or `application/*`,
+/// and those before `*/*`. OpenMetrics wins ties, and answers a request
+/// without `Accept` or accepting neither (as before content negotiation).
+pub fn negotiate(accept: &str) -> Exposition {
+    // (specificity, q) of the most specific range matching each format.
+    let mut om: Option<(u8, f32)> = None;
+    let mut classic: Option<(u8, f32)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map(|(_, v)| v.trim().parse::<f32>().unwrap_or(0.0))
+            .unwrap_or(1.0);
+        let better = |slot: &mut Option<(u8, f32)>, specificity: u8| match slot {
+            Some((s, old)) if *s == specificity => *old = old.max(q),
+            Some((s, _)) if *s > specificity => {}
+            _ => *slot = Some((specificity, q)),
+        };
+        match media.as_str() {
+            "application/openmetrics-text" => better(&mut om, 2),
+            "text/plain" => better(&mut classic, 2),
+            "application/*" => better(&mut om, 1),
+            "text/*" => better(&mut classic, 1),
+            "*/*" => {
+                better(&mut om, 0);
+                better(&mut classic, 0);
+            }
+            _ => {}
+        }
+    }
+    let q = |slot: Option<(u8, f32)>| slot.map(|(_, q)| q).unwrap_or(0.0);
+    if q(classic) > q(om) {
+        Exposition::Classic
+    } else {
+        Exposition::OpenMetrics
+    }
+}
+
+/// OpenMetrics text as Prometheus' classic text format 0.0.4: the samples
+/// unchanged; `# HELP` and `# TYPE` named as the samples are (a counter
+/// `x` is `x_total`, an info `x` is the gauge `x_info`, `unknown` is
+/// `untyped`); no `# UNIT` and no `# EOF`, which that format lacks.
+pub fn to_classic(openmetrics: &str) -> String {
+    let mut types: HashMap<&str, &str> = HashMap::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            types.insert(name, kind);
+        }
+    }
+    let rename = |name: &str| -> String {
+        match types.get(name).copied() {
+            Some("counter") => format!("{name}_total"),
+            Some("info") => format!("{name}_info"),
+            _ => name.to_string(),
+        }
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            let kind = match kind {
+                "info" => "gauge",
+                "unknown" => "untyped",
+                "gaugehistogram" => "histogram",
+                "stateset" => "gauge",
+                other => other,
+            };
+            out.push_str(&format!("# TYPE {} {kind}\n", rename(name)));
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            // OpenMetrics escapes `"` in HELP; the classic format does not.
+            let help = help.replace("\\\"", "\"");
+            out.push_str(&format!("# HELP {} {help}\n", rename(name)));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,5 +764,100 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert_eq!(m.api_request_count(), 4);
+    }
+
+    #[test]
+    fn accept_chooses_between_openmetrics_and_the_classic_text_format() {
+        use Exposition::*;
+        for (accept, want) in [
+            ("", OpenMetrics),
+            ("*/*", OpenMetrics),
+            ("application/json", OpenMetrics),
+            ("text/plain;version=0.0.4", Classic),
+            ("text/plain; version=0.0.4; charset=utf-8", Classic),
+            ("TEXT/PLAIN", Classic),
+            ("text/*", Classic),
+            ("application/openmetrics-text;version=1.0.0", OpenMetrics),
+            // Prometheus 3's default scrape protocols, best first.
+            (
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
+                 application/openmetrics-text;version=0.0.1;q=0.4,\
+                 text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,\
+                 text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+                OpenMetrics,
+            ),
+            // A Prometheus told `scrape_protocols: [PrometheusText0.0.4]`.
+            ("text/plain;version=0.0.4;q=1,*/*;q=0.1", Classic),
+            (
+                "application/openmetrics-text;q=0.2,text/plain;version=0.0.4;q=0.9",
+                Classic,
+            ),
+            // An exact type counts before a wildcard that would allow it.
+            ("application/openmetrics-text;q=0,*/*", Classic),
+            ("text/plain;q=0,*/*", OpenMetrics),
+        ] {
+            assert_eq!(negotiate(accept), want, "Accept: {accept}");
+        }
+    }
+
+    #[test]
+    fn the_classic_format_names_help_and_type_as_the_samples_and_has_no_openmetrics_lines() {
+        let m = Metrics::default();
+        m.api_request("LIST", Some(200));
+        m.observe_reconcile(Duration::from_millis(3));
+        let om = m.encode();
+        assert!(
+            om.contains("# TYPE coffer_kube_api_requests counter\n"),
+            "{om}"
+        );
+        assert!(om.contains("# TYPE coffer_build info\n"), "{om}");
+        let text = to_classic(&om);
+        for line in [
+            "# TYPE coffer_kube_api_requests_total counter\n",
+            "coffer_kube_api_requests_total{verb=\"LIST\",code=\"200\"} 1\n",
+            "# TYPE coffer_build_info gauge\n",
+            "coffer_leader 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            text.contains("# HELP coffer_kube_api_requests_total "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        // Every TYPE is a type of the classic format, and every sample is
+        // named as a TYPE is (with a histogram's suffixes).
+        let mut typed = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut f = line["# TYPE ".len()..].split(' ');
+            let (name, kind) = (f.next().unwrap(), f.next().unwrap());
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.push((name.to_string(), kind.to_string()));
+        }
+        for sample in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            assert!(
+                typed.iter().any(|(t, kind)| name == t
+                    || (kind == "histogram"
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|s| name.strip_suffix(s) == Some(t.as_str())))),
+                "{sample}: no # TYPE {name} in\n{text}"
+            );
+        }
+        // Samples are the same lines in both formats.
+        let samples = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(samples(&om), samples(&text));
     }
 }

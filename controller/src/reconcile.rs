@@ -190,25 +190,33 @@ pub async fn reconcile(key: &Key, ctx: &Context) -> Result<Next, Error> {
         return Ok(Next::AwaitChange);
     };
     let start = Instant::now();
-    let result = reconcile_entry(key, &entry, ctx).await;
+    let (result, failed) = gateway::noting_failures(reconcile_entry(key, &entry, ctx)).await;
     if let Err(Error::Kube(e)) = &result {
         // Say that work is pending, once per generation and cause; if the
         // API server cannot take this either, the retry will say it.
         let of = StatusOf::entry(key, &entry);
-        let _ = set_status(ctx, &of, Readiness::Retrying, "Retrying", retrying(e)).await;
+        let message = retrying(e, failed.as_ref());
+        let _ = set_status(ctx, &of, Readiness::Retrying, "Retrying", message).await;
     }
     ctx.metrics.observe_reconcile(start.elapsed());
     result
 }
 
-/// The `Reconciling` message after an API error: its code and reason only,
-/// never the API's free text, which may quote what was sent.
-fn retrying(e: &kube::Error) -> String {
+/// The `Reconciling` message after an API error: its code and reason, and
+/// the request refused (verb and resource, from the request the controller
+/// made), never the API's free text, which may quote what was sent.
+fn retrying(e: &kube::Error, failed: Option<&gateway::FailedRequest>) -> String {
     match e {
-        kube::Error::Api(s) => format!(
-            "retrying: the Kubernetes API answered {} ({})",
-            s.code, s.reason
-        ),
+        kube::Error::Api(s) => {
+            let to = match failed {
+                Some(f) if f.code == s.code => format!(" to {f}"),
+                _ => String::new(),
+            };
+            format!(
+                "retrying: the Kubernetes API answered {} ({}){to}",
+                s.code, s.reason
+            )
+        }
         _ => "retrying: no answer from the Kubernetes API".into(),
     }
 }
@@ -341,7 +349,12 @@ async fn read_sealed(
     match api.get_with(name, &params).await {
         Ok(s) => Ok(Some(Arc::new(s))),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            if let kube::Error::Api(s) = &e {
+                gateway::note_failure("get", &format!("{}/{name}", api.resource_url()), s.code);
+            }
+            Err(e.into())
+        }
     }
 }
 

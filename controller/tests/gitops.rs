@@ -276,6 +276,12 @@ async fn a_write_the_api_server_keeps_refusing_is_reconciling_until_it_goes_thro
         "the code and reason, not the API's text: {}",
         rec.3
     );
+    assert!(
+        rec.3
+            .ends_with(&format!("to create secrets in namespace {}", t.ns)),
+        "the request refused, its verb and resource: {}",
+        rec.3
+    );
     let ready = c.iter().find(|c| c.0 == "Ready").unwrap();
     assert_eq!(ready.1, "Unknown", "{c:?}");
     assert!(!c.iter().any(|c| c.0 == "Stalled"), "{c:?}");

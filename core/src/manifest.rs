@@ -27,17 +27,41 @@ impl fmt::Debug for SecretValue {
     }
 }
 
+/// A `data` or `stringData` entry as YAML or JSON wrote it: text, or
+/// something else, kept as what it is (never its value) so that the error
+/// can name the item's key once the document is known to be a Secret.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Scalar {
+    Text(SecretValue),
+    /// `port: 5432`, `debug: true`, a list or a mapping: what it is, as
+    /// "a number", "a boolean", …
+    Other(&'static str),
+}
+
+impl Scalar {
+    /// The text, or why the item (named `what`, e.g. `stringData item
+    /// "port"`) is refused. Never quotes the value.
+    fn text(self, what: &str) -> Result<SecretValue, String> {
+        match self {
+            Scalar::Text(v) => Ok(v),
+            Scalar::Other(kind) => Err(format!(
+                "{what} is {kind}, not a string; quote it to make it a string"
+            )),
+        }
+    }
+}
+
 /// A `data` entry: base64 in the manifest, kept as text until the
 /// document is known to be a Secret (a ConfigMap's `data` is not base64),
 /// then decoded with the item's key at hand for the error.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Base64Value(pub SecretValue);
+pub struct Base64Value(pub Scalar);
 
 impl Base64Value {
     /// Decodes the base64 text; `None` when it is not valid base64.
-    pub fn decode(&self) -> Option<SecretValue> {
+    pub fn decode(text: &SecretValue) -> Option<SecretValue> {
         // Kubernetes prints `data` as canonical standard base64.
-        let text = std::str::from_utf8(&self.0.0).ok()?;
+        let text = std::str::from_utf8(&text.0).ok()?;
         let mut bytes = Zeroizing::new(Vec::with_capacity(text.len() * 3 / 4));
         STANDARD.decode_vec(text.trim(), &mut bytes).ok()?;
         Some(SecretValue(bytes))
@@ -45,20 +69,22 @@ impl Base64Value {
 }
 /// A `stringData` entry: the text itself.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub struct TextValue(pub SecretValue);
+pub struct TextValue(pub Scalar);
 
 struct ValueVisitor;
 
 impl ValueVisitor {
-    fn convert<E: de::Error>(&self, s: &str) -> Result<SecretValue, E> {
+    fn convert<E: de::Error>(&self, s: &str) -> Result<Scalar, E> {
         // `data` stays base64 text here; `flatten` decodes it once the
         // document is known to be a Secret.
-        Ok(SecretValue(Zeroizing::new(s.as_bytes().to_vec())))
+        Ok(Scalar::Text(SecretValue(Zeroizing::new(
+            s.as_bytes().to_vec(),
+        ))))
     }
 }
 
 impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = SecretValue;
+    type Value = Scalar;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")
     }
@@ -71,29 +97,39 @@ impl<'de> Visitor<'de> for ValueVisitor {
         r
     }
     // YAML turns `port: 5432` or `debug: true` into numbers and booleans;
-    // kubectl refuses those in stringData, and so do we, without the value.
+    // kubectl refuses those in stringData, and so do we, naming the item
+    // once the document is known to be a Secret, never the value.
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(E::custom(
-            "a value is a number; quote it to make it a string",
-        ))
+        Ok(Scalar::Other("a number"))
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(E::custom(
-            "a value is a number; quote it to make it a string",
-        ))
+        Ok(Scalar::Other("a number"))
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Self::Value, E> {
+        Ok(Scalar::Other("a number"))
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Self::Value, E> {
+        Ok(Scalar::Other("a number"))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(E::custom(
-            "a value is a number; quote it to make it a string",
-        ))
+        Ok(Scalar::Other("a number"))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Err(E::custom(
-            "a value is a boolean; quote it to make it a string",
-        ))
+        Ok(Scalar::Other("a boolean"))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(SecretValue(Zeroizing::new(Vec::new())))
+        Ok(Scalar::Text(SecretValue(Zeroizing::new(Vec::new()))))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("a list"))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Scalar::Other("a mapping"))
     }
 }
 
@@ -243,7 +279,8 @@ fn flatten(doc: RawDoc, out: &mut Vec<SecretManifest>) -> Result<(), ManifestErr
             }
             let mut data: BTreeMap<String, SecretValue> = BTreeMap::new();
             for (k, v) in doc.data.unwrap_or_default() {
-                let value = v.decode().ok_or_else(|| {
+                let text = v.0.text(&format!("data item {k:?}")).map_err(err)?;
+                let value = Base64Value::decode(&text).ok_or_else(|| {
                     err(format!(
                         "data item {k:?} is not valid base64 (use stringData for plain text)"
                     ))
@@ -251,7 +288,8 @@ fn flatten(doc: RawDoc, out: &mut Vec<SecretManifest>) -> Result<(), ManifestErr
                 data.insert(k, value);
             }
             for (k, v) in doc.string_data.unwrap_or_default() {
-                data.insert(k, v.0);
+                let value = v.0.text(&format!("stringData item {k:?}")).map_err(err)?;
+                data.insert(k, value);
             }
             out.push(SecretManifest {
                 index,
@@ -329,6 +367,41 @@ mod tests {
             "document 1: data item \"pw\" is not valid base64 (use stringData for plain text)"
         );
         assert!(!matches!(e, ManifestError::Syntax { .. }));
+    }
+
+    #[test]
+    fn a_value_that_is_no_string_names_its_item_and_is_not_a_syntax_error() {
+        for (value, kind) in [
+            ("5432", "a number"),
+            ("-17.25", "a number"),
+            ("true", "a boolean"),
+            ("[s3cr3t, other]", "a list"),
+            ("{s3cr3t: 1}", "a mapping"),
+        ] {
+            let text = format!(
+                "kind: Secret\nmetadata: {{name: a}}\nstringData:\n  ok: text\n  port: {value}\n"
+            );
+            let e = read_secrets(&text).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "document 1: stringData item \"port\" is {kind}, not a string; quote it to make it a string"
+                )
+            );
+            assert!(!e.to_string().contains(value), "{e}");
+            let text = format!("---\nkind: Secret\nmetadata: {{name: b}}\ndata:\n  n: {value}\n");
+            assert_eq!(
+                read_secrets(&text).unwrap_err().to_string(),
+                format!(
+                    "document 1: data item \"n\" is {kind}, not a string; quote it to make it a string"
+                )
+            );
+        }
+        let json = r#"{"kind":"Secret","metadata":{"name":"a"},"stringData":{"port":5432}}"#;
+        assert_eq!(
+            read_secrets(json).unwrap_err().to_string(),
+            "document 1: stringData item \"port\" is a number, not a string; quote it to make it a string"
+        );
     }
 
     #[test]
