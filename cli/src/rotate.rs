@@ -302,7 +302,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
         return Ok(());
     }
 
-    let active = if new_key && values > 0 {
+    let active = if new_key {
         let old = crate::key_admin::request_rotation(target, &before).await?;
         eprintln!(
             "requested a new key to replace {}; waiting for it to become active",
@@ -328,9 +328,6 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
         answers.clear();
         now
     } else {
-        if new_key {
-            eprintln!("no SealedSecret of this cluster under the paths given: no key requested");
-        }
         before
     };
 
