@@ -157,12 +157,20 @@ impl Target {
     /// answers 429 (its rate limit) or 503 (not ready, or a replica that is
     /// not the leader), up to a minute. Returns the status code and body
     /// (a refusal's reason alone); transport errors are failures.
-    pub async fn get_with_retry(&self, path: &str) -> Result<(u16, String)> {
+    /// `header`, when given, is sent with each try.
+    pub async fn get_with_retry(
+        &self,
+        path: &str,
+        header: Option<(&'static str, String)>,
+    ) -> Result<(u16, String)> {
         let client = match &self.controller_url {
             Some(_) => None,
             None => Some(self.client().await?),
         };
-        retrying(&[429, 503], || self.call(client.as_ref(), path, None)).await
+        retrying(&[429, 503], || {
+            self.call(client.as_ref(), path, None, header.clone())
+        })
+        .await
     }
 
     /// Like [`Self::proxy_post`], but waits and retries while the
@@ -173,7 +181,7 @@ impl Target {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
-        retrying(&[429], || self.call(client, path, Some(body.clone()))).await
+        retrying(&[429], || self.call(client, path, Some(body.clone()), None)).await
     }
 
     /// POSTs JSON to the controller (directly with --controller-url, else
@@ -185,34 +193,42 @@ impl Target {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
-        self.call(client, path, Some(body)).await
+        self.call(client, path, Some(body), None).await
     }
 
-    /// One request to the controller: a GET, or a POST of JSON `body`.
-    /// Returns the status code and the body (a refusal's reason alone).
+    /// One request to the controller: a GET, or a POST of JSON `body`,
+    /// with `header` if given. Returns the status code and the body (a
+    /// refusal's reason alone).
     async fn call(
         &self,
         client: Option<&Client>,
         path: &str,
         body: Option<Vec<u8>>,
+        header: Option<(&'static str, String)>,
     ) -> Result<(u16, String)> {
         if let Some(base) = &self.controller_url {
             let url = format!("{}{path}", base.trim_end_matches('/'));
-            return tokio::task::spawn_blocking(move || direct_call(&url, body.as_deref()))
-                .await
-                .map_err(|e| Failure::new(1, e.to_string()))?;
+            return tokio::task::spawn_blocking(move || {
+                direct_call(&url, body.as_deref(), header.as_ref())
+            })
+            .await
+            .map_err(|e| Failure::new(1, e.to_string()))?;
         }
         let client = match client {
             Some(c) => c,
             None => &self.client().await?,
         };
-        let req = match body {
-            Some(body) => http::Request::post(self.proxy_path(path))
-                .header("content-type", "application/json")
-                .body(kube::client::Body::from(body)),
-            None => http::Request::get(self.proxy_path(path)).body(kube::client::Body::empty()),
+        let mut req = if body.is_some() {
+            http::Request::post(self.proxy_path(path)).header("content-type", "application/json")
+        } else {
+            http::Request::get(self.proxy_path(path))
+        };
+        if let Some((name, value)) = &header {
+            req = req.header(*name, value.as_str());
         }
-        .map_err(|e| Failure::new(1, e.to_string()))?;
+        let req = req
+            .body(body_of(body))
+            .map_err(|e| Failure::new(1, e.to_string()))?;
         let res = client.send(req).await.map_err(Failure::from)?;
         let code = res.status().as_u16();
         let bytes =
@@ -317,14 +333,28 @@ where
     }
 }
 
-/// A GET, or a POST of JSON `body`, straight to `url` (--controller-url).
-fn direct_call(url: &str, body: Option<&[u8]>) -> Result<(u16, String)> {
-    let answer = match body {
-        Some(body) => agent()
+/// A request's body for the service proxy: the JSON given, or none.
+fn body_of(body: Option<Vec<u8>>) -> kube::client::Body {
+    match body {
+        Some(b) => kube::client::Body::from(b),
+        None => kube::client::Body::empty(),
+    }
+}
+
+/// A GET, or a POST of JSON `body`, straight to `url` (--controller-url),
+/// with `header` if given.
+fn direct_call(
+    url: &str,
+    body: Option<&[u8]>,
+    header: Option<&(&'static str, String)>,
+) -> Result<(u16, String)> {
+    let answer = match (body, header) {
+        (Some(body), _) => agent()
             .post(url)
             .header("content-type", "application/json")
             .send(body),
-        None => agent().get(url).call(),
+        (None, Some((name, value))) => agent().get(url).header(*name, value.as_str()).call(),
+        (None, None) => agent().get(url).call(),
     };
     let mut r = answer
         .map_err(|e| Failure::cluster(format!("cannot reach the controller at {url}: {e}")))?;

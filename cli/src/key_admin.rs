@@ -189,6 +189,14 @@ struct KeyUsers {
     pending: usize,
     #[serde(default)]
     pending_objects: Vec<String>,
+    /// Whether the controller accepted the key admin's proof and named the
+    /// objects (an older controller names them always).
+    #[serde(default = "named")]
+    names: bool,
+}
+
+fn named() -> bool {
+    true
 }
 
 /// How to make a key unneeded before retiring it.
@@ -199,10 +207,20 @@ const BEFORE_RETIRING: &str = "re-encrypt (`coffer rotate PATH`), apply or sync 
 /// Asks the controller which live SealedSecrets still need key `id`, and
 /// refuses while any do, while it cannot tell (SealedSecrets it has not yet
 /// unsealed at their current generation), or when it cannot be asked;
-/// `force` turns each refusal into a warning.
-async fn check_no_users(target: &Target, id: KeyId, force: bool) -> Result<()> {
+/// `force` turns each refusal into a warning. The request carries a proof
+/// made with the key itself (read by the caller, a key admin), so the
+/// controller names the SealedSecrets ([`coffer_core::key_users`]).
+async fn check_no_users(target: &Target, key: &RingKey, force: bool) -> Result<()> {
+    let id = key.id();
     let short = id.short();
-    let asked = match target.get_with_retry(&format!("/v1/keys/{id}/users")).await {
+    let proof = coffer_core::key_users::make(&key.key, jiff::Timestamp::now().as_second());
+    let asked = match target
+        .get_with_retry(
+            &format!("/v1/keys/{id}/users"),
+            Some((coffer_core::key_users::HEADER, proof)),
+        )
+        .await
+    {
         Ok((200, text)) => serde_json::from_str::<KeyUsers>(&text).map_err(|_| {
             Failure::cluster("the controller's answer about the key's users is not understood")
         }),
@@ -231,8 +249,12 @@ async fn check_no_users(target: &Target, id: KeyId, force: bool) -> Result<()> {
             ));
         }
     };
+    let withheld = !users.names;
     let list = |names: &[String], total: usize| {
         let mut out = String::new();
+        if withheld {
+            return " (names withheld: the controller did not accept this command's key admin proof; are the clocks more than 5 minutes apart?)".to_string();
+        }
         for n in names {
             out.push_str(&format!("\n  {n}"));
         }
@@ -423,7 +445,7 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
             // Every key is asked about before any is retired: none or all.
             for key in &chosen {
                 if key.status != KeyStatus::Retired {
-                    check_no_users(target, key.id(), force).await?;
+                    check_no_users(target, key, force).await?;
                 }
             }
             for key in chosen {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use coffer_test_support::{
-    Cluster, Server, WAIT, eventually, http_get, namespace, root, target_dir,
+    Cluster, Server, WAIT, eventually, http_get, http_get_with, namespace, root, target_dir,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
@@ -348,7 +348,51 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(users["key"], old.as_str());
     assert_eq!(users["count"], 2, "{users}");
-    assert_eq!(users["objects"], serde_json::json!([api, db]));
+    // Any Pod may ask: without a key admin's proof the counts come, the
+    // names (another tenant's objects) do not.
+    assert_eq!(users["objects"], serde_json::json!([]), "{users}");
+    assert_eq!(users["names"], false, "{users}");
+    // With a proof made from the key itself, they do; one made with
+    // another key, one for another time, or a replayed one for another
+    // key id, names nothing.
+    let secrets: Api<Secret> = Api::namespaced(c.admin.clone(), &c.key_ns);
+    let key_secret = secrets
+        .list(&ListParams::default().labels(&format!("coffer.dev/key-id={}", &old[..16])))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let old_key = coffer_core::api::read_key_secret(&key_secret, jiff::Timestamp::now())
+        .unwrap()
+        .key;
+    let now = jiff::Timestamp::now().as_second();
+    let ask = |proof: String, id: String| async move {
+        let (code, body) = http_get_with(
+            c.ctrl.http,
+            &format!("/v1/keys/{id}/users"),
+            &[(coffer_core::key_users::HEADER, &proof)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let named = ask(coffer_core::key_users::make(&old_key, now), old.clone()).await;
+    assert_eq!(named["objects"], serde_json::json!([api, db]), "{named}");
+    assert_eq!(named["names"], true);
+    let forged = coffer_format::SecretKey::generate();
+    for (proof, id) in [
+        (coffer_core::key_users::make(&forged, now), old.clone()),
+        (
+            coffer_core::key_users::make(&old_key, now - 3600),
+            old.clone(),
+        ),
+        (coffer_core::key_users::make(&old_key, now), new.clone()),
+    ] {
+        let answer = ask(proof, id).await;
+        assert_eq!(answer["objects"], serde_json::json!([]), "{answer}");
+        assert_eq!(answer["names"], false, "{answer}");
+    }
     let (_, metrics) = http_get(c.ctrl.http, "/metrics").await.unwrap();
     for line in [
         format!("coffer_key_sealed_secrets{{key=\"{}\"}} 2\n", &old[..16]),

@@ -930,10 +930,25 @@ async fn recipients(State(state): State<Shared>) -> Response {
 /// current key ring: they may need any key. See crate::key_users. Reads no
 /// body; only the leader knows its SealedSecrets, so a follower answers
 /// 503, as the leader does until its watches have synced.
+///
+/// Any Pod may reach this port, so the names (which tell one tenant of
+/// another's objects) go only to a request carrying a key admin's proof
+/// ([`coffer_core::key_users`]); others get the counts, empty lists and
+/// `"names": false`. Each request walks every SealedSecret, so it is
+/// charged to the client's rate limit, as a POST is.
 async fn key_users(
     State(state): State<Shared>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    request_headers: axum::http::HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
+    if !state.limiter.allow(addr.ip().to_canonical()) {
+        return reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded; slow down",
+        )
+        .into_response();
+    }
     let Ok(id) = id.parse::<KeyId>() else {
         return reject(
             StatusCode::BAD_REQUEST,
@@ -951,7 +966,16 @@ async fn key_users(
         )
         .into_response();
     };
-    let epoch = state.keys.current().epoch;
+    let keys = state.keys.current();
+    let epoch = keys.epoch;
+    let admin = request_headers
+        .get(coffer_core::key_users::HEADER)
+        .and_then(|h| h.to_str().ok())
+        .zip(keys.ring.usable(id))
+        .is_some_and(|(proof, key)| {
+            coffer_core::key_users::verify(key, proof, jiff::Timestamp::now().as_second())
+        });
+    drop(keys);
     // Every object is looked at: off the async thread.
     let users = tokio::task::spawn_blocking(move || {
         let mut tally = crate::key_users::Tally::new(id);
@@ -962,7 +986,13 @@ async fn key_users(
     let Ok(users) = users else {
         return reject(StatusCode::INTERNAL_SERVER_ERROR, "counting failed").into_response();
     };
-    let names = |keys: &[crate::store::Key]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    let names = |keys: &[crate::store::Key]| {
+        if admin {
+            keys.iter().map(|k| k.to_string()).collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        }
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -972,6 +1002,7 @@ async fn key_users(
             "objects": names(&users.objects),
             "pending": users.pending,
             "pendingObjects": names(&users.pending_objects),
+            "names": admin,
         })
         .to_string(),
     )

@@ -127,6 +127,12 @@ async fn bad_requests_get_a_reason_and_the_process_stays_up() {
     let huge = vec![b' '; 3 * 1024 * 1024];
     assert_eq!(post(&t, "/v1/reencrypt", &huge).0, 413);
 
+    // The key users GET walks every SealedSecret: it is charged to the
+    // same per-client limit as the POSTs.
+    let users = format!("/v1/keys/{}/users", "0".repeat(64));
+    let codes: Vec<u16> = (0..30).map(|_| get(&t, &users).0).collect();
+    assert!(codes.contains(&429), "no 429 in {codes:?}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let codes: Vec<u16> = (0..30)
         .map(|_| post(&t, "/v1/verify", &json(&good)).0)
         .collect();

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod bitnami;
+pub mod key_users;
 pub mod manifest;
 pub mod template;
 pub mod transform;

@@ -609,10 +609,24 @@ impl Drop for ControllerProcess {
 
 /// A GET on a new connection from 127.0.0.1: (status, body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with(addr, path, &[]).await
+}
+
+/// [`http_get`] with extra request headers.
+pub async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut c = tokio::net::TcpStream::connect(addr).await?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     c.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: coffer\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: coffer\r\nConnection: close\r\n{extra}\r\n")
+            .as_bytes(),
     )
     .await?;
     let mut buf = Vec::new();
