@@ -366,9 +366,10 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
         .unwrap()
         .key;
     let now = jiff::Timestamp::now().as_second();
+    let addr = c.ctrl.http;
     let ask = |proof: String, id: String| async move {
         let (code, body) = http_get_with(
-            c.ctrl.http,
+            addr,
             &format!("/v1/keys/{id}/users"),
             &[(coffer_core::key_users::HEADER, &proof)],
         )
