@@ -1,12 +1,15 @@
 //! The controller's module graph stays a tree-like DAG: no module imports
-//! the wiring (`run.rs`), and no import cycle comes back. Read from the
-//! sources, like the CRD drift gate reads the generated YAML.
+//! the wiring (`run.rs`), and no import cycle comes back, in the controller
+//! or in any other crate of the workspace (`format`, `core`, `cli`). Read
+//! from the sources, like the CRD drift gate reads the generated YAML.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-fn graph() -> BTreeMap<String, BTreeSet<String>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// The `crate::` imports of each module of the crate whose sources are in
+/// `src` (a path relative to the repository root).
+fn graph_of(src: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(src);
     let mut g = BTreeMap::new();
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
@@ -33,6 +36,10 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     g
 }
 
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    graph_of("controller/src")
+}
+
 #[test]
 fn no_module_imports_the_wiring() {
     let g = graph();
@@ -45,9 +52,8 @@ fn no_module_imports_the_wiring() {
     }
 }
 
-#[test]
-fn the_controller_modules_have_no_import_cycle() {
-    let g = graph();
+/// The first import cycle of `g`, as `a -> b -> a`.
+fn cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<String> {
     // Depth-first search; a module met again while still on the path closes
     // a cycle.
     fn visit(
@@ -55,22 +61,53 @@ fn the_controller_modules_have_no_import_cycle() {
         g: &BTreeMap<String, BTreeSet<String>>,
         path: &mut Vec<String>,
         done: &mut BTreeSet<String>,
-    ) {
+    ) -> Option<String> {
         if done.contains(m) {
-            return;
+            return None;
         }
         if let Some(at) = path.iter().position(|p| p == m) {
-            panic!("import cycle: {} -> {m}", path[at..].join(" -> "));
+            return Some(format!("{} -> {m}", path[at..].join(" -> ")));
         }
         path.push(m.to_string());
         for next in g.get(m).into_iter().flatten() {
-            visit(next, g, path, done);
+            if let Some(c) = visit(next, g, path, done) {
+                return Some(c);
+            }
         }
         path.pop();
         done.insert(m.to_string());
+        None
     }
     let mut done = BTreeSet::new();
-    for m in g.keys() {
-        visit(m, &g, &mut Vec::new(), &mut done);
+    g.keys()
+        .find_map(|m| visit(m, g, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_crate_of_the_workspace_has_an_import_cycle() {
+    for src in ["controller/src", "format/src", "core/src", "cli/src"] {
+        let g = graph_of(src);
+        assert!(g.len() > 3, "{src}: {g:?}");
+        if let Some(c) = cycle(&g) {
+            panic!("{src}: import cycle {c}");
+        }
     }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let g: BTreeMap<String, BTreeSet<String>> = [
+        ("key", vec!["pq"]),
+        ("pq", vec!["x25519", "key"]),
+        ("x25519", vec![]),
+    ]
+    .into_iter()
+    .map(|(m, uses)| {
+        (
+            m.to_string(),
+            uses.into_iter().map(str::to_string).collect(),
+        )
+    })
+    .collect();
+    assert_eq!(cycle(&g).as_deref(), Some("key -> pq -> key"));
 }

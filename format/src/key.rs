@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::pq;
+use crate::x25519::is_low_order;
 
 /// The two kinds of sealing key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -333,15 +334,6 @@ impl FromStr for PublicKey {
             id: KeyId::from_public_bytes(&raw),
         })
     }
-}
-
-/// Whether an X25519 point lies in the small subgroup (order 1, 2, 4 or 8).
-/// Every X25519 scalar is clamped to a multiple of 8, so the exchange with
-/// such a point is all zeros whatever the scalar; one exchange with any
-/// scalar tells. age refuses the resulting non-contributory secret by
-/// panicking while sealing, so Coffer refuses the point when it is read.
-pub(crate) fn is_low_order(point: &[u8; 32]) -> bool {
-    x25519_dalek::x25519([9u8; 32], *point) == [0u8; 32]
 }
 
 /// A private sealing key of either kind. `Debug` never shows the secret.

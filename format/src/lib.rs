@@ -10,6 +10,7 @@ pub mod key;
 pub mod keyring;
 pub mod pq;
 pub mod recipients;
+mod x25519;
 
 pub use envelope::{Binding, Location, OpenError, Scope, SealError, open, seal};
 pub use key::{KeyId, PublicKey, SecretKey};

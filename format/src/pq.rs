@@ -148,7 +148,7 @@ fn parse_public(encoded: &[u8]) -> Result<KemPublic, PqKeyError> {
     }
     let mut ek_t = [0u8; 32];
     ek_t.copy_from_slice(t);
-    if crate::key::is_low_order(&ek_t) {
+    if crate::x25519::is_low_order(&ek_t) {
         return Err(PqKeyError::LowOrder);
     }
     let ek_pq = MlKemEk::from_bytes(pq.try_into().map_err(|_| PqKeyError::Length)?);
