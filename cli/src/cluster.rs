@@ -391,3 +391,16 @@ fn get_text(url: &str, failed: &str, refused: impl Fn(u16) -> String) -> Result<
         .read_to_string()
         .map_err(|e| Failure::cluster(format!("{failed}: {e}")))
 }
+
+/// The SealedSecret a controller endpoint answered with (`/v1/reencrypt`,
+/// `/v1/bitnami/convert`), or one error naming the file.
+pub fn sealed_reply(label: &str, text: &str) -> Result<coffer_core::SealedSecret> {
+    serde_json::from_str(text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| match coffer_core::api::read_sealed_secret(v) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err("not a SealedSecret".to_string()),
+            Err(e) => Err(e.to_string()),
+        })
+        .map_err(|e| Failure::cluster(format!("{label}: bad reply from the controller: {e}")))
+}

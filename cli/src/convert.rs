@@ -98,7 +98,7 @@ impl Converter {
                         )));
                     }
                 }
-                crate::rotate::sealed_reply(label, &text)
+                crate::cluster::sealed_reply(label, &text)
             }
         }
     }

@@ -83,7 +83,7 @@ pub enum KeysCmd {
         /// Namespace of bitnami's controller and its key Secrets.
         #[arg(
             long,
-            default_value = "kube-system",
+            default_value = coffer_core::bitnami::DEFAULT_KEY_NAMESPACE,
             value_name = "NS",
             conflicts_with = "file"
         )]

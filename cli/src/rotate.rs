@@ -16,7 +16,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use coffer_core::SealedSecret;
-use coffer_core::api::read_sealed_secret;
 use coffer_core::api::ring::{KEY_ID_LABEL, KEY_STATE_LABEL};
 use coffer_format::{KeyId, PublicKey, envelope};
 use k8s_openapi::api::core::v1::Secret;
@@ -607,7 +606,7 @@ async fn reencrypt(
             text.trim()
         )));
     }
-    Ok(Ok(sealed_reply(label, &text)?))
+    Ok(Ok(crate::cluster::sealed_reply(label, &text)?))
 }
 
 /// Which of this cluster's keys the values under the paths still need,
@@ -690,19 +689,6 @@ fn count_ids(s: &SealedSecret, into: &mut BTreeMap<coffer_format::KeyId, usize>)
             }
         }
     }
-}
-
-/// The SealedSecret a controller endpoint answered with (`/v1/reencrypt`,
-/// `/v1/bitnami/convert`), or one error naming the file.
-pub(crate) fn sealed_reply(label: &str, text: &str) -> Result<SealedSecret> {
-    serde_json::from_str(text)
-        .map_err(|e| e.to_string())
-        .and_then(|v| match read_sealed_secret(v) {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => Err("not a SealedSecret".to_string()),
-            Err(e) => Err(e.to_string()),
-        })
-        .map_err(|e| Failure::cluster(format!("{label}: bad reply from the controller: {e}")))
 }
 
 #[cfg(test)]

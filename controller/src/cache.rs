@@ -1,6 +1,7 @@
-//! What the controller keeps in memory between reconciles: a compact copy of
-//! every SealedSecret, a salted digest of every Secret it owns, and the
-//! outcome of the last successful unseal of each SealedSecret.
+//! The compact forms the watches decode objects into: a SealedSecret with
+//! its ciphertexts as bytes ([`CachedSealed`]), an owned Secret as a salted
+//! digest ([`OwnedSecret`]), and the record of a last unseal or refusal
+//! ([`Outcome`], [`Refusal`]) that `crate::store` keeps for each object.
 //!
 //! At 10,000 objects the caches are most of the controller's memory, so they
 //! hold only what reconciling reads: ciphertexts as bytes (a quarter smaller
@@ -9,8 +10,8 @@
 //! SealedSecret, and no Secret values at all.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use coffer_core::api::{
     DeletionPolicy, KEPT_FOR_ANNOTATION, MANAGED_ANNOTATION, MERGE_ANNOTATION,
@@ -499,56 +500,6 @@ pub struct Refusal {
     pub generation: Option<i64>,
     pub key_epoch: u64,
     pub reason: &'static str,
-}
-
-/// What the controller remembers of one SealedSecret's last reconcile.
-#[derive(Clone, Copy, Debug)]
-enum Memo {
-    Unsealed(Outcome),
-    Refused(Refusal),
-}
-
-/// The last [`Outcome`] or [`Refusal`] of each SealedSecret, by uid.
-#[derive(Default)]
-pub struct Outcomes(Mutex<HashMap<Box<str>, Memo>>);
-
-impl Outcomes {
-    /// The last successful unseal, if that is what happened last.
-    pub fn get(&self, uid: &str) -> Option<Outcome> {
-        match self.0.lock().expect("outcomes lock").get(uid) {
-            Some(Memo::Unsealed(o)) => Some(*o),
-            _ => None,
-        }
-    }
-
-    pub fn set(&self, uid: &str, o: Outcome) {
-        self.0
-            .lock()
-            .expect("outcomes lock")
-            .insert(uid.into(), Memo::Unsealed(o));
-    }
-
-    /// Records a refusal; returns whether it is the same as the last one
-    /// (then it is not news).
-    pub fn refused(&self, uid: &str, r: Refusal) -> bool {
-        let mut map = self.0.lock().expect("outcomes lock");
-        let again = matches!(map.get(uid), Some(Memo::Refused(last)) if *last == r);
-        map.insert(uid.into(), Memo::Refused(r));
-        again
-    }
-
-    pub fn forget(&self, uid: &str) {
-        self.0.lock().expect("outcomes lock").remove(uid);
-    }
-
-    /// Keeps only the uids in `live` (after a re-list, which reports no
-    /// deletions).
-    pub fn retain(&self, live: &HashSet<String>) {
-        self.0
-            .lock()
-            .expect("outcomes lock")
-            .retain(|uid, _| live.contains(&**uid));
-    }
 }
 
 #[cfg(test)]

@@ -1187,13 +1187,26 @@ async fn reencrypt(State(state): State<Shared>, body: Bytes) -> Response {
         .run(move || reencrypt_values(sealed, &ring, &active, &held, &extra_keys))
         .await;
     match result {
-        Ok(s) => (
+        Ok(s) => json_ok(&s),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `200` with `value` as JSON; `500` (never a `200` with an empty body)
+/// if it cannot be serialised.
+fn json_ok(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string(&s).unwrap_or_default(),
+            body,
         )
             .into_response(),
-        Err(r) => r.into_response(),
+        Err(_) => reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the answer could not be written",
+        )
+        .into_response(),
     }
 }
 
@@ -1251,12 +1264,7 @@ async fn bitnami_convert(State(state): State<Shared>, body: Bytes) -> Response {
         .await;
     use coffer_core::bitnami::{ConvertError, UnsealError};
     match result {
-        Ok(s) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string(&s).unwrap_or_default(),
-        )
-            .into_response(),
+        Ok(s) => json_ok(&s),
         Err(ConvertError::Unseal(e @ (UnsealError::LegacyData | UnsealError::TemplateData))) => {
             reject(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()).into_response()
         }
@@ -1346,6 +1354,17 @@ pub fn reencrypt_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_that_cannot_be_serialised_is_a_500_not_an_empty_200() {
+        // JSON object keys must be strings: bytes as keys do not serialise.
+        let bad: std::collections::BTreeMap<Vec<u8>, u8> = [(vec![1u8], 1u8)].into();
+        assert_eq!(json_ok(&bad).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            json_ok(&serde_json::json!({"a": 1})).status(),
+            StatusCode::OK
+        );
+    }
 
     /// Found while writing the `http_body` fuzz target's property "anything
     /// re-encrypted would verify": verify refuses more than `MAX_ITEMS`
