@@ -1,7 +1,7 @@
 //! The compact forms the watches decode objects into: a SealedSecret with
 //! its ciphertexts as bytes ([`CachedSealed`]), an owned Secret as a salted
 //! digest ([`OwnedSecret`]), and the record of a last unseal or refusal
-//! ([`Outcome`], [`Refusal`]) that `crate::store` keeps for each object.
+//! ([`Outcome`], [`Refusal`]) that the store (store.rs) keeps for each object.
 //!
 //! At 10,000 objects the caches are most of the controller's memory, so they
 //! hold only what reconciling reads: ciphertexts as bytes (a quarter smaller
