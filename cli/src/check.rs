@@ -64,7 +64,8 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let mut problems = Vec::new();
     let excluded = Excludes::new(&args.exclude)?;
     let (files, others) = files_to_check(&args.paths, &excluded, &mut problems)?;
-    for f in files.iter().chain(&others) {
+    // Manifests are searched as check_file reads them; other files here.
+    for f in &others {
         find_identity(f, &mut problems);
     }
     let mut sealed = 0;
@@ -332,20 +333,28 @@ fn find_identity(file: &Path, problems: &mut Vec<Problem>) {
         return;
     };
     let bytes = zeroize::Zeroizing::new(bytes);
-    let found = ["AGE-SECRET-KEY-1", "AGE-SECRET-KEY-PQ-1"]
+    if holds_identity(&bytes) {
+        problems.push(identity_problem(file));
+    }
+}
+
+/// Whether `bytes` hold an age identity's prefix followed by its encoding.
+fn holds_identity(bytes: &[u8]) -> bool {
+    ["AGE-SECRET-KEY-1", "AGE-SECRET-KEY-PQ-1"]
         .iter()
         .any(|prefix| {
             bytes.windows(prefix.len() + 8).any(|w| {
                 w.starts_with(prefix.as_bytes())
                     && w[prefix.len()..].iter().all(u8::is_ascii_alphanumeric)
             })
-        });
-    if found {
-        problems.push(Problem {
-            at: file.display().to_string(),
-            what: "holds an age identity (a private key)".into(),
-            fix: "remove it from the repository and from git history; treat it as exposed: if it is a cluster key, rotate (`coffer rotate`) and retire it; if it is an admin key, take a new backup to a new one (`coffer keys backup`)".into(),
-        });
+        })
+}
+
+fn identity_problem(file: &Path) -> Problem {
+    Problem {
+        at: file.display().to_string(),
+        what: "holds an age identity (a private key)".into(),
+        fix: "remove it from the repository and from git history; treat it as exposed: if it is a cluster key, rotate (`coffer rotate`) and retire it; if it is an admin key, take a new backup to a new one (`coffer keys backup`)".into(),
     }
 }
 
@@ -444,6 +453,9 @@ pub fn check_file(
             return Ok(Checked::Read(0));
         }
     };
+    if holds_identity(input.text.as_bytes()) {
+        problems.push(identity_problem(file));
+    }
     let docs = match documents(&input) {
         Ok(d) => d,
         // Not YAML or JSON: a Helm template, a Go template, a patch

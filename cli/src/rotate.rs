@@ -36,13 +36,13 @@ use crate::rules::Rules;
 pub struct RotateArgs {
     /// Files or directories (searched for *.yaml, *.yml, *.json); the current directory when none.
     pub paths: Vec<PathBuf>,
-    /// Show what would change; write nothing and request no key.
+    /// Make every check of a real run and show what it would change; write nothing and request no key.
     #[arg(long)]
     pub dry_run: bool,
     /// Do not request a new key; re-encrypt to the active one.
     #[arg(long)]
     pub no_new_key: bool,
-    /// Recipients of other clusters some values are also sealed to: they are kept.
+    /// Recipients of other clusters some values are also sealed to (besides those the file's .coffer.yaml rule names): they are kept.
     #[arg(long = "recipients", short = 'r', value_name = "FILE")]
     pub recipients: Vec<PathBuf>,
     /// How long to wait for the new key to become active.
@@ -239,14 +239,14 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
         b.finish_and_clear();
     }
     if !refusals.is_empty() {
-        for r in &refusals {
-            eprintln!("{r}");
-        }
-        return Err(Failure::cluster(format!(
-            "the controller refused to re-encrypt {} SealedSecret(s) (above); nothing was written and no key was requested",
-            refusals.len()
-        ))
-        .hint("a value that does not open here (wrong place, retired key, altered) must be re-sealed from its plaintext with `coffer seal --merge-into FILE`"));
+        return Err(stop_before_acting(
+            &refusals,
+            Failure::cluster(format!(
+                "the controller refused to re-encrypt {} SealedSecret(s) (above); nothing was written and no key was requested",
+                refusals.len()
+            ))
+            .hint("a value that does not open here (wrong place, retired key, altered) must be re-sealed from its plaintext with `coffer seal --merge-into FILE`"),
+        ));
     }
 
     for f in &plan.files {
@@ -332,6 +332,8 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
 
     let bar = progress(to_write, "files");
     let (mut changed, mut done_values) = (0usize, 0usize);
+    // What each re-encrypted SealedSecret became, for the summary.
+    let mut after: BTreeMap<(usize, usize), SealedSecret> = BTreeMap::new();
     for (fi, f) in plan.files.iter().enumerate() {
         let mut out = String::new();
         let mut file_changed = false;
@@ -375,8 +377,9 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
             } else {
                 crate::io::Format::Yaml
             };
-            out.push_str(&crate::io::render(&[updated], format)?);
+            out.push_str(&crate::io::render(std::slice::from_ref(&updated), format)?);
             out.push_str(&c.suffix);
+            after.insert((fi, di), updated);
             file_changed = true;
         }
         if file_changed {
@@ -407,17 +410,6 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
         files.len(),
         active.short()
     );
-    // Re-read what was written, so the summary is of the files as they are.
-    let mut after: BTreeMap<(usize, usize), SealedSecret> = BTreeMap::new();
-    for (fi, f) in plan.files.iter().enumerate() {
-        let text = read_file(&f.path)?;
-        let (_, chunks) = chunks_of(&text.text);
-        for (di, d) in f.docs.iter().enumerate() {
-            if let Some((_, c)) = chunks.get(d.chunk) {
-                after.insert((fi, di), crate::documents::read_one(&d.label, &c.body)?);
-            }
-        }
-    }
     summary(&plan, &after, &held, Some(&active), false);
     Ok(())
 }
@@ -572,16 +564,25 @@ fn plan(
         });
     }
     if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        return Err(Failure::input(format!(
-            "{} SealedSecret(s) cannot be re-encrypted as they are (above); nothing was written and no key was requested",
-            problems.len()
-        ))
-        .hint("name every other cluster a value is sealed to: add its recipients file to the value's rule in .coffer.yaml, or pass it with -r FILE"));
+        return Err(stop_before_acting(
+            &problems,
+            Failure::input(format!(
+                "{} SealedSecret(s) cannot be re-encrypted as they are (above); nothing was written and no key was requested",
+                problems.len()
+            ))
+            .hint("name every other cluster a value is sealed to: add its recipients file to the value's rule in .coffer.yaml, or pass it with -r FILE"),
+        ));
     }
     Ok(out)
+}
+
+/// Prints every reason the run cannot go on, one a line, and returns the
+/// failure that stops it before anything was requested or written.
+fn stop_before_acting(reasons: &[String], failure: Failure) -> Failure {
+    for r in reasons {
+        eprintln!("{r}");
+    }
+    failure
 }
 
 /// One SealedSecret re-encrypted by the controller, or why it refused

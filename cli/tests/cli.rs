@@ -2338,27 +2338,14 @@ fn convert_offline_rewrites_bitnami_files_in_place_keeping_comments_and_scopes()
         ));
 }
 
-fn git_in(d: &Dir, args: &[&str]) {
+/// Makes `d` (whose `.git` is a bare directory) a real git repository.
+fn git_init(d: &Dir) {
     std::fs::remove_dir_all(d.path(".git")).ok();
-    let ok = std::process::Command::new("git")
-        .current_dir(d.path(""))
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
+    coffer_test_support::git(d.path("").as_path(), &["init", "-q"]);
 }
 
 fn git_more(d: &Dir, args: &[&str]) {
-    let ok = std::process::Command::new("git")
-        .current_dir(d.path(""))
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
+    coffer_test_support::git(d.path("").as_path(), args);
 }
 
 /// The fix `coffer check` names for a value never sealed for a cluster
@@ -2369,7 +2356,7 @@ fn git_more(d: &Dir, args: &[&str]) {
 #[test]
 fn check_fix_for_a_cluster_missing_from_a_value_is_the_command_that_works() {
     let d = repo();
-    git_in(&d, &["init", "-q"]);
+    git_init(&d);
     git_more(&d, &["add", "-A"]);
     git_more(&d, &["commit", "-qm", "rules"]);
     d.coffer()
@@ -2425,7 +2412,7 @@ fn check_tells_a_stale_recipients_file_from_a_stale_value() {
         .success();
     d.write(".gitignore", "identity.txt\ndr-identity.txt\n*.key\n");
     std::fs::copy(d.path("recipients/prod.txt"), d.path("prod1.txt")).unwrap();
-    git_in(&d, &["init", "-q"]);
+    git_init(&d);
     git_more(&d, &["add", "-A"]);
     git_more(&d, &["commit", "-qm", "rules and recipients"]);
     let (prod1, prod2) = (key_id(&d, "recipients/prod.txt"), key_id(&d, "prod2.txt"));

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coffer_test_support::{ControllerProcess, Server, docflow, root, target_dir};
+use coffer_test_support::{ControllerProcess, Server, docflow, git, root, target_dir};
 
 fn controller_bin() -> PathBuf {
     target_dir().join("debug/coffer-controller")
@@ -33,16 +33,6 @@ fn readers_repository() -> tempfile::TempDir {
     assert!(ok, "copying deploy/ and crds/");
     git(dir.path(), &["init", "-q"]);
     dir
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
 }
 
 /// Env for a doc run: the server's kubeconfig, the controller's address,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use coffer_test_support::{
-    Cluster, Server, WAIT, eventually, http_get, http_get_with, namespace, root, target_dir,
+    Cluster, Server, WAIT, eventually, git, http_get, http_get_with, namespace, root, target_dir,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
@@ -1010,21 +1010,6 @@ async fn verify_says_when_the_controller_service_has_no_endpoints() {
         )),
         "{err}"
     );
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let o = std::process::Command::new("git")
-        .current_dir(repo)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 /// The project's own two-cluster layout (examples/gitops: `.coffer.yaml`

@@ -662,6 +662,29 @@ where
     }
 }
 
+/// Runs `git ARGS` in `dir` as a test user (name and email set, so
+/// commits work on a machine with no git identity); panics with git's
+/// stderr on failure. Returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// The commit checked out, as `build/commit.rs` stamps it into the
 /// binaries: 12 hex digits, or `unknown` outside a git checkout.
 pub fn git_commit() -> String {
