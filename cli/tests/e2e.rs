@@ -425,6 +425,17 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
         "{err}"
     );
     assert!(!err.contains(&db), "{err}");
+    // --superseded (every usable key but the active one) is refused alike,
+    // and retires nothing.
+    let refused = c.coffer(&["keys", "retire", "--superseded"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("1 live SealedSecret(s) still need it"),
+        "{err}"
+    );
+    let list = ok(&c.coffer(&["keys", "list"]));
+    assert_eq!(row(&list, &old)[1], "usable", "{list}");
     // Both objects stayed Ready on the old key's values and the new one's.
     c.all_unsealed(2, "both SealedSecrets still Ready").await;
 
