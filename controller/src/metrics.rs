@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 
 use coffer_format::KeyId;
 
-use crate::store::Store;
+use crate::state::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -94,7 +94,7 @@ pub const RECONCILE_ERRORS: &[&str] = &["api_error", "keys_not_ready"];
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
 /// its current generation.
-pub use crate::store::PENDING;
+pub use crate::state::store::PENDING;
 
 /// The `namespace` label of the namespaces over `--metrics-max-namespaces`.
 /// Not a valid namespace name, so it cannot clash with one.

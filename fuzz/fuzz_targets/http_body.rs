@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use coffer_controller::http::{parse_reencrypt_body, parse_verify_body, reencrypt_values};
-use coffer_controller::secret_types::{DEFAULT_DENY, SecretTypePolicy};
+use coffer_controller::reconcile::secret_types::{DEFAULT_DENY, SecretTypePolicy};
 use coffer_format::envelope;
 use coffer_core::transform::unseal;
 use coffer_fuzz::{test_key, test_ring};

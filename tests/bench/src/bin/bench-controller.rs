@@ -1051,7 +1051,7 @@ impl Controller {
         {
             cmd.args([
                 "--log-level",
-                "warn,coffer_controller::run=info,coffer_controller::prefetch=info",
+                "warn,coffer_controller::run=info,coffer_controller::reconcile::read_ahead=info",
             ]);
         }
         cmd.args(["--log-format", "json"]);

@@ -169,6 +169,7 @@ impl Tally {
 }
 
 /// Who needs key `id`, of the live SealedSecrets `uses` describes.
+#[cfg(test)]
 pub fn users_of<'a>(id: KeyId, uses: impl IntoIterator<Item = (&'a Key, Use)>) -> Users {
     let mut t = Tally::new(id);
     for (key, u) in uses {

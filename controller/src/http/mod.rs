@@ -62,11 +62,11 @@ use tokio::sync::Semaphore;
 use tower::Service as _;
 
 use crate::bitnami::BitnamiKeys;
-use crate::key_secrets::Keys;
+use crate::client::ratelimit::TokenBucket;
+use crate::keys::ring::Keys;
 use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
-use crate::ratelimit::TokenBucket;
-use crate::secret_types::SecretTypePolicy;
+use crate::reconcile::secret_types::SecretTypePolicy;
 
 /// Largest request body: a SealedSecret holds at most about 1.4 MiB of base64.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -927,7 +927,7 @@ async fn recipients(State(state): State<Shared>) -> Response {
 /// "pending", "pendingObjects"}`; the object lists hold at most ten
 /// `namespace/name`, sorted. `pending` counts those whose current
 /// generation the controller has not yet unsealed (or refused) under the
-/// current key ring: they may need any key. See crate::key_users. Reads no
+/// current key ring: they may need any key. See crate::keys::users. Reads no
 /// body; only the leader knows its SealedSecrets, so a follower answers
 /// 503, as the leader does until its watches have synced.
 ///
@@ -978,7 +978,7 @@ async fn key_users(
     drop(keys);
     // Every object is looked at: off the async thread.
     let users = tokio::task::spawn_blocking(move || {
-        let mut tally = crate::key_users::Tally::new(id);
+        let mut tally = crate::keys::users::Tally::new(id);
         store.each_use(Some(epoch), |k, u| tally.add(k, u));
         tally.finish()
     })
@@ -986,7 +986,7 @@ async fn key_users(
     let Ok(users) = users else {
         return reject(StatusCode::INTERNAL_SERVER_ERROR, "counting failed").into_response();
     };
-    let names = |keys: &[crate::store::Key]| {
+    let names = |keys: &[crate::state::store::Key]| {
         if admin {
             keys.iter().map(|k| k.to_string()).collect::<Vec<_>>()
         } else {

@@ -19,7 +19,7 @@
 //!
 //! Between the two kinds of SealedSecret of one name, the Secret passes
 //! both ways without being deleted: Coffer's takes over a Secret
-//! controlled by bitnami's (crate::cache); bitnami's reports `TakenOver`
+//! controlled by bitnami's (crate::state::objects); bitnami's reports `TakenOver`
 //! while Coffer's manages it, and takes back a Secret that a
 //! `deletionPolicy: Keep` Coffer SealedSecret released when it was
 //! deleted (docs/migration.md, the rollback).
@@ -38,12 +38,13 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-use crate::cache::{OwnedSecret, secret_digest};
-use crate::events::{EventType, Events};
-use crate::gateway;
-use crate::plan::{WriteKind, kind_over};
+use crate::client::events::{EventType, Events};
+use crate::client::gateway;
 use crate::pool::UnsealPool;
-use crate::secret_types::{SecretTypePolicy, TypeRefused};
+use crate::reconcile::apply::{Did, Sent};
+use crate::reconcile::plan::{WriteKind, kind_over};
+use crate::reconcile::secret_types::{SecretTypePolicy, TypeRefused};
+use crate::state::objects::{OwnedSecret, secret_digest};
 
 /// The imported bitnami keys, shared by the reconciler and the HTTP API.
 pub struct BitnamiKeys {
@@ -78,9 +79,9 @@ impl BitnamiKeys {
 /// Watches the imported key Secrets of the key namespace and keeps `keys`
 /// current (added and removed keys are picked up without a restart).
 pub async fn watch_keys(api: Api<Secret>, keys: Arc<BitnamiKeys>) -> anyhow::Result<()> {
-    let cfg = crate::watch::watch_config().labels(bitnami::KEY_ID_LABEL);
+    let cfg = crate::client::watch::watch_config().labels(bitnami::KEY_ID_LABEL);
     let mut stream = watcher(api, cfg)
-        .backoff(crate::watch::ShortBackoff::default())
+        .backoff(crate::client::watch::ShortBackoff::default())
         .boxed();
     let mut current: BTreeMap<String, BitnamiKey> = BTreeMap::new();
     let mut init: BTreeMap<String, BitnamiKey> = BTreeMap::new();
@@ -197,7 +198,7 @@ pub async fn run(
     let mut synced = ctx.keys.synced.subscribe();
     let _ = synced.wait_for(|s| *s).await;
     tracing::info!("reconciling bitnami.com SealedSecrets");
-    Controller::new(api, crate::watch::watch_config())
+    Controller::new(api, crate::client::watch::watch_config())
         .reconcile_on(again)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -404,32 +405,15 @@ async fn write_secret(
             });
         }
     };
-    match kind {
-        WriteKind::Unchanged => return Ok(Outcome::Synced { wrote: false }),
-        WriteKind::Create => {
-            gateway::create_secret(client, ns, secret).await?;
-        }
-        WriteKind::Recreate {
-            uid,
-            resource_version,
-        } => {
-            gateway::delete_secret(client, ns, name, uid, resource_version).await?;
-            gateway::create_secret(client, ns, secret).await?;
-        }
-        WriteKind::Replace { resource_version } => {
-            secret.metadata.resource_version = resource_version;
-            gateway::replace_secret(client, ns, name, secret).await?;
-        }
-        // Merging is a Coffer SealedSecret's choice (`spec.merge`); bitnami
-        // has no such field and `kind_over` never chooses it.
-        WriteKind::Merge { .. } => {
-            return Ok(Outcome::Failed {
-                reason: "Unsupported",
-                message: "merging into an existing Secret is not a bitnami feature".into(),
-            });
-        }
+    // Sent as Coffer's reconciler sends: an immutable Secret whose
+    // metadata only changed is updated in place. A conflict or an invalid
+    // Secret is an API error here, retried as bitnami's controller does.
+    match crate::reconcile::apply::send(client, ns, name, secret, &kind).await? {
+        Sent::Written(did) => Ok(Outcome::Synced {
+            wrote: did != Did::Unchanged,
+        }),
+        Sent::Conflict(status) | Sent::Invalid(status) => Err(kube::Error::Api(status).into()),
     }
-    Ok(Outcome::Synced { wrote: true })
 }
 
 /// The `Synced` condition and `observedGeneration`, as bitnami's
