@@ -109,42 +109,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    // Fail early with a clear message when the CRD or the permission is
-    // missing: cluster-wide without --namespaces, else in each namespace
-    // (namespaced RBAC grants nothing cluster-wide).
-    for ns in &args.namespaces {
-        probe_sealed_secrets(Api::namespaced(client.clone(), ns), Some(ns)).await?;
-    }
-    if args.namespaces.is_empty() {
-        probe_sealed_secrets(Api::all(client.clone()), None).await?;
-    }
-    let secret_types = Arc::new(SecretTypePolicy::new(
-        &args.secret_types_allow,
-        &args.secret_types_deny,
-    ));
-    tracing::info!(
-        allow = %args.secret_types_allow.join(","),
-        deny = %args.secret_types_deny.join(","),
-        "Secret types: refusing the denied, and those not allowed when an allow list is set"
-    );
-
-    // --bitnami: the imported keys, on every replica (followers serve
-    // /v1/bitnami/convert too); their SealedSecrets, by the leader.
-    let bitnami_keys = if args.bitnami {
-        for ns in &args.namespaces {
-            crate::bitnami::probe(
-                &Api::namespaced(client.clone(), ns),
-                &format!("in namespace {ns}"),
-            )
-            .await?;
-        }
-        if args.namespaces.is_empty() {
-            crate::bitnami::probe(&Api::all(client.clone()), "in all namespaces").await?;
-        }
-        Some(BitnamiKeys::new())
-    } else {
-        None
-    };
+    let (secret_types, bitnami_keys) = preflight(&args, &client).await?;
     let mut tasks = Tasks::default();
     if let Some(keys) = bitnami_keys.clone() {
         let api = Api::namespaced(client.clone(), &args.key_namespace);
@@ -175,28 +140,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(keys) => http_state.with_bitnami(keys.clone()),
         None => http_state,
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    // The kubelet's probes on a port of their own: no client of the main
-    // port can make them wait for a connection slot.
-    let probe_listener = tokio::net::TcpListener::bind(args.probe_listen)
-        .await
-        .with_context(|| format!("listening for probes on {}", args.probe_listen))?;
-    tasks.draining(
-        "the probe listener",
-        log_error(
-            "the probe listener",
-            crate::http::serve_probes(probe_listener, http_state.clone(), on(stop_rx.clone())),
-        ),
-    );
-    tasks.draining(
-        "the HTTP listener",
-        log_error(
-            "the HTTP listener",
-            crate::http::serve(listener, http_state, on(stop_rx.clone())),
-        ),
-    );
+    listen(&mut tasks, &args, http_state, &stop_rx).await?;
 
     let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);
     tasks.background(
@@ -242,6 +186,84 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "controller stopped"
     );
     result
+}
+
+/// Before anything starts: fails early with a clear message when the CRD
+/// or the permission is missing, and reads the Secret type policy and, with
+/// `--bitnami`, makes the imported keys' holder.
+async fn preflight(
+    args: &RunArgs,
+    client: &Client,
+) -> anyhow::Result<(Arc<SecretTypePolicy>, Option<Arc<BitnamiKeys>>)> {
+    // Cluster-wide without --namespaces, else in each namespace
+    // (namespaced RBAC grants nothing cluster-wide).
+    for ns in &args.namespaces {
+        probe_sealed_secrets(Api::namespaced(client.clone(), ns), Some(ns)).await?;
+    }
+    if args.namespaces.is_empty() {
+        probe_sealed_secrets(Api::all(client.clone()), None).await?;
+    }
+    let secret_types = Arc::new(SecretTypePolicy::new(
+        &args.secret_types_allow,
+        &args.secret_types_deny,
+    ));
+    tracing::info!(
+        allow = %args.secret_types_allow.join(","),
+        deny = %args.secret_types_deny.join(","),
+        "Secret types: refusing the denied, and those not allowed when an allow list is set"
+    );
+
+    // --bitnami: the imported keys, on every replica (followers serve
+    // /v1/bitnami/convert too); their SealedSecrets, by the leader.
+    let bitnami_keys = if args.bitnami {
+        for ns in &args.namespaces {
+            crate::bitnami::probe(
+                &Api::namespaced(client.clone(), ns),
+                &format!("in namespace {ns}"),
+            )
+            .await?;
+        }
+        if args.namespaces.is_empty() {
+            crate::bitnami::probe(&Api::all(client.clone()), "in all namespaces").await?;
+        }
+        Some(BitnamiKeys::new())
+    } else {
+        None
+    };
+    Ok((secret_types, bitnami_keys))
+}
+
+/// The HTTP listeners: the main port and the probes' own port.
+async fn listen(
+    tasks: &mut Tasks,
+    args: &RunArgs,
+    http_state: Arc<HttpState>,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    // The kubelet's probes on a port of their own: no client of the main
+    // port can make them wait for a connection slot.
+    let probe_listener = tokio::net::TcpListener::bind(args.probe_listen)
+        .await
+        .with_context(|| format!("listening for probes on {}", args.probe_listen))?;
+    tasks.draining(
+        "the probe listener",
+        log_error(
+            "the probe listener",
+            crate::http::serve_probes(probe_listener, http_state.clone(), on(stop_rx.clone())),
+        ),
+    );
+    tasks.draining(
+        "the HTTP listener",
+        log_error(
+            "the HTTP listener",
+            crate::http::serve(listener, http_state, on(stop_rx.clone())),
+        ),
+    );
+
+    Ok(())
 }
 
 /// Lists one SealedSecret, to fail at start with a clear message when the
@@ -394,43 +416,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     // Observe. Both caches hold compact records (the store module): owned
     // Secrets as salted digests, never their values; SealedSecrets
     // without their ciphertexts.
-    let mut synced = Vec::new();
-    for scope in &scopes {
-        let (sealed_api, owned_api): (Api<CachedSealed>, Api<OwnedSecret>) = match scope {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
-        let (tx, rx) = watch::channel(false);
-        synced.push(rx);
-        tasks.critical(
-            "the SealedSecret watch",
-            observe::watch_sealed(
-                sealed_api,
-                scope.clone(),
-                tx,
-                store.clone(),
-                queue.clone(),
-                again.clone(),
-            ),
-        );
-        let (tx, rx) = watch::channel(false);
-        synced.push(rx);
-        tasks.critical(
-            "the owned Secret watch",
-            observe::watch_owned(
-                owned_api,
-                scope.clone(),
-                tx,
-                store.clone(),
-                queue.clone(),
-                keys.clone(),
-                again.clone(),
-            ),
-        );
-    }
+    let synced = observe(&mut tasks, shared, &scopes, &store, &queue, again.as_ref());
     // Reconcile once every first list is in: an owned Secret not yet seen
     // would look missing, and its SealedSecret would be written again.
     for mut rx in synced {
@@ -456,20 +442,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         "the read-ahead",
         read_ahead(client.clone(), store.clone(), queue.clone(), keys.clone()),
     );
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        keys: keys.clone(),
-        store: store.clone(),
-        events: Events::start(
-            client.clone(),
-            clients.background.clone(),
-            shared.instance(),
-            metrics.clone(),
-        ),
-        metrics: metrics.clone(),
-        secret_types: shared.secret_types.clone(),
-        pool: shared.pool.clone(),
-    });
+    let ctx = reconcile_context(shared, &store);
     for _ in 0..args.concurrency.max(1) {
         tasks.draining("a reconcile worker", worker(queue.clone(), ctx.clone()));
     }
@@ -490,6 +463,83 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     queue.close();
     tasks.shutdown(Duration::from_secs(10)).await;
     result
+}
+
+/// Starts the watches of each scope into the store, queuing each change;
+/// returns one flag per watch, true once its first list is in.
+fn observe(
+    tasks: &mut Tasks,
+    shared: &Shared<'_>,
+    scopes: &[Option<String>],
+    store: &Arc<Store>,
+    queue: &Arc<Queue>,
+    again: Option<&Again>,
+) -> Vec<watch::Receiver<bool>> {
+    let client = &shared.clients.main;
+    let keys = shared.keys;
+    let mut synced = Vec::new();
+    for scope in scopes {
+        let (sealed_api, owned_api): (Api<CachedSealed>, Api<OwnedSecret>) = match scope {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (tx, rx) = watch::channel(false);
+        synced.push(rx);
+        tasks.critical(
+            "the SealedSecret watch",
+            observe::watch_sealed(
+                sealed_api,
+                scope.clone(),
+                tx,
+                store.clone(),
+                queue.clone(),
+                again.cloned(),
+            ),
+        );
+        let (tx, rx) = watch::channel(false);
+        synced.push(rx);
+        tasks.critical(
+            "the owned Secret watch",
+            observe::watch_owned(
+                owned_api,
+                scope.clone(),
+                tx,
+                store.clone(),
+                queue.clone(),
+                keys.clone(),
+                again.cloned(),
+            ),
+        );
+    }
+    synced
+}
+
+/// What the reconcile workers share.
+fn reconcile_context(shared: &Shared<'_>, store: &Arc<Store>) -> Arc<Context> {
+    let &Shared {
+        clients,
+        keys,
+        metrics,
+        ..
+    } = shared;
+    let client = &clients.main;
+    Arc::new(Context {
+        client: client.clone(),
+        keys: keys.clone(),
+        store: store.clone(),
+        events: Events::start(
+            client.clone(),
+            clients.background.clone(),
+            shared.instance(),
+            metrics.clone(),
+        ),
+        metrics: metrics.clone(),
+        secret_types: shared.secret_types.clone(),
+        pool: shared.pool.clone(),
+    })
 }
 
 /// The key manager of the leader: creates the first key, renews, publishes
