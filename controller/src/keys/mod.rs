@@ -4,5 +4,6 @@
 
 pub mod attest;
 pub(crate) mod manager;
+pub mod reencrypt;
 pub mod ring;
 pub(crate) mod users;
