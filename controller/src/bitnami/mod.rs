@@ -24,22 +24,22 @@
 //! `deletionPolicy: Keep` Coffer SealedSecret released when it was
 //! deleted (docs/migration.md, the rollback).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use coffer_core::bitnami::{self, BitnamiKey, SealedSecret};
 use coffer_core::wipe;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::client::events::{EventType, Events};
 use crate::client::gateway;
+use crate::client::watch::{KeysSeen, follow_key_secrets};
 use crate::pool::UnsealPool;
 use crate::reconcile::apply::{Did, Sent};
 use crate::reconcile::plan::{WriteKind, kind_over};
@@ -79,56 +79,29 @@ impl BitnamiKeys {
 /// Watches the imported key Secrets of the key namespace and keeps `keys`
 /// current (added and removed keys are picked up without a restart).
 pub async fn watch_keys(api: Api<Secret>, keys: Arc<BitnamiKeys>) -> anyhow::Result<()> {
-    let cfg = crate::client::watch::watch_config().labels(bitnami::KEY_ID_LABEL);
-    let mut stream = watcher(api, cfg)
-        .backoff(crate::client::watch::ShortBackoff::default())
-        .boxed();
-    let mut current: BTreeMap<String, BitnamiKey> = BTreeMap::new();
-    let mut init: BTreeMap<String, BitnamiKey> = BTreeMap::new();
-    let apply = |map: &mut BTreeMap<String, BitnamiKey>, mut s: Secret| {
-        let name = s.name_any();
-        let read = if s.type_.as_deref() == Some(bitnami::KEY_SECRET_TYPE) {
-            bitnami::key_from_secret(&s).map_err(|e| e.to_string())
-        } else {
-            Err(format!("not of type {}", bitnami::KEY_SECRET_TYPE))
-        };
-        match read {
-            Ok(Some(k)) => {
-                map.insert(name, k);
-            }
-            Ok(None) => {
-                map.remove(&name);
-                tracing::warn!(secret = %name, "ignoring bitnami key Secret: no data.tls.key");
-            }
-            Err(why) => {
-                map.remove(&name);
-                tracing::warn!(secret = %name, "ignoring bitnami key Secret: {why}");
-            }
+    let read = |s: &Secret| {
+        if s.type_.as_deref() != Some(bitnami::KEY_SECRET_TYPE) {
+            return Err(format!("not of type {}", bitnami::KEY_SECRET_TYPE));
         }
-        wipe::secret(&mut s);
+        match bitnami::key_from_secret(s) {
+            Ok(Some(k)) => Ok(k),
+            Ok(None) => Err("no data.tls.key".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     };
-    let snapshot = |m: &BTreeMap<String, BitnamiKey>| m.values().cloned().collect::<Vec<_>>();
-    while let Some(event) = stream.try_next().await? {
-        match event {
-            watcher::Event::Init => init.clear(),
-            watcher::Event::InitApply(s) => apply(&mut init, s),
-            watcher::Event::InitDone => {
-                current = std::mem::take(&mut init);
+    follow_key_secrets(
+        api,
+        bitnami::KEY_ID_LABEL,
+        "bitnami key Secret",
+        read,
+        |current, seen| {
+            if seen == KeysSeen::Listed {
                 tracing::info!(keys = current.len(), "imported bitnami keys loaded");
-                keys.publish(snapshot(&current));
             }
-            watcher::Event::Apply(s) => {
-                apply(&mut current, s);
-                keys.publish(snapshot(&current));
-            }
-            watcher::Event::Delete(mut s) => {
-                current.remove(&s.name_any());
-                wipe::secret(&mut s);
-                keys.publish(snapshot(&current));
-            }
-        }
-    }
-    Ok(())
+            keys.publish(current.values().cloned().collect());
+        },
+    )
+    .await
 }
 
 /// What the bitnami reconciler needs.

@@ -2,21 +2,19 @@
 //! ring's state (the ring module), creates the first key, renews the
 //! active key on schedule and publishes its recipients file.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_format::key::KeyKind;
 use coffer_format::{KeyId, SecretKey};
-use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
 
 use coffer_core::api::KeyStatus;
 use coffer_core::wipe;
 
+use crate::client::watch::{KeysSeen, follow_key_secrets};
 use crate::keys::ring::{
     KEY_ID_LABEL, KeyInfo, KeyState, Keys, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, build_state,
 };
@@ -24,52 +22,24 @@ use crate::keys::ring::{
 /// Watches the key Secrets and keeps `keys` up to date. Runs until the
 /// watch stream ends (it retries with backoff on API errors).
 pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()> {
-    use kube::runtime::WatchStreamExt;
-    let cfg = crate::client::watch::watch_config().labels(KEY_ID_LABEL);
-    let mut stream = watcher(api, cfg)
-        .backoff(crate::client::watch::ShortBackoff::default())
-        .boxed();
-    let mut current: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();
-    let mut init: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();
-    let mut synced = false;
-    let apply = |map: &mut HashMap<String, (SecretKey, KeyInfo)>, mut s: Secret| {
-        let name = s.metadata.name.clone().unwrap_or_default();
-        match coffer_core::api::read_key_secret(&s, Timestamp::now()) {
-            Ok(k) => {
-                if let Some(why) = &k.suspect {
-                    tracing::warn!(secret = %name, key_id = %k.id(), "{why}");
-                }
-                let info = KeyInfo::new(&k, &s);
-                map.insert(name, (k.key, info));
-            }
-            Err(why) => {
-                map.remove(&name);
-                tracing::warn!(secret = %name, "ignoring key Secret: {why}");
-            }
+    let read = |s: &Secret| {
+        let k =
+            coffer_core::api::read_key_secret(s, Timestamp::now()).map_err(|e| e.to_string())?;
+        if let Some(why) = &k.suspect {
+            let name = s.metadata.name.as_deref().unwrap_or_default();
+            tracing::warn!(secret = %name, key_id = %k.id(), "{why}");
         }
-        wipe::secret(&mut s);
+        let info = KeyInfo::new(&k, s);
+        Ok((k.key, info))
     };
-    while let Some(event) = stream.try_next().await? {
-        match event {
-            watcher::Event::Init => init.clear(),
-            watcher::Event::InitApply(s) => apply(&mut init, s),
-            watcher::Event::InitDone => {
-                current = std::mem::take(&mut init);
-                synced = true;
-                keys.publish(build_state(&current, synced));
-            }
-            watcher::Event::Apply(s) => {
-                apply(&mut current, s);
-                keys.publish(build_state(&current, synced));
-            }
-            watcher::Event::Delete(mut s) => {
-                current.remove(&s.metadata.name.clone().unwrap_or_default());
-                wipe::secret(&mut s);
-                keys.publish(build_state(&current, synced));
-            }
-        }
-    }
-    Ok(())
+    follow_key_secrets(api, KEY_ID_LABEL, "key Secret", read, |current, seen| {
+        let synced = match seen {
+            KeysSeen::Listed => true,
+            KeysSeen::Changed { synced } => synced,
+        };
+        keys.publish(build_state(current, synced));
+    })
+    .await
 }
 
 /// What the key manager needs.

@@ -4,7 +4,6 @@
 //! state, published to every reader at once); the manager module keeps it
 //! in those Secrets.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use coffer_format::recipients::{RecipientEntry, RecipientsFile};
@@ -194,7 +193,10 @@ impl Keys {
     }
 }
 
-pub(crate) fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> KeyState {
+pub(crate) fn build_state(
+    keys: &std::collections::BTreeMap<String, (SecretKey, KeyInfo)>,
+    synced: bool,
+) -> KeyState {
     let mut ring = Keyring::new();
     let mut infos: Vec<KeyInfo> = Vec::new();
     for (key, info) in keys.values() {
