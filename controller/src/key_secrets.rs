@@ -17,11 +17,11 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
-pub use coffer_core::api::ring::{
+pub use coffer_core::ring::{
     ACTIVATED_BY_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, RECIPIENTS_CONFIGMAP,
     RECIPIENTS_KEY,
 };
-use coffer_core::api::{KeyStatus, RingKey};
+use coffer_core::ring::{KeyStatus, RingKey};
 use coffer_core::wipe;
 
 use crate::attest::AttestKeys;
@@ -221,7 +221,7 @@ fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> Ke
         ring.insert(key.clone(), info.status == KeyStatus::Retired);
         infos.push(info.clone());
     }
-    // The order of `coffer_core::api::RingKey::newest_first`, which the
+    // The order of `coffer_core::ring::RingKey::newest_first`, which the
     // CLI uses too.
     infos.sort_by_key(|k| std::cmp::Reverse((k.sequence, k.created, k.id)));
     KeyState {
@@ -246,7 +246,7 @@ pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()>
     let mut synced = false;
     let apply = |map: &mut HashMap<String, (SecretKey, KeyInfo)>, mut s: Secret| {
         let name = s.metadata.name.clone().unwrap_or_default();
-        match coffer_core::api::read_key_secret(&s, Timestamp::now()) {
+        match coffer_core::ring::read_key_secret(&s, Timestamp::now()) {
             Ok(k) => {
                 if let Some(why) = &k.suspect {
                     tracing::warn!(secret = %name, key_id = %k.id(), "{why}");
@@ -311,7 +311,7 @@ impl KeyManager {
         let key = SecretKey::generate_kind(self.key_kind);
         let id = key.id();
         let sequence = state.next_sequence();
-        let mut secret = coffer_core::api::key_secret(
+        let mut secret = coffer_core::ring::key_secret(
             &key,
             Some(Timestamp::now()),
             KeyStatus::Usable,

@@ -30,7 +30,7 @@ use crate::reconcile::{self, Context};
 use crate::secret_types::SecretTypePolicy;
 use crate::store::{Key, Store};
 use crate::watch::{ShortBackoff, watch_config};
-use coffer_core::api::KeyStatus;
+use coffer_core::ring::KeyStatus;
 
 /// API clients built from the flags, sharing one QPS/burst limit and the
 /// request counters.
@@ -517,7 +517,7 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
             metrics: metrics.clone(),
         });
         for scope in &scopes {
-            let api: Api<coffer_core::bitnami::SealedSecret> = match scope {
+            let api: Api<coffer_core::bitnami::BitnamiSealedSecret> = match scope {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
             };
@@ -626,7 +626,7 @@ struct ListState<'a> {
 #[derive(Clone)]
 struct Again(tokio::sync::broadcast::Sender<ObjectRef<BitnamiSealed>>);
 
-type BitnamiSealed = coffer_core::bitnami::SealedSecret;
+type BitnamiSealed = coffer_core::bitnami::BitnamiSealedSecret;
 
 impl Again {
     fn new() -> Self {
