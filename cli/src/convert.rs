@@ -61,7 +61,7 @@ impl Converter {
         &self,
         target: &Target,
         label: &str,
-        doc: &bitnami::SealedSecret,
+        doc: &bitnami::BitnamiSealedSecret,
     ) -> Result<SealedSecret> {
         match self {
             Converter::Offline { keys, recipients } => bitnami::convert(doc, keys, recipients)

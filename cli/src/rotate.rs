@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use coffer_core::SealedSecret;
-use coffer_core::api::ring::{KEY_ID_LABEL, KEY_STATE_LABEL};
+use coffer_core::ring::{KEY_ID_LABEL, KEY_STATE_LABEL};
 use coffer_format::{KeyId, PublicKey, envelope};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};

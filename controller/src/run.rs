@@ -28,7 +28,7 @@ use crate::reconcile::{self, Context};
 use crate::state::objects::{CachedSealed, OwnedSecret};
 use crate::state::queue::Queue;
 use crate::state::store::Store;
-use coffer_core::api::KeyStatus;
+use coffer_core::ring::KeyStatus;
 
 /// API clients built from the flags, sharing one QPS/burst limit and the
 /// request counters.
@@ -632,7 +632,7 @@ fn bitnami_reconcilers(
         metrics: metrics.clone(),
     });
     for scope in scopes {
-        let api: Api<coffer_core::bitnami::SealedSecret> = match scope {
+        let api: Api<coffer_core::bitnami::BitnamiSealedSecret> = match scope {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };

@@ -27,7 +27,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use coffer_core::bitnami::{self, BitnamiKey, SealedSecret};
+use coffer_core::bitnami::{self, BitnamiKey, BitnamiSealedSecret};
 use coffer_core::wipe;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -161,9 +161,9 @@ pub const SYNCED_MESSAGE: &str = "Secret unsealed by Coffer";
 /// reference `again` yields is reconciled again (when it names an object
 /// of `api`).
 pub async fn run(
-    api: Api<SealedSecret>,
+    api: Api<BitnamiSealedSecret>,
     ctx: Arc<Context>,
-    again: impl Stream<Item = ObjectRef<SealedSecret>> + Send + 'static,
+    again: impl Stream<Item = ObjectRef<BitnamiSealedSecret>> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     // Reconcile once the keys are in: an empty key ring would report every
@@ -179,12 +179,12 @@ pub async fn run(
         .await;
 }
 
-fn error_policy(_obj: Arc<SealedSecret>, e: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_obj: Arc<BitnamiSealedSecret>, e: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %e, "bitnami SealedSecret: API error; retrying");
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(obj: Arc<BitnamiSealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     if obj.metadata.deletion_timestamp.is_some() {
         // The Secret goes with it, by its owner reference.
         return Ok(Action::await_change());
@@ -234,7 +234,7 @@ async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, 
 
 /// Unseals `obj` and creates or updates its Secret. Refusals are outcomes,
 /// API errors are errors.
-async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
+async fn unseal_and_write(obj: &Arc<BitnamiSealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
     let type_ = obj.spec.template.as_ref().and_then(|t| t.type_.as_deref());
     // The type first: a refused type costs no decryption.
@@ -251,7 +251,7 @@ async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outc
         Ok(d) => d,
         Err(e) => {
             return Ok(Outcome::Failed {
-                reason: e.reason(),
+                reason: e.reason().as_str(),
                 message: format!("Secret {ns}/{name} not written: {e}"),
             });
         }
@@ -265,7 +265,7 @@ async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outc
 }
 
 /// Whether the object's `Synced=True` condition is Coffer's.
-fn synced_by_coffer(obj: &SealedSecret) -> bool {
+fn synced_by_coffer(obj: &BitnamiSealedSecret) -> bool {
     obj.status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"))
@@ -332,7 +332,7 @@ fn decide(
 
 async fn write_secret(
     client: &Client,
-    obj: &SealedSecret,
+    obj: &BitnamiSealedSecret,
     ns: &str,
     name: &str,
     secret: &mut Secret,
@@ -391,7 +391,11 @@ async fn write_secret(
 
 /// The `Synced` condition and `observedGeneration`, as bitnami's
 /// controller writes them; not written again when nothing changed.
-async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+async fn write_status(
+    obj: &BitnamiSealedSecret,
+    outcome: &Outcome,
+    ctx: &Context,
+) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
     let (status, reason, message) = match outcome {
         Outcome::Synced { .. } => ("True", None, Some(SYNCED_MESSAGE.to_string())),
@@ -424,7 +428,7 @@ async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> R
     let patch = serde_json::json!({
         "status": {"observedGeneration": generation, "conditions": [condition]}
     });
-    gateway::patch_status::<SealedSecret>(&ctx.client, &ns, &obj.name_any(), &patch).await?;
+    gateway::patch_status::<BitnamiSealedSecret>(&ctx.client, &ns, &obj.name_any(), &patch).await?;
     if let Outcome::Failed { reason, message } = outcome
         && old.is_none_or(|c| c.message.as_ref() != Some(message))
     {
@@ -443,7 +447,7 @@ async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> R
 
 /// Lists one bitnami SealedSecret, to fail at start with a clear message
 /// when their CRD is missing or RBAC does not allow reading them.
-pub async fn probe(api: &Api<SealedSecret>, place: &str) -> anyhow::Result<()> {
+pub async fn probe(api: &Api<BitnamiSealedSecret>, place: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
     api.list(&kube::api::ListParams::default().limit(1))
         .await

@@ -641,7 +641,7 @@ fn json_ok(value: &impl serde::Serialize) -> Response {
 /// A `POST /v1/bitnami/convert` body as the handler reads it: a JSON
 /// bitnami SealedSecret with a name and a namespace. Pure, like
 /// [`parse_verify_body`].
-pub fn parse_bitnami_body(body: &[u8]) -> Result<coffer_core::bitnami::SealedSecret, Reject> {
+pub fn parse_bitnami_body(body: &[u8]) -> Result<coffer_core::bitnami::BitnamiSealedSecret, Reject> {
     let value = parse_json(body)?;
     let s = match coffer_core::bitnami::read_sealed_secret(value) {
         Ok(Some(s)) => s,
@@ -690,12 +690,12 @@ async fn bitnami_convert(State(state): State<Shared>, body: Bytes) -> Response {
         .pool
         .run(move || coffer_core::bitnami::convert(&sealed, &keys, &[active]))
         .await;
-    use coffer_core::bitnami::{ConvertError, UnsealError};
+    use coffer_core::bitnami::{BitnamiConvertError, BitnamiUnsealError};
     match result {
         Ok(s) => json_ok(&s),
-        Err(ConvertError::Unseal(e @ (UnsealError::LegacyData | UnsealError::TemplateData))) => {
-            reject(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()).into_response()
-        }
+        Err(BitnamiConvertError::Unseal(
+            e @ (BitnamiUnsealError::LegacyData | BitnamiUnsealError::TemplateData),
+        )) => reject(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()).into_response(),
         Err(e) if e.reason() == "Malformed" => {
             reject(StatusCode::BAD_REQUEST, "a value is malformed").into_response()
         }

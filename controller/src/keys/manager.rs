@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
 
-use coffer_core::api::KeyStatus;
+use coffer_core::ring::KeyStatus;
 use coffer_core::wipe;
 
 use crate::client::watch::{KeysSeen, follow_key_secrets};
@@ -24,7 +24,7 @@ use crate::keys::ring::{
 pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()> {
     let read = |s: &Secret| {
         let k =
-            coffer_core::api::read_key_secret(s, Timestamp::now()).map_err(|e| e.to_string())?;
+            coffer_core::ring::read_key_secret(s, Timestamp::now()).map_err(|e| e.to_string())?;
         if let Some(why) = &k.suspect {
             let name = s.metadata.name.as_deref().unwrap_or_default();
             tracing::warn!(secret = %name, key_id = %k.id(), "{why}");
@@ -69,7 +69,7 @@ impl KeyManager {
         let key = SecretKey::generate_kind(self.key_kind);
         let id = key.id();
         let sequence = state.next_sequence();
-        let mut secret = coffer_core::api::key_secret(
+        let mut secret = coffer_core::ring::key_secret(
             &key,
             Some(Timestamp::now()),
             KeyStatus::Usable,

@@ -12,11 +12,11 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use tokio::sync::watch;
 
-pub use coffer_core::api::ring::{
+pub use coffer_core::ring::{
     ACTIVATED_BY_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, RECIPIENTS_CONFIGMAP,
     RECIPIENTS_KEY,
 };
-use coffer_core::api::{KeyStatus, RingKey};
+use coffer_core::ring::{KeyStatus, RingKey};
 
 use crate::keys::attest::AttestKeys;
 use crate::state::objects::OwnedSecret;
@@ -218,7 +218,7 @@ pub(crate) fn build_state(
         ring.insert(key.clone(), info.status == KeyStatus::Retired);
         infos.push(info.clone());
     }
-    // The order of `coffer_core::api::RingKey::newest_first`, which the
+    // The order of `coffer_core::ring::RingKey::newest_first`, which the
     // CLI uses too.
     infos.sort_by_key(|k| std::cmp::Reverse((k.sequence, k.created, k.id)));
     KeyState {

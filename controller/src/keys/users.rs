@@ -249,7 +249,9 @@ mod tests {
                 annotations: vec![],
                 template_data: vec![],
             };
-            unseal(&view, ring).map(|d| d.needs).map_err(|e| e.reason())
+            unseal(&view, ring)
+                .map(|d| d.needs)
+                .map_err(|e| e.reason().as_str())
         };
         let ring = Keyring::from_keys([old.clone(), new.clone()]);
         assert_eq!(needs(vec![("b", &both)], &ring), Ok(vec![]));

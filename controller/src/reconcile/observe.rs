@@ -109,7 +109,7 @@ struct ListState<'a> {
 #[derive(Clone)]
 pub(crate) struct Again(tokio::sync::broadcast::Sender<ObjectRef<BitnamiSealed>>);
 
-type BitnamiSealed = coffer_core::bitnami::SealedSecret;
+type BitnamiSealed = coffer_core::bitnami::BitnamiSealedSecret;
 
 impl Again {
     pub(crate) fn new() -> Self {

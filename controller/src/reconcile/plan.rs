@@ -198,14 +198,14 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
         Ok(d) => d,
         Err(e) => {
             return Plan::Refuse {
-                reason: e.reason(),
+                reason: e.reason().as_str(),
                 message: format!("Secret {} not written: {e}", place(o.sealed)),
             };
         }
     };
     if let Err(e) = render_templates(&o.sealed.view(), &mut desired) {
         return Plan::Refuse {
-            reason: TemplateError::REASON,
+            reason: TemplateError::REASON.as_str(),
             message: format!("Secret {} not written: {e}", place(o.sealed)),
         };
     }
