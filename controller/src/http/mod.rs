@@ -641,7 +641,9 @@ fn json_ok(value: &impl serde::Serialize) -> Response {
 /// A `POST /v1/bitnami/convert` body as the handler reads it: a JSON
 /// bitnami SealedSecret with a name and a namespace. Pure, like
 /// [`parse_verify_body`].
-pub fn parse_bitnami_body(body: &[u8]) -> Result<coffer_core::bitnami::BitnamiSealedSecret, Reject> {
+pub fn parse_bitnami_body(
+    body: &[u8],
+) -> Result<coffer_core::bitnami::BitnamiSealedSecret, Reject> {
     let value = parse_json(body)?;
     let s = match coffer_core::bitnami::read_sealed_secret(value) {
         Ok(Some(s)) => s,
