@@ -21,6 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use coffer_core::reason::Reason;
 use coffer_format::KeyId;
 
 use crate::state::store::Store;
@@ -71,23 +72,14 @@ struct BuildLabel {
     commit: String,
 }
 
-/// Every reason a SealedSecret can be refused with (its `Ready=False`
-/// reason), plus `Unsealed`: the `coffer_unseal_total` series that exist
-/// at zero from the start.
-pub const UNSEAL_REASONS: &[&str] = &[
-    "Unsealed",
-    "NoMatchingKey",
-    "KeyRetired",
-    "ScopeMismatch",
-    "UnsupportedVersion",
-    "Tampered",
-    "Malformed",
-    "SecretTypeRefused",
-    "SecretInvalid",
-    "SecretNotOwned",
-    "MergeRefused",
-    "TemplateFailed",
-];
+/// Every reason a SealedSecret's unseal can end with (its `Ready`
+/// reason: `Unsealed` or a refusal; a retry is not an outcome): the
+/// `coffer_unseal_total` series that exist at zero from the start.
+pub fn unseal_reasons() -> impl Iterator<Item = Reason> {
+    Reason::ALL
+        .into_iter()
+        .filter(|r| r.on_coffer() && *r != Reason::Retrying)
+}
 
 /// Every `coffer_reconcile_errors_total` error label.
 pub const RECONCILE_ERRORS: &[&str] = &["api_error", "keys_not_ready"];
@@ -153,9 +145,9 @@ fn unseal_series(
     Histogram,
 ) {
     let unseal = Family::<ReasonLabel, Counter>::default();
-    for reason in UNSEAL_REASONS {
+    for reason in unseal_reasons() {
         let _ = unseal.get_or_create(&ReasonLabel {
-            reason: (*reason).into(),
+            reason: reason.metric_label().into(),
         });
     }
     add(
@@ -414,30 +406,31 @@ impl Metrics {
         self.events_dropped.inc();
     }
 
-    pub fn unseal(&self, reason: &str) {
+    pub fn unseal(&self, reason: Reason) {
         self.unseal
             .get_or_create(&ReasonLabel {
-                reason: reason.into(),
+                reason: reason.metric_label().into(),
             })
             .inc();
     }
-    /// With `--bitnami`: the `coffer_bitnami_unseal_total` series of
-    /// `reasons`, at 0, so that their presence says the bitnami reconciler
-    /// runs (and a first refusal is an increase from 0).
-    pub fn start_bitnami(&self, reasons: &[&str]) {
-        for reason in reasons {
+    /// With `--bitnami`: the `coffer_bitnami_unseal_total` series of every
+    /// reason a bitnami SealedSecret can have, at 0, so that their presence
+    /// says the bitnami reconciler runs (and a first refusal is an increase
+    /// from 0).
+    pub fn start_bitnami(&self) {
+        for reason in Reason::ALL.into_iter().filter(|r| r.on_bitnami()) {
             let _ = self.bitnami_unseal.get_or_create(&ReasonLabel {
-                reason: (*reason).into(),
+                reason: reason.metric_label().into(),
             });
         }
     }
 
     /// A bitnami SealedSecret's Secret written or taken over from bitnami's
     /// controller (`Unsealed`), or its refusal `reason`.
-    pub fn bitnami_unseal(&self, reason: &str) {
+    pub fn bitnami_unseal(&self, reason: Reason) {
         self.bitnami_unseal
             .get_or_create(&ReasonLabel {
-                reason: reason.into(),
+                reason: reason.metric_label().into(),
             })
             .inc();
     }
@@ -801,7 +794,8 @@ mod tests {
     fn failure_series_exist_at_zero() {
         let m = Metrics::default();
         let text = m.encode();
-        for reason in UNSEAL_REASONS {
+        for reason in unseal_reasons() {
+            let reason = reason.metric_label();
             let line = format!("coffer_unseal_total{{reason=\"{reason}\"}} 0\n");
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }
@@ -828,9 +822,10 @@ mod tests {
     fn bitnami_series_exist_at_zero_only_with_bitnami() {
         let m = Metrics::default();
         assert!(!m.encode().contains("coffer_bitnami_unseal_total{"));
-        m.start_bitnami(&["Unsealed", "NoMatchingKey"]);
+        m.start_bitnami();
         let text = m.encode();
-        for reason in ["Unsealed", "NoMatchingKey"] {
+        // The reasons of bitnami's outcomes, from the one list of reasons.
+        for reason in ["Unsealed", "NoMatchingKey", "TakenOver", "SecretNotOwned"] {
             let line = format!("coffer_bitnami_unseal_total{{reason=\"{reason}\"}} 0\n");
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }

@@ -616,7 +616,7 @@ fn bitnami_reconcilers(
         ..
     } = shared;
     let client = &clients.main;
-    metrics.start_bitnami(crate::bitnami::REASONS);
+    metrics.start_bitnami();
     let ctx = Arc::new(crate::bitnami::Context {
         client: client.clone(),
         keys: keys.clone(),

@@ -45,6 +45,7 @@ use crate::reconcile::apply::{Did, Sent};
 use crate::reconcile::plan::{WriteKind, kind_over};
 use crate::reconcile::secret_types::{SecretTypePolicy, TypeRefused};
 use crate::state::objects::{OwnedSecret, secret_digest};
+use coffer_core::reason::Reason;
 
 /// The imported bitnami keys, shared by the reconciler and the HTTP API.
 pub struct BitnamiKeys {
@@ -123,34 +124,9 @@ pub struct Error(#[from] kube::Error);
 /// The outcome of one reconcile, as the `Synced` condition says it.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Synced {
-        wrote: bool,
-    },
-    Failed {
-        reason: &'static str,
-        message: String,
-    },
+    Synced { wrote: bool },
+    Failed { reason: Reason, message: String },
 }
-
-/// The `Synced=False` reason of a bitnami SealedSecret whose Secret the
-/// Coffer SealedSecret of the same name manages (the migration's third
-/// step): not a refusal, a bitnami object left to delete.
-pub const TAKEN_OVER: &str = "TakenOver";
-
-/// Every `coffer_bitnami_unseal_total` reason: `Unsealed`, each refusal,
-/// and [`TAKEN_OVER`]. With `--bitnami` each series exists at 0 from the
-/// start, so the metrics say that Coffer reconciles bitnami's objects.
-pub const REASONS: &[&str] = &[
-    "Unsealed",
-    "NoMatchingKey",
-    "ScopeMismatch",
-    "Tampered",
-    "Malformed",
-    "Unsupported",
-    TypeRefused::REASON,
-    "SecretNotOwned",
-    TAKEN_OVER,
-];
 
 /// The message of a `Synced=True` condition written by Coffer (bitnami's
 /// controller writes none): `kubectl get` and `kubectl wait` tell who
@@ -198,7 +174,7 @@ async fn reconcile(obj: Arc<BitnamiSealedSecret>, ctx: Arc<Context>) -> Result<A
     match &outcome {
         Outcome::Synced { wrote } => {
             if *wrote || !was_ours {
-                ctx.metrics.bitnami_unseal("Unsealed");
+                ctx.metrics.bitnami_unseal(Reason::Unsealed);
                 tracing::info!(
                     namespace = %ns,
                     name = %name,
@@ -218,11 +194,14 @@ async fn reconcile(obj: Arc<BitnamiSealedSecret>, ctx: Arc<Context>) -> Result<A
                     .await;
             }
         }
-        Outcome::Failed { reason, message } if *reason == TAKEN_OVER => {
-            tracing::info!(namespace = %ns, name = %name, reason, "bitnami SealedSecret left alone: {message}");
+        Outcome::Failed {
+            reason: Reason::TakenOver,
+            message,
+        } => {
+            tracing::info!(namespace = %ns, name = %name, reason = Reason::TakenOver.as_str(), "bitnami SealedSecret left alone: {message}");
         }
         Outcome::Failed { reason, message } => {
-            tracing::warn!(namespace = %ns, name = %name, reason, "bitnami SealedSecret not unsealed: {message}");
+            tracing::warn!(namespace = %ns, name = %name, reason = reason.as_str(), "bitnami SealedSecret not unsealed: {message}");
         }
     }
     write_status(&obj, &outcome, &ctx).await?;
@@ -251,7 +230,7 @@ async fn unseal_and_write(obj: &Arc<BitnamiSealedSecret>, ctx: &Context) -> Resu
         Ok(d) => d,
         Err(e) => {
             return Ok(Outcome::Failed {
-                reason: e.reason().as_str(),
+                reason: e.reason(),
                 message: format!("Secret {ns}/{name} not written: {e}"),
             });
         }
@@ -362,7 +341,7 @@ async fn write_secret(
         Decision::Write(kind) => kind,
         Decision::TakenOver => {
             return Ok(Outcome::Failed {
-                reason: TAKEN_OVER,
+                reason: Reason::TakenOver,
                 message: format!(
                     "Secret {ns}/{name} is managed by the coffer.dev SealedSecret of the same name; delete this bitnami.com SealedSecret (a GitOps prune does)"
                 ),
@@ -371,7 +350,7 @@ async fn write_secret(
         // bitnami's own words, so alerts written for it keep matching.
         Decision::NotOwned => {
             return Ok(Outcome::Failed {
-                reason: "SecretNotOwned",
+                reason: Reason::SecretNotOwned,
                 message: format!(
                     "Resource \"{name}\" already exists and is not managed by SealedSecret"
                 ),
@@ -399,7 +378,9 @@ async fn write_status(
     let ns = obj.namespace().unwrap_or_default();
     let (status, reason, message) = match outcome {
         Outcome::Synced { .. } => ("True", None, Some(SYNCED_MESSAGE.to_string())),
-        Outcome::Failed { reason, message } => ("False", Some(*reason), Some(message.clone())),
+        Outcome::Failed { reason, message } => {
+            ("False", Some(reason.as_str()), Some(message.clone()))
+        }
     };
     let generation = obj.metadata.generation;
     let old = obj
@@ -432,10 +413,10 @@ async fn write_status(
     if let Outcome::Failed { reason, message } = outcome
         && old.is_none_or(|c| c.message.as_ref() != Some(message))
     {
-        ctx.metrics.bitnami_unseal(reason);
-        let (kind, event) = match *reason {
-            TAKEN_OVER => (EventType::Normal, TAKEN_OVER),
-            "SecretNotOwned" => (EventType::Warning, "ErrUpdateFailed"),
+        ctx.metrics.bitnami_unseal(*reason);
+        let (kind, event) = match reason {
+            Reason::TakenOver => (EventType::Normal, Reason::TakenOver.as_str()),
+            Reason::SecretNotOwned => (EventType::Warning, "ErrUpdateFailed"),
             _ => (EventType::Warning, "ErrUnsealFailed"),
         };
         ctx.events

@@ -698,7 +698,7 @@ async fn bitnami_convert(State(state): State<Shared>, body: Bytes) -> Response {
         Err(BitnamiConvertError::Unseal(
             e @ (BitnamiUnsealError::LegacyData | BitnamiUnsealError::TemplateData),
         )) => reject(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()).into_response(),
-        Err(e) if e.reason() == "Malformed" => {
+        Err(e) if e.reason() == coffer_core::reason::Reason::Malformed => {
             reject(StatusCode::BAD_REQUEST, "a value is malformed").into_response()
         }
         Err(_) => reject(StatusCode::CONFLICT, "a value does not open here").into_response(),

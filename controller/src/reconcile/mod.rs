@@ -18,11 +18,13 @@ use kube::api::{Api, GetParams};
 
 pub use context::{Context, Error, Next};
 
+use coffer_core::reason::Reason;
+
 use crate::client::gateway;
 use crate::keys::ring::KeyState;
 use crate::reconcile::apply::Sent;
 use crate::reconcile::plan::{Observed, Plan};
-use crate::reconcile::report::{Done, Readiness, StatusOf, report, set_status};
+use crate::reconcile::report::{Done, StatusOf, report, set_status};
 use crate::state::objects::{CachedSealed, Outcome, OwnedSecret};
 use crate::state::store::{Key, SealedEntry, split};
 
@@ -40,7 +42,7 @@ pub async fn reconcile(key: &Key, ctx: &Context) -> Result<Next, Error> {
         // API server cannot take this either, the retry will say it.
         let of = StatusOf::entry(key, &entry);
         let message = retrying(e, failed.as_ref());
-        let _ = set_status(ctx, &of, Readiness::Retrying, "Retrying", message).await;
+        let _ = set_status(ctx, &of, Reason::Retrying, message).await;
     }
     ctx.metrics.observe_reconcile(start.elapsed());
     result

@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use std::time::Duration;
 
+use coffer_core::reason::Reason;
+
 use crate::keys::attest;
 use crate::keys::ring::KeyState;
 use crate::keys::users::KeySet;
@@ -46,10 +48,7 @@ pub enum Plan {
     /// Write the Secret (or only record it, when it is already right).
     Write(Box<Write>),
     /// The Secret is not written, for a reason that retrying cannot fix.
-    Refuse {
-        reason: &'static str,
-        message: String,
-    },
+    Refuse { reason: Reason, message: String },
     /// A Secret of that name exists, is not this SealedSecret's and may
     /// not be adopted.
     NotOwned { message: String },
@@ -58,9 +57,6 @@ pub enum Plan {
     /// write: nothing is written until its owner changes that.
     MergeRefused { message: String },
 }
-
-/// The status reason of [`Plan::MergeRefused`].
-pub const MERGE_REFUSED: &str = "MergeRefused";
 
 /// How soon a refusal that someone else must resolve on a Secret the
 /// controller does not watch ([`Plan::NotOwned`], [`Plan::MergeRefused`])
@@ -71,14 +67,14 @@ pub const RECHECK_OTHERS_SECRET: Duration = Duration::from_secs(300);
 /// when to look again (`None`: when something changes).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub requeue: Option<Duration>,
 }
 
 impl Refusal {
     /// [`Plan::Refuse`]: final until something changes.
-    pub fn final_(reason: &'static str, message: String) -> Self {
+    pub fn final_(reason: Reason, message: String) -> Self {
         Refusal {
             reason,
             message,
@@ -90,7 +86,7 @@ impl Refusal {
     /// controller does not watch: look again now and then.
     pub fn not_owned(message: String) -> Self {
         Refusal {
-            reason: "SecretNotOwned",
+            reason: Reason::SecretNotOwned,
             message,
             requeue: Some(RECHECK_OTHERS_SECRET),
         }
@@ -101,7 +97,7 @@ impl Refusal {
     /// then.
     pub fn merge_refused(message: String) -> Self {
         Refusal {
-            reason: MERGE_REFUSED,
+            reason: Reason::MergeRefused,
             message,
             requeue: Some(RECHECK_OTHERS_SECRET),
         }
@@ -198,14 +194,14 @@ pub fn after_opening(o: &Observed<'_>, opened: Result<DesiredSecret, UnsealError
         Ok(d) => d,
         Err(e) => {
             return Plan::Refuse {
-                reason: e.reason().as_str(),
+                reason: e.reason(),
                 message: format!("Secret {} not written: {e}", place(o.sealed)),
             };
         }
     };
     if let Err(e) = render_templates(&o.sealed.view(), &mut desired) {
         return Plan::Refuse {
-            reason: TemplateError::REASON.as_str(),
+            reason: TemplateError::REASON,
             message: format!("Secret {} not written: {e}", place(o.sealed)),
         };
     }
@@ -363,7 +359,7 @@ pub fn after_invalid(sealed: &CachedSealed, status: &kube::core::Status) -> Plan
         .map(|c| format!("{} ({})", c.field, c.reason))
         .collect();
     Plan::Refuse {
-        reason: "SecretInvalid",
+        reason: Reason::SecretInvalid,
         message: format!(
             "the API server refused Secret {}: invalid {}",
             place(sealed),
@@ -620,7 +616,7 @@ mod tests {
 
     fn refusal(p: Plan) -> (&'static str, String) {
         match p {
-            Plan::Refuse { reason, message } => (reason, message),
+            Plan::Refuse { reason, message } => (reason.as_str(), message),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -751,7 +747,7 @@ mod tests {
         assert!(matches!(
             p,
             Some(Plan::Refuse {
-                reason: "SecretTypeRefused",
+                reason: Reason::SecretTypeRefused,
                 ..
             })
         ));

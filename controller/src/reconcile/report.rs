@@ -5,6 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use coffer_core::reason::{Class, Reason};
+
 use crate::client::events::EventType;
 use crate::client::gateway;
 use crate::keys::ring::KeyState;
@@ -31,6 +33,16 @@ pub enum Readiness {
 }
 
 impl Readiness {
+    /// What the status says for `reason`, by its class: a refusal needs a
+    /// person (`Stalled`), a retry passes by itself (`Reconciling`).
+    pub(crate) fn of(reason: Reason) -> Self {
+        match reason.class() {
+            Class::Done => Readiness::Unsealed,
+            Class::Stalled => Readiness::Refused,
+            Class::Retrying => Readiness::Retrying,
+        }
+    }
+
     fn ready_status(self) -> &'static str {
         match self {
             Readiness::Unsealed => "True",
@@ -102,14 +114,16 @@ impl<'a> StatusOf<'a> {
     }
 }
 
-/// Writes the status when it differs; returns whether it changed.
+/// Writes the status for `reason` when it differs; returns whether it
+/// changed.
 pub(crate) async fn set_status(
     ctx: &Context,
     of: &StatusOf<'_>,
-    readiness: Readiness,
-    reason: &str,
+    reason: Reason,
     message: String,
 ) -> Result<bool, kube::Error> {
+    let readiness = Readiness::of(reason);
+    let reason = reason.as_str();
     let message = crate::client::events::capped(message, crate::client::events::MAX_MESSAGE);
     let generation = of.generation;
     let old = of.status.ready.as_ref();
@@ -185,7 +199,7 @@ pub(crate) async fn report(
                 ctx.metrics.outcome_restored();
             }
             let message = unsealed(items, of.namespace, of.name);
-            set_status(ctx, &of, Readiness::Unsealed, "Unsealed", message).await?;
+            set_status(ctx, &of, Reason::Unsealed, message).await?;
             Ok(Next::AwaitChange)
         }
         Done::Written {
@@ -197,7 +211,7 @@ pub(crate) async fn report(
         } => {
             let (ns, name) = (sealed.namespace().unwrap_or_default(), sealed.name_any());
             let message = unsealed(items, &ns, &name);
-            ctx.metrics.unseal("Unsealed");
+            ctx.metrics.unseal(Reason::Unsealed);
             if let Some(uid) = sealed.metadata.uid.as_deref() {
                 ctx.store.set_unsealed(
                     key,
@@ -214,8 +228,7 @@ pub(crate) async fn report(
             set_status(
                 ctx,
                 &StatusOf::sealed(sealed),
-                Readiness::Unsealed,
-                "Unsealed",
+                Reason::Unsealed,
                 message.clone(),
             )
             .await?;
@@ -261,7 +274,7 @@ pub(crate) async fn report(
             let shown = shows_refusal(
                 &StatusMemo::of(sealed),
                 sealed.metadata.generation,
-                reason,
+                reason.as_str(),
                 &message,
             );
             let again = again || shown;
@@ -298,18 +311,18 @@ fn shows_refusal(
 async fn refuse(
     ctx: &Context,
     sealed: &CachedSealed,
-    reason: &'static str,
+    reason: Reason,
     message: String,
     again: bool,
 ) -> Result<(), kube::Error> {
     if !again {
         ctx.metrics.unseal(reason);
-        tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), reason, "{message}");
+        tracing::warn!(namespace = %sealed.namespace().unwrap_or_default(), name = %sealed.name_any(), reason = reason.as_str(), "{message}");
     }
     let of = StatusOf::sealed(sealed);
-    if set_status(ctx, &of, Readiness::Refused, reason, message.clone()).await? {
+    if set_status(ctx, &of, reason, message.clone()).await? {
         ctx.events
-            .publish(sealed, EventType::Warning, reason, message)
+            .publish(sealed, EventType::Warning, reason.as_str(), message)
             .await;
     }
     Ok(())
@@ -419,7 +432,7 @@ mod tests {
             ],
         }));
         let keys = ctx.keys.current();
-        let refusal = plan::Refusal::final_("SecretInvalid", message.into());
+        let refusal = plan::Refusal::final_(Reason::SecretInvalid, message.into());
         let done = Done::Refused {
             sealed: &s,
             refusal,

@@ -499,7 +499,7 @@ pub struct Outcome {
 pub struct Refusal {
     pub generation: Option<i64>,
     pub key_epoch: u64,
-    pub reason: &'static str,
+    pub reason: coffer_core::reason::Reason,
 }
 
 #[cfg(test)]

@@ -1036,7 +1036,7 @@ mod tests {
         let refusal = Refusal {
             generation: Some(3),
             key_epoch: 0,
-            reason: "ScopeMismatch",
+            reason: coffer_core::reason::Reason::ScopeMismatch,
         };
         store.refused(&k, UID, refusal);
         assert_eq!(uses(Some(0)), [(k.clone(), Use::Refused)]);
