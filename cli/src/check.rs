@@ -1,5 +1,7 @@
-//! `coffer check [PATHS]`: what must not be committed, found offline. One
-//! line per problem, with the fix; exit 5 when there is any:
+//! What `coffer check [PATHS]` finds, offline, that must not be committed,
+//! each problem with its fix (the command, in the binary, prints them and
+//! exits 5 when there is any). In the library because the fuzz target
+//! `rules_and_check` runs `check_file`. It finds:
 //! - a plain `Secret` with values (`data` or `stringData`), also inside a
 //!   list (`List`, `SecretList`, any `*List`);
 //! - a kustomize `secretGenerator` with `literals`, or whose `envs` or
@@ -38,20 +40,6 @@ use crate::io::{io_reason, read_file};
 use crate::repository::{self, Repository};
 use crate::rules::Rules;
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:
-  coffer check                      # the current directory, recursively
-  coffer check clusters/ base/db.yaml
-  coffer check --exclude 'charts/**' --exclude '*.tpl.yaml'
-Exit status: 0 when nothing was found, 5 when something was (one line each), 3 when a path or .coffer.yaml cannot be read, or .coffer.yaml or a recipients file it names is refused.")]
-pub struct CheckArgs {
-    /// Files and directories (*.yaml, *.yml, *.json in any case, and Kustomization, under them, hidden ones too); the current directory when none.
-    pub paths: Vec<PathBuf>,
-    /// Leave out paths matching this glob (repeatable), relative to the path checked: `vendor/**`, `*.tpl.yaml`; a glob without `/` matches a name at any depth. `.gitignore` files are honoured too.
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-}
-
 /// One problem, with where and how to fix it.
 #[doc(hidden)]
 pub struct Problem {
@@ -60,10 +48,24 @@ pub struct Problem {
     pub fix: String,
 }
 
-pub fn run(args: CheckArgs) -> Result<()> {
+/// What `coffer check` found under the paths it was given.
+pub struct Findings {
+    /// Manifests read.
+    pub files: usize,
+    /// SealedSecrets read in them.
+    pub sealed: usize,
+    /// Files neither YAML nor JSON, with no Secret in them (templates):
+    /// skipped.
+    pub skipped: usize,
+    pub problems: Vec<Problem>,
+}
+
+/// Checks every file under `paths` (the current directory when none) but
+/// those the `exclude` globs name.
+pub fn check_paths(paths: &[PathBuf], exclude: &[String]) -> Result<Findings> {
     let mut problems = Vec::new();
-    let excluded = Excludes::new(&args.exclude)?;
-    let (files, others) = files_to_check(&args.paths, &excluded, &mut problems)?;
+    let excluded = Excludes::new(exclude)?;
+    let (files, others) = files_to_check(paths, &excluded, &mut problems)?;
     // Manifests are searched as check_file reads them; other files here.
     for f in &others {
         find_identity(f, &mut problems);
@@ -96,29 +98,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
             Checked::Skipped => skipped += 1,
         }
     }
-    for p in &problems {
-        println!("{}: {}; fix: {}", p.at, p.what, p.fix);
-    }
-    eprintln!(
-        "coffer check: {} file(s), {sealed} SealedSecret(s), {} problem(s){}",
-        files.len(),
-        problems.len(),
-        if skipped > 0 {
-            format!(
-                "; {skipped} file(s) not YAML or JSON and with no Secret in them skipped (e.g. templates)"
-            )
-        } else {
-            String::new()
-        }
-    );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::refused(format!(
-            "{} problem(s) found; see above",
-            problems.len()
-        )))
-    }
+    Ok(Findings {
+        files: files.len(),
+        sealed,
+        skipped,
+        problems,
+    })
 }
 
 /// The files `coffer check` reads: files named as given; under

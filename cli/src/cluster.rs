@@ -18,6 +18,54 @@ pub const RECIPIENTS_KEY: &str = "recipients.txt";
 /// Service of the controller (deploy/), unless `--controller-name` says otherwise.
 pub const SERVICE: &str = "coffer-controller";
 
+/// The flags that say where the cluster and the controller are, taken by
+/// every command that talks to them: after the command name, where its
+/// help lists them, and before it (`coffer --context dr recipients`), where
+/// `coffer --help` lists them. Not global, so the commands that need no
+/// cluster do not list them; `keys` passes them on to its subcommands.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, which may list several files, or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Namespace where the controller runs and publishes its recipients [default: coffer-system].
+    #[arg(long, env = "COFFER_CONTROLLER_NAMESPACE", value_name = "NS")]
+    controller_namespace: Option<String>,
+    /// Reach the controller's HTTP API at this URL (e.g. after `kubectl port-forward`) instead of through the API server's service proxy.
+    #[arg(long, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
+    controller_url: Option<String>,
+    /// Name of the controller's Service, reached through the API server's service proxy [default: coffer-controller].
+    #[arg(long, env = "COFFER_CONTROLLER_NAME", value_name = "NAME")]
+    controller_name: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The target these flags, given after the command, name; each one
+    /// not given is taken from `before`, the flags given before it.
+    pub fn target(&self, before: &ClusterArgs) -> Target {
+        let or_before = |own: &Option<String>, top: &Option<String>| own.clone().or(top.clone());
+        Target {
+            kubeconfig: self.kubeconfig.clone().or(before.kubeconfig.clone()),
+            context: or_before(&self.context, &before.context),
+            controller_namespace: or_before(
+                &self.controller_namespace,
+                &before.controller_namespace,
+            )
+            .unwrap_or_else(|| CONTROLLER_NAMESPACE.into()),
+            controller_url: or_before(&self.controller_url, &before.controller_url),
+            service: or_before(&self.controller_name, &before.controller_name)
+                .unwrap_or_else(|| SERVICE.into()),
+        }
+    }
+}
+
+/// Namespace of the controller (deploy/), unless `--controller-namespace`
+/// says otherwise.
+pub const CONTROLLER_NAMESPACE: &str = "coffer-system";
+
 /// Kubeconfig selection, as kubectl does it.
 #[derive(Clone, Debug, Default)]
 pub struct Target {

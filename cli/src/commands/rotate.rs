@@ -21,11 +21,11 @@ use coffer_format::{KeyId, PublicKey, envelope};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
-use crate::cluster::{Target, parse_recipients};
-use crate::documents::{Chunk, chunks_of, is_sealed, read_sealed, split_yaml};
-use crate::error::{Failure, Result};
-use crate::io::{Input, read_file, write_atomic};
-use crate::rules::Rules;
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::documents::{Chunk, chunks_of, is_sealed, read_sealed, split_yaml};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{Input, read_file, write_atomic};
+use coffer_cli::rules::Rules;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -46,7 +46,7 @@ pub struct RotateArgs {
     #[arg(long = "recipients", short = 'r', value_name = "FILE")]
     pub recipients: Vec<PathBuf>,
     /// How long to wait for the new key to become active.
-    #[arg(long, default_value = "120s", value_parser = crate::seal::parse_period)]
+    #[arg(long, default_value = "120s", value_parser = super::seal::parse_period)]
     pub timeout: Duration,
 }
 
@@ -59,7 +59,7 @@ fn refuse_lists(files: &[PathBuf]) -> Result<()> {
         if let Ok(docs) = read_sealed(std::slice::from_ref(&input), true) {
             let listed = split_yaml(&input.text).iter().any(|(_, c)| {
                 let v: Option<serde_json::Value> = serde_saphyr::from_str(&c.body).ok();
-                v.is_some_and(|v| crate::documents::is_list(&v))
+                v.is_some_and(|v| coffer_cli::documents::is_list(&v))
             });
             if listed && !docs.is_empty() {
                 return Err(Failure::input(format!(
@@ -196,8 +196,8 @@ struct Plan {
     own_files: BTreeSet<PathBuf>,
 }
 
-pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
-    let files = crate::io::files_under(&args.paths)?;
+pub async fn run(args: RotateArgs, target: &Target) -> Result<()> {
+    let files = coffer_cli::io::files_under(&args.paths)?;
     refuse_lists(&files)?;
     let mut given = Vec::new();
     for f in &args.recipients {
@@ -302,7 +302,7 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
     }
 
     let active = if new_key {
-        let old = crate::key_admin::request_rotation(target, &before).await?;
+        let old = super::keys::request_rotation(target, &before).await?;
         eprintln!(
             "requested a new key to replace {}; waiting for it to become active",
             old.short()
@@ -373,11 +373,11 @@ pub async fn rotate(args: RotateArgs, target: &Target) -> Result<()> {
                 }
             }
             let format = if f.json {
-                crate::io::Format::Json
+                coffer_cli::io::Format::Json
             } else {
-                crate::io::Format::Yaml
+                coffer_cli::io::Format::Yaml
             };
-            out.push_str(&crate::io::render(std::slice::from_ref(&updated), format)?);
+            out.push_str(&coffer_cli::io::render(std::slice::from_ref(&updated), format)?);
             out.push_str(&c.suffix);
             after.insert((fi, di), updated);
             file_changed = true;
@@ -468,7 +468,7 @@ fn plan(
             others.rule = Some(format!(
                 "rule {:?} of {}",
                 rule.path,
-                rules.root.join(crate::rules::FILE).display()
+                rules.root.join(coffer_cli::rules::FILE).display()
             ));
             for (written, p) in rule.recipients.iter().zip(rules.recipients_paths(rule)?) {
                 let named = match rule_files.get(&p) {
@@ -493,7 +493,7 @@ fn plan(
                 continue;
             }
             let label = format!("{}: document {}", input.name, i + 1);
-            let sealed = crate::documents::read_one(&label, &c.body)?;
+            let sealed = coffer_cli::documents::read_one(&label, &c.body)?;
             let mut ours = 0;
             let mut items = Vec::new();
             let mut needed: BTreeSet<KeyId> = BTreeSet::new();
@@ -607,7 +607,7 @@ async fn reencrypt(
             text.trim()
         )));
     }
-    Ok(Ok(crate::cluster::sealed_reply(label, &text)?))
+    Ok(Ok(coffer_cli::cluster::sealed_reply(label, &text)?))
 }
 
 /// Which of this cluster's keys the values under the paths still need,

@@ -18,10 +18,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::client::Body;
 
-use crate::cluster::{Target, parse_recipients};
-use crate::error::{Failure, Result};
-use crate::io::{emit, read_file, write_atomic};
-use crate::recover::load_keys;
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{emit, read_file, write_atomic};
+use super::recover::load_keys;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCmd {
@@ -498,9 +498,9 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
                 match r.parse::<PublicKey>() {
                     Ok(k) => admins.push(k),
                     Err(_) if std::path::Path::new(r).is_file() => {
-                        let input = crate::io::read_file(std::path::Path::new(r))?;
+                        let input = coffer_cli::io::read_file(std::path::Path::new(r))?;
                         admins.extend(
-                            crate::cluster::parse_recipients(&input.name, &input.text)?.keys(),
+                            coffer_cli::cluster::parse_recipients(&input.name, &input.text)?.keys(),
                         );
                     }
                     Err(e) => {
@@ -662,7 +662,7 @@ async fn restore(
         Failure::input(format!(
             "{}: cannot read: {}",
             file.display(),
-            crate::io::io_reason(&e)
+            coffer_cli::io::io_reason(&e)
         ))
     })?;
     let plain = backup::decrypt(&data, &admins)

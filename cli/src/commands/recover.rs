@@ -8,9 +8,9 @@ use coffer_core::transform::{render_templates, unseal};
 use coffer_format::key::parse_identity_file;
 use coffer_format::{Keyring, SecretKey, backup};
 
-use crate::documents::read_sealed;
-use crate::error::{Failure, Result};
-use crate::io::{Format, emit, read_file, read_inputs, render};
+use coffer_cli::documents::read_sealed;
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{Format, emit, read_file, read_inputs, render};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -52,7 +52,7 @@ pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<Secret
             Failure::input(format!(
                 "{}: cannot read: {}",
                 p.display(),
-                crate::io::io_reason(&e)
+                coffer_cli::io::io_reason(&e)
             ))
         })?;
         let plain = backup::decrypt(&data, &admins).map_err(|e| {
@@ -71,7 +71,7 @@ pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
     let inputs = read_inputs(&args.files)?;
     let docs = read_sealed(&inputs, true)?;
     if docs.is_empty() {
-        return Err(crate::documents::none_found(&inputs));
+        return Err(coffer_cli::documents::none_found(&inputs));
     }
     let mut secrets = Vec::new();
     let mut refused = Vec::new();
@@ -102,7 +102,7 @@ pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
         coffer_core::wipe::secret(s);
     }
     match &args.output {
-        Some(p) if p.as_os_str() != "-" => crate::io::write_atomic(p, text.as_bytes(), true),
+        Some(p) if p.as_os_str() != "-" => coffer_cli::io::write_atomic(p, text.as_bytes(), true),
         _ => emit(None, &text),
     }
 }

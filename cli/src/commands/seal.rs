@@ -10,10 +10,10 @@ use coffer_core::transform::{SealSecretError, merge_into, seal_secret};
 use coffer_format::{Location, PublicKey, RecipientsFile, Scope};
 use zeroize::Zeroizing;
 
-use crate::cluster::{Target, parse_recipients};
-use crate::error::{Failure, Result};
-use crate::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_atomic};
-use crate::rules::Rules;
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_atomic};
+use coffer_cli::rules::Rules;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -120,7 +120,7 @@ fn apply_rules(args: &mut SealArgs, target: &Target) -> Result<ScopeFrom> {
     let Some(rules) = rules else {
         return Ok(ScopeFrom::of(args, false));
     };
-    let file = rules.root.join(crate::rules::FILE);
+    let file = rules.root.join(coffer_cli::rules::FILE);
     let Some(rule) = rules.for_path(&written) else {
         if args.recipients.is_empty() {
             eprintln!(
@@ -242,11 +242,11 @@ pub async fn recipients(
                 let url = given.to_string();
                 let text = tokio::task::spawn_blocking({
                     let url = url.clone();
-                    move || crate::cluster::fetch_recipients(&url)
+                    move || coffer_cli::cluster::fetch_recipients(&url)
                 })
                 .await
                 .map_err(|e| Failure::new(1, e.to_string()))??;
-                crate::io::Input {
+                coffer_cli::io::Input {
                     name: url,
                     text: Zeroizing::new(text),
                 }
@@ -387,7 +387,7 @@ pub async fn run(
                 )));
             }
             let input = read_file(path)?;
-            let existing: SealedSecret = crate::documents::read_one(&input.name, &input.text)?;
+            let existing: SealedSecret = coffer_cli::documents::read_one(&input.name, &input.text)?;
             merge_scope(
                 &mut args,
                 scope_from,
@@ -478,7 +478,7 @@ fn merge_scope(
             let by = if from == ScopeFrom::Flag {
                 "--scope".to_string()
             } else {
-                format!("the {} rule", crate::rules::FILE)
+                format!("the {} rule", coffer_cli::rules::FILE)
             };
             let failure = format!(
                 "{name}: the values it keeps ({}) would stay as they are, but {by} seals the given items with scope {given}: \
@@ -505,7 +505,7 @@ fn merge_scope(
 
 fn merge(
     path: &std::path::Path,
-    input: &crate::io::Input,
+    input: &coffer_cli::io::Input,
     existing: &SealedSecret,
     sealed: Vec<SealedSecret>,
     format: Format,
@@ -565,7 +565,7 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
                 Failure::input(format!(
                     "{}: cannot open: {}",
                     p.display(),
-                    crate::io::io_reason(&e)
+                    coffer_cli::io::io_reason(&e)
                 ))
             })?;
             f.take(coffer_format::envelope::MAX_VALUE_LEN as u64 + 1)

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use coffer_format::envelope;
 
-use crate::cluster::parse_recipients;
-use crate::documents::read_sealed;
-use crate::error::{Failure, Result};
-use crate::io::{read_file, read_inputs};
+use coffer_cli::cluster::parse_recipients;
+use coffer_cli::documents::read_sealed;
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{read_file, read_inputs};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -74,7 +74,7 @@ pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
     let inputs = read_inputs(&args.files)?;
     let docs = read_sealed(&inputs, true)?;
     if docs.is_empty() {
-        return Err(crate::documents::none_found(&inputs));
+        return Err(coffer_cli::documents::none_found(&inputs));
     }
     let mut reports = Vec::new();
     let mut any_problem = false;

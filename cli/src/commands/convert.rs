@@ -10,10 +10,10 @@ use coffer_core::SealedSecret;
 use coffer_core::bitnami::{self, BitnamiKey};
 use coffer_format::PublicKey;
 
-use crate::cluster::{Target, parse_recipients};
-use crate::documents::{chunks_of, value_of};
-use crate::error::{Failure, Result};
-use crate::io::{Format, read_file, render, write_atomic};
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::documents::{chunks_of, value_of};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{Format, read_file, render, write_atomic};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -98,14 +98,14 @@ impl Converter {
                         )));
                     }
                 }
-                crate::cluster::sealed_reply(label, &text)
+                coffer_cli::cluster::sealed_reply(label, &text)
             }
         }
     }
 }
 
 pub async fn run(args: ConvertArgs, target: &Target) -> Result<()> {
-    let files = crate::io::files_under(&args.paths)?;
+    let files = coffer_cli::io::files_under(&args.paths)?;
     let converter = match &args.bitnami_keys {
         Some(path) => {
             let input = read_file(path)?;
