@@ -13,10 +13,10 @@ use kube::{Client, Config};
 use crate::error::{Failure, Result};
 
 /// Name of the ConfigMap and key the controller publishes.
-pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
-pub const RECIPIENTS_KEY: &str = "recipients.txt";
+pub(crate) const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
+pub(crate) const RECIPIENTS_KEY: &str = "recipients.txt";
 /// Service of the controller (deploy/), unless `--controller-name` says otherwise.
-pub const SERVICE: &str = "coffer-controller";
+pub(crate) const SERVICE: &str = "coffer-controller";
 
 /// The flags that say where the cluster and the controller are, taken by
 /// every command that talks to them: after the command name, where its
@@ -64,19 +64,19 @@ impl ClusterArgs {
 
 /// Namespace of the controller (deploy/), unless `--controller-namespace`
 /// says otherwise.
-pub const CONTROLLER_NAMESPACE: &str = "coffer-system";
+pub(crate) const CONTROLLER_NAMESPACE: &str = "coffer-system";
 
 /// Kubeconfig selection, as kubectl does it.
 #[derive(Clone, Debug, Default)]
 pub struct Target {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
+    pub(crate) kubeconfig: Option<PathBuf>,
+    pub(crate) context: Option<String>,
     pub controller_namespace: String,
     /// Reach the controller's HTTP API directly (e.g. through
     /// `kubectl port-forward`) instead of through the API server's proxy.
     pub controller_url: Option<String>,
     /// Name of the controller's Service (`--controller-name`).
-    pub service: String,
+    pub(crate) service: String,
 }
 
 impl Target {
@@ -221,8 +221,10 @@ impl Target {
         .await
     }
 
-    /// Like [`Self::proxy_post`], but waits and retries while the
-    /// controller answers 429 (its per-client rate limit), up to a minute.
+    /// POSTs JSON to the controller (directly with --controller-url, else
+    /// through the service proxy), waiting and retrying while it answers
+    /// 429 (its per-client rate limit), up to a minute. Returns the status
+    /// code and body; transport errors are failures.
     pub async fn post_with_retry(
         &self,
         client: Option<&Client>,
@@ -230,18 +232,6 @@ impl Target {
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
         retrying(&[429], || self.call(client, path, Some(body.clone()), None)).await
-    }
-
-    /// POSTs JSON to the controller (directly with --controller-url, else
-    /// through the service proxy). Returns the status code and body;
-    /// transport errors are failures.
-    pub async fn proxy_post(
-        &self,
-        client: Option<&Client>,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, String)> {
-        self.call(client, path, Some(body), None).await
     }
 
     /// One request to the controller: a GET, or a POST of JSON `body`,

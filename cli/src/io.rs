@@ -24,7 +24,7 @@ pub struct Input {
 }
 
 /// Largest input file accepted.
-pub const MAX_INPUT: u64 = coffer_core::manifest::MAX_INPUT_LEN as u64;
+pub(crate) const MAX_INPUT: u64 = coffer_core::manifest::MAX_INPUT_LEN as u64;
 
 /// Reads every file, or stdin when `paths` is empty or holds `-`.
 pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {

@@ -12,5 +12,5 @@ pub mod cluster;
 pub mod documents;
 pub mod error;
 pub mod io;
-pub mod repository;
+pub(crate) mod repository;
 pub mod rules;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use coffer_format::envelope;
 
 use coffer_cli::cluster::parse_recipients;
-use coffer_cli::documents::read_sealed;
+use coffer_cli::documents::{Doc, none_found, read_sealed};
 use coffer_cli::error::{Failure, Result};
 use coffer_cli::io::{read_file, read_inputs};
 
@@ -14,15 +14,15 @@ use coffer_cli::io::{read_file, read_inputs};
 #[command(after_help = "Examples:
   coffer inspect sealed.yaml
   coffer inspect --recipients recipients.txt k8s/*.yaml   # flag values sealed to keys not in the file")]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// SealedSecret files; stdin when none or `-`.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Flag values sealed to no key of these recipients files.
     #[arg(long = "recipients", short = 'r', value_name = "FILE")]
-    pub recipients: Vec<PathBuf>,
+    pub(crate) recipients: Vec<PathBuf>,
     /// Output format [default: table].
     #[arg(short = 'o', long = "format", value_enum)]
-    pub format: Option<InspectFormat>,
+    pub(crate) format: Option<InspectFormat>,
 }
 
 #[derive(serde::Serialize)]
@@ -53,116 +53,23 @@ struct Report {
 
 /// What `inspect` prints: a table for people, or JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum InspectFormat {
+pub(crate) enum InspectFormat {
     Table,
     Json,
 }
 
-pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
-    let known: Option<BTreeSet<String>> = if args.recipients.is_empty() {
-        None
-    } else {
-        let mut ids = BTreeSet::new();
-        for f in &args.recipients {
-            let input = read_file(f)?;
-            for k in parse_recipients(&input.name, &input.text)?.keys() {
-                ids.insert(k.id().to_string());
-            }
-        }
-        Some(ids)
-    };
+pub(crate) fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
+    let known = known_ids(&args.recipients)?;
     let inputs = read_inputs(&args.files)?;
     let docs = read_sealed(&inputs, true)?;
     if docs.is_empty() {
-        return Err(coffer_cli::documents::none_found(&inputs));
+        return Err(none_found(&inputs));
     }
-    let mut reports = Vec::new();
-    let mut any_problem = false;
-    for d in docs {
-        let mut items = Vec::new();
-        let mut problems = Vec::new();
-        let mut scopes = BTreeSet::new();
-        for (key, value) in &d.sealed.spec.encrypted_data {
-            match envelope::inspect(value) {
-                Ok((env, _)) => {
-                    scopes.insert(env.scope.to_string());
-                    let ids: Vec<String> = env.key_ids.iter().map(|k| k.to_string()).collect();
-                    let problem = known.as_ref().and_then(|known| {
-                        (!ids.iter().any(|i| known.contains(i))).then(|| {
-                            format!(
-                                "sealed only to key(s) {} that no given recipients file holds",
-                                ids.join(", ")
-                            )
-                        })
-                    });
-                    if let Some(p) = &problem {
-                        problems.push(format!("item {key:?}: {p}"));
-                    }
-                    items.push(Item {
-                        key: key.clone(),
-                        scope: Some(env.scope.to_string()),
-                        key_ids: ids,
-                        key_kinds: env.key_kinds.iter().map(|k| k.to_string()).collect(),
-                        recipients: env.recipient_stanzas,
-                        post_quantum: Some(env.post_quantum()),
-                        size_bucket: Some(env.size_bucket()),
-                        problem,
-                    });
-                }
-                Err(e) => {
-                    problems.push(format!("item {key:?}: {e}"));
-                    items.push(Item {
-                        key: key.clone(),
-                        scope: None,
-                        key_ids: vec![],
-                        key_kinds: vec![],
-                        recipients: 0,
-                        post_quantum: None,
-                        size_bucket: None,
-                        problem: Some(e.to_string()),
-                    });
-                }
-            }
-        }
-        if scopes.len() > 1 {
-            problems.push(format!(
-                "mixed scopes: {}",
-                scopes.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if d.sealed.spec.encrypted_data.is_empty() {
-            problems.push("no items".into());
-        }
-        // Templates are plain text: a mistyped item or a syntax error is
-        // found here, before the controller reports TemplateFailed.
-        if let Some(t) = &d.sealed.spec.template {
-            let templates: Vec<(&str, &str)> = t
-                .data
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let keys: Vec<&str> = d
-                .sealed
-                .spec
-                .encrypted_data
-                .keys()
-                .map(String::as_str)
-                .collect();
-            if let Err(e) = coffer_core::template::check(&templates, &keys) {
-                problems.push(e.to_string());
-            }
-        }
-        any_problem |= !problems.is_empty();
-        reports.push(Report {
-            file: d.file,
-            document: d.index,
-            namespace: d.sealed.metadata.namespace.clone(),
-            name: d.sealed.metadata.name.clone(),
-            scopes: scopes.into_iter().collect(),
-            items,
-            problems,
-        });
-    }
+    let reports: Vec<Report> = docs
+        .into_iter()
+        .map(|d| report(d, known.as_ref()))
+        .collect();
+    let any_problem = reports.iter().any(|r| !r.problems.is_empty());
     let text = match format {
         InspectFormat::Json => {
             serde_json::to_string_pretty(&reports).map_err(|e| Failure::new(1, e.to_string()))?
@@ -175,6 +82,114 @@ pub fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
         return Err(Failure::refused("problems found (see above)"));
     }
     Ok(())
+}
+
+/// The key ids of the `-r` recipients files; `None` without any.
+fn known_ids(recipients: &[PathBuf]) -> Result<Option<BTreeSet<String>>> {
+    if recipients.is_empty() {
+        return Ok(None);
+    }
+    let mut ids = BTreeSet::new();
+    for f in recipients {
+        let input = read_file(f)?;
+        for k in parse_recipients(&input.name, &input.text)?.keys() {
+            ids.insert(k.id().to_string());
+        }
+    }
+    Ok(Some(ids))
+}
+
+/// What one SealedSecret holds, and its problems; with `known`, a value
+/// sealed to none of those key ids is one.
+fn report(d: Doc, known: Option<&BTreeSet<String>>) -> Report {
+    let mut items = Vec::new();
+    let mut problems = Vec::new();
+    let mut scopes = BTreeSet::new();
+    for (key, value) in &d.sealed.spec.encrypted_data {
+        let item = item(key, value, known);
+        if let Some(scope) = &item.scope {
+            scopes.insert(scope.clone());
+        }
+        if let Some(p) = &item.problem {
+            problems.push(format!("item {key:?}: {p}"));
+        }
+        items.push(item);
+    }
+    if scopes.len() > 1 {
+        problems.push(format!(
+            "mixed scopes: {}",
+            scopes.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if d.sealed.spec.encrypted_data.is_empty() {
+        problems.push("no items".into());
+    }
+    // Templates are plain text: a mistyped item or a syntax error is
+    // found here, before the controller reports TemplateFailed.
+    if let Some(t) = &d.sealed.spec.template {
+        let templates: Vec<(&str, &str)> = t
+            .data
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let keys: Vec<&str> = d
+            .sealed
+            .spec
+            .encrypted_data
+            .keys()
+            .map(String::as_str)
+            .collect();
+        if let Err(e) = coffer_core::template::check(&templates, &keys) {
+            problems.push(e.to_string());
+        }
+    }
+    Report {
+        file: d.file,
+        document: d.index,
+        namespace: d.sealed.metadata.namespace.clone(),
+        name: d.sealed.metadata.name.clone(),
+        scopes: scopes.into_iter().collect(),
+        items,
+        problems,
+    }
+}
+
+/// One sealed value, read without a key.
+fn item(key: &str, value: &str, known: Option<&BTreeSet<String>>) -> Item {
+    let env = match envelope::inspect(value) {
+        Ok((env, _)) => env,
+        Err(e) => {
+            return Item {
+                key: key.to_string(),
+                scope: None,
+                key_ids: vec![],
+                key_kinds: vec![],
+                recipients: 0,
+                post_quantum: None,
+                size_bucket: None,
+                problem: Some(e.to_string()),
+            };
+        }
+    };
+    let ids: Vec<String> = env.key_ids.iter().map(|k| k.to_string()).collect();
+    let problem = known.and_then(|known| {
+        (!ids.iter().any(|i| known.contains(i))).then(|| {
+            format!(
+                "sealed only to key(s) {} that no given recipients file holds",
+                ids.join(", ")
+            )
+        })
+    });
+    Item {
+        key: key.to_string(),
+        scope: Some(env.scope.to_string()),
+        key_ids: ids,
+        key_kinds: env.key_kinds.iter().map(|k| k.to_string()).collect(),
+        recipients: env.recipient_stanzas,
+        post_quantum: Some(env.post_quantum()),
+        size_bucket: Some(env.size_bucket()),
+        problem,
+    }
 }
 
 fn human(reports: &[Report]) -> String {

@@ -19,25 +19,25 @@ use coffer_cli::io::{Format, emit, read_file, read_inputs, render};
 
 This prints plaintext Secrets: it exists for disaster recovery. Prefer piping
 into `kubectl apply -f -` over writing files.")]
-pub struct RecoverArgs {
+pub(crate) struct RecoverArgs {
     /// SealedSecret files; stdin when none or `-`.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// age identity file (AGE-SECRET-KEY-1… lines): sealing keys, or the admin key of --backup.
     #[arg(long, short = 'i', value_name = "FILE", required = true)]
-    pub identity: Vec<PathBuf>,
+    pub(crate) identity: Vec<PathBuf>,
     /// An encrypted key ring backup (`coffer keys backup`), opened with --identity.
     #[arg(long, value_name = "FILE")]
-    pub backup: Vec<PathBuf>,
+    pub(crate) backup: Vec<PathBuf>,
     /// Write the Secrets here (atomically, mode 0600) instead of stdout.
     #[arg(short = 'w', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Output format [default: yaml].
     #[arg(short = 'o', long = "format", value_enum)]
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
 }
 
 /// Loads identities, and the keys of any backups they open.
-pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<SecretKey>> {
+pub(crate) fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<SecretKey>> {
     let mut keys = Vec::new();
     for p in identity {
         let input = read_file(p)?;
@@ -66,7 +66,7 @@ pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<Secret
     Ok(keys)
 }
 
-pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
+pub(crate) fn run(args: RecoverArgs, format: Format) -> Result<()> {
     let ring = Keyring::from_keys(load_keys(&args.identity, &args.backup)?);
     let inputs = read_inputs(&args.files)?;
     let docs = read_sealed(&inputs, true)?;

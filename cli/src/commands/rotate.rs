@@ -15,17 +15,19 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::documents::{Edit, InPlace, Rewrite, is_sealed, read_one};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{files_under, read_file, write_atomic};
+use coffer_cli::rules::{self, Rules};
 use coffer_core::SealedSecret;
+use coffer_core::api::is_sealed_secret;
 use coffer_core::api::ring::{KEY_ID_LABEL, KEY_STATE_LABEL};
 use coffer_format::{KeyId, PublicKey, envelope};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
-use coffer_cli::cluster::{Target, parse_recipients};
-use coffer_cli::documents::{Chunk, chunks_of, is_sealed, read_sealed, split_yaml};
-use coffer_cli::error::{Failure, Result};
-use coffer_cli::io::{Input, read_file, write_atomic};
-use coffer_cli::rules::Rules;
+use super::keys::request_rotation;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -33,45 +35,31 @@ use coffer_cli::rules::Rules;
   coffer rotate --dry-run k8s/             # show what would change
   coffer rotate --no-new-key k8s/          # only re-encrypt to the current active key
   coffer rotate -r other-cluster.txt k8s/  # keep values that also open in another cluster")]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     /// Files or directories (searched for *.yaml, *.yml, *.json); the current directory when none.
-    pub paths: Vec<PathBuf>,
+    paths: Vec<PathBuf>,
     /// Make every check of a real run and show what it would change; write nothing and request no key.
     #[arg(long)]
-    pub dry_run: bool,
+    dry_run: bool,
     /// Do not request a new key; re-encrypt to the active one.
     #[arg(long)]
-    pub no_new_key: bool,
+    no_new_key: bool,
     /// Recipients of other clusters some values are also sealed to (besides those the file's .coffer.yaml rule names): they are kept.
     #[arg(long = "recipients", short = 'r', value_name = "FILE")]
-    pub recipients: Vec<PathBuf>,
+    recipients: Vec<PathBuf>,
     /// How long to wait for the new key to become active.
     #[arg(long, default_value = "120s", value_parser = super::seal::parse_period)]
-    pub timeout: Duration,
+    timeout: Duration,
 }
 
-/// Lists (`kind: List`, `SealedSecretList`) holding SealedSecrets are not rewritten in place
-/// (their items have no text of their own to keep); refuse before anything
-/// changes, so the summary of key ids still referenced is never wrong.
-fn refuse_lists(files: &[PathBuf]) -> Result<()> {
-    for f in files {
-        let input = read_file(f)?;
-        if let Ok(docs) = read_sealed(std::slice::from_ref(&input), true) {
-            let listed = split_yaml(&input.text).iter().any(|(_, c)| {
-                let v: Option<serde_json::Value> = serde_saphyr::from_str(&c.body).ok();
-                v.is_some_and(|v| coffer_cli::documents::is_list(&v))
-            });
-            if listed && !docs.is_empty() {
-                return Err(Failure::input(format!(
-                    "{}: holds SealedSecrets inside a list (kind: List or SealedSecretList), which rotate does not rewrite",
-                    input.name
-                ))
-                .hint("split the List into one document per SealedSecret (separated by ---), then run rotate again"));
-            }
-        }
-    }
-    Ok(())
-}
+/// What rotate rewrites: the SealedSecrets of coffer.dev. A list holding
+/// one is refused before anything changes (so the summary of key ids still
+/// referenced is never wrong).
+const IN_PLACE: InPlace = InPlace {
+    command: "rotate",
+    what: "SealedSecrets",
+    edits: is_sealed_secret,
+};
 
 fn active_key_id(text: &str) -> Result<KeyId> {
     let f = parse_recipients("the cluster's recipients file", text)?;
@@ -171,18 +159,15 @@ enum Step {
 }
 
 struct DocPlan {
-    /// Which chunk of the file.
-    chunk: usize,
+    /// Which document of the file, from 0.
+    index: usize,
     label: String,
     sealed: SealedSecret,
     step: Step,
 }
 
 struct FilePlan {
-    path: PathBuf,
-    input: Input,
-    json: bool,
-    chunks: Vec<(String, Chunk)>,
+    file: Rewrite,
     docs: Vec<DocPlan>,
 }
 
@@ -196,9 +181,39 @@ struct Plan {
     own_files: BTreeSet<PathBuf>,
 }
 
-pub async fn run(args: RotateArgs, target: &Target) -> Result<()> {
-    let files = coffer_cli::io::files_under(&args.paths)?;
-    refuse_lists(&files)?;
+impl Plan {
+    /// How many files have a SealedSecret to re-encrypt.
+    fn to_write(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| {
+                f.docs
+                    .iter()
+                    .any(|d| matches!(d.step, Step::Reencrypt { .. }))
+            })
+            .count()
+    }
+
+    /// How many values are re-encrypted.
+    fn values(&self) -> usize {
+        self.files
+            .iter()
+            .flat_map(|f| &f.docs)
+            .map(|d| match &d.step {
+                Step::Reencrypt { items, .. } => items.len(),
+                Step::Current => 0,
+            })
+            .sum()
+    }
+}
+
+/// The SealedSecrets the controller re-encrypted, by file and document of
+/// the plan.
+type Answers = BTreeMap<(usize, usize), SealedSecret>;
+
+pub(crate) async fn run(args: RotateArgs, target: &Target) -> Result<()> {
+    let paths = files_under(&args.paths)?;
+    let files = Rewrite::read_all(&paths, &IN_PLACE)?;
     let mut given = Vec::new();
     for f in &args.recipients {
         given.push(Rc::new(read_named(format!("-r {}", f.display()), f)?));
@@ -208,79 +223,17 @@ pub async fn run(args: RotateArgs, target: &Target) -> Result<()> {
     // With a new key every value of this cluster is re-encrypted; the
     // plan is checked against the current key, which the new one replaces.
     let new_key = !args.no_new_key;
-    let plan = plan(&files, &given, &held, &before, new_key)?;
-
-    // The controller re-encrypts every value once, to the current key,
-    // before any key is requested: a value it would refuse stops the run
-    // here, with nothing created and nothing written.
+    let plan = plan(files, &given, &held, &before, new_key)?;
     let client = match &target.controller_url {
         Some(_) => None,
         None => Some(target.client().await?),
     };
-    let mut answers: BTreeMap<(usize, usize), SealedSecret> = BTreeMap::new();
-    let mut refusals = Vec::new();
-    let bar = progress(plan.files.iter().map(|f| f.docs.len()).sum(), "checked");
-    for (fi, f) in plan.files.iter().enumerate() {
-        for (di, d) in f.docs.iter().enumerate() {
-            if let Step::Reencrypt { extra, .. } = &d.step {
-                match reencrypt(target, client.as_ref(), &d.label, &d.sealed, extra).await? {
-                    Ok(s) => {
-                        answers.insert((fi, di), s);
-                    }
-                    Err(why) => refusals.push(why),
-                }
-            }
-            if let Some(b) = &bar {
-                b.inc(1);
-            }
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if !refusals.is_empty() {
-        return Err(stop_before_acting(
-            &refusals,
-            Failure::cluster(format!(
-                "the controller refused to re-encrypt {} SealedSecret(s) (above); nothing was written and no key was requested",
-                refusals.len()
-            ))
-            .hint("a value that does not open here (wrong place, retired key, altered) must be re-sealed from its plaintext with `coffer seal --merge-into FILE`"),
-        ));
-    }
-
-    for f in &plan.files {
-        for d in &f.docs {
-            if let Step::Reencrypt { items, .. } = &d.step
-                && args.dry_run
-            {
-                println!("{}: would re-encrypt {} value(s)", d.label, items.len());
-            }
-        }
-    }
-    for label in &plan.foreign {
-        println!("{label}: sealed to no key of this cluster; left as it is");
-    }
-
-    let to_write = plan
-        .files
-        .iter()
-        .filter(|f| {
-            f.docs
-                .iter()
-                .any(|d| matches!(d.step, Step::Reencrypt { .. }))
-        })
-        .count();
-    let values: usize = plan
-        .files
-        .iter()
-        .flat_map(|f| &f.docs)
-        .map(|d| match &d.step {
-            Step::Reencrypt { items, .. } => items.len(),
-            Step::Current => 0,
-        })
-        .sum();
-
+    let controller = Controller {
+        target,
+        client: client.as_ref(),
+    };
+    let mut answers = controller.check(&plan).await?;
+    announce(&plan, args.dry_run);
     if args.dry_run {
         let to = if new_key {
             "a new key".to_string()
@@ -294,106 +247,79 @@ pub async fn run(args: RotateArgs, target: &Target) -> Result<()> {
             );
         }
         println!(
-            "would change {to_write} of {} file(s); {values} value(s) re-encrypted to {to}",
-            files.len()
+            "would change {} of {} file(s); {} value(s) re-encrypted to {to}",
+            plan.to_write(),
+            paths.len(),
+            plan.values()
         );
         summary(&plan, &answers, &held, None, true);
         return Ok(());
     }
-
     let active = if new_key {
-        let old = super::keys::request_rotation(target, &before).await?;
-        eprintln!(
-            "requested a new key to replace {}; waiting for it to become active",
-            old.short()
-        );
-        let deadline = tokio::time::Instant::now() + args.timeout;
-        let now = loop {
-            let now = active_key_id(&target.recipients_text().await?)?;
-            if now != old {
-                eprintln!("new active key: {}", now.short());
-                break now;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(Failure::cluster(format!(
-                    "the controller did not publish a new key within {}; nothing was written",
-                    humantime::format_duration(args.timeout)
-                ))
-                .hint("check the controller's logs and that it runs as leader; once a new key is active, `coffer rotate --no-new-key` re-encrypts to it without asking for another"));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let now = new_active_key(target, &before, args.timeout).await?;
         // Sealed to the new key now: the answers for the old one are dropped.
         answers.clear();
         now
     } else {
         before
     };
+    let written = controller.write(&plan, answers, &active).await?;
+    refresh_own_files(target, &plan).await?;
+    println!(
+        "changed {} of {} file(s); {} value(s) re-encrypted to key {}",
+        written.files,
+        paths.len(),
+        written.values,
+        active.short()
+    );
+    summary(&plan, &written.after, &held, Some(&active), false);
+    Ok(())
+}
 
-    let bar = progress(to_write, "files");
-    let (mut changed, mut done_values) = (0usize, 0usize);
-    // What each re-encrypted SealedSecret became, for the summary.
-    let mut after: BTreeMap<(usize, usize), SealedSecret> = BTreeMap::new();
-    for (fi, f) in plan.files.iter().enumerate() {
-        let mut out = String::new();
-        let mut file_changed = false;
-        for (ci, (sep, c)) in f.chunks.iter().enumerate() {
-            out.push_str(sep);
-            out.push_str(&c.prefix);
-            let planned = f.docs.iter().enumerate().find(|(_, d)| d.chunk == ci);
-            let Some((di, d)) = planned else {
-                out.push_str(&c.body);
-                out.push_str(&c.suffix);
-                continue;
-            };
-            let Step::Reencrypt { items, extra } = &d.step else {
-                out.push_str(&c.body);
-                out.push_str(&c.suffix);
-                continue;
-            };
-            let reply = match answers.remove(&(fi, di)) {
-                Some(r) => r,
-                None => match reencrypt(target, client.as_ref(), &d.label, &d.sealed, extra).await?
-                {
-                    Ok(r) => r,
-                    Err(why) => {
-                        return Err(Failure::cluster(format!(
-                            "{why}\n{changed} of {to_write} file(s) were re-encrypted to key {} before this one; this file was not written",
-                            active.short()
-                        ))
-                        .hint("fix it, then finish with `coffer rotate --no-new-key` on the same paths: it re-encrypts only what is not sealed to the active key, and asks for no other key"));
-                    }
-                },
-            };
-            let mut updated = d.sealed.clone();
-            for k in items {
-                if let Some(v) = reply.spec.encrypted_data.get(k) {
-                    updated.spec.encrypted_data.insert(k.clone(), v.clone());
-                    done_values += 1;
-                }
-            }
-            let format = if f.json {
-                coffer_cli::io::Format::Json
-            } else {
-                coffer_cli::io::Format::Yaml
-            };
-            out.push_str(&coffer_cli::io::render(std::slice::from_ref(&updated), format)?);
-            out.push_str(&c.suffix);
-            after.insert((fi, di), updated);
-            file_changed = true;
-        }
-        if file_changed {
-            write_atomic(&f.path, out.as_bytes(), false)?;
-            changed += 1;
-            match &bar {
-                Some(b) => b.inc(1),
-                None => eprintln!("re-encrypted {}", f.input.name),
+/// What the plan says before anything is requested: in a dry run, what
+/// would be re-encrypted; always, what is left as it is.
+fn announce(plan: &Plan, dry_run: bool) {
+    if dry_run {
+        for d in plan.files.iter().flat_map(|f| &f.docs) {
+            if let Step::Reencrypt { items, .. } = &d.step {
+                println!("{}: would re-encrypt {} value(s)", d.label, items.len());
             }
         }
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    for label in &plan.foreign {
+        println!("{label}: sealed to no key of this cluster; left as it is");
     }
+}
+
+/// Asks the controller for a new key, and waits, up to `timeout`, until
+/// it publishes it as the active key; returns its id.
+async fn new_active_key(target: &Target, before: &KeyId, timeout: Duration) -> Result<KeyId> {
+    let old = request_rotation(target, before).await?;
+    eprintln!(
+        "requested a new key to replace {}; waiting for it to become active",
+        old.short()
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = active_key_id(&target.recipients_text().await?)?;
+        if now != old {
+            eprintln!("new active key: {}", now.short());
+            return Ok(now);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Failure::cluster(format!(
+                "the controller did not publish a new key within {}; nothing was written",
+                humantime::format_duration(timeout)
+            ))
+            .hint("check the controller's logs and that it runs as leader; once a new key is active, `coffer rotate --no-new-key` re-encrypts to it without asking for another"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Writes this cluster's recipients files that rules name where they
+/// differ from what the cluster publishes, so `coffer check` passes.
+async fn refresh_own_files(target: &Target, plan: &Plan) -> Result<()> {
     let published = target.recipients_text().await?;
     for p in &plan.own_files {
         let current = std::fs::read_to_string(p).unwrap_or_default();
@@ -405,12 +331,6 @@ pub async fn run(args: RotateArgs, target: &Target) -> Result<()> {
             );
         }
     }
-    println!(
-        "changed {changed} of {} file(s); {done_values} value(s) re-encrypted to key {}",
-        files.len(),
-        active.short()
-    );
-    summary(&plan, &after, &held, Some(&active), false);
     Ok(())
 }
 
@@ -433,147 +353,336 @@ fn progress(len: usize, what: &str) -> Option<indicatif::ProgressBar> {
 /// not re-seal for lack of a recipient is reported here, all at once,
 /// before the cluster is asked anything.
 fn plan(
-    files: &[PathBuf],
+    files: Vec<Rewrite>,
     given: &[Rc<Named>],
     held: &BTreeMap<String, bool>,
     active: &KeyId,
     new_key: bool,
 ) -> Result<Plan> {
-    let mine = |id: &KeyId| held.contains_key(&id.short());
-    let mut rules_of: BTreeMap<PathBuf, Option<Rc<Rules>>> = BTreeMap::new();
-    let mut rule_files: BTreeMap<PathBuf, Rc<Named>> = BTreeMap::new();
-    let mut out = Plan {
-        files: Vec::new(),
-        foreign: Vec::new(),
-        own_files: BTreeSet::new(),
+    let mut planner = Planner {
+        given,
+        held,
+        active,
+        new_key,
+        rules_of: BTreeMap::new(),
+        rule_files: BTreeMap::new(),
+        problems: Vec::new(),
+        plan: Plan {
+            files: Vec::new(),
+            foreign: Vec::new(),
+            own_files: BTreeSet::new(),
+        },
     };
-    let mut problems = Vec::new();
-    for path in files {
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let rules = match rules_of.get(&dir) {
-            Some(r) => r.clone(),
-            None => {
-                let r = Rules::find(path)?.map(Rc::new);
-                rules_of.insert(dir, r.clone());
-                r
-            }
-        };
-        let mut others = Others {
-            files: given.to_vec(),
-            rule: None,
-        };
-        if let Some(rules) = &rules
-            && let Some(rule) = rules.for_path(path)
-        {
-            others.rule = Some(format!(
-                "rule {:?} of {}",
-                rule.path,
-                rules.root.join(coffer_cli::rules::FILE).display()
-            ));
-            for (written, p) in rule.recipients.iter().zip(rules.recipients_paths(rule)?) {
-                let named = match rule_files.get(&p) {
-                    Some(n) => n.clone(),
-                    None => {
-                        let n = Rc::new(read_named(written.clone(), &p)?);
-                        if !n.keys.is_empty() && n.keys.iter().all(|k| mine(&k.id())) {
-                            out.own_files.insert(p.clone());
-                        }
-                        rule_files.insert(p.clone(), n.clone());
-                        n
-                    }
-                };
-                others.files.push(named);
-            }
-        }
-        let input = read_file(path)?;
-        let (json, chunks) = chunks_of(&input.text);
+    for file in files {
+        let others = planner.others(&file.path)?;
         let mut docs = Vec::new();
-        for (i, (_, c)) in chunks.iter().enumerate() {
-            if c.body.trim().is_empty() || !is_sealed(&c.body) {
+        for doc in file.documents() {
+            if doc.body.trim().is_empty() || !is_sealed(doc.body) {
                 continue;
             }
-            let label = format!("{}: document {}", input.name, i + 1);
-            let sealed = coffer_cli::documents::read_one(&label, &c.body)?;
-            let mut ours = 0;
-            let mut items = Vec::new();
-            let mut needed: BTreeSet<KeyId> = BTreeSet::new();
-            for (key, value) in &sealed.spec.encrypted_data {
-                let ids = match envelope::inspect(value) {
-                    Ok((e, _)) => e.key_ids,
-                    Err(e) => {
-                        problems.push(format!("{label}: item {key:?} is not a sealed value: {e}"));
-                        continue;
-                    }
-                };
-                if !ids.iter().any(&mine) {
-                    continue;
-                }
-                ours += 1;
-                if new_key || !ids.contains(active) {
-                    items.push(key.clone());
-                    for id in ids.iter().filter(|k| !mine(k)) {
-                        needed.insert(*id);
-                    }
-                }
+            let sealed = read_one(&doc.label, doc.body)?;
+            if let Some(step) = planner.step(&doc.label, &sealed, &others) {
+                docs.push(DocPlan {
+                    index: doc.index,
+                    label: doc.label,
+                    sealed,
+                    step,
+                });
             }
-            if ours == 0 && !sealed.spec.encrypted_data.is_empty() {
-                out.foreign.push(label);
-                continue;
-            }
-            if ours < sealed.spec.encrypted_data.len() {
-                problems.push(format!(
-                    "{label}: {} of its {} item(s) are sealed to no key of this cluster; the controller re-encrypts a SealedSecret whole",
-                    sealed.spec.encrypted_data.len() - ours,
-                    sealed.spec.encrypted_data.len()
-                ));
-                continue;
-            }
-            let mut extra = Vec::new();
-            for id in &needed {
-                match others.find(id) {
-                    Some(k) => extra.push(k.to_string()),
-                    None => problems.push(format!(
-                        "{label}: also sealed to key {id}, which this cluster does not hold and no recipients file given names (looked in: {}{})",
-                        others.named(),
-                        others
-                            .rule
-                            .as_ref()
-                            .map(|r| format!(", from {r}"))
-                            .unwrap_or_else(|| ", no .coffer.yaml rule matches".into())
-                    )),
-                }
-            }
-            let step = if items.is_empty() {
-                Step::Current
-            } else {
-                Step::Reencrypt { items, extra }
-            };
-            docs.push(DocPlan {
-                chunk: i,
-                label,
-                sealed,
-                step,
-            });
         }
-        out.files.push(FilePlan {
-            path: path.clone(),
-            input,
-            json,
-            chunks,
-            docs,
-        });
+        planner.plan.files.push(FilePlan { file, docs });
     }
-    if !problems.is_empty() {
+    if !planner.problems.is_empty() {
         return Err(stop_before_acting(
-            &problems,
+            &planner.problems,
             Failure::input(format!(
                 "{} SealedSecret(s) cannot be re-encrypted as they are (above); nothing was written and no key was requested",
-                problems.len()
+                planner.problems.len()
             ))
             .hint("name every other cluster a value is sealed to: add its recipients file to the value's rule in .coffer.yaml, or pass it with -r FILE"),
         ));
     }
-    Ok(out)
+    Ok(planner.plan)
+}
+
+/// The plan being made, with what it read once for every file.
+struct Planner<'a> {
+    given: &'a [Rc<Named>],
+    held: &'a BTreeMap<String, bool>,
+    active: &'a KeyId,
+    new_key: bool,
+    /// The rules of each directory, found and parsed once.
+    rules_of: BTreeMap<PathBuf, Option<Rc<Rules>>>,
+    /// The recipients files rules name, read once each.
+    rule_files: BTreeMap<PathBuf, Rc<Named>>,
+    /// Why SealedSecrets cannot be re-encrypted as they are.
+    problems: Vec<String>,
+    plan: Plan,
+}
+
+impl Planner<'_> {
+    /// Whether the cluster holds key `id`.
+    fn mine(&self, id: &KeyId) -> bool {
+        self.held.contains_key(&id.short())
+    }
+
+    /// The other clusters the values of `path` may also be sealed to.
+    /// A recipients file a rule names that lists only this cluster's keys
+    /// is its own: the plan refreshes it.
+    fn others(&mut self, path: &Path) -> Result<Others> {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let rules = match self.rules_of.get(&dir) {
+            Some(r) => r.clone(),
+            None => {
+                let r = Rules::find(path)?.map(Rc::new);
+                self.rules_of.insert(dir, r.clone());
+                r
+            }
+        };
+        let mut others = Others {
+            files: self.given.to_vec(),
+            rule: None,
+        };
+        let Some(rules) = &rules else {
+            return Ok(others);
+        };
+        let Some(rule) = rules.for_path(path) else {
+            return Ok(others);
+        };
+        others.rule = Some(format!(
+            "rule {:?} of {}",
+            rule.path,
+            rules.root.join(rules::FILE).display()
+        ));
+        for (written, p) in rule.recipients.iter().zip(rules.recipients_paths(rule)?) {
+            let named = match self.rule_files.get(&p) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = Rc::new(read_named(written.clone(), &p)?);
+                    if !n.keys.is_empty() && n.keys.iter().all(|k| self.mine(&k.id())) {
+                        self.plan.own_files.insert(p.clone());
+                    }
+                    self.rule_files.insert(p.clone(), n.clone());
+                    n
+                }
+            };
+            others.files.push(named);
+        }
+        Ok(others)
+    }
+
+    /// What happens to one SealedSecret; `None` when it is left as it is
+    /// (sealed to no key of this cluster) or cannot be re-encrypted whole
+    /// (a problem).
+    fn step(&mut self, label: &str, sealed: &SealedSecret, others: &Others) -> Option<Step> {
+        let mut ours = 0;
+        let mut items = Vec::new();
+        let mut needed: BTreeSet<KeyId> = BTreeSet::new();
+        for (key, value) in &sealed.spec.encrypted_data {
+            let ids = match envelope::inspect(value) {
+                Ok((e, _)) => e.key_ids,
+                Err(e) => {
+                    self.problems
+                        .push(format!("{label}: item {key:?} is not a sealed value: {e}"));
+                    continue;
+                }
+            };
+            if !ids.iter().any(|id| self.mine(id)) {
+                continue;
+            }
+            ours += 1;
+            if self.new_key || !ids.contains(self.active) {
+                items.push(key.clone());
+                needed.extend(ids.iter().filter(|k| !self.mine(k)));
+            }
+        }
+        let all = sealed.spec.encrypted_data.len();
+        if ours == 0 && all > 0 {
+            self.plan.foreign.push(label.to_string());
+            return None;
+        }
+        if ours < all {
+            self.problems.push(format!(
+                "{label}: {} of its {all} item(s) are sealed to no key of this cluster; the controller re-encrypts a SealedSecret whole",
+                all - ours,
+            ));
+            return None;
+        }
+        let extra = self.extra_recipients(label, &needed, others);
+        Some(if items.is_empty() {
+            Step::Current
+        } else {
+            Step::Reencrypt { items, extra }
+        })
+    }
+
+    /// The public keys of the other clusters' keys `needed` names, as the
+    /// controller takes them; a key no file names is a problem.
+    fn extra_recipients(
+        &mut self,
+        label: &str,
+        needed: &BTreeSet<KeyId>,
+        others: &Others,
+    ) -> Vec<String> {
+        let mut extra = Vec::new();
+        for id in needed {
+            match others.find(id) {
+                Some(k) => extra.push(k.to_string()),
+                None => self.problems.push(format!(
+                    "{label}: also sealed to key {id}, which this cluster does not hold and no recipients file given names (looked in: {}{})",
+                    others.named(),
+                    others
+                        .rule
+                        .as_ref()
+                        .map(|r| format!(", from {r}"))
+                        .unwrap_or_else(|| ", no .coffer.yaml rule matches".into())
+                )),
+            }
+        }
+        extra
+    }
+}
+
+/// The controller, which re-encrypts: through the API server's service
+/// proxy with `client`, or at `--controller-url`.
+struct Controller<'a> {
+    target: &'a Target,
+    client: Option<&'a kube::Client>,
+}
+
+/// What the run wrote.
+struct Written {
+    files: usize,
+    values: usize,
+    /// What each re-encrypted SealedSecret became, for the summary.
+    after: Answers,
+}
+
+impl Controller<'_> {
+    /// The controller re-encrypts every value once, to the current key,
+    /// before any key is requested: a value it would refuse stops the run
+    /// here, with nothing created and nothing written.
+    async fn check(&self, plan: &Plan) -> Result<Answers> {
+        let mut answers = Answers::new();
+        let mut refusals = Vec::new();
+        let bar = progress(plan.files.iter().map(|f| f.docs.len()).sum(), "checked");
+        for (fi, f) in plan.files.iter().enumerate() {
+            for (di, d) in f.docs.iter().enumerate() {
+                if let Step::Reencrypt { extra, .. } = &d.step {
+                    match self.reencrypt(&d.label, &d.sealed, extra).await? {
+                        Ok(s) => {
+                            answers.insert((fi, di), s);
+                        }
+                        Err(why) => refusals.push(why),
+                    }
+                }
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        if !refusals.is_empty() {
+            return Err(stop_before_acting(
+                &refusals,
+                Failure::cluster(format!(
+                    "the controller refused to re-encrypt {} SealedSecret(s) (above); nothing was written and no key was requested",
+                    refusals.len()
+                ))
+                .hint("a value that does not open here (wrong place, retired key, altered) must be re-sealed from its plaintext with `coffer seal --merge-into FILE`"),
+            ));
+        }
+        Ok(answers)
+    }
+
+    /// Rewrites every file of the plan with a SealedSecret to re-encrypt,
+    /// each value re-encrypted to `active`: from `answers` when they were
+    /// sealed to it, else asked again. A refusal now (the new key is
+    /// already active) stops with the files before it written.
+    async fn write(&self, plan: &Plan, mut answers: Answers, active: &KeyId) -> Result<Written> {
+        let to_write = plan.to_write();
+        let bar = progress(to_write, "files");
+        let mut written = Written {
+            files: 0,
+            values: 0,
+            after: Answers::new(),
+        };
+        for (fi, f) in plan.files.iter().enumerate() {
+            let files_before = written.files;
+            let changed = f
+                .file
+                .rewrite(false, async |doc| {
+                    let planned = f.docs.iter().enumerate().find(|(_, d)| d.index == doc.index);
+                    let Some((di, d)) = planned else {
+                        return Ok(Edit::Keep);
+                    };
+                    let Step::Reencrypt { items, extra } = &d.step else {
+                        return Ok(Edit::Keep);
+                    };
+                    let reply = match answers.remove(&(fi, di)) {
+                        Some(r) => r,
+                        None => match self.reencrypt(&d.label, &d.sealed, extra).await? {
+                            Ok(r) => r,
+                            Err(why) => {
+                                return Err(Failure::cluster(format!(
+                                    "{why}\n{files_before} of {to_write} file(s) were re-encrypted to key {} before this one; this file was not written",
+                                    active.short()
+                                ))
+                                .hint("fix it, then finish with `coffer rotate --no-new-key` on the same paths: it re-encrypts only what is not sealed to the active key, and asks for no other key"));
+                            }
+                        },
+                    };
+                    let mut updated = d.sealed.clone();
+                    for k in items {
+                        if let Some(v) = reply.spec.encrypted_data.get(k) {
+                            updated.spec.encrypted_data.insert(k.clone(), v.clone());
+                            written.values += 1;
+                        }
+                    }
+                    written.after.insert((fi, di), updated.clone());
+                    Ok(Edit::Replace(Box::new(updated)))
+                })
+                .await?;
+            if changed {
+                written.files += 1;
+                match &bar {
+                    Some(b) => b.inc(1),
+                    None => eprintln!("re-encrypted {}", f.file.input.name),
+                }
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        Ok(written)
+    }
+
+    /// One SealedSecret re-encrypted by the controller, or why it refused
+    /// (the file and document, the HTTP status and the controller's reason).
+    async fn reencrypt(
+        &self,
+        label: &str,
+        sealed: &SealedSecret,
+        extra: &[String],
+    ) -> Result<std::result::Result<SealedSecret, String>> {
+        let body = serde_json::to_vec(
+            &serde_json::json!({"sealedSecret": sealed, "additionalRecipients": extra}),
+        )
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+        let (code, text) = self
+            .target
+            .post_with_retry(self.client, "/v1/reencrypt", body)
+            .await?;
+        if code != 200 {
+            return Ok(Err(format!(
+                "{label}: the controller refused to re-encrypt (HTTP {code}): {}",
+                text.trim()
+            )));
+        }
+        Ok(Ok(coffer_cli::cluster::sealed_reply(label, &text)?))
+    }
 }
 
 /// Prints every reason the run cannot go on, one a line, and returns the
@@ -583,31 +692,6 @@ fn stop_before_acting(reasons: &[String], failure: Failure) -> Failure {
         eprintln!("{r}");
     }
     failure
-}
-
-/// One SealedSecret re-encrypted by the controller, or why it refused
-/// (the file and document, the HTTP status and the controller's reason).
-async fn reencrypt(
-    target: &Target,
-    client: Option<&kube::Client>,
-    label: &str,
-    sealed: &SealedSecret,
-    extra: &[String],
-) -> Result<std::result::Result<SealedSecret, String>> {
-    let body = serde_json::to_vec(
-        &serde_json::json!({"sealedSecret": sealed, "additionalRecipients": extra}),
-    )
-    .map_err(|e| Failure::new(1, e.to_string()))?;
-    let (code, text) = target
-        .post_with_retry(client, "/v1/reencrypt", body)
-        .await?;
-    if code != 200 {
-        return Ok(Err(format!(
-            "{label}: the controller refused to re-encrypt (HTTP {code}): {}",
-            text.trim()
-        )));
-    }
-    Ok(Ok(coffer_cli::cluster::sealed_reply(label, &text)?))
 }
 
 /// Which of this cluster's keys the values under the paths still need,
@@ -689,27 +773,5 @@ fn count_ids(s: &SealedSecret, into: &mut BTreeMap<coffer_format::KeyId, usize>)
                 *into.entry(k).or_default() += 1;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yaml_split_keeps_separators_and_comments() {
-        let text = "# top\na: 1\n# after a\n---\n# before b\nb: 2\n";
-        let parts = split_yaml(text);
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].1.prefix, "# top\n");
-        assert_eq!(parts[0].1.body, "a: 1\n");
-        assert_eq!(parts[0].1.suffix, "# after a\n");
-        assert_eq!(parts[1].0, "---\n");
-        assert_eq!(parts[1].1.prefix, "# before b\n");
-        let joined: String = parts
-            .iter()
-            .map(|(s, c)| format!("{s}{}{}{}", c.prefix, c.body, c.suffix))
-            .collect();
-        assert_eq!(joined, text);
     }
 }

@@ -10,9 +10,9 @@ use coffer_cli::io::{Input, files_under, read_inputs};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  coffer verify k8s/shop/*.yaml && echo all open")]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// SealedSecret files, or directories (every *.yaml, *.yml, *.json under them); stdin when none or `-`. A file that cannot be read is reported and the others are still verified.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// Reads every file on its own: one that cannot be read or parsed is
@@ -49,7 +49,7 @@ fn read_each(files: &[PathBuf]) -> (Vec<Input>, usize) {
     (inputs, failed)
 }
 
-pub async fn run(args: VerifyArgs, target: &Target) -> Result<()> {
+pub(crate) async fn run(args: VerifyArgs, target: &Target) -> Result<()> {
     let (inputs, mut unreadable) = read_each(&args.files);
     let mut docs = Vec::new();
     for input in &inputs {
