@@ -441,7 +441,7 @@ pub fn check_file(
     let mut check = FileCheck {
         file,
         name: file.display().to_string(),
-        rule,
+        rule: rule.as_ref(),
         key_ids,
         history,
         problems,
@@ -509,7 +509,7 @@ struct RuleOf<'a> {
 struct FileCheck<'a> {
     file: &'a Path,
     name: String,
-    rule: Option<RuleOf<'a>>,
+    rule: Option<&'a RuleOf<'a>>,
     key_ids: &'a mut BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>>,
     history: &'a mut History,
     problems: &'a mut Vec<Problem>,
@@ -618,7 +618,7 @@ impl FileCheck<'_> {
                 return;
             }
         };
-        let Some(RuleOf { rules, rule, paths }) = &self.rule else {
+        let Some(RuleOf { rules, rule, paths }) = self.rule else {
             return;
         };
         if let Some(scope) = rule.scope
@@ -635,8 +635,7 @@ impl FileCheck<'_> {
                 fix: format!("re-seal it with `--scope {scope}`"),
             });
         }
-        let (rule, paths) = (*rule, paths.clone());
-        let current = self.listed(at, rule, &paths);
+        let current = self.listed(at, rule, paths);
         self.missing_keys(at, key, &env.key_ids, &current);
     }
 

@@ -1,6 +1,8 @@
-//! Talking to the cluster: the client from kubeconfig flags, the published
-//! recipients file, and the controller's HTTP API through the API server's
-//! service proxy.
+//! Talking to the cluster: the cluster flags, the client from kubeconfig
+//! flags, the published recipients file, and the controller's HTTP API
+//! through the API server's service proxy. In the library because most
+//! commands talk to the cluster, and `check` reads recipients files with
+//! its parser.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! One error type for the CLI: a sentence, an optional hint, and the exit
-//! code documented in docs/cli.md. Never holds a plaintext value.
+//! code documented in docs/cli.md. Never holds a plaintext value. In the
+//! library because every module and command returns it.
 
 use std::fmt;
 

@@ -1,5 +1,6 @@
 //! Reading inputs and writing outputs: stdin or files, YAML or JSON,
-//! atomic writes.
+//! atomic writes. In the library because every command that reads or
+//! writes a file does it here, and the fuzz targets build its `Input`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

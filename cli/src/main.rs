@@ -170,7 +170,7 @@ fn refuse_misplaced_flags(cli: &Cli) -> Result<()> {
 
 /// kubectl runs a plugin `kubectl coffer ARGS` as the executable
 /// `kubectl-coffer` on PATH (the name krew links `coffer` under), and
-/// passes that path as argv[0].
+/// passes that path as `argv[0]`.
 const PLUGIN_EXECUTABLE: &str = "kubectl-coffer";
 
 /// Whether this process was started as the kubectl plugin.

@@ -2,7 +2,8 @@
 //! typed it, and the symlinks that lead out of it. `.coffer.yaml` rules and
 //! `coffer check` trust only what is inside the repository being worked
 //! in: a symlinked directory inside it that points elsewhere must not bring
-//! another tree's `.git` and rules with it.
+//! another tree's `.git` and rules with it. In the library, private to
+//! it, for those two.
 
 use std::path::{Component, Path, PathBuf};
 
