@@ -1,5 +1,7 @@
-//! `coffer check [PATHS]`: what must not be committed, found offline. One
-//! line per problem, with the fix; exit 5 when there is any:
+//! What `coffer check [PATHS]` finds, offline, that must not be committed,
+//! each problem with its fix (the command, in the binary, prints them and
+//! exits 5 when there is any). In the library because the fuzz target
+//! `rules_and_check` runs `check_file`. It finds:
 //! - a plain `Secret` with values (`data` or `stringData`), also inside a
 //!   list (`List`, `SecretList`, any `*List`);
 //! - a kustomize `secretGenerator` with `literals`, or whose `envs` or
@@ -36,21 +38,7 @@ use crate::documents::documents;
 use crate::error::{Failure, Result};
 use crate::io::{io_reason, read_file};
 use crate::repository::{self, Repository};
-use crate::rules::Rules;
-
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:
-  coffer check                      # the current directory, recursively
-  coffer check clusters/ base/db.yaml
-  coffer check --exclude 'charts/**' --exclude '*.tpl.yaml'
-Exit status: 0 when nothing was found, 5 when something was (one line each), 3 when a path or .coffer.yaml cannot be read, or .coffer.yaml or a recipients file it names is refused.")]
-pub struct CheckArgs {
-    /// Files and directories (*.yaml, *.yml, *.json in any case, and Kustomization, under them, hidden ones too); the current directory when none.
-    pub paths: Vec<PathBuf>,
-    /// Leave out paths matching this glob (repeatable), relative to the path checked: `vendor/**`, `*.tpl.yaml`; a glob without `/` matches a name at any depth. `.gitignore` files are honoured too.
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-}
+use crate::rules::{Rule, Rules};
 
 /// One problem, with where and how to fix it.
 #[doc(hidden)]
@@ -60,10 +48,24 @@ pub struct Problem {
     pub fix: String,
 }
 
-pub fn run(args: CheckArgs) -> Result<()> {
+/// What `coffer check` found under the paths it was given.
+pub struct Findings {
+    /// Manifests read.
+    pub files: usize,
+    /// SealedSecrets read in them.
+    pub sealed: usize,
+    /// Files neither YAML nor JSON, with no Secret in them (templates):
+    /// skipped.
+    pub skipped: usize,
+    pub problems: Vec<Problem>,
+}
+
+/// Checks every file under `paths` (the current directory when none) but
+/// those the `exclude` globs name.
+pub fn check_paths(paths: &[PathBuf], exclude: &[String]) -> Result<Findings> {
     let mut problems = Vec::new();
-    let excluded = Excludes::new(&args.exclude)?;
-    let (files, others) = files_to_check(&args.paths, &excluded, &mut problems)?;
+    let excluded = Excludes::new(exclude)?;
+    let (files, others) = files_to_check(paths, &excluded, &mut problems)?;
     // Manifests are searched as check_file reads them; other files here.
     for f in &others {
         find_identity(f, &mut problems);
@@ -96,29 +98,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
             Checked::Skipped => skipped += 1,
         }
     }
-    for p in &problems {
-        println!("{}: {}; fix: {}", p.at, p.what, p.fix);
-    }
-    eprintln!(
-        "coffer check: {} file(s), {sealed} SealedSecret(s), {} problem(s){}",
-        files.len(),
-        problems.len(),
-        if skipped > 0 {
-            format!(
-                "; {skipped} file(s) not YAML or JSON and with no Secret in them skipped (e.g. templates)"
-            )
-        } else {
-            String::new()
-        }
-    );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::refused(format!(
-            "{} problem(s) found; see above",
-            problems.len()
-        )))
-    }
+    Ok(Findings {
+        files: files.len(),
+        sealed,
+        skipped,
+        problems,
+    })
 }
 
 /// The files `coffer check` reads: files named as given; under
@@ -441,6 +426,41 @@ pub fn check_file(
     history: &mut History,
     problems: &mut Vec<Problem>,
 ) -> Result<Checked> {
+    let docs = match documents_of(file, problems) {
+        Ok(docs) => docs,
+        Err(checked) => return Ok(checked),
+    };
+    let rule = match rules.and_then(|r| r.for_path(file).map(|rule| (r, rule))) {
+        Some((rules, rule)) => Some(RuleOf {
+            rules,
+            rule,
+            paths: rules.recipients_paths(rule)?,
+        }),
+        None => None,
+    };
+    let mut check = FileCheck {
+        file,
+        name: file.display().to_string(),
+        rule: rule.as_ref(),
+        key_ids,
+        history,
+        problems,
+    };
+    let mut count = 0;
+    for (i, doc) in docs.into_iter().enumerate() {
+        if check.document(i, doc) {
+            count += 1;
+        }
+    }
+    Ok(Checked::Read(count))
+}
+
+/// The documents of `file`; or, when it cannot be read or parsed, what
+/// checking it came to (a problem said, or a template skipped).
+fn documents_of(
+    file: &Path,
+    problems: &mut Vec<Problem>,
+) -> std::result::Result<Vec<serde_json::Value>, Checked> {
     let name = file.display().to_string();
     let input = match read_file(file) {
         Ok(i) => i,
@@ -450,17 +470,17 @@ pub fn check_file(
                 what: format!("cannot be read: {}", e.message),
                 fix: "fix the file, or move it out of the checked paths".into(),
             });
-            return Ok(Checked::Read(0));
+            return Err(Checked::Read(0));
         }
     };
     if holds_identity(input.text.as_bytes()) {
         problems.push(identity_problem(file));
     }
-    let docs = match documents(&input) {
-        Ok(d) => d,
+    match documents(&input) {
+        Ok(d) => Ok(d),
         // Not YAML or JSON: a Helm template, a Go template, a patch
         // fragment. Only one that speaks of Secrets may be hiding one.
-        Err(_) if !input.text.contains("Secret") => return Ok(Checked::Skipped),
+        Err(_) if !input.text.contains("Secret") => Err(Checked::Skipped),
         Err(e) => {
             let why = e
                 .message
@@ -472,15 +492,40 @@ pub fn check_file(
                 what: format!("mentions a Secret but cannot be parsed: {why}"),
                 fix: "fix the file; if it is a template, check what it renders with `coffer check` on the output".into(),
             });
-            return Ok(Checked::Read(0));
+            Err(Checked::Read(0))
         }
-    };
-    let rule = match rules.and_then(|r| r.for_path(file).map(|rule| (r, rule))) {
-        Some((rules, rule)) => Some((rules, rule, rules.recipients_paths(rule)?)),
-        None => None,
-    };
-    let mut count = 0;
-    for (i, doc) in docs.into_iter().enumerate() {
+    }
+}
+
+/// The `.coffer.yaml` rule a file falls under, with the paths of the
+/// recipients files it names.
+struct RuleOf<'a> {
+    rules: &'a Rules,
+    rule: &'a Rule,
+    paths: Vec<PathBuf>,
+}
+
+/// The check of one file's documents.
+struct FileCheck<'a> {
+    file: &'a Path,
+    name: String,
+    rule: Option<&'a RuleOf<'a>>,
+    key_ids: &'a mut BTreeMap<PathBuf, std::result::Result<Vec<KeyId>, String>>,
+    history: &'a mut History,
+    problems: &'a mut Vec<Problem>,
+}
+
+/// A recipients file of a rule, as written in it, with its key ids now.
+struct Listed<'a> {
+    path: &'a PathBuf,
+    written: &'a String,
+    ids: Vec<KeyId>,
+}
+
+impl FileCheck<'_> {
+    /// Checks document `i` (from 0); whether it is a SealedSecret (counted
+    /// even when it cannot be read).
+    fn document(&mut self, i: usize, doc: serde_json::Value) -> bool {
         let field = |f: &str| {
             doc.get(f)
                 .and_then(|v| v.as_str())
@@ -498,7 +543,8 @@ pub fn check_file(
         let kustomization = generators.is_some()
             && matches!(field("kind").as_str(), "" | "Kustomization" | "Component");
         let at = format!(
-            "{name}: document {} ({} {}/{})",
+            "{}: document {} ({} {}/{})",
+            self.name,
             i + 1,
             if kustomization && field("kind").is_empty() {
                 "Kustomization".to_string()
@@ -510,151 +556,196 @@ pub fn check_file(
         );
         if kustomization {
             for g in generators.into_iter().flatten() {
-                check_generator(file, &at, g, problems);
+                check_generator(self.file, &at, g, self.problems);
             }
-            continue;
+            return false;
         }
         // What `coffer seal` takes as a Secret: apiVersion v1, or none.
         if field("kind") == "Secret" && matches!(field("apiVersion").as_str(), "v1" | "") {
-            let has = |f: &str| {
-                doc.get(f)
-                    .and_then(|d| d.as_object())
-                    .is_some_and(|m| !m.is_empty())
-            };
-            if has("data") || has("stringData") {
-                problems.push(Problem {
-                    at,
-                    what: "a plain Secret with values is committed".into(),
-                    fix: format!(
-                        "seal it (`coffer seal {name} -w SEALED.yaml`), delete this file, and remove it from git history"
-                    ),
-                });
-            }
-            continue;
+            self.plain_secret(at, &doc);
+            return false;
         }
         if !is_sealed_secret(&doc) {
-            continue;
+            return false;
         }
-        count += 1;
-        let s = match read_sealed_secret(doc) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
+        match read_sealed_secret(doc) {
+            Ok(Some(s)) => {
+                for (key, value) in &s.spec.encrypted_data {
+                    self.item(&at, key, value);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.problems.push(Problem {
+                at,
+                what: format!("cannot be read: {e}"),
+                fix: "re-seal it with `coffer seal`".into(),
+            }),
+        }
+        true
+    }
+
+    /// A plain Secret with values is a problem.
+    fn plain_secret(&mut self, at: String, doc: &serde_json::Value) {
+        let has = |f: &str| {
+            doc.get(f)
+                .and_then(|d| d.as_object())
+                .is_some_and(|m| !m.is_empty())
+        };
+        if has("data") || has("stringData") {
+            self.problems.push(Problem {
+                at,
+                what: "a plain Secret with values is committed".into(),
+                fix: format!(
+                    "seal it (`coffer seal {} -w SEALED.yaml`), delete this file, and remove it from git history",
+                    self.name
+                ),
+            });
+        }
+    }
+
+    /// One item of a SealedSecret: a sealed value, and under a rule, with
+    /// the rule's scope and sealed to a key of every recipients file the
+    /// rule names.
+    fn item(&mut self, at: &str, key: &str, value: &str) {
+        let env = match envelope::inspect(value) {
+            Ok((env, _)) => env,
             Err(e) => {
-                problems.push(Problem {
-                    at,
-                    what: format!("cannot be read: {e}"),
-                    fix: "re-seal it with `coffer seal`".into(),
+                self.problems.push(Problem {
+                    at: at.to_string(),
+                    what: format!("item {key:?} is not a sealed value: {e}"),
+                    fix: "take the value from git history, or re-seal it with `coffer seal --merge-into`".into(),
                 });
-                continue;
+                return;
             }
         };
-        for (key, value) in &s.spec.encrypted_data {
-            let env = match envelope::inspect(value) {
-                Ok((env, _)) => env,
-                Err(e) => {
-                    problems.push(Problem {
-                        at: at.clone(),
-                        what: format!("item {key:?} is not a sealed value: {e}"),
-                        fix: "take the value from git history, or re-seal it with `coffer seal --merge-into`".into(),
-                    });
-                    continue;
-                }
-            };
-            let Some((rules, rule, paths)) = &rule else {
-                continue;
-            };
-            if let Some(scope) = rule.scope
-                && env.scope != scope
-            {
-                problems.push(Problem {
-                    at: at.clone(),
-                    what: format!(
-                        "item {key:?} is sealed with scope {}, but rule {:?} of {} asks for {scope}",
-                        env.scope,
-                        rule.path,
-                        rules.root.join(crate::rules::FILE).display()
-                    ),
-                    fix: format!("re-seal it with `--scope {scope}`"),
-                });
-            }
-            // The keys of every recipients file of the rule, as they are now.
-            let mut current: Vec<(&PathBuf, &String, Vec<KeyId>)> = Vec::new();
-            for (path, written) in paths.iter().zip(&rule.recipients) {
-                let ids = key_ids
-                    .entry(path.clone())
-                    .or_insert_with(|| recipients_ids(path));
-                match ids {
-                    Err(e) => {
-                        problems.push(Problem {
-                            at: at.clone(),
-                            what: format!("its rule's recipients file {written} cannot be read: {e}"),
-                            fix: "fix the rule in .coffer.yaml, or fetch the file with `coffer recipients -w FILE`".into(),
-                        });
-                    }
-                    Ok(ids) => current.push((path, written, ids.clone())),
-                }
-            }
-            // Key ids of the value no recipients file of the rule lists:
-            // a newer key than a file lists, or an older one.
-            let unknown: Vec<KeyId> = env
+        let Some(RuleOf { rules, rule, paths }) = self.rule else {
+            return;
+        };
+        if let Some(scope) = rule.scope
+            && env.scope != scope
+        {
+            self.problems.push(Problem {
+                at: at.to_string(),
+                what: format!(
+                    "item {key:?} is sealed with scope {}, but rule {:?} of {} asks for {scope}",
+                    env.scope,
+                    rule.path,
+                    rules.root.join(crate::rules::FILE).display()
+                ),
+                fix: format!("re-seal it with `--scope {scope}`"),
+            });
+        }
+        let current = self.listed(at, rule, paths);
+        self.missing_keys(at, key, &env.key_ids, &current);
+    }
+
+    /// The keys of every recipients file of the rule, as they are now; a
+    /// file that cannot be read is a problem.
+    fn listed<'p>(&mut self, at: &str, rule: &'p Rule, paths: &'p [PathBuf]) -> Vec<Listed<'p>> {
+        let mut current = Vec::new();
+        for (path, written) in paths.iter().zip(&rule.recipients) {
+            let ids = self
                 .key_ids
-                .iter()
-                .filter(|k| !current.iter().any(|(_, _, ids)| ids.contains(k)))
-                .copied()
-                .collect();
-            let missing: Vec<&(&PathBuf, &String, Vec<KeyId>)> = current
-                .iter()
-                .filter(|(_, _, ids)| ids.iter().any(|id| !env.key_ids.contains(id)))
-                .collect();
-            for (path, written, ids) in &missing {
-                for id in ids.iter().filter(|id| !env.key_ids.contains(id)) {
-                    let sealed_to = env
-                        .key_ids
-                        .iter()
-                        .map(|k| k.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    // An unknown key some other file of the rule once
-                    // listed is that cluster's: it says nothing of this one.
-                    let mut candidates: Vec<KeyId> = Vec::new();
-                    for k in &unknown {
-                        let mut theirs = false;
-                        for (p, _, _) in &current {
-                            if p != path && history.listed(p).is_some_and(|h| h.contains(k)) {
-                                theirs = true;
-                            }
-                        }
-                        if !theirs {
-                            candidates.push(*k);
-                        }
-                    }
-                    let fix = match history.listed(path) {
-                        _ if candidates.is_empty() => reseal_fix(&name),
-                        Some(h) if candidates.iter().any(|k| h.contains(k)) => format!(
-                            "it is sealed to a key {written} listed before: re-encrypt it for the current keys with `coffer rotate --no-new-key {name}` (with access to that cluster)"
-                        ),
-                        Some(_) if missing.len() <= candidates.len() => format!(
-                            "it is sealed to a key {written} never listed, newer than the file: refresh the file with `coffer recipients -w {}` (with access to that cluster)",
-                            path.display()
-                        ),
-                        _ => format!(
-                            "if {written} is older than the value, refresh it with `coffer recipients -w {}`; if the value is older, re-encrypt it with `coffer rotate --no-new-key {name}`; else {}",
-                            path.display(),
-                            reseal_fix(&name)
-                        ),
-                    };
-                    problems.push(Problem {
-                        at: at.clone(),
-                        what: format!(
-                            "item {key:?} is not sealed to key {id} of {written} (sealed to {sealed_to})"
-                        ),
-                        fix,
+                .entry(path.clone())
+                .or_insert_with(|| recipients_ids(path));
+            match ids {
+                Err(e) => {
+                    self.problems.push(Problem {
+                        at: at.to_string(),
+                        what: format!("its rule's recipients file {written} cannot be read: {e}"),
+                        fix: "fix the rule in .coffer.yaml, or fetch the file with `coffer recipients -w FILE`".into(),
                     });
                 }
+                Ok(ids) => current.push(Listed {
+                    path,
+                    written,
+                    ids: ids.clone(),
+                }),
+            }
+        }
+        current
+    }
+
+    /// A problem for every key of a recipients file of the rule the value
+    /// (sealed to `sealed_to`) is not sealed to, with the fix that fits.
+    fn missing_keys(&mut self, at: &str, key: &str, sealed_to: &[KeyId], current: &[Listed<'_>]) {
+        // Key ids of the value no recipients file of the rule lists:
+        // a newer key than a file lists, or an older one.
+        let unknown: Vec<KeyId> = sealed_to
+            .iter()
+            .filter(|k| !current.iter().any(|l| l.ids.contains(k)))
+            .copied()
+            .collect();
+        let missing: Vec<&Listed<'_>> = current
+            .iter()
+            .filter(|l| l.ids.iter().any(|id| !sealed_to.contains(id)))
+            .collect();
+        for listed in &missing {
+            for id in listed.ids.iter().filter(|id| !sealed_to.contains(id)) {
+                let fix = self.missing_key_fix(listed, &unknown, current, missing.len());
+                let sealed_to = sealed_to
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.problems.push(Problem {
+                    at: at.to_string(),
+                    what: format!(
+                        "item {key:?} is not sealed to key {id} of {} (sealed to {sealed_to})",
+                        listed.written
+                    ),
+                    fix,
+                });
             }
         }
     }
-    Ok(Checked::Read(count))
+
+    /// The fix for a value not sealed to a key of `listed`, told from the
+    /// repository's history: which of the value's `unknown` keys (listed by
+    /// no file of the rule now) could be that file's.
+    fn missing_key_fix(
+        &mut self,
+        listed: &Listed<'_>,
+        unknown: &[KeyId],
+        current: &[Listed<'_>],
+        missing: usize,
+    ) -> String {
+        let (name, path, written) = (&self.name, listed.path, listed.written);
+        // An unknown key some other file of the rule once listed is that
+        // cluster's: it says nothing of this one.
+        let mut candidates: Vec<KeyId> = Vec::new();
+        for k in unknown {
+            let mut theirs = false;
+            for other in current {
+                if other.path != path
+                    && self
+                        .history
+                        .listed(other.path)
+                        .is_some_and(|h| h.contains(k))
+                {
+                    theirs = true;
+                }
+            }
+            if !theirs {
+                candidates.push(*k);
+            }
+        }
+        match self.history.listed(path) {
+            _ if candidates.is_empty() => reseal_fix(name),
+            Some(h) if candidates.iter().any(|k| h.contains(k)) => format!(
+                "it is sealed to a key {written} listed before: re-encrypt it for the current keys with `coffer rotate --no-new-key {name}` (with access to that cluster)"
+            ),
+            Some(_) if missing <= candidates.len() => format!(
+                "it is sealed to a key {written} never listed, newer than the file: refresh the file with `coffer recipients -w {}` (with access to that cluster)",
+                path.display()
+            ),
+            _ => format!(
+                "if {written} is older than the value, refresh it with `coffer recipients -w {}`; if the value is older, re-encrypt it with `coffer rotate --no-new-key {name}`; else {}",
+                path.display(),
+                reseal_fix(name)
+            ),
+        }
+    }
 }
 
 /// A kustomize `secretGenerator` entry builds a Secret from plaintext:

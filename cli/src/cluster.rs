@@ -1,6 +1,8 @@
-//! Talking to the cluster: the client from kubeconfig flags, the published
-//! recipients file, and the controller's HTTP API through the API server's
-//! service proxy.
+//! Talking to the cluster: the cluster flags, the client from kubeconfig
+//! flags, the published recipients file, and the controller's HTTP API
+//! through the API server's service proxy. In the library because most
+//! commands talk to the cluster, and `check` reads recipients files with
+//! its parser.
 
 use std::path::PathBuf;
 
@@ -13,22 +15,70 @@ use kube::{Client, Config};
 use crate::error::{Failure, Result};
 
 /// Name of the ConfigMap and key the controller publishes.
-pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
-pub const RECIPIENTS_KEY: &str = "recipients.txt";
+pub(crate) const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
+pub(crate) const RECIPIENTS_KEY: &str = "recipients.txt";
 /// Service of the controller (deploy/), unless `--controller-name` says otherwise.
-pub const SERVICE: &str = "coffer-controller";
+pub(crate) const SERVICE: &str = "coffer-controller";
+
+/// The flags that say where the cluster and the controller are, taken by
+/// every command that talks to them: after the command name, where its
+/// help lists them, and before it (`coffer --context dr recipients`), where
+/// `coffer --help` lists them. Not global, so the commands that need no
+/// cluster do not list them; `keys` passes them on to its subcommands.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, which may list several files, or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Namespace where the controller runs and publishes its recipients [default: coffer-system].
+    #[arg(long, env = "COFFER_CONTROLLER_NAMESPACE", value_name = "NS")]
+    controller_namespace: Option<String>,
+    /// Reach the controller's HTTP API at this URL (e.g. after `kubectl port-forward`) instead of through the API server's service proxy.
+    #[arg(long, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
+    controller_url: Option<String>,
+    /// Name of the controller's Service, reached through the API server's service proxy [default: coffer-controller].
+    #[arg(long, env = "COFFER_CONTROLLER_NAME", value_name = "NAME")]
+    controller_name: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The target these flags, given after the command, name; each one
+    /// not given is taken from `before`, the flags given before it.
+    pub fn target(&self, before: &ClusterArgs) -> Target {
+        let or_before = |own: &Option<String>, top: &Option<String>| own.clone().or(top.clone());
+        Target {
+            kubeconfig: self.kubeconfig.clone().or(before.kubeconfig.clone()),
+            context: or_before(&self.context, &before.context),
+            controller_namespace: or_before(
+                &self.controller_namespace,
+                &before.controller_namespace,
+            )
+            .unwrap_or_else(|| CONTROLLER_NAMESPACE.into()),
+            controller_url: or_before(&self.controller_url, &before.controller_url),
+            service: or_before(&self.controller_name, &before.controller_name)
+                .unwrap_or_else(|| SERVICE.into()),
+        }
+    }
+}
+
+/// Namespace of the controller (deploy/), unless `--controller-namespace`
+/// says otherwise.
+pub(crate) const CONTROLLER_NAMESPACE: &str = "coffer-system";
 
 /// Kubeconfig selection, as kubectl does it.
 #[derive(Clone, Debug, Default)]
 pub struct Target {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
+    pub(crate) kubeconfig: Option<PathBuf>,
+    pub(crate) context: Option<String>,
     pub controller_namespace: String,
     /// Reach the controller's HTTP API directly (e.g. through
     /// `kubectl port-forward`) instead of through the API server's proxy.
     pub controller_url: Option<String>,
     /// Name of the controller's Service (`--controller-name`).
-    pub service: String,
+    pub(crate) service: String,
 }
 
 impl Target {
@@ -173,8 +223,10 @@ impl Target {
         .await
     }
 
-    /// Like [`Self::proxy_post`], but waits and retries while the
-    /// controller answers 429 (its per-client rate limit), up to a minute.
+    /// POSTs JSON to the controller (directly with --controller-url, else
+    /// through the service proxy), waiting and retrying while it answers
+    /// 429 (its per-client rate limit), up to a minute. Returns the status
+    /// code and body; transport errors are failures.
     pub async fn post_with_retry(
         &self,
         client: Option<&Client>,
@@ -182,18 +234,6 @@ impl Target {
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
         retrying(&[429], || self.call(client, path, Some(body.clone()), None)).await
-    }
-
-    /// POSTs JSON to the controller (directly with --controller-url, else
-    /// through the service proxy). Returns the status code and body;
-    /// transport errors are failures.
-    pub async fn proxy_post(
-        &self,
-        client: Option<&Client>,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, String)> {
-        self.call(client, path, Some(body), None).await
     }
 
     /// One request to the controller: a GET, or a POST of JSON `body`,

@@ -1,5 +1,6 @@
 //! One error type for the CLI: a sentence, an optional hint, and the exit
-//! code documented in docs/cli.md. Never holds a plaintext value.
+//! code documented in docs/cli.md. Never holds a plaintext value. In the
+//! library because every module and command returns it.
 
 use std::fmt;
 
@@ -10,18 +11,18 @@ pub mod code {
     /// Bad command line (clap also exits 2).
     pub const USAGE: u8 = 2;
     /// A file, manifest or the kubeconfig could not be read or is invalid.
-    pub const INPUT: u8 = 3;
+    pub(crate) const INPUT: u8 = 3;
     /// The cluster could not be reached or refused the request.
-    pub const CLUSTER: u8 = 4;
+    pub(crate) const CLUSTER: u8 = 4;
     /// A value did not open (verify, recover) or a check failed (inspect).
-    pub const REFUSED: u8 = 5;
+    pub(crate) const REFUSED: u8 = 5;
 }
 
 #[derive(Debug)]
 pub struct Failure {
     pub code: u8,
     pub message: String,
-    pub hint: Option<String>,
+    pub(crate) hint: Option<String>,
 }
 
 impl Failure {

@@ -1,5 +1,6 @@
 //! Reading inputs and writing outputs: stdin or files, YAML or JSON,
-//! atomic writes.
+//! atomic writes. In the library because every command that reads or
+//! writes a file does it here, and the fuzz targets build its `Input`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ pub struct Input {
 }
 
 /// Largest input file accepted.
-pub const MAX_INPUT: u64 = coffer_core::manifest::MAX_INPUT_LEN as u64;
+pub(crate) const MAX_INPUT: u64 = coffer_core::manifest::MAX_INPUT_LEN as u64;
 
 /// Reads every file, or stdin when `paths` is empty or holds `-`.
 pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {

@@ -2,27 +2,19 @@
 //! keys that open them. A thin layer over coffer-core: it reads, calls the
 //! library, and writes.
 
-mod convert;
-mod inspect;
-mod key_admin;
-mod recover;
-mod rotate;
-mod seal;
-mod verify;
+mod commands;
 
-// The readers of files live in the library (src/lib.rs), where the fuzz
-// targets reach them; `crate::rules` and the like still name them here.
-use coffer_cli::{check, cluster, documents, error, io, rules};
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches as _, Parser, Subcommand};
-use coffer_format::recipients::{RecipientEntry, RecipientsFile};
+use coffer_cli::cluster::ClusterArgs;
+use coffer_cli::error::{self, Failure, Result};
+use coffer_cli::io::Format;
 
-use crate::cluster::Target;
-use crate::error::{Failure, Result};
-use crate::io::Format;
+use crate::commands::{
+    check, convert, inspect, keygen, keys, recipients, recover, rotate, seal, verify,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,7 +32,7 @@ struct Cli {
     /// Cluster flags given before the command (every cluster command also
     /// takes them after it, where its help lists them).
     #[command(flatten)]
-    cluster: TopClusterArgs,
+    cluster: ClusterArgs,
     /// Before the command, for compatibility: `seal -n`.
     #[arg(short = 'n', long, hide = true)]
     namespace: Option<String>,
@@ -49,79 +41,6 @@ struct Cli {
     format: Option<Format>,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where the cluster and the controller are; only the commands that talk
-/// to them take these (after the command name; also before it, see Cli).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ClusterArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, which may list several files, or ~/.kube/config).
-    #[arg(long, global = true, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context.
-    #[arg(long, global = true, value_name = "NAME")]
-    context: Option<String>,
-    /// Namespace where the controller runs and publishes its recipients [default: coffer-system].
-    #[arg(
-        long,
-        global = true,
-        env = "COFFER_CONTROLLER_NAMESPACE",
-        value_name = "NS"
-    )]
-    controller_namespace: Option<String>,
-    /// Reach the controller's HTTP API at this URL (e.g. after `kubectl port-forward`) instead of through the API server's service proxy.
-    #[arg(long, global = true, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
-    controller_url: Option<String>,
-    /// Name of the controller's Service, reached through the API server's service proxy [default: coffer-controller].
-    #[arg(
-        long,
-        global = true,
-        env = "COFFER_CONTROLLER_NAME",
-        value_name = "NAME"
-    )]
-    controller_name: Option<String>,
-}
-
-/// The same flags before the command name; not passed down to commands
-/// that have no use for them, so their help does not list them.
-#[derive(clap::Args, Debug, Clone, Default)]
-struct TopClusterArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, which may list several files, or ~/.kube/config).
-    #[arg(long, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context.
-    #[arg(long, value_name = "NAME")]
-    context: Option<String>,
-    /// Namespace where the controller runs and publishes its recipients [default: coffer-system].
-    #[arg(long, env = "COFFER_CONTROLLER_NAMESPACE", value_name = "NS")]
-    controller_namespace: Option<String>,
-    /// Reach the controller's HTTP API at this URL instead of through the API server's service proxy.
-    #[arg(long, env = "COFFER_CONTROLLER_URL", value_name = "URL")]
-    controller_url: Option<String>,
-    /// Name of the controller's Service [default: coffer-controller].
-    #[arg(long, env = "COFFER_CONTROLLER_NAME", value_name = "NAME")]
-    controller_name: Option<String>,
-}
-
-impl TopClusterArgs {
-    /// The command's own flags win over those before the command.
-    fn target(&self, own: &ClusterArgs) -> Target {
-        Target {
-            kubeconfig: own.kubeconfig.clone().or(self.kubeconfig.clone()),
-            context: own.context.clone().or(self.context.clone()),
-            controller_namespace: own
-                .controller_namespace
-                .clone()
-                .or(self.controller_namespace.clone())
-                .unwrap_or_else(|| "coffer-system".into()),
-            controller_url: own.controller_url.clone().or(self.controller_url.clone()),
-            service: own
-                .controller_name
-                .clone()
-                .or(self.controller_name.clone())
-                .unwrap_or_else(|| cluster::SERVICE.into()),
-        }
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,9 +57,8 @@ enum Command {
         after_help = "Examples:\n  coffer recipients\n  coffer recipients -w clusters/prod.txt"
     )]
     Recipients {
-        /// Write here (atomically) instead of stdout.
-        #[arg(short = 'w', long = "output", value_name = "FILE")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        args: recipients::RecipientsArgs,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -170,9 +88,13 @@ enum Command {
         cluster: ClusterArgs,
     },
     /// Manage the key ring (key admins).
+    // The cluster flags go on to the subcommands: `coffer keys list
+    // --context prod`, whose help lists them, and `coffer keys --context
+    // prod list`.
+    #[command(mut_args(|flag| flag.global(true)))]
     Keys {
         #[command(subcommand)]
-        cmd: key_admin::KeysCmd,
+        cmd: keys::KeysCmd,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -182,51 +104,22 @@ enum Command {
     #[command(
         after_help = "Example:\n  coffer keygen -w identity.txt --recipients-out recipients.txt"
     )]
-    Keygen {
-        /// Identity file to write (mode 0600); refused if it exists.
-        #[arg(short = 'w', long = "output", value_name = "FILE", required = true)]
-        output: PathBuf,
-        /// Recipients file to write beside it.
-        #[arg(long, value_name = "FILE")]
-        recipients_out: Option<PathBuf>,
-        /// Cluster name for the recipients file comment.
-        #[arg(long)]
-        cluster: Option<String>,
-        /// Key kind: x25519, or mlkem768x25519 (age 1.3's hybrid
-        /// post-quantum keys, `age-keygen -pq`).
-        #[arg(long, default_value = "x25519", value_parser = parse_key_kind)]
-        kind: coffer_format::key::KeyKind,
-    },
+    Keygen(keygen::KeygenArgs),
     /// Print shell completions.
     #[command(after_help = "Example:\n  coffer completion bash > /etc/bash_completion.d/coffer")]
     Completion { shell: clap_complete::Shell },
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    refuse_misplaced_flags(&cli)?;
     let top = &cli.cluster;
-    let takes_format = matches!(
-        cli.command,
-        Command::Seal { .. } | Command::Inspect(_) | Command::Recover(_)
-    );
-    if cli.format.is_some() && !takes_format {
-        return Err(Failure::usage(
-            "-o applies to seal, inspect and recover only; this command has one output",
-        ));
-    }
-    if cli.namespace.is_some() && !matches!(cli.command, Command::Seal { .. }) {
-        return Err(Failure::usage("-n applies to seal only"));
-    }
     match cli.command {
         Command::Seal { args, cluster } => {
             let namespace = args.namespace.clone().or(cli.namespace);
             let format = args.format.or(cli.format).unwrap_or_default();
-            seal::run(args, &top.target(&cluster), namespace, format).await
+            seal::run(args, &cluster.target(top), namespace, format).await
         }
-        Command::Recipients { output, cluster } => {
-            let text = top.target(&cluster).recipients_text().await?;
-            cluster::parse_recipients("the cluster's recipients file", &text)?;
-            io::emit(output.as_deref(), &text)
-        }
+        Command::Recipients { args, cluster } => recipients::run(args, &cluster.target(top)).await,
         Command::Check(args) => check::run(args),
         Command::Inspect(args) => {
             let format = match (args.format, cli.format) {
@@ -241,20 +134,15 @@ async fn run(cli: Cli) -> Result<()> {
             };
             inspect::run(args, format)
         }
-        Command::Verify { args, cluster } => verify::verify(args, &top.target(&cluster)).await,
-        Command::Rotate { args, cluster } => rotate::rotate(args, &top.target(&cluster)).await,
-        Command::Convert { args, cluster } => convert::run(args, &top.target(&cluster)).await,
-        Command::Keys { cmd, cluster } => key_admin::run(cmd, &top.target(&cluster)).await,
+        Command::Verify { args, cluster } => verify::run(args, &cluster.target(top)).await,
+        Command::Rotate { args, cluster } => rotate::run(args, &cluster.target(top)).await,
+        Command::Convert { args, cluster } => convert::run(args, &cluster.target(top)).await,
+        Command::Keys { cmd, cluster } => keys::run(cmd, &cluster.target(top)).await,
         Command::Recover(args) => {
             let format = args.format.or(cli.format).unwrap_or_default();
             recover::run(args, format)
         }
-        Command::Keygen {
-            output,
-            recipients_out,
-            cluster,
-            kind,
-        } => keygen(&output, recipients_out.as_deref(), cluster, kind),
+        Command::Keygen(args) => keygen::run(args),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "coffer", &mut std::io::stdout());
             Ok(())
@@ -262,47 +150,27 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn keygen(
-    output: &std::path::Path,
-    recipients_out: Option<&std::path::Path>,
-    cluster: Option<String>,
-    kind: coffer_format::key::KeyKind,
-) -> Result<()> {
-    if output.exists() {
-        return Err(Failure::input(format!(
-            "{}: already exists; refusing to overwrite a key",
-            output.display()
-        )));
-    }
-    let key = coffer_format::SecretKey::generate_kind(kind);
-    let now = jiff::Timestamp::now();
-    io::write_atomic(output, key.to_identity_file(&now).as_bytes(), true)?;
-    let file = RecipientsFile {
-        entries: vec![RecipientEntry {
-            key: key.public().clone(),
-            cluster,
-            created: Some(now),
-        }],
-    };
-    if let Some(r) = recipients_out {
-        io::write_atomic(r, file.render().as_bytes(), false)?;
-    }
-    eprintln!(
-        "key {} ({kind}): identity in {}, public key {}",
-        key.id(),
-        output.display(),
-        key.public()
+/// `-o` and `-n` before the command, kept for compatibility, belong to
+/// the commands that take them after it.
+fn refuse_misplaced_flags(cli: &Cli) -> Result<()> {
+    let takes_format = matches!(
+        cli.command,
+        Command::Seal { .. } | Command::Inspect(_) | Command::Recover(_)
     );
+    if cli.format.is_some() && !takes_format {
+        return Err(Failure::usage(
+            "-o applies to seal, inspect and recover only; this command has one output",
+        ));
+    }
+    if cli.namespace.is_some() && !matches!(cli.command, Command::Seal { .. }) {
+        return Err(Failure::usage("-n applies to seal only"));
+    }
     Ok(())
-}
-
-fn parse_key_kind(s: &str) -> std::result::Result<coffer_format::key::KeyKind, String> {
-    s.parse()
 }
 
 /// kubectl runs a plugin `kubectl coffer ARGS` as the executable
 /// `kubectl-coffer` on PATH (the name krew links `coffer` under), and
-/// passes that path as argv[0].
+/// passes that path as `argv[0]`.
 const PLUGIN_EXECUTABLE: &str = "kubectl-coffer";
 
 /// Whether this process was started as the kubectl plugin.

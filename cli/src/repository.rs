@@ -2,14 +2,15 @@
 //! typed it, and the symlinks that lead out of it. `.coffer.yaml` rules and
 //! `coffer check` trust only what is inside the repository being worked
 //! in: a symlinked directory inside it that points elsewhere must not bring
-//! another tree's `.git` and rules with it.
+//! another tree's `.git` and rules with it. In the library, private to
+//! it, for those two.
 
 use std::path::{Component, Path, PathBuf};
 
 /// `path` made absolute against the current directory, with `.` and `..`
 /// removed lexically (as a shell's `cd -L` does): no symlink is resolved,
 /// so the result names the place the user typed, not where a link leads.
-pub fn lexical(path: &Path) -> Option<PathBuf> {
+pub(crate) fn lexical(path: &Path) -> Option<PathBuf> {
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -30,7 +31,7 @@ pub fn lexical(path: &Path) -> Option<PathBuf> {
 
 /// `rel` joined to `dir` lexically, or `None` when it is absolute or its
 /// `..` climb above `top`.
-pub fn join_within(top: &Path, dir: &Path, rel: &str) -> Option<PathBuf> {
+pub(crate) fn join_within(top: &Path, dir: &Path, rel: &str) -> Option<PathBuf> {
     let rel = Path::new(rel);
     if rel.is_absolute() || rel.has_root() {
         return None;
@@ -58,7 +59,7 @@ pub fn join_within(top: &Path, dir: &Path, rel: &str) -> Option<PathBuf> {
 /// its own there, does not make `/elsewhere` the repository; a repository
 /// reached through a symlink from outside any other (`~/src/app ->
 /// /data/app`) still is one.
-pub fn root_of(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn root_of(dir: &Path) -> Option<PathBuf> {
     let holders: Vec<&Path> = dir
         .ancestors()
         .filter(|d| d.join(".git").exists())
@@ -87,28 +88,28 @@ fn first_symlink(top: &Path, path: &Path) -> Option<PathBuf> {
     None
 }
 
-pub fn is_symlink(path: &Path) -> bool {
+pub(crate) fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// A repository, and its real path (symlinks resolved) to tell what is
 /// inside it.
 #[derive(Debug, Clone)]
-pub struct Repository {
+pub(crate) struct Repository {
     /// As found from the path typed (lexical).
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     real: PathBuf,
 }
 
 impl Repository {
     /// `root`, which must exist.
-    pub fn new(root: PathBuf) -> Option<Repository> {
+    pub(crate) fn new(root: PathBuf) -> Option<Repository> {
         let real = root.canonicalize().ok()?;
         Some(Repository { root, real })
     }
 
     /// Whether the real path `real` (symlinks resolved) is inside.
-    pub fn holds(&self, real: &Path) -> bool {
+    pub(crate) fn holds(&self, real: &Path) -> bool {
         real.starts_with(&self.real)
     }
 
@@ -116,7 +117,7 @@ impl Repository {
     /// under the root; `path` itself included) that leads out of the
     /// repository. A link that cannot be resolved (dangling, a cycle) leads
     /// nowhere; reading through it fails on its own.
-    pub fn link_out(&self, path: &Path) -> Option<PathBuf> {
+    pub(crate) fn link_out(&self, path: &Path) -> Option<PathBuf> {
         let rel = path.strip_prefix(&self.root).ok()?;
         let mut at = self.root.clone();
         for c in rel.components() {

@@ -19,6 +19,9 @@
 //! must be inside the repository: rules come from files anyone with write
 //! access to the repository changes, so they may only point at files
 //! reviewed with it (`-r` takes any file).
+//!
+//! In the library because `check` applies the rules and the fuzz target
+//! `rules_and_check` parses them; `seal` and `rotate` follow them too.
 
 use std::path::{Path, PathBuf};
 
@@ -133,7 +136,7 @@ impl Rules {
     /// need not exist yet) within its git repository. Rules decide whose
     /// keys values are sealed to, so they are taken only from the
     /// repository the user works in, found from `path` as typed
-    /// ([`repository`]): outside a git repository there are none; a rules
+    /// (`repository`): outside a git repository there are none; a rules
     /// file reached through a symlink that leads out of the repository, one
     /// writable by its group or by everyone, or owned by another user than
     /// the one running coffer (or root), is refused.

@@ -10,10 +10,10 @@ use coffer_core::transform::{SealSecretError, merge_into, seal_secret};
 use coffer_format::{Location, PublicKey, RecipientsFile, Scope};
 use zeroize::Zeroizing;
 
-use crate::cluster::{Target, parse_recipients};
-use crate::error::{Failure, Result};
-use crate::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_atomic};
-use crate::rules::Rules;
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{Format, emit, read_file, read_inputs, read_stdin, render, write_atomic};
+use coffer_cli::rules::Rules;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -22,42 +22,42 @@ use crate::rules::Rules;
     | coffer seal --recipients prod.txt --recipients staging.txt
   coffer seal --recipients recipients.txt --merge-into sealed.yaml new-password.yaml
   printf 's3cret' | coffer seal --raw --recipients recipients.txt -n shop --name db --key password")]
-pub struct SealArgs {
+pub(crate) struct SealArgs {
     /// Secret manifests (YAML, several documents, JSON, kind List); stdin when none or `-`.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Recipients file, `-` for stdin, an `https://` URL, or an `age1…` recipient itself (repeat for several clusters: the value opens in each). Fetched from the cluster when unset.
     #[arg(long = "recipients", short = 'r', value_name = "FILE|-|URL|age1…")]
-    pub recipients: Vec<PathBuf>,
+    pub(crate) recipients: Vec<PathBuf>,
     /// Where the value may be opened: strict (this namespace and name), namespace (any name in it), cluster (anywhere) [default: the .coffer.yaml rule's; with --merge-into, the file's; else strict].
     #[arg(long, value_parser = parse_scope)]
-    pub scope: Option<Scope>,
+    pub(crate) scope: Option<Scope>,
     /// Write here (atomically) instead of stdout.
     #[arg(short = 'w', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Re-seal only the given items into this SealedSecret file, keeping every other ciphertext byte for byte.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "output"])]
-    pub merge_into: Option<PathBuf>,
+    pub(crate) merge_into: Option<PathBuf>,
     /// Seal one value (from --from-file or stdin) and print bare base64.
     #[arg(long, requires = "key")]
-    pub raw: bool,
+    pub(crate) raw: bool,
     /// With --raw: the SealedSecret name (needed by --scope strict).
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// With --raw: the item key.
     #[arg(long)]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// With --raw: read the value from this file instead of stdin.
     #[arg(long, value_name = "FILE", requires = "raw")]
-    pub from_file: Option<PathBuf>,
+    pub(crate) from_file: Option<PathBuf>,
     /// Namespace of the Secrets (default: the manifest's, then the context's, then `default`).
     #[arg(short = 'n', long)]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Output format [default: yaml].
     #[arg(short = 'o', long = "format", value_enum)]
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
     /// Warn when the newest key in a recipients file is older than this.
     #[arg(long, env = "COFFER_KEY_RENEWAL_PERIOD", default_value = "720h", value_parser = parse_period)]
-    pub renewal_period: Duration,
+    pub(crate) renewal_period: Duration,
 }
 
 impl SealArgs {
@@ -120,7 +120,7 @@ fn apply_rules(args: &mut SealArgs, target: &Target) -> Result<ScopeFrom> {
     let Some(rules) = rules else {
         return Ok(ScopeFrom::of(args, false));
     };
-    let file = rules.root.join(crate::rules::FILE);
+    let file = rules.root.join(coffer_cli::rules::FILE);
     let Some(rule) = rules.for_path(&written) else {
         if args.recipients.is_empty() {
             eprintln!(
@@ -195,13 +195,13 @@ fn apply_rules(args: &mut SealArgs, target: &Target) -> Result<ScopeFrom> {
 
 /// The namespace used when the manifest, `-n` and the kubeconfig context
 /// name none, as kubectl does.
-pub const DEFAULT_NAMESPACE: &str = "default";
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
 
 fn parse_scope(s: &str) -> std::result::Result<Scope, String> {
     s.parse()
 }
 
-pub fn parse_period(s: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_period(s: &str) -> std::result::Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
@@ -209,7 +209,7 @@ pub fn parse_period(s: &str) -> std::result::Result<Duration, String> {
 }
 
 /// Resolves the recipients: every `--recipients` file, or the cluster's.
-pub async fn recipients(
+pub(crate) async fn recipients(
     files: &[PathBuf],
     target: &Target,
     period: Duration,
@@ -242,11 +242,11 @@ pub async fn recipients(
                 let url = given.to_string();
                 let text = tokio::task::spawn_blocking({
                     let url = url.clone();
-                    move || crate::cluster::fetch_recipients(&url)
+                    move || coffer_cli::cluster::fetch_recipients(&url)
                 })
                 .await
                 .map_err(|e| Failure::new(1, e.to_string()))??;
-                crate::io::Input {
+                coffer_cli::io::Input {
                     name: url,
                     text: Zeroizing::new(text),
                 }
@@ -313,7 +313,7 @@ fn human_duration(d: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-pub async fn run(
+pub(crate) async fn run(
     mut args: SealArgs,
     target: &Target,
     namespace: Option<String>,
@@ -387,7 +387,7 @@ pub async fn run(
                 )));
             }
             let input = read_file(path)?;
-            let existing: SealedSecret = crate::documents::read_one(&input.name, &input.text)?;
+            let existing: SealedSecret = coffer_cli::documents::read_one(&input.name, &input.text)?;
             merge_scope(
                 &mut args,
                 scope_from,
@@ -478,7 +478,7 @@ fn merge_scope(
             let by = if from == ScopeFrom::Flag {
                 "--scope".to_string()
             } else {
-                format!("the {} rule", crate::rules::FILE)
+                format!("the {} rule", coffer_cli::rules::FILE)
             };
             let failure = format!(
                 "{name}: the values it keeps ({}) would stay as they are, but {by} seals the given items with scope {given}: \
@@ -505,7 +505,7 @@ fn merge_scope(
 
 fn merge(
     path: &std::path::Path,
-    input: &crate::io::Input,
+    input: &coffer_cli::io::Input,
     existing: &SealedSecret,
     sealed: Vec<SealedSecret>,
     format: Format,
@@ -565,7 +565,7 @@ async fn raw(args: &SealArgs, target: &Target, namespace: Option<String>) -> Res
                 Failure::input(format!(
                     "{}: cannot open: {}",
                     p.display(),
-                    crate::io::io_reason(&e)
+                    coffer_cli::io::io_reason(&e)
                 ))
             })?;
             f.take(coffer_format::envelope::MAX_VALUE_LEN as u64 + 1)

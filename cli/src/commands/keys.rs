@@ -6,7 +6,7 @@
 //! Private keys are written only through [`create_key_secret`], which wipes
 //! what it sends and what comes back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use coffer_core::ring::*;
 use coffer_core::wipe::{self, WireSecret};
@@ -18,13 +18,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::client::Body;
 
-use crate::cluster::{Target, parse_recipients};
-use crate::error::{Failure, Result};
-use crate::io::{emit, read_file, write_atomic};
-use crate::recover::load_keys;
+use super::recover::load_keys;
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{emit, read_file, write_atomic};
 
 #[derive(clap::Subcommand, Debug)]
-pub enum KeysCmd {
+pub(crate) enum KeysCmd {
     /// List the sealing keys (whole id, state, kind, sequence, creation time), then the imported bitnami keys.
     #[command(after_help = "Example:\n  coffer keys list")]
     List,
@@ -384,160 +384,16 @@ async fn bitnami_keys(target: &Target) -> Result<Vec<BitnamiRow>> {
     Ok(rows)
 }
 
-pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
+pub(crate) async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
     match cmd {
-        KeysCmd::List => {
-            let (_, keys) = ring(target).await?;
-            let active = active_key(&keys).map(RingKey::id);
-            let created = |t: Option<jiff::Timestamp>| {
-                t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-                    .unwrap_or_default()
-            };
-            let mut rows: Vec<[String; 6]> = keys
-                .iter()
-                .map(|k| {
-                    [
-                        k.id().to_string(),
-                        state_word(k, active).to_string(),
-                        k.key.kind().to_string(),
-                        k.sequence.to_string(),
-                        created(k.created),
-                        k.secret_name.clone(),
-                    ]
-                })
-                .collect();
-            for b in bitnami_keys(target).await? {
-                rows.push([
-                    b.id,
-                    "open-only".into(),
-                    format!("bitnami-rsa{}", b.bits),
-                    "-".into(),
-                    created(b.created),
-                    b.secret_name,
-                ]);
-            }
-            emit(
-                None,
-                &table(
-                    &["KEY ID", "STATE", "KIND", "SEQ", "CREATED", "SECRET"],
-                    &rows,
-                ),
-            )
-        }
+        KeysCmd::List => list(target).await,
         KeysCmd::Retire {
             id,
             superseded,
             force,
-        } => {
-            let (api, keys) = ring(target).await?;
-            let active = active_key(&keys).map(RingKey::id);
-            let chosen: Vec<&RingKey> = match &id {
-                Some(id) => vec![find(&keys, id, target)?],
-                None => keys
-                    .iter()
-                    .filter(|k| k.status == KeyStatus::Usable && Some(k.id()) != active)
-                    .collect(),
-            };
-            if superseded && chosen.is_empty() {
-                eprintln!("no usable key other than the active one: nothing to retire");
-                return Ok(());
-            }
-            // Every key is asked about before any is retired: none or all.
-            for key in &chosen {
-                if key.status != KeyStatus::Retired {
-                    check_no_users(target, key, force).await?;
-                }
-            }
-            for key in chosen {
-                if active == Some(key.id()) {
-                    eprintln!(
-                        "warning: {} is the active key; the controller will make the next usable key active, or create a new one",
-                        key.id().short()
-                    );
-                }
-                let patch =
-                    serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: "retired"}}});
-                merge_patch(&api, &key.secret_name, patch).await?;
-                eprintln!(
-                    "retired key {}: values sealed only to it no longer open",
-                    key.id()
-                );
-            }
-            Ok(())
-        }
-        KeysCmd::Activate { id } => {
-            let (api, keys) = ring(target).await?;
-            let key = find(&keys, &id, target)?;
-            let next = keys.iter().map(|k| k.sequence).max().unwrap_or(0) + 1;
-            let by = whoami(target.client().await?).await;
-            let mut annotations = serde_json::json!({
-                SEQUENCE_ANNOTATION: next.to_string(),
-                ACTIVATED_ANNOTATION: jiff::Timestamp::now().to_string(),
-            });
-            if let Some(by) = &by {
-                annotations[ACTIVATED_BY_ANNOTATION] = serde_json::Value::String(by.clone());
-            }
-            // A merge patch with `null` removes the state label: usable.
-            let patch = serde_json::json!({"metadata": {
-                "labels": {KEY_STATE_LABEL: null},
-                "annotations": annotations,
-            }});
-            merge_patch(&api, &key.secret_name, patch).await?;
-            eprintln!(
-                "activated key {} (was {}), sequence {next}{}: new values are sealed to it once the controller publishes it\n\
-                 next: coffer recipients -w FILE, and commit the recipients file",
-                key.id(),
-                state_word(key, active_key(&keys).map(RingKey::id)),
-                by.map(|b| format!(", by {b}")).unwrap_or_default(),
-            );
-            Ok(())
-        }
-        KeysCmd::Backup { to, output } => {
-            let mut admins: Vec<PublicKey> = Vec::new();
-            for r in &to {
-                match r.parse::<PublicKey>() {
-                    Ok(k) => admins.push(k),
-                    Err(_) if std::path::Path::new(r).is_file() => {
-                        let input = crate::io::read_file(std::path::Path::new(r))?;
-                        admins.extend(
-                            crate::cluster::parse_recipients(&input.name, &input.text)?.keys(),
-                        );
-                    }
-                    Err(e) => {
-                        return Err(Failure::usage(format!("--to {r}: {e}"))
-                            .hint("give an age1… recipient, or a recipients file"));
-                    }
-                }
-            }
-            let (_, keys) = ring(target).await?;
-            if keys.is_empty() {
-                return Err(Failure::cluster(format!(
-                    "no sealing key found in namespace {}",
-                    target.controller_namespace
-                )));
-            }
-            let entries: Vec<BackupEntry> = keys
-                .iter()
-                .map(|k| BackupEntry {
-                    key: k.key.clone(),
-                    created: k.created_claimed.or(k.created),
-                    retired: k.status == KeyStatus::Retired,
-                })
-                .collect();
-            let plain = backup::render(&entries, jiff::Timestamp::now());
-            let armored =
-                backup::encrypt(&plain, &admins).map_err(|e| Failure::new(1, e.to_string()))?;
-            match &output {
-                Some(p) if p.as_os_str() != "-" => write_atomic(p, armored.as_bytes(), true)?,
-                _ => emit(None, &armored)?,
-            }
-            eprintln!(
-                "backed up {} key(s), encrypted to {} recipient(s)",
-                entries.len(),
-                admins.len()
-            );
-            Ok(())
-        }
+        } => retire(target, id.as_deref(), superseded, force).await,
+        KeysCmd::Activate { id } => activate(target, &id).await,
+        KeysCmd::Backup { to, output } => write_backup(target, &to, output.as_deref()).await,
         KeysCmd::Restore {
             file,
             identity,
@@ -551,15 +407,167 @@ pub async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
     }
 }
 
+/// `coffer keys list`: the sealing keys, then the imported bitnami keys.
+async fn list(target: &Target) -> Result<()> {
+    let (_, keys) = ring(target).await?;
+    let active = active_key(&keys).map(RingKey::id);
+    let created = |t: Option<jiff::Timestamp>| {
+        t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    let mut rows: Vec<[String; 6]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.id().to_string(),
+                state_word(k, active).to_string(),
+                k.key.kind().to_string(),
+                k.sequence.to_string(),
+                created(k.created),
+                k.secret_name.clone(),
+            ]
+        })
+        .collect();
+    for b in bitnami_keys(target).await? {
+        rows.push([
+            b.id,
+            "open-only".into(),
+            format!("bitnami-rsa{}", b.bits),
+            "-".into(),
+            created(b.created),
+            b.secret_name,
+        ]);
+    }
+    emit(
+        None,
+        &table(
+            &["KEY ID", "STATE", "KIND", "SEQ", "CREATED", "SECRET"],
+            &rows,
+        ),
+    )
+}
+
+/// `coffer keys retire`: key `id`, or with `superseded` every usable key
+/// but the active one; none while the controller says a live SealedSecret
+/// needs one, unless `force`.
+async fn retire(target: &Target, id: Option<&str>, superseded: bool, force: bool) -> Result<()> {
+    let (api, keys) = ring(target).await?;
+    let active = active_key(&keys).map(RingKey::id);
+    let chosen: Vec<&RingKey> = match id {
+        Some(id) => vec![find(&keys, id, target)?],
+        None => keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Usable && Some(k.id()) != active)
+            .collect(),
+    };
+    if superseded && chosen.is_empty() {
+        eprintln!("no usable key other than the active one: nothing to retire");
+        return Ok(());
+    }
+    // Every key is asked about before any is retired: none or all.
+    for key in &chosen {
+        if key.status != KeyStatus::Retired {
+            check_no_users(target, key, force).await?;
+        }
+    }
+    for key in chosen {
+        if active == Some(key.id()) {
+            eprintln!(
+                "warning: {} is the active key; the controller will make the next usable key active, or create a new one",
+                key.id().short()
+            );
+        }
+        let patch = serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: "retired"}}});
+        merge_patch(&api, &key.secret_name, patch).await?;
+        eprintln!(
+            "retired key {}: values sealed only to it no longer open",
+            key.id()
+        );
+    }
+    Ok(())
+}
+
+/// `coffer keys activate`: key `id` becomes the active sealing key, its
+/// activation annotated with when and by whom.
+async fn activate(target: &Target, id: &str) -> Result<()> {
+    let (api, keys) = ring(target).await?;
+    let key = find(&keys, id, target)?;
+    let next = keys.iter().map(|k| k.sequence).max().unwrap_or(0) + 1;
+    let by = whoami(target.client().await?).await;
+    let mut annotations = serde_json::json!({
+        SEQUENCE_ANNOTATION: next.to_string(),
+        ACTIVATED_ANNOTATION: jiff::Timestamp::now().to_string(),
+    });
+    if let Some(by) = &by {
+        annotations[ACTIVATED_BY_ANNOTATION] = serde_json::Value::String(by.clone());
+    }
+    // A merge patch with `null` removes the state label: usable.
+    let patch = serde_json::json!({"metadata": {
+        "labels": {KEY_STATE_LABEL: null},
+        "annotations": annotations,
+    }});
+    merge_patch(&api, &key.secret_name, patch).await?;
+    eprintln!(
+        "activated key {} (was {}), sequence {next}{}: new values are sealed to it once the controller publishes it\n\
+         next: coffer recipients -w FILE, and commit the recipients file",
+        key.id(),
+        state_word(key, active_key(&keys).map(RingKey::id)),
+        by.map(|b| format!(", by {b}")).unwrap_or_default(),
+    );
+    Ok(())
+}
+
+/// `coffer keys backup`: the whole key ring, age-encrypted to the admin
+/// recipients `to`, written to `output` or stdout.
+async fn write_backup(target: &Target, to: &[String], output: Option<&Path>) -> Result<()> {
+    let mut admins: Vec<PublicKey> = Vec::new();
+    for r in to {
+        match r.parse::<PublicKey>() {
+            Ok(k) => admins.push(k),
+            Err(_) if Path::new(r).is_file() => {
+                let input = read_file(Path::new(r))?;
+                admins.extend(parse_recipients(&input.name, &input.text)?.keys());
+            }
+            Err(e) => {
+                return Err(Failure::usage(format!("--to {r}: {e}"))
+                    .hint("give an age1… recipient, or a recipients file"));
+            }
+        }
+    }
+    let (_, keys) = ring(target).await?;
+    if keys.is_empty() {
+        return Err(Failure::cluster(format!(
+            "no sealing key found in namespace {}",
+            target.controller_namespace
+        )));
+    }
+    let entries: Vec<BackupEntry> = keys
+        .iter()
+        .map(|k| BackupEntry {
+            key: k.key.clone(),
+            created: k.created_claimed.or(k.created),
+            retired: k.status == KeyStatus::Retired,
+        })
+        .collect();
+    let plain = backup::render(&entries, jiff::Timestamp::now());
+    let armored = backup::encrypt(&plain, &admins).map_err(|e| Failure::new(1, e.to_string()))?;
+    match output {
+        Some(p) if p.as_os_str() != "-" => write_atomic(p, armored.as_bytes(), true)?,
+        _ => emit(None, &armored)?,
+    }
+    eprintln!(
+        "backed up {} key(s), encrypted to {} recipient(s)",
+        entries.len(),
+        admins.len()
+    );
+    Ok(())
+}
+
 /// `coffer keys import-bitnami`: bitnami's RSA keys, from their Secrets in
 /// the cluster or from a backup file, into the controller's namespace as
 /// Secrets of type `coffer.dev/bitnami-key`. They only open bitnami
 /// values (with `--bitnami`); Coffer never seals to them.
-async fn import_bitnami(
-    target: &Target,
-    from_namespace: &str,
-    file: Option<&std::path::Path>,
-) -> Result<()> {
+async fn import_bitnami(target: &Target, from_namespace: &str, file: Option<&Path>) -> Result<()> {
     use coffer_core::bitnami;
     let client = target.client().await?;
     let keys: Vec<(String, bitnami::BitnamiKey)> = match file {
@@ -652,7 +660,7 @@ async fn import_bitnami(
 
 async fn restore(
     target: &Target,
-    file: &std::path::Path,
+    file: &Path,
     identity: &[PathBuf],
     trust: &[PathBuf],
     trust_any: bool,
@@ -662,7 +670,7 @@ async fn restore(
         Failure::input(format!(
             "{}: cannot read: {}",
             file.display(),
-            crate::io::io_reason(&e)
+            coffer_cli::io::io_reason(&e)
         ))
     })?;
     let plain = backup::decrypt(&data, &admins)
@@ -800,7 +808,11 @@ async fn whoami(client: kube::Client) -> Option<String> {
 /// Creates a key Secret through [`WireSecret`]: the request body is wiped
 /// once sent and the answer, which echoes the private key, is wiped unread
 /// but for its status.
-pub async fn create_key_secret(client: &kube::Client, ns: &str, secret: &Secret) -> Result<()> {
+pub(crate) async fn create_key_secret(
+    client: &kube::Client,
+    ns: &str,
+    secret: &Secret,
+) -> Result<()> {
     let mut json = wipe::to_json(&WireSecret(secret))
         .map_err(|e| Failure::new(1, format!("cannot encode the key Secret: {e}")))?;
     let mut req = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/secrets"))
@@ -845,7 +857,7 @@ async fn merge_patch(api: &Api<Secret>, name: &str, patch: serde_json::Value) ->
 /// Asks the controller for a new key by annotating the active key's Secret
 /// (the key the controller publishes, so CLI and controller agree on which
 /// one is active); returns the id of the key being replaced.
-pub async fn request_rotation(target: &Target, active: &KeyId) -> Result<KeyId> {
+pub(crate) async fn request_rotation(target: &Target, active: &KeyId) -> Result<KeyId> {
     let (api, keys) = ring(target).await?;
     let Some(key) = keys
         .iter()

@@ -3,16 +3,16 @@
 
 use std::path::PathBuf;
 
-use crate::cluster::Target;
-use crate::documents::{read_sealed, to_json};
-use crate::error::{Failure, Result};
-use crate::io::{Input, files_under, read_inputs};
+use coffer_cli::cluster::Target;
+use coffer_cli::documents::{read_sealed, to_json};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{Input, files_under, read_inputs};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  coffer verify k8s/shop/*.yaml && echo all open")]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// SealedSecret files, or directories (every *.yaml, *.yml, *.json under them); stdin when none or `-`. A file that cannot be read is reported and the others are still verified.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// Reads every file on its own: one that cannot be read or parsed is
@@ -49,7 +49,7 @@ fn read_each(files: &[PathBuf]) -> (Vec<Input>, usize) {
     (inputs, failed)
 }
 
-pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
+pub(crate) async fn run(args: VerifyArgs, target: &Target) -> Result<()> {
     let (inputs, mut unreadable) = read_each(&args.files);
     let mut docs = Vec::new();
     for input in &inputs {
@@ -67,7 +67,7 @@ pub async fn verify(args: VerifyArgs, target: &Target) -> Result<()> {
                 "{unreadable} file(s) could not be read (above), and no SealedSecret was found in the others"
             )));
         }
-        return Err(crate::documents::none_found(&inputs));
+        return Err(coffer_cli::documents::none_found(&inputs));
     }
     let client = match target.controller_url {
         Some(_) => None,

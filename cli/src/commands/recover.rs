@@ -8,9 +8,9 @@ use coffer_core::transform::{render_templates, unseal};
 use coffer_format::key::parse_identity_file;
 use coffer_format::{Keyring, SecretKey, backup};
 
-use crate::documents::read_sealed;
-use crate::error::{Failure, Result};
-use crate::io::{Format, emit, read_file, read_inputs, render};
+use coffer_cli::documents::read_sealed;
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{Format, emit, read_file, read_inputs, render};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -19,25 +19,25 @@ use crate::io::{Format, emit, read_file, read_inputs, render};
 
 This prints plaintext Secrets: it exists for disaster recovery. Prefer piping
 into `kubectl apply -f -` over writing files.")]
-pub struct RecoverArgs {
+pub(crate) struct RecoverArgs {
     /// SealedSecret files; stdin when none or `-`.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// age identity file (AGE-SECRET-KEY-1… lines): sealing keys, or the admin key of --backup.
     #[arg(long, short = 'i', value_name = "FILE", required = true)]
-    pub identity: Vec<PathBuf>,
+    pub(crate) identity: Vec<PathBuf>,
     /// An encrypted key ring backup (`coffer keys backup`), opened with --identity.
     #[arg(long, value_name = "FILE")]
-    pub backup: Vec<PathBuf>,
+    pub(crate) backup: Vec<PathBuf>,
     /// Write the Secrets here (atomically, mode 0600) instead of stdout.
     #[arg(short = 'w', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Output format [default: yaml].
     #[arg(short = 'o', long = "format", value_enum)]
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
 }
 
 /// Loads identities, and the keys of any backups they open.
-pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<SecretKey>> {
+pub(crate) fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<SecretKey>> {
     let mut keys = Vec::new();
     for p in identity {
         let input = read_file(p)?;
@@ -52,7 +52,7 @@ pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<Secret
             Failure::input(format!(
                 "{}: cannot read: {}",
                 p.display(),
-                crate::io::io_reason(&e)
+                coffer_cli::io::io_reason(&e)
             ))
         })?;
         let plain = backup::decrypt(&data, &admins).map_err(|e| {
@@ -66,12 +66,12 @@ pub fn load_keys(identity: &[PathBuf], backups: &[PathBuf]) -> Result<Vec<Secret
     Ok(keys)
 }
 
-pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
+pub(crate) fn run(args: RecoverArgs, format: Format) -> Result<()> {
     let ring = Keyring::from_keys(load_keys(&args.identity, &args.backup)?);
     let inputs = read_inputs(&args.files)?;
     let docs = read_sealed(&inputs, true)?;
     if docs.is_empty() {
-        return Err(crate::documents::none_found(&inputs));
+        return Err(coffer_cli::documents::none_found(&inputs));
     }
     let mut secrets = Vec::new();
     let mut refused = Vec::new();
@@ -102,7 +102,7 @@ pub fn run(args: RecoverArgs, format: Format) -> Result<()> {
         coffer_core::wipe::secret(s);
     }
     match &args.output {
-        Some(p) if p.as_os_str() != "-" => crate::io::write_atomic(p, text.as_bytes(), true),
+        Some(p) if p.as_os_str() != "-" => coffer_cli::io::write_atomic(p, text.as_bytes(), true),
         _ => emit(None, &text),
     }
 }

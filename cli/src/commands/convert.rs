@@ -6,14 +6,13 @@
 
 use std::path::PathBuf;
 
+use coffer_cli::cluster::{Target, parse_recipients};
+use coffer_cli::documents::{Document, Edit, InPlace, Rewrite};
+use coffer_cli::error::{Failure, Result};
+use coffer_cli::io::{files_under, read_file};
 use coffer_core::SealedSecret;
 use coffer_core::bitnami::{self, BitnamiKey};
 use coffer_format::PublicKey;
-
-use crate::cluster::{Target, parse_recipients};
-use crate::documents::{chunks_of, value_of};
-use crate::error::{Failure, Result};
-use crate::io::{Format, read_file, render, write_atomic};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -24,17 +23,17 @@ use crate::io::{Format, read_file, render, write_atomic};
 Every bitnami.com/v1alpha1 SealedSecret becomes a coffer.dev/v1alpha1 SealedSecret of the
 same name and namespace, sealed with the same scope (strict, namespace-wide -> namespace,
 cluster-wide -> cluster) and the same template; comments and other documents are kept.")]
-pub struct ConvertArgs {
+pub(crate) struct ConvertArgs {
     /// Files or directories (searched for *.yaml, *.yml, *.json); the current directory when none.
-    pub paths: Vec<PathBuf>,
+    paths: Vec<PathBuf>,
     /// Show what would be converted; write nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    dry_run: bool,
     /// Offline: open the values with this bitnami key backup (`kubectl get secret -n kube-system
     /// -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml`, or a PEM key) instead of asking
     /// the controller. Needs -r.
     #[arg(long, value_name = "FILE", requires = "recipients")]
-    pub bitnami_keys: Option<PathBuf>,
+    bitnami_keys: Option<PathBuf>,
     /// With --bitnami-keys: the recipients file(s) to seal to (repeatable: many clusters).
     #[arg(
         long = "recipients",
@@ -42,8 +41,16 @@ pub struct ConvertArgs {
         value_name = "FILE",
         requires = "bitnami_keys"
     )]
-    pub recipients: Vec<PathBuf>,
+    recipients: Vec<PathBuf>,
 }
+
+/// What convert rewrites: bitnami's SealedSecrets. A list holding one is
+/// refused before anything changes.
+const IN_PLACE: InPlace = InPlace {
+    command: "convert",
+    what: "bitnami SealedSecrets",
+    edits: bitnami::is_bitnami_sealed_secret,
+};
 
 /// Where values are opened and sealed again.
 enum Converter {
@@ -57,6 +64,38 @@ enum Converter {
 }
 
 impl Converter {
+    /// Offline from `--bitnami-keys` and `-r`, else the controller (asked
+    /// nothing in a dry run).
+    async fn new(args: &ConvertArgs, target: &Target) -> Result<Converter> {
+        let Some(path) = &args.bitnami_keys else {
+            let client = if args.dry_run || target.controller_url.is_some() {
+                None
+            } else {
+                Some(target.client().await?)
+            };
+            return Ok(Converter::Controller { client });
+        };
+        let input = read_file(path)?;
+        let keys = bitnami::read_key_backup(&input.text)
+            .map_err(|e| Failure::input(format!("{}: {e}", input.name)))?;
+        for (from, k) in &keys {
+            eprintln!(
+                "bitnami key {} ({} bits) from {from}",
+                k.short_id(),
+                k.bits()
+            );
+        }
+        let mut recipients = Vec::new();
+        for f in &args.recipients {
+            let input = read_file(f)?;
+            recipients.extend(parse_recipients(&input.name, &input.text)?.keys());
+        }
+        Ok(Converter::Offline {
+            keys: keys.into_iter().map(|(_, k)| k).collect(),
+            recipients,
+        })
+    }
+
     async fn convert(
         &self,
         target: &Target,
@@ -98,111 +137,41 @@ impl Converter {
                         )));
                     }
                 }
-                crate::cluster::sealed_reply(label, &text)
+                coffer_cli::cluster::sealed_reply(label, &text)
             }
         }
     }
 }
 
-pub async fn run(args: ConvertArgs, target: &Target) -> Result<()> {
-    let files = crate::io::files_under(&args.paths)?;
-    let converter = match &args.bitnami_keys {
-        Some(path) => {
-            let input = read_file(path)?;
-            let keys = bitnami::read_key_backup(&input.text)
-                .map_err(|e| Failure::input(format!("{}: {e}", input.name)))?;
-            for (from, k) in &keys {
-                eprintln!(
-                    "bitnami key {} ({} bits) from {from}",
-                    k.short_id(),
-                    k.bits()
-                );
-            }
-            let mut recipients = Vec::new();
-            for f in &args.recipients {
-                let input = read_file(f)?;
-                recipients.extend(parse_recipients(&input.name, &input.text)?.keys());
-            }
-            Converter::Offline {
-                keys: keys.into_iter().map(|(_, k)| k).collect(),
-                recipients,
-            }
-        }
-        None if args.dry_run => Converter::Controller { client: None },
-        None => Converter::Controller {
-            client: if target.controller_url.is_some() {
-                None
-            } else {
-                Some(target.client().await?)
-            },
-        },
-    };
-
+pub(crate) async fn run(args: ConvertArgs, target: &Target) -> Result<()> {
+    let paths = files_under(&args.paths)?;
+    let converter = Converter::new(&args, target).await?;
+    let files = Rewrite::read_all(&paths, &IN_PLACE)?;
     let (mut changed_files, mut converted) = (0usize, 0usize);
-    for path in &files {
-        let input = read_file(path)?;
-        let (json, chunks) = chunks_of(&input.text);
-        let mut out = String::new();
-        let mut file_changed = false;
-        for (i, (sep, c)) in chunks.iter().enumerate() {
-            out.push_str(sep);
-            out.push_str(&c.prefix);
-            let label = format!("{}: document {}", input.name, i + 1);
-            let value = value_of(&c.body);
-            let is_list = value
-                .as_ref()
-                .and_then(|v| v.get("kind"))
-                .and_then(|k| k.as_str())
-                == Some("List");
-            if is_list
-                && value
-                    .as_ref()
-                    .and_then(|v| v.get("items"))
-                    .and_then(|i| i.as_array())
-                    .is_some_and(|items| items.iter().any(bitnami::is_bitnami_sealed_secret))
-            {
-                return Err(Failure::input(format!(
-                    "{label}: holds bitnami SealedSecrets inside a kind: List, which convert does not rewrite"
-                ))
-                .hint("split the List into one document per SealedSecret (separated by ---), then run convert again"));
-            }
-            let doc = match value.map(bitnami::read_sealed_secret) {
-                Some(Ok(Some(doc))) => doc,
-                Some(Err(e)) => return Err(Failure::input(format!("{label}: {e}"))),
-                _ => {
-                    out.push_str(&c.body);
-                    out.push_str(&c.suffix);
-                    continue;
+    for file in &files {
+        let changed = file
+            .rewrite(args.dry_run, async |doc| {
+                let Some(bitnami) = read_bitnami(doc)? else {
+                    return Ok(Edit::Keep);
+                };
+                converted += 1;
+                if args.dry_run {
+                    let (ns, name, scope) = bitnami.place();
+                    println!(
+                        "{}: would convert {ns}/{name} ({scope}, {} item(s))",
+                        doc.label,
+                        bitnami.spec.encrypted_data.len()
+                    );
+                    return Ok(Edit::WouldReplace);
                 }
-            };
-            let (ns, name, scope) = doc.place();
-            if ns.is_empty() {
-                return Err(Failure::input(format!(
-                    "{label}: the bitnami SealedSecret {name} has no metadata.namespace"
-                ))
-                .hint("add the namespace it is applied to, then run convert again"));
-            }
-            file_changed = true;
-            converted += 1;
-            if args.dry_run {
-                println!(
-                    "{label}: would convert {ns}/{name} ({scope}, {} item(s))",
-                    doc.spec.encrypted_data.len()
-                );
-                out.push_str(&c.body);
-                out.push_str(&c.suffix);
-                continue;
-            }
-            let sealed = converter.convert(target, &label, &doc).await?;
-            let format = if json { Format::Json } else { Format::Yaml };
-            out.push_str(&render(&[sealed], format)?);
-            out.push_str(&c.suffix);
-        }
-        if file_changed {
+                let sealed = converter.convert(target, &doc.label, &bitnami).await?;
+                Ok(Edit::Replace(Box::new(sealed)))
+            })
+            .await?;
+        if changed {
             changed_files += 1;
             if !args.dry_run {
-                write_atomic(path, out.as_bytes(), false)?;
-                eprintln!("converted {}", input.name);
+                eprintln!("converted {}", file.input.name);
             }
         }
     }
@@ -213,7 +182,26 @@ pub async fn run(args: ConvertArgs, target: &Target) -> Result<()> {
     };
     println!(
         "{verb} {converted} bitnami SealedSecret(s) in {changed_files} of {} file(s)",
-        files.len()
+        paths.len()
     );
     Ok(())
+}
+
+/// The bitnami SealedSecret `doc` is, if it is one. One without a
+/// namespace is refused: its place is part of what it is sealed for.
+fn read_bitnami(doc: &Document<'_>) -> Result<Option<bitnami::BitnamiSealedSecret>> {
+    let bitnami = match doc.value().map(bitnami::read_sealed_secret) {
+        Some(Ok(Some(b))) => b,
+        Some(Err(e)) => return Err(Failure::input(format!("{}: {e}", doc.label))),
+        _ => return Ok(None),
+    };
+    let (ns, name, _) = bitnami.place();
+    if ns.is_empty() {
+        return Err(Failure::input(format!(
+            "{}: the bitnami SealedSecret {name} has no metadata.namespace",
+            doc.label
+        ))
+        .hint("add the namespace it is applied to, then run convert again"));
+    }
+    Ok(Some(bitnami))
 }
