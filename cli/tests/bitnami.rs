@@ -6,6 +6,10 @@
 //! into identical Secrets; `coffer convert` rewrites the files (through
 //! the controller, and offline from bitnami's key backup); applied, they
 //! leave the Secrets unchanged; moved values are refused.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads top to bottom, one step after another"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

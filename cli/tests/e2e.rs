@@ -1,6 +1,10 @@
 //! The coffer command against a real API server and a running controller
 //! (tests/envtest): seal -> apply -> Secret, recipients, verify, rotate over
 //! a folder, key backup -> recover, and one value for two clusters.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads top to bottom, one step after another"
+)]
 
 use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};

@@ -2,6 +2,10 @@
 //! runs as a process with a token of the ServiceAccount that `deploy/`
 //! creates, after `deploy/` is applied: the RBAC tested is the RBAC shipped.
 //! Each test gets its own namespaces and its own key ring namespace.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads top to bottom, one step after another"
+)]
 
 mod common;
 

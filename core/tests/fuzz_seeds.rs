@@ -20,6 +20,10 @@
 //!
 //! Files whose names start with `crash-` are inputs a fuzzer found, kept as
 //! regression seeds; the generator leaves them alone.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads top to bottom, one step after another"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,12 @@
 //! runs alone) and checks the peak of each render against the bound the
 //! fuel gives: `FUEL` × 64 bytes created, plus the output and the items.
 
+// A global allocator that counts: GlobalAlloc is an unsafe trait.
+#![allow(
+    unsafe_code,
+    reason = "a counting GlobalAlloc over the system allocator"
+)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

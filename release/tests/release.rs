@@ -14,6 +14,10 @@
 //! crane's own registry keeps its digests; the CLI archives match
 //! SHA256SUMS and the krew manifest, and `kubectl coffer` runs the archived
 //! CLI as a plugin; the packaged chart names the image by the index digest.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads top to bottom, one step after another"
+)]
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -333,8 +337,10 @@ fn unpack_amd64() -> (Scratch, PathBuf, String) {
 /// `chroot --userspec=65532:65532 ROOTFS /coffer-controller`, with an
 /// empty environment: the image's user, files and nothing of this host.
 fn in_image(rootfs: &Path) -> Command {
+    #[allow(unsafe_code, reason = "geteuid through libc, which cannot fail")]
+    let euid = unsafe { libc::geteuid() };
     assert!(
-        unsafe { libc::geteuid() } == 0,
+        euid == 0,
         "running the image's binary under its own root directory and user needs root (chroot)"
     );
     // Found on this PATH (or sbin) now: the command's own PATH is empty.

@@ -5,6 +5,10 @@
 //! helm is built from its Go module by `tests/helm/build`, kubectl by
 //! `tests/envtest/build`; `kubectl kustomize` and `helm template` need no
 //! server.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads top to bottom, one step after another"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

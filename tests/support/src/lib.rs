@@ -520,6 +520,10 @@ impl ControllerProcess {
             .stderr(out)
             .stdin(Stdio::null());
         // The child dies with the test, even if the test panics.
+        #[allow(
+            unsafe_code,
+            reason = "prctl(PR_SET_PDEATHSIG) in the child, through libc"
+        )]
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
@@ -580,6 +584,10 @@ impl ControllerProcess {
 
     /// SIGTERM and wait.
     pub fn stop(&mut self) {
+        #[allow(
+            unsafe_code,
+            reason = "std sends only SIGKILL; SIGTERM lets it shut down"
+        )]
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }

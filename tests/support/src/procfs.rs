@@ -1,5 +1,9 @@
 //! What the benchmarks read from /proc about processes and the machine.
 
+// libc calls with no safe wrapper in std: sysconf, wait4 with rusage (a
+// child's peak RSS and CPU), kill.
+#![allow(unsafe_code, reason = "sysconf, wait4 and kill through libc")]
+
 use std::path::Path;
 
 /// Clock ticks per second (the unit of /proc CPU times).

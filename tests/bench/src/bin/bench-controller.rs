@@ -9,6 +9,10 @@
 //! release controller starts under the deploy/ ServiceAccount and a watch
 //! counts Ready=True until all are. The controller is stopped with SIGTERM
 //! once idle, and reports its API request count in its last log line.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a benchmark driver: each run is one long sequence of timed steps"
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -912,7 +916,10 @@ async fn churn(
                 // Mid-work: some of the updates are being reconciled.
                 tokio::time::sleep(Duration::from_secs(8)).await;
                 if how == "sigkill" {
-                    unsafe { libc::kill(c.pid, libc::SIGKILL) };
+                    #[allow(unsafe_code, reason = "kill through libc")]
+                    unsafe {
+                        libc::kill(c.pid, libc::SIGKILL)
+                    };
                     exits.push(c.reap(true).map(|r| r.0).unwrap_or_default());
                 } else {
                     exits.push(c.stop(Duration::from_secs(30)).0);

@@ -5,6 +5,10 @@
 //! unsealed), and the controller's peak RSS against the chart's memory
 //! limit. Operators size from a curve, not a table. Run it through
 //! `tests/bench/plot`.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a benchmark driver: each run is one long sequence of timed steps"
+)]
 
 use std::path::PathBuf;
 
