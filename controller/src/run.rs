@@ -14,9 +14,8 @@ use tokio::sync::watch;
 
 use crate::args::RunArgs;
 use crate::bitnami::BitnamiKeys;
-use crate::client::api_count::CountLayer;
+
 use crate::client::events::Events;
-use crate::client::ratelimit::{Bucket, Priority, RateLimitLayer};
 use crate::http::{ClientLimiter, HttpState, Opening};
 use crate::keys::manager::{self, KeyManager};
 use crate::keys::ring::{self, Keys};
@@ -29,50 +28,6 @@ use crate::state::objects::{CachedSealed, OwnedSecret};
 use crate::state::queue::Queue;
 use crate::state::store::Store;
 use coffer_core::ring::KeyStatus;
-
-/// API clients built from the flags, sharing one QPS/burst limit and the
-/// request counters.
-pub struct Clients {
-    pub main: Client,
-    /// Takes only the tokens `main` leaves free (Normal Events).
-    pub background: Client,
-}
-
-/// Builds the clients from the flags.
-pub async fn client(args: &RunArgs, metrics: &Arc<Metrics>) -> anyhow::Result<Clients> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            let opts = kube::config::KubeConfigOptions {
-                context: args.context.clone(),
-                ..Default::default()
-            };
-            kube::Config::from_custom_kubeconfig(kc, &opts).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no kubeconfig and not in a cluster")?,
-    };
-    let layer = RateLimitLayer {
-        bucket: Bucket::new(args.kube_qps, args.kube_burst),
-        priority: Priority::Normal,
-    };
-    let background = RateLimitLayer {
-        priority: Priority::Background,
-        ..layer.clone()
-    };
-    let count = CountLayer(metrics.clone());
-    let main = kube::client::ClientBuilder::try_from(config.clone())?
-        .with_layer(&count)
-        .with_layer(&layer)
-        .build();
-    let background = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&count)
-        .with_layer(&background)
-        .build();
-    Ok(Clients { main, background })
-}
 
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn signal() {
@@ -99,7 +54,7 @@ async fn until(rx: &mut watch::Receiver<bool>, f: impl Fn(bool) -> bool) {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(args.metrics_max_namespaces));
     metrics.set_renewal_period(args.key_renewal_period);
-    let clients = client(&args, &metrics).await?;
+    let clients = crate::client::build(&args, &metrics).await?;
     let client = clients.main.clone();
     let keys = Keys::new();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -291,7 +246,7 @@ struct Shared<'a> {
     /// This replica's name (`POD_NAME`, read once at start), for Events'
     /// reporting instance and the leader lease.
     identity: Option<String>,
-    clients: &'a Clients,
+    clients: &'a crate::client::Clients,
     keys: &'a Arc<Keys>,
     metrics: &'a Arc<Metrics>,
     secret_types: &'a Arc<SecretTypePolicy>,
