@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use coffer_core::bitnami::DEFAULT_KEY_NAMESPACE;
 use coffer_test_support::{
     Cluster, Server, WAIT, eventually, free_port, namespace, root, suffix, target_dir,
 };
@@ -184,7 +185,7 @@ fn controller_of(s: &Secret) -> Option<(String, String)> {
 
 /// The bitnami SealedSecret's `Synced` condition: (status, reason, message).
 async fn synced(admin: &kube::Client, ns: &str, name: &str) -> Option<(String, String, String)> {
-    let api: Api<coffer_core::bitnami::SealedSecret> = Api::namespaced(admin.clone(), ns);
+    let api: Api<coffer_core::bitnami::BitnamiSealedSecret> = Api::namespaced(admin.clone(), ns);
     let s = api.get(name).await.ok()?;
     let c = s
         .status?
@@ -769,7 +770,7 @@ impl Stand {
     /// Follows bitnami's Deployment, then answers `helm upgrade`.
     async fn step(&mut self) {
         let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-            Api::namespaced(self.admin.clone(), "kube-system");
+            Api::namespaced(self.admin.clone(), DEFAULT_KEY_NAMESPACE);
         let replicas = deployments
             .get("sealed-secrets-controller")
             .await
@@ -782,7 +783,7 @@ impl Stand {
                 let c = BitnamiController::start(
                     &self.server,
                     &self.bitnami.bin,
-                    "kube-system",
+                    DEFAULT_KEY_NAMESPACE,
                     &["shop".to_string()],
                 )
                 .await;
@@ -898,12 +899,14 @@ async fn the_migration_doc_runs_forward_and_back_keeping_every_secret() {
     // bitnami's Deployment, as its Helm chart names it: an object only.
     server.kubectl_stdin(
         &["apply", "-f", "-"],
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: sealed-secrets-controller\n  namespace: kube-system\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: sealed-secrets-doc}\n  template:\n    metadata:\n      labels: {app: sealed-secrets-doc}\n    spec:\n      containers:\n        - name: controller\n          image: example.invalid/sealed-secrets-controller\n",
+&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: sealed-secrets-controller\n  namespace: {DEFAULT_KEY_NAMESPACE}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: sealed-secrets-doc}}\n  template:\n    metadata:\n      labels: {{app: sealed-secrets-doc}}\n    spec:\n      containers:\n        - name: controller\n          image: example.invalid/sealed-secrets-controller\n"
+        ),
     );
     server.kubectl_ok(&[
         "scale",
         "-n",
-        "kube-system",
+        DEFAULT_KEY_NAMESPACE,
         "deployment/sealed-secrets-controller",
         "--replicas=1",
     ]);
@@ -942,7 +945,7 @@ async fn the_migration_doc_runs_forward_and_back_keeping_every_secret() {
     // What the doc assumes: bitnami's key, and a repository whose k8s/
     // holds SealedSecrets kubeseal made (strict and namespace-wide) beside
     // another object, committed and applied, unsealed by bitnami.
-    let keys: Api<Secret> = Api::namespaced(admin.clone(), "kube-system");
+    let keys: Api<Secret> = Api::namespaced(admin.clone(), DEFAULT_KEY_NAMESPACE);
     let key = eventually(WAIT, "bitnami's controller to have a key", || async {
         let list = keys
             .list(&ListParams::default().labels(coffer_core::bitnami::KEY_LABEL))
@@ -1105,7 +1108,7 @@ async fn the_migration_doc_runs_forward_and_back_keeping_every_secret() {
         );
         assert_eq!(annotations, was.annotations, "{name}: as the doc says");
     }
-    let bitnami_api: Api<coffer_core::bitnami::SealedSecret> =
+    let bitnami_api: Api<coffer_core::bitnami::BitnamiSealedSecret> =
         Api::namespaced(admin.clone(), "shop");
     assert!(
         bitnami_api

@@ -362,7 +362,7 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
         .unwrap()
         .items
         .remove(0);
-    let old_key = coffer_core::api::read_key_secret(&key_secret, jiff::Timestamp::now())
+    let old_key = coffer_core::ring::read_key_secret(&key_secret, jiff::Timestamp::now())
         .unwrap()
         .key;
     let now = jiff::Timestamp::now().as_second();

@@ -165,7 +165,7 @@ pub struct RunArgs {
         long,
         env = "COFFER_SECRET_TYPES_DENY",
         value_delimiter = ',',
-        default_value = crate::secret_types::DEFAULT_DENY,
+        default_value = crate::reconcile::secret_types::DEFAULT_DENY,
         global = true
     )]
     pub secret_types_deny: Vec<String>,
@@ -329,7 +329,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.run.secret_types_allow, ["Opaque", "kubernetes.io/tls"]);
-        let policy = crate::secret_types::SecretTypePolicy::new(
+        let policy = crate::reconcile::secret_types::SecretTypePolicy::new(
             &cli.run.secret_types_allow,
             &cli.run.secret_types_deny,
         );
@@ -340,7 +340,7 @@ mod tests {
                 .is_err()
         );
         let open = Cli::try_parse_from(["coffer-controller", "--secret-types-deny="]).unwrap();
-        let policy = crate::secret_types::SecretTypePolicy::new(
+        let policy = crate::reconcile::secret_types::SecretTypePolicy::new(
             &open.run.secret_types_allow,
             &open.run.secret_types_deny,
         );

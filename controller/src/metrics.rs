@@ -21,9 +21,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use coffer_core::reason::Reason;
 use coffer_format::KeyId;
 
-use crate::store::Store;
+use crate::state::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -71,30 +72,21 @@ struct BuildLabel {
     commit: String,
 }
 
-/// Every reason a SealedSecret can be refused with (its `Ready=False`
-/// reason), plus `Unsealed`: the `coffer_unseal_total` series that exist
-/// at zero from the start.
-pub const UNSEAL_REASONS: &[&str] = &[
-    "Unsealed",
-    "NoMatchingKey",
-    "KeyRetired",
-    "ScopeMismatch",
-    "UnsupportedVersion",
-    "Tampered",
-    "Malformed",
-    "SecretTypeRefused",
-    "SecretInvalid",
-    "SecretNotOwned",
-    "MergeRefused",
-    "TemplateFailed",
-];
+/// Every reason a SealedSecret's unseal can end with (its `Ready`
+/// reason: `Unsealed` or a refusal; a retry is not an outcome): the
+/// `coffer_unseal_total` series that exist at zero from the start.
+pub fn unseal_reasons() -> impl Iterator<Item = Reason> {
+    Reason::ALL
+        .into_iter()
+        .filter(|r| r.on_coffer() && *r != Reason::Retrying)
+}
 
 /// Every `coffer_reconcile_errors_total` error label.
 pub const RECONCILE_ERRORS: &[&str] = &["api_error", "keys_not_ready"];
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
 /// its current generation.
-pub use crate::store::PENDING;
+pub use crate::state::store::PENDING;
 
 /// The `namespace` label of the namespaces over `--metrics-max-namespaces`.
 /// Not a valid namespace name, so it cannot clash with one.
@@ -130,6 +122,206 @@ pub struct Metrics {
     sealed: Arc<SealedStates>,
 }
 
+/// Registers a handle on `metric` (the registry keeps a clone; both count
+/// the same series).
+fn add<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: &M,
+) {
+    registry.register(name, help, metric.clone());
+}
+
+/// The outcomes of reconciles: unseals and refusals by reason, bitnami's,
+/// retried errors, and the time a reconcile takes.
+#[allow(clippy::type_complexity)]
+fn unseal_series(
+    registry: &mut Registry,
+) -> (
+    Family<ReasonLabel, Counter>,
+    Family<ReasonLabel, Counter>,
+    Family<ErrorLabel, Counter>,
+    Histogram,
+) {
+    let unseal = Family::<ReasonLabel, Counter>::default();
+    for reason in unseal_reasons() {
+        let _ = unseal.get_or_create(&ReasonLabel {
+            reason: reason.metric_label().into(),
+        });
+    }
+    add(
+        registry,
+        "unseal",
+        "Unseal results by reason (Unsealed or why not); a refusal is counted once until its SealedSecret or the key ring changes",
+        &unseal,
+    );
+    let bitnami_unseal = Family::<ReasonLabel, Counter>::default();
+    add(
+        registry,
+        "bitnami_unseal",
+        "bitnami.com SealedSecrets (--bitnami) whose Secret Coffer wrote or took over from bitnami's controller (Unsealed), refused, or left to the Coffer SealedSecret of the same name (TakenOver), by reason; counted when the outcome changes",
+        &bitnami_unseal,
+    );
+    let errors = Family::<ErrorLabel, Counter>::default();
+    for error in RECONCILE_ERRORS {
+        let _ = errors.get_or_create(&ErrorLabel {
+            error: (*error).into(),
+        });
+    }
+    add(
+        registry,
+        "reconcile_errors",
+        "Reconciles that failed and will be retried",
+        &errors,
+    );
+    let duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+    add(
+        registry,
+        "reconcile_duration_seconds",
+        "Time spent in one reconcile",
+        &duration,
+    );
+    (unseal, bitnami_unseal, errors, duration)
+}
+
+/// Requests to the API server, and the key ring.
+#[allow(clippy::type_complexity)]
+fn api_and_key_series(
+    registry: &mut Registry,
+) -> (
+    Family<ApiLabel, Counter>,
+    Family<StateLabel, Gauge>,
+    Gauge<f64, AtomicU64>,
+    Gauge<f64, AtomicU64>,
+) {
+    let api_requests = Family::<ApiLabel, Counter>::default();
+    add(
+        registry,
+        "kube_api_requests",
+        "Requests sent to the Kubernetes API by verb (GET, LIST, WATCH, POST, PUT, PATCH, DELETE) and response code (\"error\": no response)",
+        &api_requests,
+    );
+    let keys = Family::<StateLabel, Gauge>::default();
+    add(
+        registry,
+        "keys",
+        "Sealing keys by state (active, usable, open-only, retired)",
+        &keys,
+    );
+    let active_key_age = Gauge::<f64, AtomicU64>::default();
+    add(
+        registry,
+        "active_key_age_seconds",
+        "Age of the active sealing key",
+        &active_key_age,
+    );
+    let renewal_period = Gauge::<f64, AtomicU64>::default();
+    add(
+        registry,
+        "key_renewal_period_seconds",
+        "--key-renewal-period (0: renewal is off)",
+        &renewal_period,
+    );
+    (api_requests, keys, active_key_age, renewal_period)
+}
+
+/// The HTTP listeners.
+#[allow(clippy::type_complexity)]
+fn http_series(
+    registry: &mut Registry,
+) -> (
+    Family<HttpLabel, Counter>,
+    Family<PathLabel, Histogram>,
+    Gauge,
+    Counter,
+    Gauge,
+) {
+    let http = Family::<HttpLabel, Counter>::default();
+    add(
+        registry,
+        "http_requests",
+        "HTTP requests by path and status code",
+        &http,
+    );
+    // 0.5 ms to 16 s.
+    let http_duration = Family::<PathLabel, Histogram>::new_with_constructor(
+        (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
+    );
+    add(
+        registry,
+        "http_request_duration_seconds",
+        "Time from an HTTP request's head to its response's head, by path",
+        &http_duration,
+    );
+    let http_connections = Gauge::default();
+    add(
+        registry,
+        "http_connections",
+        "HTTP connections open",
+        &http_connections,
+    );
+    let http_connections_refused = Counter::default();
+    add(
+        registry,
+        "http_connections_refused",
+        "HTTP connections closed unserved because their client address had too many open",
+        &http_connections_refused,
+    );
+    let http_body_bytes = Gauge::default();
+    add(
+        registry,
+        "http_body_bytes",
+        "Bytes of HTTP request bodies held now, of --http-body-budget",
+        &http_body_bytes,
+    );
+    (
+        http,
+        http_duration,
+        http_connections,
+        http_connections_refused,
+        http_body_bytes,
+    )
+}
+
+/// Where the work goes: dropped Events, reads, restored outcomes,
+/// leadership.
+#[allow(clippy::type_complexity)]
+fn work_series(registry: &mut Registry) -> (Counter, Family<SourceLabel, Counter>, Counter, Gauge) {
+    let events_dropped = Counter::default();
+    add(
+        registry,
+        "events_dropped",
+        "Normal Events not published because too many were waiting for spare API tokens",
+        &events_dropped,
+    );
+    let sealed_reads = Family::<SourceLabel, Counter>::default();
+    for source in READ_SOURCES {
+        let _ = sealed_reads.get_or_create(&SourceLabel { source });
+    }
+    add(
+        registry,
+        "sealed_reads",
+        "SealedSecrets read to open their values, by where the copy came from: its watch event, the read-ahead list, or a GET of its own",
+        &sealed_reads,
+    );
+    let restored = Counter::default();
+    add(
+        registry,
+        "outcomes_restored",
+        "SealedSecrets found unsealed, without being read or opened, by their Secret's annotation, which this controller's keys verified (a restart)",
+        &restored,
+    );
+    let leader = Gauge::default();
+    add(
+        registry,
+        "leader",
+        "1 while this replica is the leader (reconciles and renews keys), else 0",
+        &leader,
+    );
+    (events_dropped, sealed_reads, restored, leader)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new(usize::MAX)
@@ -149,124 +341,12 @@ impl Metrics {
                 commit: env!("COFFER_COMMIT").into(),
             }),
         );
-        let unseal = Family::<ReasonLabel, Counter>::default();
-        for reason in UNSEAL_REASONS {
-            let _ = unseal.get_or_create(&ReasonLabel {
-                reason: (*reason).into(),
-            });
-        }
-        registry.register(
-            "unseal",
-            "Unseal results by reason (Unsealed or why not); a refusal is counted once until its SealedSecret or the key ring changes",
-            unseal.clone(),
-        );
-        let bitnami_unseal = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "bitnami_unseal",
-            "bitnami.com SealedSecrets (--bitnami) whose Secret Coffer wrote or took over from bitnami's controller (Unsealed), refused, or left to the Coffer SealedSecret of the same name (TakenOver), by reason; counted when the outcome changes",
-            bitnami_unseal.clone(),
-        );
-        let errors = Family::<ErrorLabel, Counter>::default();
-        for error in RECONCILE_ERRORS {
-            let _ = errors.get_or_create(&ErrorLabel {
-                error: (*error).into(),
-            });
-        }
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that failed and will be retried",
-            errors.clone(),
-        );
-        let duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile",
-            duration.clone(),
-        );
-        let api_requests = Family::<ApiLabel, Counter>::default();
-        registry.register(
-            "kube_api_requests",
-            "Requests sent to the Kubernetes API by verb (GET, LIST, WATCH, POST, PUT, PATCH, DELETE) and response code (\"error\": no response)",
-            api_requests.clone(),
-        );
-        let keys = Family::<StateLabel, Gauge>::default();
-        registry.register(
-            "keys",
-            "Sealing keys by state (active, usable, open-only, retired)",
-            keys.clone(),
-        );
-        let active_key_age = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "active_key_age_seconds",
-            "Age of the active sealing key",
-            active_key_age.clone(),
-        );
-        let renewal_period = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "key_renewal_period_seconds",
-            "--key-renewal-period (0: renewal is off)",
-            renewal_period.clone(),
-        );
-        let http = Family::<HttpLabel, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by path and status code",
-            http.clone(),
-        );
-        // 0.5 ms to 16 s.
-        let http_duration = Family::<PathLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time from an HTTP request's head to its response's head, by path",
-            http_duration.clone(),
-        );
-        let http_connections = Gauge::default();
-        registry.register(
-            "http_connections",
-            "HTTP connections open",
-            http_connections.clone(),
-        );
-        let http_connections_refused = Counter::default();
-        registry.register(
-            "http_connections_refused",
-            "HTTP connections closed unserved because their client address had too many open",
-            http_connections_refused.clone(),
-        );
-        let http_body_bytes = Gauge::default();
-        registry.register(
-            "http_body_bytes",
-            "Bytes of HTTP request bodies held now, of --http-body-budget",
-            http_body_bytes.clone(),
-        );
-        let events_dropped = Counter::default();
-        registry.register(
-            "events_dropped",
-            "Normal Events not published because too many were waiting for spare API tokens",
-            events_dropped.clone(),
-        );
-        let sealed_reads = Family::<SourceLabel, Counter>::default();
-        for source in READ_SOURCES {
-            let _ = sealed_reads.get_or_create(&SourceLabel { source });
-        }
-        registry.register(
-            "sealed_reads",
-            "SealedSecrets read to open their values, by where the copy came from: its watch event, the read-ahead list, or a GET of its own",
-            sealed_reads.clone(),
-        );
-        let restored = Counter::default();
-        registry.register(
-            "outcomes_restored",
-            "SealedSecrets found unsealed, without being read or opened, by their Secret's annotation, which this controller's keys verified (a restart)",
-            restored.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica is the leader (reconciles and renews keys), else 0",
-            leader.clone(),
-        );
+        let (unseal, bitnami_unseal, errors, duration) = unseal_series(&mut registry);
+        let (api_requests, keys, active_key_age, renewal_period) =
+            api_and_key_series(&mut registry);
+        let (http, http_duration, http_connections, http_connections_refused, http_body_bytes) =
+            http_series(&mut registry);
+        let (events_dropped, sealed_reads, restored, leader) = work_series(&mut registry);
         let sealed = Arc::new(SealedStates {
             store: Mutex::default(),
             max_namespaces,
@@ -326,30 +406,31 @@ impl Metrics {
         self.events_dropped.inc();
     }
 
-    pub fn unseal(&self, reason: &str) {
+    pub fn unseal(&self, reason: Reason) {
         self.unseal
             .get_or_create(&ReasonLabel {
-                reason: reason.into(),
+                reason: reason.metric_label().into(),
             })
             .inc();
     }
-    /// With `--bitnami`: the `coffer_bitnami_unseal_total` series of
-    /// `reasons`, at 0, so that their presence says the bitnami reconciler
-    /// runs (and a first refusal is an increase from 0).
-    pub fn start_bitnami(&self, reasons: &[&str]) {
-        for reason in reasons {
+    /// With `--bitnami`: the `coffer_bitnami_unseal_total` series of every
+    /// reason a bitnami SealedSecret can have, at 0, so that their presence
+    /// says the bitnami reconciler runs (and a first refusal is an increase
+    /// from 0).
+    pub fn start_bitnami(&self) {
+        for reason in Reason::ALL.into_iter().filter(|r| r.on_bitnami()) {
             let _ = self.bitnami_unseal.get_or_create(&ReasonLabel {
-                reason: (*reason).into(),
+                reason: reason.metric_label().into(),
             });
         }
     }
 
     /// A bitnami SealedSecret's Secret written or taken over from bitnami's
     /// controller (`Unsealed`), or its refusal `reason`.
-    pub fn bitnami_unseal(&self, reason: &str) {
+    pub fn bitnami_unseal(&self, reason: Reason) {
         self.bitnami_unseal
             .get_or_create(&ReasonLabel {
-                reason: reason.into(),
+                reason: reason.metric_label().into(),
             })
             .inc();
     }
@@ -713,7 +794,8 @@ mod tests {
     fn failure_series_exist_at_zero() {
         let m = Metrics::default();
         let text = m.encode();
-        for reason in UNSEAL_REASONS {
+        for reason in unseal_reasons() {
+            let reason = reason.metric_label();
             let line = format!("coffer_unseal_total{{reason=\"{reason}\"}} 0\n");
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }
@@ -740,9 +822,10 @@ mod tests {
     fn bitnami_series_exist_at_zero_only_with_bitnami() {
         let m = Metrics::default();
         assert!(!m.encode().contains("coffer_bitnami_unseal_total{"));
-        m.start_bitnami(&["Unsealed", "NoMatchingKey"]);
+        m.start_bitnami();
         let text = m.encode();
-        for reason in ["Unsealed", "NoMatchingKey"] {
+        // The reasons of bitnami's outcomes, from the one list of reasons.
+        for reason in ["Unsealed", "NoMatchingKey", "TakenOver", "SecretNotOwned"] {
             let line = format!("coffer_bitnami_unseal_total{{reason=\"{reason}\"}} 0\n");
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }

@@ -6,31 +6,29 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coffer_core::SealedSecret;
-use std::collections::HashSet;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::api_count::CountLayer;
 use crate::args::RunArgs;
 use crate::bitnami::BitnamiKeys;
-use crate::cache::{CachedSealed, OwnedSecret};
-use crate::events::Events;
+use crate::client::api_count::CountLayer;
+use crate::client::events::Events;
+use crate::client::ratelimit::{Bucket, Priority, RateLimitLayer};
 use crate::http::{ClientLimiter, HttpState, Opening};
-use crate::key_secrets::{self, KeyManager, Keys};
+use crate::keys::manager::{self, KeyManager};
+use crate::keys::ring::{self, Keys};
 use crate::metrics::Metrics;
 use crate::pool::UnsealPool;
-use crate::queue::Queue;
-use crate::ratelimit::{Bucket, Priority, RateLimitLayer};
+use crate::reconcile::observe::{self, Again};
+use crate::reconcile::secret_types::SecretTypePolicy;
 use crate::reconcile::{self, Context};
-use crate::secret_types::SecretTypePolicy;
-use crate::store::{Key, Store};
-use crate::watch::{ShortBackoff, watch_config};
-use coffer_core::api::KeyStatus;
+use crate::state::objects::{CachedSealed, OwnedSecret};
+use crate::state::queue::Queue;
+use crate::state::store::Store;
+use coffer_core::ring::KeyStatus;
 
 /// API clients built from the flags, sharing one QPS/burst limit and the
 /// request counters.
@@ -111,8 +109,93 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    // Fail early with a clear message when the CRD or the permission is
-    // missing: cluster-wide without --namespaces, else in each namespace
+    let (secret_types, bitnami_keys) = preflight(&args, &client).await?;
+    let mut tasks = Tasks::default();
+    if let Some(keys) = bitnami_keys.clone() {
+        let api = Api::namespaced(client.clone(), &args.key_namespace);
+        tasks.background(
+            "the bitnami key watch",
+            log_error(
+                "the bitnami key watch",
+                crate::bitnami::watch_keys(api, keys),
+            ),
+        );
+    }
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let pool = UnsealPool::new(usize::from(args.unseal_threads));
+    let http_state = HttpState::new(
+        keys.clone(),
+        metrics.clone(),
+        ready.clone(),
+        args.cluster_name.clone(),
+        ClientLimiter::new(args.http_rate, args.http_burst),
+        Opening {
+            secret_types: secret_types.clone(),
+            pool: pool.clone(),
+        },
+        args.http_limits(),
+    );
+    let http_state = Arc::new(match &bitnami_keys {
+        Some(keys) => http_state.with_bitnami(keys.clone()),
+        None => http_state,
+    });
+    listen(&mut tasks, &args, http_state, &stop_rx).await?;
+
+    let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);
+    tasks.background(
+        "the key watch",
+        log_error(
+            "the key watch",
+            manager::watch_keys(key_secrets, keys.clone()),
+        ),
+    );
+    tasks.background(
+        "the key metrics",
+        key_metrics(keys.clone(), metrics.clone()),
+    );
+    tasks.background("the readiness", {
+        let keys = keys.clone();
+        let ready = ready.clone();
+        async move {
+            ring::wait_ready(&keys).await;
+            ready.store(true, Ordering::Release);
+            tracing::info!(active = %keys.current().active().map(|k| k.id.to_string()).unwrap_or_default(), "key ring loaded");
+        }
+    });
+
+    let shared = Shared {
+        args: &args,
+        identity: std::env::var("POD_NAME").ok(),
+        clients: &clients,
+        keys: &keys,
+        metrics: &metrics,
+        secret_types: &secret_types,
+        pool: &pool,
+        bitnami: bitnami_keys.as_ref(),
+    };
+    let result = if args.leader_elect {
+        lead_when_elected(&shared, stop_rx.clone()).await
+    } else {
+        leader(&shared, stop_rx.clone()).await
+    };
+    tasks.shutdown(Duration::from_secs(5)).await;
+    tracing::info!(
+        api_requests = metrics.api_request_count(),
+        secret_writes = metrics.api_write_count(),
+        "controller stopped"
+    );
+    result
+}
+
+/// Before anything starts: fails early with a clear message when the CRD
+/// or the permission is missing, and reads the Secret type policy and, with
+/// `--bitnami`, makes the imported keys' holder.
+async fn preflight(
+    args: &RunArgs,
+    client: &Client,
+) -> anyhow::Result<(Arc<SecretTypePolicy>, Option<Arc<BitnamiKeys>>)> {
+    // Cluster-wide without --namespaces, else in each namespace
     // (namespaced RBAC grants nothing cluster-wide).
     for ns in &args.namespaces {
         probe_sealed_secrets(Api::namespaced(client.clone(), ns), Some(ns)).await?;
@@ -147,31 +230,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let bitnami_watch = bitnami_keys.clone().map(|keys| {
-        tokio::spawn(crate::bitnami::watch_keys(
-            Api::namespaced(client.clone(), &args.key_namespace),
-            keys,
-        ))
-    });
+    Ok((secret_types, bitnami_keys))
+}
 
-    let ready = Arc::new(AtomicBool::new(false));
-    let pool = UnsealPool::new(usize::from(args.unseal_threads));
-    let http_state = HttpState::new(
-        keys.clone(),
-        metrics.clone(),
-        ready.clone(),
-        args.cluster_name.clone(),
-        ClientLimiter::new(args.http_rate, args.http_burst),
-        Opening {
-            secret_types: secret_types.clone(),
-            pool: pool.clone(),
-        },
-        args.http_limits(),
-    );
-    let http_state = Arc::new(match &bitnami_keys {
-        Some(keys) => http_state.with_bitnami(keys.clone()),
-        None => http_state,
-    });
+/// The HTTP listeners: the main port and the probes' own port.
+async fn listen(
+    tasks: &mut Tasks,
+    args: &RunArgs,
+    http_state: Arc<HttpState>,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -180,59 +248,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let probe_listener = tokio::net::TcpListener::bind(args.probe_listen)
         .await
         .with_context(|| format!("listening for probes on {}", args.probe_listen))?;
-    let probes = tokio::spawn(crate::http::serve_probes(
-        probe_listener,
-        http_state.clone(),
-        on(stop_rx.clone()),
-    ));
-    let http = tokio::spawn(crate::http::serve(
-        listener,
-        http_state,
-        on(stop_rx.clone()),
-    ));
-
-    let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);
-    let watch = tokio::spawn(key_secrets::watch_keys(key_secrets.clone(), keys.clone()));
-    let key_metrics = tokio::spawn(key_metrics(keys.clone(), metrics.clone()));
-    {
-        let keys = keys.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            key_secrets::wait_ready(&keys).await;
-            ready.store(true, Ordering::Release);
-            tracing::info!(active = %keys.current().active().map(|k| k.id.to_string()).unwrap_or_default(), "key ring loaded");
-        });
-    }
-
-    let shared = Shared {
-        args: &args,
-        clients: &clients,
-        keys: &keys,
-        metrics: &metrics,
-        secret_types: &secret_types,
-        pool: &pool,
-        bitnami: bitnami_keys.as_ref(),
-    };
-    let result = if args.leader_elect {
-        lead_when_elected(&shared, stop_rx.clone()).await
-    } else {
-        leader(&shared, stop_rx.clone()).await
-    };
-    watch.abort();
-    key_metrics.abort();
-    if let Some(w) = bitnami_watch {
-        w.abort();
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = tokio::join!(http, probes);
-    })
-    .await;
-    tracing::info!(
-        api_requests = metrics.api_request_count(),
-        secret_writes = metrics.api_write_count(),
-        "controller stopped"
+    tasks.draining(
+        "the probe listener",
+        log_error(
+            "the probe listener",
+            crate::http::serve_probes(probe_listener, http_state.clone(), on(stop_rx.clone())),
+        ),
     );
-    result
+    tasks.draining(
+        "the HTTP listener",
+        log_error(
+            "the HTTP listener",
+            crate::http::serve(listener, http_state, on(stop_rx.clone())),
+        ),
+    );
+
+    Ok(())
 }
 
 /// Lists one SealedSecret, to fail at start with a clear message when the
@@ -257,6 +288,9 @@ async fn probe_sealed_secrets(api: Api<SealedSecret>, ns: Option<&str>) -> anyho
 /// What the leader's work needs, built once at start.
 struct Shared<'a> {
     args: &'a RunArgs,
+    /// This replica's name (`POD_NAME`, read once at start), for Events'
+    /// reporting instance and the leader lease.
+    identity: Option<String>,
     clients: &'a Clients,
     keys: &'a Arc<Keys>,
     metrics: &'a Arc<Metrics>,
@@ -265,20 +299,35 @@ struct Shared<'a> {
     bitnami: Option<&'a Arc<BitnamiKeys>>,
 }
 
+impl Shared<'_> {
+    /// The name Events give as their reporting instance.
+    fn instance(&self) -> String {
+        self.identity
+            .clone()
+            .unwrap_or_else(|| "coffer-controller".into())
+    }
+
+    /// The holder name in the leader Lease: the pod's name, else the host's
+    /// and the process id (outside a cluster, two processes on one host).
+    fn lease_identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap_or_default()
+                    .trim(),
+                std::process::id()
+            )
+        })
+    }
+}
+
 async fn lead_when_elected(
     shared: &Shared<'_>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let Shared { args, clients, .. } = shared;
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        format!(
-            "{}-{}",
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim(),
-            std::process::id()
-        )
-    });
+    let identity = shared.lease_identity();
     let duration = args.lease_duration.as_secs().max(2);
     let manager =
         kube_lease_manager::LeaseManagerBuilder::new(clients.main.clone(), &args.lease_name)
@@ -338,32 +387,20 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
         clients,
         keys,
         metrics,
-        secret_types,
-        pool,
-        bitnami,
+        ..
     } = shared;
     let _leading = Leading::start(metrics);
-    let manager = KeyManager {
-        client: clients.main.clone(),
-        namespace: args.key_namespace.clone(),
-        configmaps: Api::<ConfigMap>::namespaced(clients.main.clone(), &args.key_namespace),
-        keys: keys.clone(),
-        renewal_period: args.key_renewal_period,
-        cluster_name: args.cluster_name.clone(),
-        key_kind: args.key_kind,
-        pending: Default::default(),
-    };
+    let manager = key_manager(shared);
     let manage = async move { manager.run().await };
     tokio::pin!(manage);
     // The key manager creates the first key; reconciling waits for it.
     tokio::select! {
-        _ = key_secrets::wait_ready(keys) => {}
+        _ = ring::wait_ready(keys) => {}
         r = &mut manage => return r,
         _ = on(stop.clone()) => return Ok(()),
     }
 
     let client = &clients.main;
-    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| "coffer-controller".into());
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
@@ -372,65 +409,14 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     let store = Arc::new(Store::default());
     let queue = Queue::new();
     // --bitnami: what Coffer's watches see that concerns the bitnami
-    // SealedSecret of the same name (crate::bitnami), passed on.
-    let again = bitnami.map(|_| Again::new());
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        keys: keys.clone(),
-        store: store.clone(),
-        events: Events::start(
-            client.clone(),
-            clients.background.clone(),
-            instance,
-            metrics.clone(),
-        ),
-        metrics: metrics.clone(),
-        secret_types: secret_types.clone(),
-        pool: pool.clone(),
-    });
+    // SealedSecret of the same name (the bitnami module), passed on.
+    let again = shared.bitnami.map(|_| Again::new());
+    let mut tasks = Tasks::default();
 
-    // The watches: SealedSecrets and owned Secrets of each scope, into the
-    // store, each change queuing its SealedSecret. Both caches hold compact
-    // records (crate::store): owned Secrets as salted digests, never their
-    // values; SealedSecrets without their ciphertexts.
-    let mut watches = tokio::task::JoinSet::new();
-    let mut synced = Vec::new();
-    for scope in &scopes {
-        let (sealed_api, secret_api): (Api<CachedSealed>, Api<OwnedSecret>) = match scope {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
-        for owned in [false, true] {
-            let (tx, rx) = watch::channel(false);
-            synced.push(rx);
-            let (store, queue, scope) = (store.clone(), queue.clone(), scope.clone());
-            let again = again.clone();
-            if owned {
-                let api = secret_api.clone();
-                let keys = keys.clone();
-                watches.spawn(async move {
-                    let events = watcher(api, watch_config().labels(reconcile::owned_selector()))
-                        .backoff(ShortBackoff::default());
-                    follow(events, scope.as_deref(), tx, |e, seen| {
-                        owned_event(&store, &queue, &keys, again.as_ref(), e, seen)
-                    })
-                    .await
-                });
-            } else {
-                let api = sealed_api.clone();
-                watches.spawn(async move {
-                    let events = watcher(api, watch_config()).backoff(ShortBackoff::default());
-                    follow(events, scope.as_deref(), tx, |e, seen| {
-                        sealed_event(&store, &queue, again.as_ref(), e, seen)
-                    })
-                    .await
-                });
-            }
-        }
-    }
+    // Observe. Both caches hold compact records (the store module): owned
+    // Secrets as salted digests, never their values; SealedSecrets
+    // without their ciphertexts.
+    let synced = observe(&mut tasks, shared, &scopes, &store, &queue, again.as_ref());
     // Reconcile once every first list is in: an owned Secret not yet seen
     // would look missing, and its SealedSecret would be written again.
     for mut rx in synced {
@@ -448,311 +434,297 @@ async fn leader(shared: &Shared<'_>, stop: watch::Receiver<bool>) -> anyhow::Res
     );
     metrics.count_sealed_in(Some(store.clone()));
 
-    let timers = tokio::spawn({
+    tasks.background("the queue's timers", {
         let queue = queue.clone();
         async move { queue.run_timers().await }
     });
-    // Read ahead what the first reconciles must open, and again whenever a
-    // key-ring change queues every object.
-    let read_ahead = {
-        let (client, store, queue, keys) =
-            (client.clone(), store.clone(), queue.clone(), keys.clone());
-        move || {
-            tokio::spawn(crate::prefetch::run(
-                client.clone(),
-                store.clone(),
-                queue.clone(),
-                keys.clone(),
-            ))
-        }
-    };
-    let first_read_ahead = read_ahead();
-    let rekey = tokio::spawn({
-        let (queue, store) = (queue.clone(), store.clone());
-        let changes = key_secrets::changes(keys);
-        async move {
-            let mut reading: Option<tokio::task::JoinHandle<()>> = None;
-            let mut changes = std::pin::pin!(changes);
-            while changes.next().await.is_some() {
-                queue.add_all(store.sealed_keys());
-                if let Some(r) = reading.take() {
-                    r.abort();
-                }
-                reading = Some(read_ahead());
-            }
-        }
-    });
-    let mut workers = tokio::task::JoinSet::new();
+    tasks.background(
+        "the read-ahead",
+        read_ahead(client.clone(), store.clone(), queue.clone(), keys.clone()),
+    );
+    let ctx = reconcile_context(shared, &store);
     for _ in 0..args.concurrency.max(1) {
-        let (queue, ctx) = (queue.clone(), ctx.clone());
-        workers.spawn(async move {
-            while let Some(key) = queue.next().await {
-                let next = match reconcile::reconcile(&key, &ctx).await {
-                    Ok(next) => next,
-                    Err(e) => reconcile::error_policy(&key, &e, &ctx),
-                };
-                if let reconcile::Next::RequeueAfter(d) = next {
-                    queue.add_after(key.clone(), d);
-                }
-                queue.done(&key);
-            }
-        });
+        tasks.draining("a reconcile worker", worker(queue.clone(), ctx.clone()));
     }
-    // bitnami's SealedSecrets: their own reconciler (crate::bitnami).
-    let mut bitnami_runs = tokio::task::JoinSet::new();
-    if let Some(bitnami_keys) = bitnami {
-        metrics.start_bitnami(crate::bitnami::REASONS);
-        let ctx = Arc::new(crate::bitnami::Context {
-            client: client.clone(),
-            keys: bitnami_keys.clone(),
-            events: Events::start(
-                client.clone(),
-                clients.background.clone(),
-                std::env::var("POD_NAME").unwrap_or_else(|_| "coffer-controller".into()),
-                metrics.clone(),
-            ),
-            secret_types: secret_types.clone(),
-            pool: pool.clone(),
-            resync: args.bitnami_resync,
-            metrics: metrics.clone(),
-        });
-        for scope in &scopes {
-            let api: Api<coffer_core::bitnami::SealedSecret> = match scope {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            let again = again.as_ref().expect("made with --bitnami").subscribe();
-            bitnami_runs.spawn(crate::bitnami::run(
-                api,
-                ctx.clone(),
-                again,
-                on(stop.clone()),
-            ));
-        }
+    if let (Some(bitnami_keys), Some(again)) = (shared.bitnami, &again) {
+        bitnami_reconcilers(&mut tasks, shared, bitnami_keys, again, &scopes, &stop);
     }
     tracing::info!("controller started");
-    let caught_up = tokio::spawn({
-        let (queue, metrics) = (queue.clone(), metrics.clone());
-        async move {
-            // Once: every SealedSecret listed at start has been reconciled.
-            while !queue.idle() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            tracing::info!(
-                sealed_secrets = sealed_n,
-                api_requests = metrics.api_request_count(),
-                secret_writes = metrics.api_write_count(),
-                read_from_watch = metrics.sealed_read_count("watch"),
-                read_ahead = metrics.sealed_read_count("read_ahead"),
-                read_by_get = metrics.sealed_read_count("get"),
-                restored_from_annotations = metrics.restored_count(),
-                "caught up: every SealedSecret reconciled since start"
-            );
-        }
-    });
+    tasks.background(
+        "the caught-up log",
+        caught_up(queue.clone(), metrics.clone(), sealed_n),
+    );
     let result = tokio::select! {
         _ = on(stop.clone()) => Ok(()),
         r = &mut manage => r,
-        w = watches.join_next() => Err(anyhow::anyhow!("a watch ended: {w:?}")),
+        ended = tasks.critical_ended() => Err(anyhow::anyhow!("{ended}")),
     };
     // Finish the reconciles under way, then stop.
     queue.close();
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    workers.abort_all();
-    watches.abort_all();
-    bitnami_runs.abort_all();
-    timers.abort();
-    first_read_ahead.abort();
-    rekey.abort();
-    caught_up.abort();
+    tasks.shutdown(Duration::from_secs(10)).await;
     result
 }
 
-/// Drives one watch: applies each event through `apply` (given the keys a
-/// re-list has returned so far, to forget what it did not), and marks
-/// `synced` at the end of the first list. Errors are logged and retried
-/// with the stream's backoff.
-async fn follow<K, S>(
-    events: S,
-    scope: Option<&str>,
-    synced: watch::Sender<bool>,
-    mut apply: impl FnMut(watcher::Event<K>, ListState<'_>),
-) where
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-{
-    let mut seen: Option<HashSet<Key>> = None;
-    futures::pin_mut!(events);
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(e) => {
-                let done = matches!(e, watcher::Event::InitDone);
-                if matches!(e, watcher::Event::Init) {
-                    seen = Some(HashSet::new());
-                }
-                apply(
-                    e,
-                    ListState {
-                        scope,
-                        seen: &mut seen,
-                    },
-                );
-                if done {
-                    seen = None;
-                    let _ = synced.send(true);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "watch failed; retrying"),
+/// Starts the watches of each scope into the store, queuing each change;
+/// returns one flag per watch, true once its first list is in.
+fn observe(
+    tasks: &mut Tasks,
+    shared: &Shared<'_>,
+    scopes: &[Option<String>],
+    store: &Arc<Store>,
+    queue: &Arc<Queue>,
+    again: Option<&Again>,
+) -> Vec<watch::Receiver<bool>> {
+    let client = &shared.clients.main;
+    let keys = shared.keys;
+    let mut synced = Vec::new();
+    for scope in scopes {
+        let (sealed_api, owned_api): (Api<CachedSealed>, Api<OwnedSecret>) = match scope {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (tx, rx) = watch::channel(false);
+        synced.push(rx);
+        tasks.critical(
+            "the SealedSecret watch",
+            observe::watch_sealed(
+                sealed_api,
+                scope.clone(),
+                tx,
+                store.clone(),
+                queue.clone(),
+                again.cloned(),
+            ),
+        );
+        let (tx, rx) = watch::channel(false);
+        synced.push(rx);
+        tasks.critical(
+            "the owned Secret watch",
+            observe::watch_owned(
+                owned_api,
+                scope.clone(),
+                tx,
+                store.clone(),
+                queue.clone(),
+                keys.clone(),
+                again.cloned(),
+            ),
+        );
+    }
+    synced
+}
+
+/// What the reconcile workers share.
+fn reconcile_context(shared: &Shared<'_>, store: &Arc<Store>) -> Arc<Context> {
+    let &Shared {
+        clients,
+        keys,
+        metrics,
+        ..
+    } = shared;
+    let client = &clients.main;
+    Arc::new(Context {
+        client: client.clone(),
+        keys: keys.clone(),
+        store: store.clone(),
+        events: Events::start(
+            client.clone(),
+            clients.background.clone(),
+            shared.instance(),
+            metrics.clone(),
+        ),
+        metrics: metrics.clone(),
+        secret_types: shared.secret_types.clone(),
+        pool: shared.pool.clone(),
+    })
+}
+
+/// The key manager of the leader: creates the first key, renews, publishes
+/// the recipients.
+fn key_manager(shared: &Shared<'_>) -> KeyManager {
+    let Shared { args, clients, .. } = shared;
+    KeyManager {
+        client: clients.main.clone(),
+        namespace: args.key_namespace.clone(),
+        configmaps: Api::<ConfigMap>::namespaced(clients.main.clone(), &args.key_namespace),
+        keys: shared.keys.clone(),
+        renewal_period: args.key_renewal_period,
+        cluster_name: args.cluster_name.clone(),
+        key_kind: args.key_kind,
+        pending: Default::default(),
+    }
+}
+
+/// One reconcile worker: takes keys from the queue until it is closed.
+async fn worker(queue: Arc<Queue>, ctx: Arc<Context>) {
+    while let Some(key) = queue.next().await {
+        let next = match reconcile::reconcile(&key, &ctx).await {
+            Ok(next) => next,
+            Err(e) => reconcile::error_policy(&key, &e, &ctx),
+        };
+        if let reconcile::Next::RequeueAfter(d) = next {
+            queue.add_after(key.clone(), d);
+        }
+        queue.done(&key);
+    }
+}
+
+/// Reads ahead what the first reconciles must open, and again whenever a
+/// key-ring change queues every object.
+async fn read_ahead(client: Client, store: Arc<Store>, queue: Arc<Queue>, keys: Arc<Keys>) {
+    let start = || {
+        tokio::spawn(crate::reconcile::read_ahead::run(
+            client.clone(),
+            store.clone(),
+            queue.clone(),
+            keys.clone(),
+        ))
+    };
+    // Aborted with this task: a read-ahead does not outlive leading.
+    struct Reading(tokio::task::JoinHandle<()>);
+    impl Drop for Reading {
+        fn drop(&mut self) {
+            self.0.abort();
         }
     }
+    let mut reading = Reading(start());
+    let mut changes = std::pin::pin!(ring::changes(&keys));
+    while changes.next().await.is_some() {
+        queue.add_all(store.sealed_keys());
+        reading = Reading(start());
+    }
+    drop(reading);
 }
 
-/// Where a watch is in a (re-)list.
-struct ListState<'a> {
-    scope: Option<&'a str>,
-    /// The keys listed so far, while a list is under way.
-    seen: &'a mut Option<HashSet<Key>>,
+/// bitnami's SealedSecrets: their own reconciler per scope (the bitnami
+/// module).
+fn bitnami_reconcilers(
+    tasks: &mut Tasks,
+    shared: &Shared<'_>,
+    keys: &Arc<BitnamiKeys>,
+    again: &Again,
+    scopes: &[Option<String>],
+    stop: &watch::Receiver<bool>,
+) {
+    let &Shared {
+        args,
+        clients,
+        metrics,
+        ..
+    } = shared;
+    let client = &clients.main;
+    metrics.start_bitnami();
+    let ctx = Arc::new(crate::bitnami::Context {
+        client: client.clone(),
+        keys: keys.clone(),
+        events: Events::start(
+            client.clone(),
+            clients.background.clone(),
+            shared.instance(),
+            metrics.clone(),
+        ),
+        secret_types: shared.secret_types.clone(),
+        pool: shared.pool.clone(),
+        resync: args.bitnami_resync,
+        metrics: metrics.clone(),
+    });
+    for scope in scopes {
+        let api: Api<coffer_core::bitnami::BitnamiSealedSecret> = match scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        tasks.background(
+            "a bitnami reconciler",
+            crate::bitnami::run(api, ctx.clone(), again.subscribe(), on(stop.clone())),
+        );
+    }
 }
 
-/// With `--bitnami`: the names whose bitnami SealedSecret is to be
-/// reconciled again, from Coffer's own watches (no watch of its own: the
-/// Secrets Coffer labels and its SealedSecrets are watched already). Each
-/// bitnami reconciler (one per watched scope) subscribes; a name outside
-/// its scope is not in its store and is skipped. A subscriber that falls
-/// behind by more than the buffer loses names, which the resync
-/// (`--bitnami-resync`) makes up for.
-#[derive(Clone)]
-struct Again(tokio::sync::broadcast::Sender<ObjectRef<BitnamiSealed>>);
+/// Logs once that every SealedSecret listed at start has been reconciled,
+/// with what it cost.
+async fn caught_up(queue: Arc<Queue>, metrics: Arc<Metrics>, sealed_n: usize) {
+    while !queue.idle() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::info!(
+        sealed_secrets = sealed_n,
+        api_requests = metrics.api_request_count(),
+        secret_writes = metrics.api_write_count(),
+        read_from_watch = metrics.sealed_read_count("watch"),
+        read_ahead = metrics.sealed_read_count("read_ahead"),
+        read_by_get = metrics.sealed_read_count("get"),
+        restored_from_annotations = metrics.restored_count(),
+        "caught up: every SealedSecret reconciled since start"
+    );
+}
 
-type BitnamiSealed = coffer_core::bitnami::SealedSecret;
+/// Runs `f`, logging the error it ends with.
+async fn log_error<E: std::fmt::Display>(
+    what: &'static str,
+    f: impl Future<Output = Result<(), E>>,
+) {
+    if let Err(e) = f.await {
+        tracing::error!("{what} ended: {e:#}");
+    }
+}
 
-impl Again {
-    fn new() -> Self {
-        Again(tokio::sync::broadcast::channel(4096).0)
+/// The tasks of one scope of the wiring (the process, or one term as
+/// leader), each named, stopped together by [`Tasks::shutdown`]:
+/// `critical` ones must run as long as the scope (one that ends is an
+/// error), `draining` ones are given the grace period to finish what they
+/// do, `background` ones are stopped at once.
+#[derive(Default)]
+struct Tasks {
+    critical: tokio::task::JoinSet<&'static str>,
+    draining: tokio::task::JoinSet<()>,
+    background: tokio::task::JoinSet<()>,
+}
+
+impl Tasks {
+    fn critical(&mut self, name: &'static str, f: impl Future<Output = ()> + Send + 'static) {
+        self.critical.spawn(async move {
+            f.await;
+            name
+        });
     }
 
-    fn send(&self, ns: &str, name: &str) {
-        let _ = self.0.send(ObjectRef::new(name).within(ns));
+    fn draining(&mut self, name: &'static str, f: impl Future<Output = ()> + Send + 'static) {
+        self.draining.spawn(async move {
+            f.await;
+            tracing::debug!(task = name, "finished");
+        });
     }
 
-    fn subscribe(&self) -> impl futures::Stream<Item = ObjectRef<BitnamiSealed>> + Send + 'static {
-        futures::stream::unfold(self.0.subscribe(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(r) => return Some((r, rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "bitnami re-checks fell behind; the resync makes up for them"
-                        );
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+    fn background(&mut self, name: &'static str, f: impl Future<Output = ()> + Send + 'static) {
+        self.background.spawn(async move {
+            f.await;
+            tracing::debug!(task = name, "finished");
+        });
+    }
+
+    /// Resolves when a critical task ends, saying which; never when there
+    /// is none.
+    async fn critical_ended(&mut self) -> String {
+        match self.critical.join_next().await {
+            Some(Ok(name)) => format!("{name} ended"),
+            Some(Err(e)) => format!("a watch failed: {e}"),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops everything: background and critical tasks at once, draining
+    /// ones after at most `grace`.
+    async fn shutdown(mut self, grace: Duration) {
+        self.critical.abort_all();
+        self.background.abort_all();
+        let _ = tokio::time::timeout(grace, async {
+            while self.draining.join_next().await.is_some() {}
         })
-    }
-}
-
-fn sealed_event(
-    store: &Store,
-    queue: &Queue,
-    again: Option<&Again>,
-    event: watcher::Event<CachedSealed>,
-    list: ListState<'_>,
-) {
-    match event {
-        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-            if let Some(key) = store.put_sealed(Arc::new(s)) {
-                if let Some(seen) = list.seen.as_mut() {
-                    seen.insert(key.clone());
-                }
-                // Every event reconciles, as kube-runtime's controller
-                // does; one whose last unseal still holds costs no read
-                // and no decryption.
-                queue.add(key);
-            }
-        }
-        watcher::Event::Delete(s) => {
-            if let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name) {
-                store.remove_sealed(&ns, &name);
-                // A Keep SealedSecret gone releases its Secret to the
-                // bitnami SealedSecret of its name.
-                if let Some(again) = again {
-                    again.send(&ns, &name);
-                }
-            }
-        }
-        watcher::Event::Init => {}
-        watcher::Event::InitDone => {
-            if let Some(seen) = list.seen.as_ref() {
-                store.retain(true, list.scope, seen);
-            }
-        }
-    }
-}
-
-fn owned_event(
-    store: &Store,
-    queue: &Queue,
-    keys: &Keys,
-    again: Option<&Again>,
-    event: watcher::Event<OwnedSecret>,
-    list: ListState<'_>,
-) {
-    match event {
-        watcher::Event::Apply(mut s) => {
-            // A Secret that changed owner (taken over, kept, released)
-            // concerns the bitnami SealedSecret of its name; the start's
-            // list (InitApply) does not, bitnami's reconciler lists its
-            // objects itself.
-            if let (Some(again), Some(ns), Some(name)) = (
-                again,
-                s.metadata.namespace.as_deref(),
-                s.metadata.name.as_deref(),
-            ) && !store.owned_controller_is(ns, name, s.controller_uid.as_deref())
-            {
-                again.send(ns, name);
-            }
-            keys.current().settle(&mut s);
-            if let Some((key, reconcile)) = store.put_owned(&s)
-                && reconcile
-            {
-                queue.add(key);
-            }
-        }
-        watcher::Event::InitApply(mut s) => {
-            // Its annotation verified now, while the Secret is at hand:
-            // the store keeps the verdict, not the claim.
-            keys.current().settle(&mut s);
-            if let Some((key, reconcile)) = store.put_owned(&s) {
-                if let Some(seen) = list.seen.as_mut() {
-                    seen.insert(key.clone());
-                }
-                if reconcile {
-                    queue.add(key);
-                }
-            }
-        }
-        watcher::Event::Delete(s) => {
-            if let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name) {
-                // Deleted (or no longer labelled): the bitnami SealedSecret
-                // of its name, if any, writes it again.
-                if let Some(again) = again {
-                    again.send(&ns, &name);
-                }
-                if let Some(key) = store.remove_owned(&ns, &name) {
-                    queue.add(key);
-                }
-            }
-        }
-        watcher::Event::Init => {}
-        watcher::Event::InitDone => {
-            if let Some(seen) = list.seen.as_ref() {
-                queue.add_all(store.retain(false, list.scope, seen));
-            }
-        }
+        .await;
+        self.draining.abort_all();
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use coffer_core::SealedSecret;
-use coffer_core::api::{KeyStatus, key_secret};
+use coffer_core::ring::{KeyStatus, key_secret};
 use coffer_format::key::parse_identity_file;
 use coffer_format::{Scope, SecretKey};
 use coffer_test_support::tools::{Scratch, argocd_health_of, argocd_health_run, output_text, tool};

@@ -18,10 +18,10 @@ use std::time::Duration;
 use coffer_controller::http::{
     ClientLimiter, HttpState, Limits, MAX_BODY, Opening, serve, serve_probes,
 };
-use coffer_controller::key_secrets::Keys;
+use coffer_controller::keys::ring::Keys;
 use coffer_controller::metrics::Metrics;
 use coffer_controller::pool::UnsealPool;
-use coffer_controller::secret_types::SecretTypePolicy;
+use coffer_controller::reconcile::secret_types::SecretTypePolicy;
 use futures::FutureExt as _;
 use raw::*;
 use tokio::sync::oneshot;

@@ -1,7 +1,8 @@
 //! Opening one bitnami value (RSA-4096 OAEP + AES-256-GCM, aws-lc-rs) with
 //! 1 and 3 imported keys: bitnami values carry no key id, so each key of the
 //! right size may cost one RSA private-key operation; and converting one
-//! value to Coffer's format. `cargo bench -p coffer-core --bench bitnami`.
+//! value to Coffer's format.
+//! `cargo bench -p coffer-core --features bitnami,test-util --bench bitnami`.
 
 use std::hint::black_box;
 

@@ -32,6 +32,7 @@ impl fmt::Debug for SecretValue {
 /// can name the item's key once the document is known to be a Secret.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Scalar {
+    /// A string: the value, wiped on drop.
     Text(SecretValue),
     /// `port: 5432`, `debug: true`, a list or a mapping: what it is, as
     /// "a number", "a boolean", …
@@ -149,12 +150,16 @@ impl<'de> Deserialize<'de> for TextValue {
 /// managedFields, ownerReferences, …) is dropped.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct ManifestMeta {
+    /// `metadata.name`.
     #[serde(default)]
     pub name: Option<String>,
+    /// `metadata.namespace`.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// `metadata.labels`.
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `metadata.annotations`.
     #[serde(default)]
     pub annotations: Option<BTreeMap<String, String>>,
 }
@@ -186,8 +191,11 @@ struct RawDoc {
 pub struct SecretManifest {
     /// Position in the input stream, from 1, counting List items in order.
     pub index: usize,
+    /// The metadata Coffer keeps.
     pub metadata: ManifestMeta,
+    /// The Secret's `type`.
     pub type_: Option<String>,
+    /// The Secret's `immutable`.
     pub immutable: Option<bool>,
     /// `data` and `stringData` merged; `stringData` wins, as in Kubernetes.
     pub data: BTreeMap<String, SecretValue>,
@@ -196,12 +204,29 @@ pub struct SecretManifest {
 /// Why an input could not be read. Never holds a value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
+    /// The input is over [`MAX_INPUT_LEN`].
     #[error("input is {len} bytes; at most {MAX_INPUT_LEN} are accepted")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The input does not parse.
     #[error("input is not valid {format}: {why}")]
-    Syntax { format: &'static str, why: String },
+    Syntax {
+        /// `YAML` or `JSON`.
+        format: &'static str,
+        /// Where and why, without quoting the input.
+        why: String,
+    },
+    /// One document is not a Secret Coffer can seal.
     #[error("document {index}: {why}")]
-    Document { index: usize, why: String },
+    Document {
+        /// Its position in the stream, from 1.
+        index: usize,
+        /// Why, never quoting a value.
+        why: String,
+    },
+    /// The input holds no document.
     #[error("input holds no document")]
     Empty,
 }

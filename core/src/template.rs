@@ -34,6 +34,8 @@ use std::io;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
 use zeroize::Zeroizing;
 
+use crate::reason::Reason;
+
 /// The rendered values of one SealedSecret together may hold at most this
 /// many bytes: a Secret holds at most 1 MiB.
 pub const MAX_OUTPUT: usize = 1 << 20;
@@ -74,19 +76,33 @@ pub enum TemplateError {
     /// The template does not parse; the detail quotes the template, which
     /// is plain text in git, never a value.
     #[error("template.data[{key:?}] does not parse: {detail}")]
-    Syntax { key: String, detail: String },
+    Syntax {
+        /// The key of `template.data` whose template this is.
+        key: String,
+        /// The engine's message, with line and column.
+        detail: String,
+    },
     /// The template is over a structural bound (size, tokens in a tag,
     /// tokens in all): it is refused before the engine sees it.
     #[error("template.data[{key:?}] is too complex: {detail}")]
-    TooComplex { key: String, detail: String },
+    TooComplex {
+        /// The key of `template.data` whose template this is.
+        key: String,
+        /// Which bound, and by how much.
+        detail: String,
+    },
     /// The template names variables that are no item of the SealedSecret.
     #[error(
         "template.data[{key:?}] uses {names}, which {verb} no item of this SealedSecret (items: {items})"
     )]
     Undefined {
+        /// The key of `template.data` whose template this is.
         key: String,
+        /// The variables, quoted and comma-separated.
         names: String,
+        /// `is` or `are`, to agree with `names`.
         verb: &'static str,
+        /// The SealedSecret's item keys, for comparison.
         items: String,
     },
     /// Rendering failed. The message is the same whatever the cause, as
@@ -95,7 +111,12 @@ pub enum TemplateError {
     #[error(
         "template.data[{key:?}] did not render (a runtime error, or over the budget of {FUEL} fuel or {MAX_OUTPUT} bytes of output; the cause is not shown as it can depend on the values)"
     )]
-    Failed { key: String, cause: Cause },
+    Failed {
+        /// The key of `template.data` whose template this is.
+        key: String,
+        /// What made it fail: for tests, never shown.
+        cause: Cause,
+    },
 }
 
 /// What made a render fail: kept out of every message (see
@@ -115,7 +136,7 @@ pub enum Cause {
 
 impl TemplateError {
     /// The status reason and metric label of every template failure.
-    pub const REASON: &'static str = "TemplateFailed";
+    pub const REASON: Reason = Reason::TemplateFailed;
 
     fn failed(key: &str, cause: Cause) -> Self {
         TemplateError::Failed {

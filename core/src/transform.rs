@@ -14,6 +14,7 @@ use crate::api::{
     SecretTemplate, TemplateMetadata,
 };
 use crate::manifest::SecretManifest;
+use crate::reason::Reason;
 use crate::template::{self, TemplateError};
 use coffer_format::envelope::{self, Location, OpenError, Scope, SealError};
 use coffer_format::key::{KeyId, PublicKey};
@@ -29,22 +30,36 @@ pub const DROPPED_ANNOTATIONS: &[&str] = &[
 /// Why a Secret manifest could not be sealed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealSecretError {
+    /// Neither the manifest nor the command line names a namespace.
     #[error(
         "document {index}: the Secret has no namespace; give one with -n or in metadata.namespace"
     )]
-    NoNamespace { index: usize },
+    NoNamespace {
+        /// The document's position in the input, from 1.
+        index: usize,
+    },
+    /// The manifest names another namespace than the one asked for.
     #[error("document {index}: the Secret says namespace {manifest:?} but {given:?} was asked for")]
     NamespaceConflict {
+        /// The document's position in the input, from 1.
         index: usize,
+        /// The manifest's `metadata.namespace`.
         manifest: String,
+        /// The namespace asked for.
         given: String,
     },
+    /// One item could not be sealed.
     #[error("document {index} ({namespace}/{name}) item {key:?}: {source}")]
     Item {
+        /// The document's position in the input, from 1.
         index: usize,
+        /// The Secret's namespace.
         namespace: String,
+        /// The Secret's name.
         name: String,
+        /// The item's key.
         key: String,
+        /// Why it could not be sealed.
         source: Box<SealError>,
     },
 }
@@ -152,12 +167,20 @@ pub fn merge_into(existing: &SealedSecret, update: &SealedSecret) -> SealedSecre
 /// The Secret a SealedSecret should produce, with plaintext in buffers that
 /// are wiped on drop. `Debug` never shows values.
 pub struct DesiredSecret {
+    /// The Secret's namespace: the SealedSecret's.
     pub namespace: String,
+    /// The Secret's name: the SealedSecret's.
     pub name: String,
+    /// The Secret's type ([`DEFAULT_SECRET_TYPE`] when the template names
+    /// none).
     pub type_: String,
+    /// The Secret's `immutable`, from the template.
     pub immutable: Option<bool>,
+    /// The template's labels.
     pub labels: BTreeMap<String, String>,
+    /// The template's annotations.
     pub annotations: BTreeMap<String, String>,
+    /// Item key -> value, wiped on drop.
     pub data: BTreeMap<String, Zeroizing<Vec<u8>>>,
     /// The keys of the ring that opened the values, sorted, each once
     /// (empty when the values did not come from Coffer's format).
@@ -183,7 +206,9 @@ impl fmt::Debug for DesiredSecret {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("item {key:?}: {error}")]
 pub struct ItemError {
+    /// The item's key.
     pub key: String,
+    /// Why its value did not open.
     pub error: OpenError,
 }
 
@@ -194,6 +219,7 @@ pub const MAX_ITEMS: usize = 1024;
 /// Every item that did not open; the Secret is not written at all.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub struct UnsealError {
+    /// Every item that did not open, in item-key order.
     pub items: Vec<ItemError>,
     /// Set when the object held more than [`MAX_ITEMS`] items: none was
     /// opened.
@@ -202,14 +228,13 @@ pub struct UnsealError {
 
 impl UnsealError {
     /// The status reason: that of the first failing item.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         if self.too_many_items.is_some() {
-            return "Malformed";
+            return Reason::Malformed;
         }
         self.items
             .first()
-            .map(|i| i.error.reason())
-            .unwrap_or("Malformed")
+            .map_or(Reason::Malformed, |i| Reason::from(&i.error))
     }
 }
 
@@ -228,13 +253,19 @@ impl fmt::Display for UnsealError {
 /// ([`SealedSecret::view`]) or from the controller's compact cache, so both
 /// unseal through the one [`unseal`].
 pub struct SealedView<'a> {
+    /// The SealedSecret's namespace.
     pub namespace: &'a str,
+    /// The SealedSecret's name.
     pub name: &'a str,
+    /// Item key -> sealed value, in item-key order.
     pub items: Vec<(&'a str, SealedItem<'a>)>,
     /// `spec.template.type`; [`DEFAULT_SECRET_TYPE`] when unset.
     pub type_: Option<&'a str>,
+    /// `spec.template.immutable`.
     pub immutable: Option<bool>,
+    /// `spec.template.metadata.labels`.
     pub labels: Vec<(&'a str, &'a str)>,
+    /// `spec.template.metadata.annotations`.
     pub annotations: Vec<(&'a str, &'a str)>,
     /// `spec.template.data`: Secret key -> template, rendered by
     /// [`render_templates`] (never by [`unseal`], so that `/v1/verify`
@@ -364,7 +395,9 @@ pub fn unseal(sealed: &SealedView<'_>, ring: &Keyring) -> Result<DesiredSecret, 
 /// bytes as [`envelope::decode`] returned them (the controller's cache).
 #[derive(Clone, Copy)]
 pub enum SealedItem<'a> {
+    /// The base64 text, as `spec.encryptedData` holds it.
     Base64(&'a str),
+    /// The decoded bytes.
     Bytes(&'a [u8]),
 }
 

@@ -67,8 +67,11 @@ impl serde::Serialize for WireSecret<'_> {
 /// labels and annotations it holds are merged in, with `resource_version`
 /// as the precondition. Nothing else of the Secret is touched.
 pub struct WireMergePatch<'a> {
+    /// The Secret whose data, labels and annotations are merged in.
     pub secret: &'a Secret,
+    /// Data keys to delete.
     pub remove: &'a [String],
+    /// The `resourceVersion` the Secret must still have.
     pub resource_version: Option<&'a str>,
 }
 

@@ -11,6 +11,7 @@ fn committed_crd_matches_the_rust_types() {
 }
 
 #[test]
+#[cfg(feature = "bitnami")]
 fn committed_bitnami_crd_matches_the_rust_types() {
     let committed = include_str!("../../deploy/bitnami/crd.yaml");
     assert!(

@@ -12,8 +12,11 @@
 //! differ on every run; what each file is stays the same):
 //!
 //! ```sh
-//! cargo test -p coffer-core --test fuzz_seeds -- --ignored generate_fuzz_seeds
+//! cargo test -p coffer-core --all-features --test fuzz_seeds -- --ignored generate_fuzz_seeds
 //! ```
+//!
+//! The bitnami seeds and their checks need the `bitnami` and `test-util`
+//! features (kubeseal's sealer); the generator refuses to run without them.
 //!
 //! Files whose names start with `crash-` are inputs a fuzzer found, kept as
 //! regression seeds; the generator leaves them alone.
@@ -53,6 +56,7 @@ fn pq_test_key() -> SecretKey {
 const FILE_KEY: [u8; 16] = [0x5a; 16];
 
 /// The published bitnami test key of `fuzz/bitnami-key.pem`.
+#[cfg(all(feature = "bitnami", feature = "test-util"))]
 fn bitnami_key() -> coffer_core::bitnami::BitnamiKey {
     coffer_core::bitnami::BitnamiKey::from_pem(include_str!("../../fuzz/bitnami-key.pem")).unwrap()
 }
@@ -523,8 +527,10 @@ fn random_seeds(target: &str, prefix: &str, mut x: u64, lens: &[usize]) {
 
 /// Every value the bitnami seeds seal starts with this marker, which the
 /// target looks for in refusals.
+#[cfg(all(feature = "bitnami", feature = "test-util"))]
 const BITNAMI_VALUE: &[u8] = b"BITNAMI-FUZZ-VALUE-hunter2";
 
+#[cfg(all(feature = "bitnami", feature = "test-util"))]
 fn bitnami_seeds() {
     use coffer_core::bitnami::{BitnamiScope, seal_like_kubeseal};
     let key = bitnami_key();
@@ -732,12 +738,17 @@ fn rules_and_check_seeds() {
 #[test]
 #[ignore = "generator, run by hand"]
 fn generate_fuzz_seeds() {
+    // Refused rather than leave the bitnami seeds out.
+    if !cfg!(all(feature = "bitnami", feature = "test-util")) {
+        panic!("the bitnami seeds need kubeseal's sealer: run with --all-features");
+    }
     open_value_seeds();
     open_structured_seeds();
     pq_stanza();
     read_manifest_seeds();
     http_body_seeds();
     backup_seeds();
+    #[cfg(all(feature = "bitnami", feature = "test-util"))]
     bitnami_seeds();
     random_seeds(
         "attest",
@@ -793,13 +804,11 @@ fn committed_seeds_are_what_their_names_say() {
 }
 
 /// `fuzz/pq-stanza.txt` still wraps the `open_structured` file key to the
-/// post-quantum test identity, and the bitnami seeds open with the bitnami
-/// test key where their names say so.
+/// post-quantum test identity.
 #[test]
-fn committed_pq_stanza_and_bitnami_seeds_are_what_they_say() {
+fn committed_pq_stanza_is_what_it_says() {
     use age::secrecy::ExposeSecret;
     use age_core::format::Stanza;
-    use coffer_core::bitnami::{At, BitnamiScope, OpenError, open, open_bytes};
     let text = std::fs::read_to_string(seeds().join("../pq-stanza.txt")).unwrap();
     let mut lines = text.lines().filter(|l| !l.starts_with('#'));
     let stanza = Stanza {
@@ -811,7 +820,14 @@ fn committed_pq_stanza_and_bitnami_seeds_are_what_they_say() {
     };
     let file_key = pq_test_key().unwrap(&stanza).unwrap().unwrap();
     assert_eq!(file_key.expose_secret(), &FILE_KEY);
+}
 
+/// The bitnami seeds open with the bitnami test key where their names say
+/// so.
+#[test]
+#[cfg(all(feature = "bitnami", feature = "test-util"))]
+fn committed_bitnami_seeds_are_what_they_say() {
+    use coffer_core::bitnami::{At, BitnamiOpenError, BitnamiScope, open, open_bytes};
     let keys = [bitnami_key()];
     let at = At {
         namespace: "shop",
@@ -836,11 +852,11 @@ fn committed_pq_stanza_and_bitnami_seeds_are_what_they_say() {
     assert!(open_bytes(&bytes("value-5000-bytes.bin"), at, &keys).is_ok());
     assert!(matches!(
         open(&text("value-namespace-wide-scope-mismatch.b64"), at, &keys),
-        Err(OpenError::ScopeMismatch { .. })
+        Err(BitnamiOpenError::ScopeMismatch { .. })
     ));
     assert!(matches!(
         open(&text("refused-value-other-place.b64"), at, &keys),
-        Err(OpenError::NoMatchingKey { .. })
+        Err(BitnamiOpenError::NoMatchingKey { .. })
     ));
     for (name, opens) in [
         ("sealedsecret.yaml", true),

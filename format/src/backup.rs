@@ -12,35 +12,59 @@ use crate::key::{KeyId, PublicKey, SecretKey};
 /// One key in a backup.
 #[derive(Clone, Debug)]
 pub struct BackupEntry {
+    /// The private key.
     pub key: SecretKey,
+    /// When the key was made, as its `# coffer:` comment says (a claim,
+    /// for people; never in the future).
     pub created: Option<jiff::Timestamp>,
+    /// Whether the key was retired when the backup was written.
     pub retired: bool,
 }
 
 /// Why a backup could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// The file does not decrypt with the identity given (age's reason).
     #[error("the backup is not an age file encrypted to the given identity: {0}")]
     Decrypt(String),
+    /// The file holds no identity at all.
     #[error("the backup holds no Coffer key")]
     Empty,
+    /// A line that is neither a comment nor an age identity.
     #[error("line {line}: not an age identity (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)")]
-    BadLine { line: usize },
+    BadLine {
+        /// The line's number, from 1.
+        line: usize,
+    },
+    /// A `# coffer:` comment that does not parse.
     #[error("line {line}: bad coffer comment: {why}")]
-    BadComment { line: usize, why: String },
+    BadComment {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it (never the key).
+        why: String,
+    },
+    /// A creation time in the future: forged, or from a wrong clock.
     #[error(
         "line {line}: key created {created}, which is in the future; a backup written by Coffer cannot say that (forged or from a machine with a wrong clock)"
     )]
     FutureCreated {
+        /// The line's number, from 1.
         line: usize,
+        /// The time the comment claims.
         created: jiff::Timestamp,
     },
+    /// A comment that names another key than the identity below it.
     #[error("line {line}: the comment names key {said} but the identity below it is key {actual}")]
     KeyIdMismatch {
+        /// The line's number, from 1.
         line: usize,
+        /// The key id the comment names.
         said: String,
+        /// The id of the identity below it.
         actual: String,
     },
+    /// Encrypting the backup to the admin's recipient failed (age's reason).
     #[error("encryption failed: {0}")]
     Encrypt(String),
 }

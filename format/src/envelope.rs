@@ -78,8 +78,11 @@ impl std::str::FromStr for Scope {
 /// item key inside `spec.encryptedData`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location<'a> {
+    /// The SealedSecret's namespace.
     pub namespace: &'a str,
+    /// The SealedSecret's name.
     pub name: &'a str,
+    /// The item key.
     pub key: &'a str,
 }
 
@@ -92,6 +95,7 @@ impl fmt::Display for Location<'_> {
 /// What a value is bound to, as written inside its authenticated plaintext.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Binding {
+    /// How far the value may travel: which of namespace and name bind it.
     pub scope: Scope,
     /// Set for `strict` and `namespace`.
     pub namespace: Option<String>,
@@ -136,18 +140,32 @@ impl fmt::Display for Binding {
 /// Why a value could not be sealed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
+    /// The value is larger than a Secret may hold.
     #[error("value is {len} bytes; a Secret holds at most {MAX_VALUE_LEN}")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// The value's length in bytes.
+        len: usize,
+    },
+    /// No recipient was given.
     #[error("no recipients: give at least one recipients file")]
     NoRecipients,
+    /// More recipients than a value may be sealed to.
     #[error("{count} recipients; at most {MAX_RECIPIENTS} are allowed")]
-    TooManyRecipients { count: usize },
+    TooManyRecipients {
+        /// How many were given.
+        count: usize,
+    },
+    /// A namespace, name or item key Kubernetes would not accept.
     #[error("{what} {value:?} is not valid: {why}")]
     InvalidName {
+        /// Which of them (`namespace`, `name`, `item key`).
         what: &'static str,
+        /// The name given.
         value: String,
+        /// The rule it breaks.
         why: &'static str,
     },
+    /// age refused to encrypt (its reason).
     #[error("age encryption failed: {0}")]
     Age(String),
 }
@@ -155,30 +173,50 @@ pub enum SealError {
 /// Why a sealed value was refused. Messages never contain plaintext.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OpenError {
+    /// The base64 text is longer than any value Coffer seals.
     #[error("sealed value is {len} bytes of base64; at most {MAX_SEALED_LEN} are accepted")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// The text's length in bytes.
+        len: usize,
+    },
+    /// Not canonical standard base64.
     #[error("sealed value is not canonical standard base64")]
     Base64,
+    /// Not an age v1 file as Coffer writes it; says what is wrong.
     #[error("sealed value is malformed: {0}")]
     Malformed(&'static str),
+    /// More age stanzas than a value may hold.
     #[error("sealed value has {count} age stanzas; at most {MAX_STANZAS} are accepted")]
-    TooManyStanzas { count: usize },
+    TooManyStanzas {
+        /// How many the header holds.
+        count: usize,
+    },
+    /// Its plaintext names a format version this build does not know.
     #[error("sealed value uses format {0:?}, which this version of Coffer does not know")]
     UnsupportedVersion(String),
+    /// No `coffer-kid` stanza: sealed with plain age or another tool.
     #[error("sealed value carries no {KEY_ID_STANZA} stanza, so no key can be chosen")]
     NoKeyId,
+    /// None of the keys it was sealed to is in the ring.
     #[error("sealed for key {}, which this cluster does not hold (it holds {})", list(.sealed_to), list(.held))]
     NoMatchingKey {
+        /// The key ids the value names.
         sealed_to: Vec<KeyId>,
+        /// The key ids the ring holds.
         held: Vec<KeyId>,
     },
+    /// Sealed only to a key that is retired.
     #[error("sealed for key {0}, which has been retired; re-seal it or restore the key")]
     KeyRetired(KeyId),
+    /// age authentication failed: the ciphertext was altered or truncated.
     #[error("sealed value was altered or truncated (age authentication failed)")]
     Tampered,
+    /// Opened somewhere its binding does not allow.
     #[error("sealed for {sealed_for}, found at {found_at}")]
     ScopeMismatch {
+        /// Where it may be opened, as its binding says.
         sealed_for: String,
+        /// Where it was found.
         found_at: String,
     },
 }
@@ -451,14 +489,9 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
     if lines.next() != Some("age-encryption.org/v1") {
         return Err(OpenError::Malformed("not an age v1 ciphertext"));
     }
+    let mut read = HeaderStanzas::default();
     let mut stanzas = 0usize;
-    let mut key_ids = Vec::new();
-    let mut key_stanza = Vec::new();
-    let mut key_kinds = Vec::new();
-    let mut recipients = 0usize;
-    let mut pq_stanzas = 0usize;
     let mut last_kind: Option<KeyKind> = None;
-    let mut scope: Option<Scope> = None;
     for line in lines {
         let Some(rest) = line.strip_prefix("-> ") else {
             continue;
@@ -474,61 +507,17 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
         let kind = tag.and_then(KeyKind::of_stanza_tag);
         let follows = std::mem::replace(&mut last_kind, kind);
         match tag {
-            Some(KEY_ID_STANZA) => {
-                let id = words.next().and_then(|w| w.parse::<KeyId>().ok()).ok_or(
-                    OpenError::Malformed("coffer-kid stanza without a valid key id"),
-                )?;
-                let announced: Scope =
-                    words
-                        .next()
-                        .and_then(|w| w.parse().ok())
-                        .ok_or(OpenError::Malformed(
-                            "coffer-kid stanza without a valid scope",
-                        ))?;
-                if words.next().is_some() {
-                    return Err(OpenError::Malformed(
-                        "coffer-kid stanza with extra arguments",
-                    ));
-                }
-                if scope.is_some_and(|s| s != announced) {
-                    return Err(OpenError::Malformed(
-                        "coffer-kid stanzas announce different scopes",
-                    ));
-                }
-                scope = Some(announced);
-                // Coffer writes each recipient as its stanza (X25519 or
-                // mlkem768x25519) and its key id right after it. Any other
-                // order is refused: a key id that points at no stanza would
-                // make an identity try every stanza, one key agreement each.
-                let Some(follows) = follows else {
-                    return Err(OpenError::Malformed(
-                        "coffer-kid stanza does not follow its recipient stanza",
-                    ));
-                };
-                if key_ids.contains(&id) {
-                    return Err(OpenError::Malformed("key id named twice"));
-                }
-                // No sealer writes more: re-encryption, which seals to every
-                // key a value names, could not seal such a value again.
-                if key_ids.len() == MAX_RECIPIENTS {
-                    return Err(OpenError::Malformed(
-                        "more key ids than a value may be sealed to",
-                    ));
-                }
-                key_ids.push(id);
-                key_stanza.push(recipients - 1);
-                key_kinds.push(follows);
-            }
+            Some(KEY_ID_STANZA) => read.key_id(words, follows)?,
             _ if kind.is_some() => {
-                recipients += 1;
+                read.recipients += 1;
                 if kind == Some(KeyKind::MlKem768X25519) {
-                    pq_stanzas += 1;
+                    read.pq_stanzas += 1;
                 }
             }
             _ => {}
         }
     }
-    let Some(scope) = scope else {
+    let Some(scope) = read.scope else {
         return Err(OpenError::NoKeyId);
     };
     let mac_line_end = bytes[header_end..]
@@ -539,15 +528,90 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<Envelope, OpenError> {
             "age header MAC line is not terminated",
         ))?;
     Ok(Envelope {
-        key_ids,
-        key_stanza,
-        key_kinds,
-        recipient_stanzas: recipients,
-        pq_stanzas,
+        key_ids: read.key_ids,
+        key_stanza: read.key_stanza,
+        key_kinds: read.key_kinds,
+        recipient_stanzas: read.recipients,
+        pq_stanzas: read.pq_stanzas,
         scope,
         ciphertext_len: bytes.len(),
         payload_len: bytes.len() - mac_line_end,
     })
+}
+
+/// What [`inspect_bytes`] reads from the header's stanzas, in their order.
+#[derive(Default)]
+struct HeaderStanzas {
+    /// The key ids of the `coffer-kid` stanzas.
+    key_ids: Vec<KeyId>,
+    /// For each key id, the index of the recipient stanza it follows.
+    key_stanza: Vec<usize>,
+    /// For each key id, the kind of the recipient stanza it follows.
+    key_kinds: Vec<KeyKind>,
+    /// Recipient stanzas (X25519 or mlkem768x25519) so far.
+    recipients: usize,
+    /// Of which post-quantum.
+    pq_stanzas: usize,
+    /// The scope the `coffer-kid` stanzas announce.
+    scope: Option<Scope>,
+}
+
+impl HeaderStanzas {
+    /// One `coffer-kid` stanza: `words` are its arguments, `follows` the
+    /// kind of the stanza right before it (`None`: not a recipient's).
+    fn key_id<'a>(
+        &mut self,
+        mut words: impl Iterator<Item = &'a str>,
+        follows: Option<KeyKind>,
+    ) -> Result<(), OpenError> {
+        let id = words
+            .next()
+            .and_then(|w| w.parse::<KeyId>().ok())
+            .ok_or(OpenError::Malformed(
+                "coffer-kid stanza without a valid key id",
+            ))?;
+        let announced: Scope =
+            words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or(OpenError::Malformed(
+                    "coffer-kid stanza without a valid scope",
+                ))?;
+        if words.next().is_some() {
+            return Err(OpenError::Malformed(
+                "coffer-kid stanza with extra arguments",
+            ));
+        }
+        if self.scope.is_some_and(|s| s != announced) {
+            return Err(OpenError::Malformed(
+                "coffer-kid stanzas announce different scopes",
+            ));
+        }
+        self.scope = Some(announced);
+        // Coffer writes each recipient as its stanza (X25519 or
+        // mlkem768x25519) and its key id right after it. Any other order is
+        // refused: a key id that points at no stanza would make an identity
+        // try every stanza, one key agreement each.
+        let Some(follows) = follows else {
+            return Err(OpenError::Malformed(
+                "coffer-kid stanza does not follow its recipient stanza",
+            ));
+        };
+        if self.key_ids.contains(&id) {
+            return Err(OpenError::Malformed("key id named twice"));
+        }
+        // No sealer writes more: re-encryption, which seals to every key a
+        // value names, could not seal such a value again.
+        if self.key_ids.len() == MAX_RECIPIENTS {
+            return Err(OpenError::Malformed(
+                "more key ids than a value may be sealed to",
+            ));
+        }
+        self.key_ids.push(id);
+        self.key_stanza.push(self.recipients - 1);
+        self.key_kinds.push(follows);
+        Ok(())
+    }
 }
 
 /// Index just past the `\n` before the header's `---` line.
@@ -564,13 +628,17 @@ fn find_header_end(bytes: &[u8]) -> Result<usize, OpenError> {
 
 /// A value opened by [`open`]: the binding it was sealed with and the value.
 pub struct Opened {
+    /// The binding it was sealed with, read from its authenticated
+    /// plaintext.
     pub binding: Binding,
+    /// The key that opened it.
     pub key_id: KeyId,
     /// Whether `key_id` is the only key of the ring, among those the header
     /// names, that is usable: without it the value would not open here.
     /// (The other stanzas are not tried; see docs/decisions.md, "Which
     /// SealedSecrets need a key".)
     pub sole_key: bool,
+    /// The value, wiped on drop.
     pub value: Zeroizing<Vec<u8>>,
 }
 

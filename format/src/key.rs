@@ -194,7 +194,12 @@ pub enum KeyError {
     BadRecipient(String),
     /// An `age1pq1…` recipient that is not a valid public key.
     #[error("{text} is not a valid mlkem768x25519 recipient: {why}")]
-    BadPqRecipient { text: String, why: pq::PqKeyError },
+    BadPqRecipient {
+        /// The recipient as written (public).
+        text: String,
+        /// What is wrong with it.
+        why: pq::PqKeyError,
+    },
     /// A recipient whose point has small order: every X25519 exchange with
     /// it gives the all-zero secret, so nothing sealed to it is secret.
     #[error("{0} is a low-order X25519 point: nothing sealed to it would be secret")]
@@ -203,7 +208,10 @@ pub enum KeyError {
     /// identity. The line itself is never echoed: it may be a private key
     /// with a typo.
     #[error("line {line}: not an age identity (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)")]
-    BadIdentity { line: usize },
+    BadIdentity {
+        /// The line's number, from 1.
+        line: usize,
+    },
     /// The file held no identity at all.
     #[error(
         "no identity found (expected lines starting with AGE-SECRET-KEY-1 or AGE-SECRET-KEY-PQ-1)"

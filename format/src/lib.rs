@@ -4,6 +4,8 @@
 //! and no command line: bytes and bindings in, bytes out. The build enforces
 //! that: this crate does not depend on `kube` or `k8s-openapi`.
 
+#![warn(missing_docs)]
+
 pub mod backup;
 pub mod envelope;
 pub mod key;

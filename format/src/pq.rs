@@ -75,18 +75,23 @@ type MlKemEk = <MlKem768 as KemCore>::EncapsulationKey;
 /// an identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PqKeyError {
+    /// Not Bech32, or not the `age1pq` prefix.
     #[error("not an age1pq1… recipient (bad Bech32 or prefix)")]
     Encoding,
+    /// Not the length of an mlkem768x25519 public key.
     #[error("not an mlkem768x25519 public key ({PUBLIC_KEY_LEN} bytes expected)")]
     Length,
+    /// The ML-KEM-768 encapsulation key is not canonical.
     #[error(
         "the ML-KEM-768 half of the public key is not canonical (a coefficient is not below q)"
     )]
     MlKemKey,
+    /// The X25519 half has small order: its shared secret is all zeros.
     #[error(
         "the X25519 half of the public key is a low-order point: nothing sealed to it would be secret"
     )]
     LowOrder,
+    /// Not an `AGE-SECRET-KEY-PQ-1…` identity (its text is never shown).
     #[error("not an AGE-SECRET-KEY-PQ-1… identity")]
     Identity,
 }

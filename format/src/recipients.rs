@@ -9,6 +9,7 @@ use crate::key::{KeyError, KeyId, PublicKey, shown};
 /// One recipient of a recipients file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecipientEntry {
+    /// The recipient.
     pub key: PublicKey,
     /// Cluster name from the comment line, if any.
     pub cluster: Option<String>,
@@ -19,22 +20,40 @@ pub struct RecipientEntry {
 /// A parsed recipients file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecipientsFile {
+    /// The recipients, in the file's order.
     pub entries: Vec<RecipientEntry>,
 }
 
 /// Why a recipients file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipientsError {
+    /// A line that is not a valid recipient.
     #[error("line {line}: {source}")]
-    Key { line: usize, source: KeyError },
+    Key {
+        /// The line's number, from 1.
+        line: usize,
+        /// Why the recipient was refused.
+        source: KeyError,
+    },
+    /// A comment that names another key than the recipient below it.
     #[error("line {line}: comment says key {said} but the recipient below it has id {actual}")]
     KeyIdMismatch {
+        /// The line's number, from 1.
         line: usize,
+        /// The key id the comment names.
         said: KeyId,
+        /// The id of the recipient below it.
         actual: KeyId,
     },
+    /// A `# coffer:` comment that does not parse.
     #[error("line {line}: bad coffer comment: {why}")]
-    BadComment { line: usize, why: String },
+    BadComment {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The file holds no recipient.
     #[error("no recipients in the file")]
     Empty,
 }

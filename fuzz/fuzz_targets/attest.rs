@@ -1,4 +1,4 @@
-//! The controller's persisted outcomes (`coffer_controller::attest`): the
+//! The controller's persisted outcomes (`coffer_controller::keys::attest`): the
 //! `coffer.dev/unsealed` annotation on every Secret it writes, which a
 //! restarted controller trusts instead of opening the SealedSecret again.
 //! Whoever may edit Secrets controls that annotation and the rest of the
@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use coffer_controller::attest::{AttestKeys, Attested, claim, content_digest, stamp, verify};
+use coffer_controller::keys::attest::{AttestKeys, Attested, claim, content_digest, stamp, verify};
 use coffer_core::api::{DEFAULT_SECRET_TYPE, UNSEALED_ANNOTATION};
 use coffer_format::{KeyId, Keyring};
 use coffer_fuzz::{other_keys, pq_test_key, test_key};

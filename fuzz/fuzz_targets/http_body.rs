@@ -1,6 +1,6 @@
 //! The controller's request bodies for `POST /v1/verify` and
 //! `POST /v1/reencrypt`, through the controller's own code
-//! (`coffer_controller::http`): the body parsing, then what each handler
+//! (the controller's http module and its re-encryption): the body parsing, then what each handler
 //! does with a parsed request, with the test identity as the controller's
 //! only (and active) key.
 //!
@@ -13,8 +13,9 @@
 
 use std::collections::BTreeSet;
 
-use coffer_controller::http::{parse_reencrypt_body, parse_verify_body, reencrypt_values};
-use coffer_controller::secret_types::{DEFAULT_DENY, SecretTypePolicy};
+use coffer_controller::http::{Reject, parse_reencrypt_body, parse_verify_body};
+use coffer_controller::keys::reencrypt::reencrypt_values;
+use coffer_controller::reconcile::secret_types::{DEFAULT_DENY, SecretTypePolicy};
 use coffer_format::envelope;
 use coffer_core::transform::unseal;
 use coffer_fuzz::{test_key, test_ring};
@@ -51,8 +52,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let before = sealed.clone();
     match reencrypt_values(sealed, ring, active, &held, &extra) {
-        Err(r) => assert_ne!(
-            r.status().as_u16(),
+        Err(e) => assert_ne!(
+            Reject::from(e).status().as_u16(),
             500,
             "a request body gave an internal error"
         ),

@@ -1,6 +1,6 @@
 //! The writers are deterministic and write what the image and the archives
 //! promise, checked on tiny fake binaries (cheap: part of every test run;
-//! tests/support/tests/release.rs checks the real artifacts).
+//! release/tests/release.rs checks the real artifacts).
 
 use std::collections::BTreeMap;
 use std::io::Read as _;

@@ -100,7 +100,7 @@ impl Converter {
         &self,
         target: &Target,
         label: &str,
-        doc: &bitnami::SealedSecret,
+        doc: &bitnami::BitnamiSealedSecret,
     ) -> Result<SealedSecret> {
         match self {
             Converter::Offline { keys, recipients } => bitnami::convert(doc, keys, recipients)
@@ -189,7 +189,7 @@ pub(crate) async fn run(args: ConvertArgs, target: &Target) -> Result<()> {
 
 /// The bitnami SealedSecret `doc` is, if it is one. One without a
 /// namespace is refused: its place is part of what it is sealed for.
-fn read_bitnami(doc: &Document<'_>) -> Result<Option<bitnami::SealedSecret>> {
+fn read_bitnami(doc: &Document<'_>) -> Result<Option<bitnami::BitnamiSealedSecret>> {
     let bitnami = match doc.value().map(bitnami::read_sealed_secret) {
         Some(Ok(Some(b))) => b,
         Some(Err(e)) => return Err(Failure::input(format!("{}: {e}", doc.label))),

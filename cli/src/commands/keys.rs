@@ -1,14 +1,14 @@
 //! `coffer keys`: the key ring through the Kubernetes API (key admins only,
 //! by RBAC on Secrets in the controller's namespace).
 //!
-//! A key Secret is read with [`coffer_core::api::read_key_secret`], as the
+//! A key Secret is read with [`coffer_core::ring::read_key_secret`], as the
 //! controller reads it, so both agree on states, order and the active key.
 //! Private keys are written only through [`create_key_secret`], which wipes
 //! what it sends and what comes back.
 
 use std::path::{Path, PathBuf};
 
-use coffer_core::api::{KeyStatus, RingKey, active_key, key_secret, read_key_secret, ring::*};
+use coffer_core::ring::*;
 use coffer_core::wipe::{self, WireSecret};
 use coffer_format::backup::{self, BackupEntry};
 use coffer_format::recipients::RecipientEntry;
@@ -626,7 +626,7 @@ async fn import_bitnami(target: &Target, from_namespace: &str, file: Option<&Pat
                 ),
             }
         ))
-        .hint("bitnami keeps its keys in the controller's namespace, kube-system by default: --from-namespace NS, or --file BACKUP"));
+        .hint(format!("bitnami keeps its keys in the controller's namespace, {} by default: --from-namespace NS, or --file BACKUP", bitnami::DEFAULT_KEY_NAMESPACE)));
     }
     let ns = &target.controller_namespace;
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);

@@ -22,7 +22,7 @@ use coffer_cli::io::{files_under, read_file, write_atomic};
 use coffer_cli::rules::{self, Rules};
 use coffer_core::SealedSecret;
 use coffer_core::api::is_sealed_secret;
-use coffer_core::api::ring::{KEY_ID_LABEL, KEY_STATE_LABEL};
+use coffer_core::ring::{KEY_ID_LABEL, KEY_STATE_LABEL};
 use coffer_format::{KeyId, PublicKey, envelope};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};

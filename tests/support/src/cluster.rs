@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coffer_core::SealedSecret;
-use coffer_core::api::ring::{RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
+use coffer_core::ring::{RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 use coffer_format::{PublicKey, RecipientsFile};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;

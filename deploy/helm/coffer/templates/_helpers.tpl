@@ -50,7 +50,7 @@ SealedSecrets and patch their status, read and write the Secrets they name
 (RBAC cannot scope by label), publish Events. A ClusterRole with these
 rules when `namespaces` is empty, else a Role per listed namespace. Keep in
 step with deploy/rbac.yaml's ClusterRole and
-deploy/namespaced/watched/rbac.yaml (tests/support/tests/deploy.rs checks).
+deploy/namespaced/watched/rbac.yaml (tests/deploy/tests/deploy.rs checks).
 */}}
 {{- define "coffer.unsealRules" -}}
 - apiGroups: ["coffer.dev"]

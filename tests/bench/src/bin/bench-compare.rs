@@ -31,9 +31,7 @@ use coffer_bench::report::{
     Marks, Table, machine, mib, mib_text, ms_text, publish, quantile, say, secs_fine,
 };
 use coffer_bench::{objects, options};
-use coffer_core::api::ring::{
-    KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, ROTATION_ANNOTATION,
-};
+use coffer_core::ring::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, ROTATION_ANNOTATION};
 use coffer_test_support::procfs::{Child, proc_cpu, proc_status_kib, read_pid};
 use coffer_test_support::{Server, secret_data};
 use futures::{StreamExt, TryStreamExt};
@@ -50,8 +48,9 @@ use serde_json::{Value, json};
 
 const LABEL_KEY: &str = "bench";
 const LABEL_VALUE: &str = "compare";
-const SS_NAMESPACE: &str = "kube-system";
-const SS_KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
+/// bitnami's controller runs where it keeps its keys by default.
+const SS_NAMESPACE: &str = coffer_core::bitnami::DEFAULT_KEY_NAMESPACE;
+const SS_KEY_LABEL: &str = coffer_core::bitnami::KEY_LABEL;
 const COFFER_NAMESPACE: &str = "coffer-system";
 
 #[derive(Parser, Debug)]

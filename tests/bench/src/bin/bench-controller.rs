@@ -23,8 +23,8 @@ use coffer_bench::process::{help_default, scrub_env, spawn_logged};
 use coffer_bench::report::{Marks, Table, cores, machine, mib, mib_text, publish, say, secs};
 use coffer_bench::{objects, options};
 use coffer_core::SealedSecret;
-use coffer_core::api::ring::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 use coffer_core::manifest::{ManifestMeta, SecretManifest, SecretValue};
+use coffer_core::ring::{KEY_ID_LABEL, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 use coffer_core::transform::seal_secret;
 use coffer_format::key::KeyKind;
 use coffer_format::{RecipientsFile, Scope, SecretKey};
@@ -681,10 +681,10 @@ fn apply_event(
 
 async fn create_key_secret(admin: &Client, key: &SecretKey) -> anyhow::Result<()> {
     // Exactly the Secret the controller makes for a new key.
-    let secret = coffer_core::api::key_secret(
+    let secret = coffer_core::ring::key_secret(
         key,
         Some(jiff::Timestamp::now()),
-        coffer_core::api::KeyStatus::Usable,
+        coffer_core::ring::KeyStatus::Usable,
         Some(1),
     );
     let api: Api<Secret> = Api::namespaced(admin.clone(), "coffer-system");
@@ -1051,7 +1051,7 @@ impl Controller {
         {
             cmd.args([
                 "--log-level",
-                "warn,coffer_controller::run=info,coffer_controller::prefetch=info",
+                "warn,coffer_controller::run=info,coffer_controller::reconcile::read_ahead=info",
             ]);
         }
         cmd.args(["--log-format", "json"]);

@@ -8,6 +8,7 @@
 //! sealing key if it landed in its key namespace. The policy is checked
 //! before any value is decrypted.
 
+use coffer_core::reason::Reason;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -56,7 +57,7 @@ impl std::error::Error for TypeRefused {}
 
 impl TypeRefused {
     /// The status reason and metric label.
-    pub const REASON: &'static str = "SecretTypeRefused";
+    pub const REASON: Reason = Reason::SecretTypeRefused;
 }
 
 fn set(types: &[String]) -> BTreeSet<String> {

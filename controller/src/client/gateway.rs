@@ -20,25 +20,15 @@ use kube::api::{DeleteParams, Patch, PostParams, Preconditions};
 use kube::client::Body;
 use kube::core::{Request, Status};
 use kube::{Client, Resource};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use crate::cache::OwnedSecret;
+use crate::state::objects::OwnedSecret;
 use zeroize::Zeroizing;
 
-/// What a write answers with, as far as the controller reads it.
-#[derive(Debug, Default, Deserialize)]
-pub struct Written {
-    #[serde(default)]
-    pub metadata: WrittenMeta,
-}
-
-/// The metadata of a written object.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WrittenMeta {
-    pub resource_version: Option<String>,
-}
+/// What a write answers with, as far as the controller reads it: nothing.
+/// The answer is parsed only to check it is JSON, into nothing kept.
+pub type Written = serde::de::IgnoredAny;
 
 /// Serializes `obj` as JSON into a buffer that is wiped on drop.
 fn body(obj: &impl Serialize) -> Result<Zeroizing<Vec<u8>>, kube::Error> {
@@ -133,8 +123,8 @@ fn describe(verb: &str, path: &str) -> String {
     }
 }
 
-/// Sends a request; returns the answer parsed as `T` (for writes, only the
-/// `metadata` of [`Written`]), or the API server's `Status` as
+/// Sends a request; returns the answer parsed as `T` (for writes,
+/// nothing: [`Written`]), or the API server's `Status` as
 /// [`kube::Error::Api`].
 async fn send<T: DeserializeOwned>(
     client: &Client,
@@ -347,13 +337,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn create_posts_the_object_and_reads_back_only_its_metadata() {
+    async fn create_posts_the_object_and_keeps_nothing_of_the_answer() {
         let (c, seen) = client(
             201,
             r#"{"metadata":{"name":"db","resourceVersion":"7"},"data":{"password":"aHVudGVyMg=="}}"#,
         );
-        let w = create_secret(&c, "shop", &secret()).await.unwrap();
-        assert_eq!(w.metadata.resource_version.as_deref(), Some("7"));
+        // The answer echoes the values; it is parsed into nothing kept
+        // (the controller never read its metadata either).
+        let _: Written = create_secret(&c, "shop", &secret()).await.unwrap();
         let seen = seen.lock().unwrap();
         let (method, uri, body) = &seen[0];
         assert_eq!(method, "POST");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::store::Key;
+use crate::state::store::Key;
 
 #[derive(Default)]
 struct State {

@@ -27,8 +27,8 @@ use kube::Resource;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::attest::{Attested, Claim};
-use crate::key_users::KeySet;
+use crate::keys::attest::{Attested, Claim};
+use crate::keys::users::KeySet;
 
 /// A string map that is usually empty or tiny.
 pub type SmallMap = Box<[(Box<str>, Box<str>)]>;
@@ -258,7 +258,7 @@ static SALT: LazyLock<[u8; 32]> = LazyLock::new(|| {
 pub fn secret_digest(s: &Secret) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(*SALT);
-    crate::attest::hash_secret(&mut h, s, None);
+    crate::keys::attest::hash_secret(&mut h, s, None);
     h.finalize().into()
 }
 
@@ -399,7 +399,7 @@ pub struct OwnedSecret {
 impl From<Secret> for OwnedSecret {
     fn from(mut s: Secret) -> Self {
         let digest = secret_digest(&s);
-        let claim = crate::attest::claim(&s).map(Box::new);
+        let claim = crate::keys::attest::claim(&s).map(Box::new);
         let annotation = |name: &str| {
             s.metadata
                 .annotations
@@ -486,7 +486,7 @@ pub struct Outcome {
     pub items: usize,
     pub digest: [u8; 32],
     /// The keys without which some value would not have opened
-    /// (crate::key_users).
+    /// (crate::keys::users).
     pub needs: KeySet,
 }
 
@@ -499,7 +499,7 @@ pub struct Outcome {
 pub struct Refusal {
     pub generation: Option<i64>,
     pub key_epoch: u64,
-    pub reason: &'static str,
+    pub reason: coffer_core::reason::Reason,
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::key_users::KeySet;
+use crate::keys::users::KeySet;
 
 /// The HKDF label of the MAC keys, and the MAC's domain. A release that
 /// builds a different Secret from the same SealedSecret (a new field, a new

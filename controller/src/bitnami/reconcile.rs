@@ -1,134 +1,29 @@
-//! bitnami's `bitnami.com/v1alpha1` SealedSecrets, behind `--bitnami`: the
-//! imported RSA keys (Secrets of type `coffer.dev/bitnami-key` in the key
-//! namespace, written by `coffer keys import-bitnami`) and a reconciler
-//! that unseals bitnami's SealedSecrets into Secrets as bitnami's
-//! controller does (same scopes and annotations, same owner reference, the
-//! template's metadata and type, `Synced` condition), so a cluster can
-//! replace bitnami's controller without changing git.
-//!
-//! It is deliberately separate from Coffer's reconciler: bitnami values
-//! carry no key id (every imported key may cost one RSA operation) and
-//! bitnami's Secrets carry no Coffer label, so they are not watched;
-//! drift is undone on the resync (`--bitnami-resync`), as bitnami's own
-//! controller does without `--watch-for-secrets`. What Coffer's own
-//! watches see is passed on, though (by the wiring): when a Secret labelled
-//! by Coffer is deleted or changes owner, or a Coffer SealedSecret is
-//! deleted, the bitnami SealedSecret of that name is checked again at
-//! once, so a migration rolled back gets its Secrets back without waiting
-//! for the resync.
-//!
-//! Between the two kinds of SealedSecret of one name, the Secret passes
-//! both ways without being deleted: Coffer's takes over a Secret
-//! controlled by bitnami's (crate::cache); bitnami's reports `TakenOver`
-//! while Coffer's manages it, and takes back a Secret that a
-//! `deletionPolicy: Keep` Coffer SealedSecret released when it was
-//! deleted (docs/migration.md, the rollback).
+//! The reconciler of bitnami's SealedSecrets (the leader's): unseals each
+//! into its Secret as bitnami's controller does, and writes its `Synced`
+//! condition, Events and metrics.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_core::bitnami::{self, BitnamiKey, SealedSecret};
+use coffer_core::bitnami::{self, BitnamiSealedSecret};
 use coffer_core::wipe;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use tokio::sync::watch;
 
-use crate::cache::{OwnedSecret, secret_digest};
-use crate::events::{EventType, Events};
-use crate::gateway;
-use crate::plan::{WriteKind, kind_over};
+use crate::client::events::{EventType, Events};
+use crate::client::gateway;
 use crate::pool::UnsealPool;
-use crate::secret_types::{SecretTypePolicy, TypeRefused};
+use crate::reconcile::apply::{Did, Sent};
+use crate::reconcile::plan::{WriteKind, kind_over};
+use crate::reconcile::secret_types::{SecretTypePolicy, TypeRefused};
+use crate::state::objects::{OwnedSecret, secret_digest};
+use coffer_core::reason::Reason;
 
-/// The imported bitnami keys, shared by the reconciler and the HTTP API.
-pub struct BitnamiKeys {
-    keys: RwLock<Arc<Vec<BitnamiKey>>>,
-    synced: watch::Sender<bool>,
-}
-
-impl BitnamiKeys {
-    pub fn new() -> Arc<Self> {
-        Arc::new(BitnamiKeys {
-            keys: RwLock::new(Arc::new(Vec::new())),
-            synced: watch::channel(false).0,
-        })
-    }
-
-    /// The keys now.
-    pub fn current(&self) -> Arc<Vec<BitnamiKey>> {
-        self.keys.read().expect("bitnami keys lock").clone()
-    }
-
-    /// Whether the first list of key Secrets is in.
-    pub fn synced(&self) -> bool {
-        *self.synced.borrow()
-    }
-
-    fn publish(&self, keys: Vec<BitnamiKey>) {
-        *self.keys.write().expect("bitnami keys lock") = Arc::new(keys);
-        self.synced.send_replace(true);
-    }
-}
-
-/// Watches the imported key Secrets of the key namespace and keeps `keys`
-/// current (added and removed keys are picked up without a restart).
-pub async fn watch_keys(api: Api<Secret>, keys: Arc<BitnamiKeys>) -> anyhow::Result<()> {
-    let cfg = crate::watch::watch_config().labels(bitnami::KEY_ID_LABEL);
-    let mut stream = watcher(api, cfg)
-        .backoff(crate::watch::ShortBackoff::default())
-        .boxed();
-    let mut current: BTreeMap<String, BitnamiKey> = BTreeMap::new();
-    let mut init: BTreeMap<String, BitnamiKey> = BTreeMap::new();
-    let apply = |map: &mut BTreeMap<String, BitnamiKey>, mut s: Secret| {
-        let name = s.name_any();
-        let read = if s.type_.as_deref() == Some(bitnami::KEY_SECRET_TYPE) {
-            bitnami::key_from_secret(&s).map_err(|e| e.to_string())
-        } else {
-            Err(format!("not of type {}", bitnami::KEY_SECRET_TYPE))
-        };
-        match read {
-            Ok(Some(k)) => {
-                map.insert(name, k);
-            }
-            Ok(None) => {
-                map.remove(&name);
-                tracing::warn!(secret = %name, "ignoring bitnami key Secret: no data.tls.key");
-            }
-            Err(why) => {
-                map.remove(&name);
-                tracing::warn!(secret = %name, "ignoring bitnami key Secret: {why}");
-            }
-        }
-        wipe::secret(&mut s);
-    };
-    let snapshot = |m: &BTreeMap<String, BitnamiKey>| m.values().cloned().collect::<Vec<_>>();
-    while let Some(event) = stream.try_next().await? {
-        match event {
-            watcher::Event::Init => init.clear(),
-            watcher::Event::InitApply(s) => apply(&mut init, s),
-            watcher::Event::InitDone => {
-                current = std::mem::take(&mut init);
-                tracing::info!(keys = current.len(), "imported bitnami keys loaded");
-                keys.publish(snapshot(&current));
-            }
-            watcher::Event::Apply(s) => {
-                apply(&mut current, s);
-                keys.publish(snapshot(&current));
-            }
-            watcher::Event::Delete(mut s) => {
-                current.remove(&s.name_any());
-                wipe::secret(&mut s);
-                keys.publish(snapshot(&current));
-            }
-        }
-    }
-    Ok(())
-}
+use crate::bitnami::keys::BitnamiKeys;
 
 /// What the bitnami reconciler needs.
 pub struct Context {
@@ -149,34 +44,9 @@ pub struct Error(#[from] kube::Error);
 /// The outcome of one reconcile, as the `Synced` condition says it.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Synced {
-        wrote: bool,
-    },
-    Failed {
-        reason: &'static str,
-        message: String,
-    },
+    Synced { wrote: bool },
+    Failed { reason: Reason, message: String },
 }
-
-/// The `Synced=False` reason of a bitnami SealedSecret whose Secret the
-/// Coffer SealedSecret of the same name manages (the migration's third
-/// step): not a refusal, a bitnami object left to delete.
-pub const TAKEN_OVER: &str = "TakenOver";
-
-/// Every `coffer_bitnami_unseal_total` reason: `Unsealed`, each refusal,
-/// and [`TAKEN_OVER`]. With `--bitnami` each series exists at 0 from the
-/// start, so the metrics say that Coffer reconciles bitnami's objects.
-pub const REASONS: &[&str] = &[
-    "Unsealed",
-    "NoMatchingKey",
-    "ScopeMismatch",
-    "Tampered",
-    "Malformed",
-    "Unsupported",
-    TypeRefused::REASON,
-    "SecretNotOwned",
-    TAKEN_OVER,
-];
 
 /// The message of a `Synced=True` condition written by Coffer (bitnami's
 /// controller writes none): `kubectl get` and `kubectl wait` tell who
@@ -187,17 +57,16 @@ pub const SYNCED_MESSAGE: &str = "Secret unsealed by Coffer";
 /// reference `again` yields is reconciled again (when it names an object
 /// of `api`).
 pub async fn run(
-    api: Api<SealedSecret>,
+    api: Api<BitnamiSealedSecret>,
     ctx: Arc<Context>,
-    again: impl Stream<Item = ObjectRef<SealedSecret>> + Send + 'static,
+    again: impl Stream<Item = ObjectRef<BitnamiSealedSecret>> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     // Reconcile once the keys are in: an empty key ring would report every
     // object as not opening.
-    let mut synced = ctx.keys.synced.subscribe();
-    let _ = synced.wait_for(|s| *s).await;
+    ctx.keys.wait_synced().await;
     tracing::info!("reconciling bitnami.com SealedSecrets");
-    Controller::new(api, crate::watch::watch_config())
+    Controller::new(api, crate::client::watch::watch_config())
         .reconcile_on(again)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -205,12 +74,12 @@ pub async fn run(
         .await;
 }
 
-fn error_policy(_obj: Arc<SealedSecret>, e: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_obj: Arc<BitnamiSealedSecret>, e: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %e, "bitnami SealedSecret: API error; retrying");
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(obj: Arc<BitnamiSealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     if obj.metadata.deletion_timestamp.is_some() {
         // The Secret goes with it, by its owner reference.
         return Ok(Action::await_change());
@@ -224,7 +93,7 @@ async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, 
     match &outcome {
         Outcome::Synced { wrote } => {
             if *wrote || !was_ours {
-                ctx.metrics.bitnami_unseal("Unsealed");
+                ctx.metrics.bitnami_unseal(Reason::Unsealed);
                 tracing::info!(
                     namespace = %ns,
                     name = %name,
@@ -244,11 +113,14 @@ async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, 
                     .await;
             }
         }
-        Outcome::Failed { reason, message } if *reason == TAKEN_OVER => {
-            tracing::info!(namespace = %ns, name = %name, reason, "bitnami SealedSecret left alone: {message}");
+        Outcome::Failed {
+            reason: Reason::TakenOver,
+            message,
+        } => {
+            tracing::info!(namespace = %ns, name = %name, reason = Reason::TakenOver.as_str(), "bitnami SealedSecret left alone: {message}");
         }
         Outcome::Failed { reason, message } => {
-            tracing::warn!(namespace = %ns, name = %name, reason, "bitnami SealedSecret not unsealed: {message}");
+            tracing::warn!(namespace = %ns, name = %name, reason = reason.as_str(), "bitnami SealedSecret not unsealed: {message}");
         }
     }
     write_status(&obj, &outcome, &ctx).await?;
@@ -260,7 +132,7 @@ async fn reconcile(obj: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, 
 
 /// Unseals `obj` and creates or updates its Secret. Refusals are outcomes,
 /// API errors are errors.
-async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
+async fn unseal_and_write(obj: &Arc<BitnamiSealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
     let type_ = obj.spec.template.as_ref().and_then(|t| t.type_.as_deref());
     // The type first: a refused type costs no decryption.
@@ -291,7 +163,7 @@ async fn unseal_and_write(obj: &Arc<SealedSecret>, ctx: &Context) -> Result<Outc
 }
 
 /// Whether the object's `Synced=True` condition is Coffer's.
-fn synced_by_coffer(obj: &SealedSecret) -> bool {
+fn synced_by_coffer(obj: &BitnamiSealedSecret) -> bool {
     obj.status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"))
@@ -358,7 +230,7 @@ fn decide(
 
 async fn write_secret(
     client: &Client,
-    obj: &SealedSecret,
+    obj: &BitnamiSealedSecret,
     ns: &str,
     name: &str,
     secret: &mut Secret,
@@ -388,7 +260,7 @@ async fn write_secret(
         Decision::Write(kind) => kind,
         Decision::TakenOver => {
             return Ok(Outcome::Failed {
-                reason: TAKEN_OVER,
+                reason: Reason::TakenOver,
                 message: format!(
                     "Secret {ns}/{name} is managed by the coffer.dev SealedSecret of the same name; delete this bitnami.com SealedSecret (a GitOps prune does)"
                 ),
@@ -397,48 +269,37 @@ async fn write_secret(
         // bitnami's own words, so alerts written for it keep matching.
         Decision::NotOwned => {
             return Ok(Outcome::Failed {
-                reason: "SecretNotOwned",
+                reason: Reason::SecretNotOwned,
                 message: format!(
                     "Resource \"{name}\" already exists and is not managed by SealedSecret"
                 ),
             });
         }
     };
-    match kind {
-        WriteKind::Unchanged => return Ok(Outcome::Synced { wrote: false }),
-        WriteKind::Create => {
-            gateway::create_secret(client, ns, secret).await?;
-        }
-        WriteKind::Recreate {
-            uid,
-            resource_version,
-        } => {
-            gateway::delete_secret(client, ns, name, uid, resource_version).await?;
-            gateway::create_secret(client, ns, secret).await?;
-        }
-        WriteKind::Replace { resource_version } => {
-            secret.metadata.resource_version = resource_version;
-            gateway::replace_secret(client, ns, name, secret).await?;
-        }
-        // Merging is a Coffer SealedSecret's choice (`spec.merge`); bitnami
-        // has no such field and `kind_over` never chooses it.
-        WriteKind::Merge { .. } => {
-            return Ok(Outcome::Failed {
-                reason: "Unsupported",
-                message: "merging into an existing Secret is not a bitnami feature".into(),
-            });
-        }
+    // Sent as Coffer's reconciler sends: an immutable Secret whose
+    // metadata only changed is updated in place. A conflict or an invalid
+    // Secret is an API error here, retried as bitnami's controller does.
+    match crate::reconcile::apply::send(client, ns, name, secret, &kind).await? {
+        Sent::Written(did) => Ok(Outcome::Synced {
+            wrote: did != Did::Unchanged,
+        }),
+        Sent::Conflict(status) | Sent::Invalid(status) => Err(kube::Error::Api(status).into()),
     }
-    Ok(Outcome::Synced { wrote: true })
 }
 
 /// The `Synced` condition and `observedGeneration`, as bitnami's
 /// controller writes them; not written again when nothing changed.
-async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+async fn write_status(
+    obj: &BitnamiSealedSecret,
+    outcome: &Outcome,
+    ctx: &Context,
+) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
     let (status, reason, message) = match outcome {
         Outcome::Synced { .. } => ("True", None, Some(SYNCED_MESSAGE.to_string())),
-        Outcome::Failed { reason, message } => ("False", Some(*reason), Some(message.clone())),
+        Outcome::Failed { reason, message } => {
+            ("False", Some(reason.as_str()), Some(message.clone()))
+        }
     };
     let generation = obj.metadata.generation;
     let old = obj
@@ -467,14 +328,14 @@ async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> R
     let patch = serde_json::json!({
         "status": {"observedGeneration": generation, "conditions": [condition]}
     });
-    gateway::patch_status::<SealedSecret>(&ctx.client, &ns, &obj.name_any(), &patch).await?;
+    gateway::patch_status::<BitnamiSealedSecret>(&ctx.client, &ns, &obj.name_any(), &patch).await?;
     if let Outcome::Failed { reason, message } = outcome
         && old.is_none_or(|c| c.message.as_ref() != Some(message))
     {
-        ctx.metrics.bitnami_unseal(reason);
-        let (kind, event) = match *reason {
-            TAKEN_OVER => (EventType::Normal, TAKEN_OVER),
-            "SecretNotOwned" => (EventType::Warning, "ErrUpdateFailed"),
+        ctx.metrics.bitnami_unseal(*reason);
+        let (kind, event) = match reason {
+            Reason::TakenOver => (EventType::Normal, Reason::TakenOver.as_str()),
+            Reason::SecretNotOwned => (EventType::Warning, "ErrUpdateFailed"),
             _ => (EventType::Warning, "ErrUnsealFailed"),
         };
         ctx.events
@@ -486,7 +347,7 @@ async fn write_status(obj: &SealedSecret, outcome: &Outcome, ctx: &Context) -> R
 
 /// Lists one bitnami SealedSecret, to fail at start with a clear message
 /// when their CRD is missing or RBAC does not allow reading them.
-pub async fn probe(api: &Api<SealedSecret>, place: &str) -> anyhow::Result<()> {
+pub async fn probe(api: &Api<BitnamiSealedSecret>, place: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
     api.list(&kube::api::ListParams::default().limit(1))
         .await

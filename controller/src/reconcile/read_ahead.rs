@@ -1,7 +1,7 @@
 //! Reading ahead of the reconciles, when many SealedSecrets must be opened
 //! at once (a cold start, a restart, a key lost from the ring).
 //!
-//! The store keeps no ciphertext ([`crate::store`]), so a reconcile that
+//! The store keeps no ciphertext ([`crate::state::store`]), so a reconcile that
 //! must open values reads its SealedSecret: the copy its watch event
 //! brought when there is one, else one GET. The first list brings every
 //! object within seconds, long before the reconciles reach them, and only
@@ -24,10 +24,10 @@ use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, ListParams, ObjectList};
 
-use crate::cache::CachedSealed;
-use crate::key_secrets::Keys;
-use crate::queue::Queue;
-use crate::store::{self, Key, Store};
+use crate::keys::ring::Keys;
+use crate::state::objects::CachedSealed;
+use crate::state::queue::Queue;
+use crate::state::store::{self, Key, Store};
 
 /// Objects per list page: about 0.6 MiB of JSON at 3 values each.
 const PAGE: u32 = 200;

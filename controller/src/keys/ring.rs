@@ -1,31 +1,25 @@
 //! The key ring in the cluster: sealing keys are Secrets of type
 //! `coffer.dev/sealing-key` in the controller's namespace, labelled with
-//! their key id. This module watches them, creates the first key, renews the
-//! active key on schedule and publishes its recipients file.
+//! their key id. This module holds the ring as the controller sees it (its
+//! state, published to every reader at once); the manager module keeps it
+//! in those Secrets.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use coffer_format::key::KeyKind;
 use coffer_format::recipients::{RecipientEntry, RecipientsFile};
 use coffer_format::{KeyId, Keyring, PublicKey, SecretKey};
-use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
+use k8s_openapi::api::core::v1::Secret;
 use tokio::sync::watch;
 
-pub use coffer_core::api::ring::{
+pub use coffer_core::ring::{
     ACTIVATED_BY_ANNOTATION, IDENTITY_KEY, KEY_ID_LABEL, KEY_SECRET_TYPE, RECIPIENTS_CONFIGMAP,
     RECIPIENTS_KEY,
 };
-use coffer_core::api::{KeyStatus, RingKey};
-use coffer_core::wipe;
+use coffer_core::ring::{KeyStatus, RingKey};
 
-use crate::attest::AttestKeys;
-use crate::cache::OwnedSecret;
+use crate::keys::attest::AttestKeys;
+use crate::state::objects::OwnedSecret;
 
 /// One key as the controller sees it.
 #[derive(Clone, Debug)]
@@ -47,7 +41,7 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
-    fn new(k: &RingKey, secret: &Secret) -> Self {
+    pub(crate) fn new(k: &RingKey, secret: &Secret) -> Self {
         KeyInfo {
             id: k.id(),
             public: k.key.public().clone(),
@@ -79,7 +73,7 @@ pub struct KeyState {
     /// deleted). Adding a key leaves it: whatever opened still opens, so an
     /// outcome remembered under the same epoch still holds.
     pub epoch: u64,
-    /// The MAC keys of the ring's usable keys (crate::attest).
+    /// The MAC keys of the ring's usable keys (crate::keys::attest).
     pub attest: AttestKeys,
 }
 
@@ -96,7 +90,7 @@ impl KeyState {
                 .or(secret.kept_for.as_deref());
             secret.attested = owner
                 .filter(|_| self.synced)
-                .and_then(|uid| crate::attest::verify(&claim, uid, &self.attest, self.epoch));
+                .and_then(|uid| crate::keys::attest::verify(&claim, uid, &self.attest, self.epoch));
         }
     }
 
@@ -168,7 +162,7 @@ impl Keys {
         self.changed.subscribe()
     }
 
-    fn publish(&self, mut new: KeyState) {
+    pub(crate) fn publish(&self, mut new: KeyState) {
         let mut guard = self.state.write().expect("key state lock");
         let differs = guard.fingerprint() != new.fingerprint() || guard.synced != new.synced;
         let still_usable = new.ring.usable_ids();
@@ -199,7 +193,10 @@ impl Keys {
     }
 }
 
-fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> KeyState {
+pub(crate) fn build_state(
+    keys: &std::collections::BTreeMap<String, (SecretKey, KeyInfo)>,
+    synced: bool,
+) -> KeyState {
     let mut ring = Keyring::new();
     let mut infos: Vec<KeyInfo> = Vec::new();
     for (key, info) in keys.values() {
@@ -221,7 +218,7 @@ fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> Ke
         ring.insert(key.clone(), info.status == KeyStatus::Retired);
         infos.push(info.clone());
     }
-    // The order of `coffer_core::api::RingKey::newest_first`, which the
+    // The order of `coffer_core::ring::RingKey::newest_first`, which the
     // CLI uses too.
     infos.sort_by_key(|k| std::cmp::Reverse((k.sequence, k.created, k.id)));
     KeyState {
@@ -230,208 +227,6 @@ fn build_state(keys: &HashMap<String, (SecretKey, KeyInfo)>, synced: bool) -> Ke
         keys: infos,
         synced,
         epoch: 0,
-    }
-}
-
-/// Watches the key Secrets and keeps `keys` up to date. Runs until the
-/// watch stream ends (it retries with backoff on API errors).
-pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()> {
-    use kube::runtime::WatchStreamExt;
-    let cfg = crate::watch::watch_config().labels(KEY_ID_LABEL);
-    let mut stream = watcher(api, cfg)
-        .backoff(crate::watch::ShortBackoff::default())
-        .boxed();
-    let mut current: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();
-    let mut init: HashMap<String, (SecretKey, KeyInfo)> = HashMap::new();
-    let mut synced = false;
-    let apply = |map: &mut HashMap<String, (SecretKey, KeyInfo)>, mut s: Secret| {
-        let name = s.metadata.name.clone().unwrap_or_default();
-        match coffer_core::api::read_key_secret(&s, Timestamp::now()) {
-            Ok(k) => {
-                if let Some(why) = &k.suspect {
-                    tracing::warn!(secret = %name, key_id = %k.id(), "{why}");
-                }
-                let info = KeyInfo::new(&k, &s);
-                map.insert(name, (k.key, info));
-            }
-            Err(why) => {
-                map.remove(&name);
-                tracing::warn!(secret = %name, "ignoring key Secret: {why}");
-            }
-        }
-        wipe::secret(&mut s);
-    };
-    while let Some(event) = stream.try_next().await? {
-        match event {
-            watcher::Event::Init => init.clear(),
-            watcher::Event::InitApply(s) => apply(&mut init, s),
-            watcher::Event::InitDone => {
-                current = std::mem::take(&mut init);
-                synced = true;
-                keys.publish(build_state(&current, synced));
-            }
-            watcher::Event::Apply(s) => {
-                apply(&mut current, s);
-                keys.publish(build_state(&current, synced));
-            }
-            watcher::Event::Delete(mut s) => {
-                current.remove(&s.metadata.name.clone().unwrap_or_default());
-                wipe::secret(&mut s);
-                keys.publish(build_state(&current, synced));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What the key manager needs.
-pub struct KeyManager {
-    pub client: kube::Client,
-    pub namespace: String,
-    pub configmaps: Api<ConfigMap>,
-    pub keys: Arc<Keys>,
-    /// Zero turns automatic renewal off.
-    pub renewal_period: Duration,
-    pub cluster_name: Option<String>,
-    /// Kind of the keys it creates.
-    pub key_kind: KeyKind,
-    /// The key this manager created last and when, until the watch shows
-    /// it: no second key is made while the first is on its way.
-    pub pending: std::sync::Mutex<Option<(KeyId, std::time::Instant)>>,
-}
-
-/// How long a created key may take to appear in the watch before the
-/// manager may create another.
-const PENDING_FOR: Duration = Duration::from_secs(60);
-
-impl KeyManager {
-    /// Creates a new key Secret, newest in the ring, and returns its id.
-    /// The private key is sent through the wiping write path.
-    pub async fn create_key(&self, state: &KeyState, reason: &str) -> anyhow::Result<KeyId> {
-        let key = SecretKey::generate_kind(self.key_kind);
-        let id = key.id();
-        let sequence = state.next_sequence();
-        let mut secret = coffer_core::api::key_secret(
-            &key,
-            Some(Timestamp::now()),
-            KeyStatus::Usable,
-            Some(sequence),
-        );
-        let result = crate::gateway::create_secret(&self.client, &self.namespace, &secret).await;
-        wipe::secret(&mut secret);
-        result?;
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((id, std::time::Instant::now()));
-        tracing::info!(key_id = %id, kind = %self.key_kind, sequence, reason, "created a new sealing key");
-        Ok(id)
-    }
-
-    /// Whether a key this manager created is not in the ring yet (and not
-    /// overdue): then no other key is created.
-    fn waiting_for_created_key(&self, state: &KeyState) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match *pending {
-            Some((id, at))
-                if at.elapsed() < PENDING_FOR && !state.keys.iter().any(|k| k.id == id) =>
-            {
-                true
-            }
-            _ => {
-                *pending = None;
-                false
-            }
-        }
-    }
-
-    /// Publishes the active key's recipients file when it differs.
-    async fn publish_recipients(&self, state: &KeyState) -> anyhow::Result<()> {
-        let Some(file) = state.recipients_file(self.cluster_name.as_deref()) else {
-            return Ok(());
-        };
-        let text = file.render();
-        if let Some(cm) = self.configmaps.get_opt(RECIPIENTS_CONFIGMAP).await?
-            && cm.data.as_ref().and_then(|d| d.get(RECIPIENTS_KEY)) == Some(&text)
-        {
-            return Ok(());
-        }
-        let cm = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": RECIPIENTS_CONFIGMAP,
-                "labels": {"app.kubernetes.io/name": "coffer", "app.kubernetes.io/component": "recipients"},
-            },
-            "data": { RECIPIENTS_KEY: text },
-        });
-        self.configmaps
-            .patch(
-                RECIPIENTS_CONFIGMAP,
-                &PatchParams::apply("coffer-controller").force(),
-                &Patch::Apply(cm),
-            )
-            .await?;
-        tracing::info!(key_id = %state.active().map(|k| k.id.to_string()).unwrap_or_default(), "published recipients file");
-        Ok(())
-    }
-
-    /// Keeps the ring healthy: a first key, renewal on schedule, the
-    /// recipients ConfigMap up to date. Runs until cancelled.
-    pub async fn run(&self) -> anyhow::Result<()> {
-        let mut changes = self.keys.subscribe();
-        loop {
-            let state = self.keys.current();
-            let mut wait = Duration::from_secs(300);
-            if state.synced {
-                match self.tick(&state).await {
-                    Ok(Some(next)) => wait = next,
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "key management step failed; retrying");
-                        wait = Duration::from_secs(5);
-                    }
-                }
-            }
-            tokio::select! {
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-
-    /// One step; returns how long until the next renewal is due.
-    async fn tick(&self, state: &KeyState) -> anyhow::Result<Option<Duration>> {
-        if self.waiting_for_created_key(state) {
-            return Ok(Some(Duration::from_secs(2)));
-        }
-        let Some(active) = state.active() else {
-            let reason = if state.keys.is_empty() {
-                "first start"
-            } else {
-                "no usable key (every key is retired or open-only)"
-            };
-            self.create_key(state, reason).await?;
-            // The watch will deliver the new key and wake the loop.
-            return Ok(Some(Duration::from_secs(10)));
-        };
-        self.publish_recipients(state).await?;
-        if state.rotation_pending() {
-            self.create_key(state, "rotation requested").await?;
-            return Ok(Some(Duration::from_secs(10)));
-        }
-        if self.renewal_period.is_zero() {
-            return Ok(None);
-        }
-        // Counted from when the API server created the key Secret (or an
-        // admin activated it): a clock value written into the Secret can
-        // neither postpone nor stop renewal.
-        let due = active.sealing_since + jiff::SignedDuration::try_from(self.renewal_period)?;
-        let now = Timestamp::now();
-        if now >= due {
-            self.create_key(state, "renewal period elapsed").await?;
-            return Ok(Some(Duration::from_secs(10)));
-        }
-        let left = due.duration_since(now).unsigned_abs();
-        Ok(Some(left.min(Duration::from_secs(300))))
     }
 }
 
@@ -490,7 +285,7 @@ mod tests {
     /// Secret names, once the ring is loaded, and keeps only the verdict.
     #[test]
     fn an_owned_secret_settles_its_claim_against_its_own_owner() {
-        use crate::attest::{AttestKeys, stamp};
+        use crate::keys::attest::{AttestKeys, stamp};
         let key = coffer_format::SecretKey::generate();
         let ring = coffer_format::Keyring::from_keys([key.clone()]);
         let keys = KeyState {
@@ -526,6 +321,9 @@ mod tests {
         .settle(&mut o);
         assert_eq!(o.attested, None);
         // The salted digest covers the annotation: another one is a write.
-        assert_ne!(stamped("u1").digest, crate::cache::secret_digest(&secret()));
+        assert_ne!(
+            stamped("u1").digest,
+            crate::state::objects::secret_digest(&secret())
+        );
     }
 }

@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use sha2::{Digest, Sha256};
 
-use crate::attest::Attested;
-use crate::cache::{CachedSealed, MergeTarget, Outcome, OwnedSecret, Refusal};
-use crate::key_users::Use;
+use crate::keys::attest::Attested;
+use crate::keys::users::Use;
+use crate::state::objects::{CachedSealed, MergeTarget, Outcome, OwnedSecret, Refusal};
 
 /// The `reason` of a SealedSecret the controller has not yet acted on at
 /// its current generation.
@@ -660,7 +660,7 @@ impl Store {
     }
 
     /// What the controller knows of each live SealedSecret's use of keys
-    /// (crate::key_users), for `f`, under the store's lock. With `epoch`,
+    /// (crate::keys::users), for `f`, under the store's lock. With `epoch`,
     /// an outcome or refusal from before a key was lost is pending: the
     /// object will be opened again. Without, the last outcome at the
     /// current generation counts whatever the epoch (the gauge).
@@ -695,7 +695,7 @@ impl Store {
                 sets.push(s);
             }
         });
-        crate::key_users::counts(sets)
+        crate::keys::users::counts(sets)
     }
 
     fn memo(&self, key: &str, uid: &str) -> Option<Memo> {
@@ -759,7 +759,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key_users::KeySet;
+    use crate::keys::users::KeySet;
 
     #[test]
     fn tokens_print_back_exactly() {
@@ -1036,7 +1036,7 @@ mod tests {
         let refusal = Refusal {
             generation: Some(3),
             key_epoch: 0,
-            reason: "ScopeMismatch",
+            reason: coffer_core::reason::Reason::ScopeMismatch,
         };
         store.refused(&k, UID, refusal);
         assert_eq!(uses(Some(0)), [(k.clone(), Use::Refused)]);

@@ -4,7 +4,7 @@
 //! published at once, in the reconcile that found the problem. Normal
 //! Events ("Unsealed", "Updated") say what the status already says, so they
 //! go through a bounded queue to a publisher whose client takes only spare
-//! API tokens ([`crate::ratelimit::Priority::Background`]): on a cold start
+//! API tokens ([`crate::client::ratelimit::Priority::Background`]): on a cold start
 //! of thousands of objects the Secrets and statuses are written first and
 //! the Events follow. When more than [`QUEUE`] wait, newer ones are dropped
 //! and counted (`coffer_events_dropped_total`), as client-go's broadcaster
@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
-use crate::cache::CachedSealed;
 use crate::metrics::Metrics;
+use crate::state::objects::CachedSealed;
 
 /// Normal Events waiting for spare API tokens, at most.
 pub const QUEUE: usize = 1024;
@@ -169,7 +169,7 @@ async fn publish(client: &Client, instance: &str, p: Pending) {
         reporting_instance: Some(instance.to_string()),
         ..Default::default()
     };
-    if let Err(e) = crate::gateway::create::<Event>(client, &ns, &ev).await {
+    if let Err(e) = crate::client::gateway::create::<Event>(client, &ns, &ev).await {
         tracing::warn!(namespace = %ns, name = %ev.name_any(), error = %e, "could not publish an Event");
     }
 }

@@ -169,6 +169,7 @@ impl Tally {
 }
 
 /// Who needs key `id`, of the live SealedSecrets `uses` describes.
+#[cfg(test)]
 pub fn users_of<'a>(id: KeyId, uses: impl IntoIterator<Item = (&'a Key, Use)>) -> Users {
     let mut t = Tally::new(id);
     for (key, u) in uses {
@@ -248,7 +249,9 @@ mod tests {
                 annotations: vec![],
                 template_data: vec![],
             };
-            unseal(&view, ring).map(|d| d.needs).map_err(|e| e.reason())
+            unseal(&view, ring)
+                .map(|d| d.needs)
+                .map_err(|e| e.reason().as_str())
         };
         let ring = Keyring::from_keys([old.clone(), new.clone()]);
         assert_eq!(needs(vec![("b", &both)], &ring), Ok(vec![]));

@@ -12,12 +12,15 @@ use coffer_core::transform::{DesiredSecret, UnsealError, render_templates, unsea
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use std::time::Duration;
 
-use crate::attest;
-use crate::cache::{CachedSealed, Outcome, OwnedSecret, merge_digest, secret_digest};
-use crate::key_secrets::KeyState;
-use crate::key_users::KeySet;
-use crate::secret_types::{SecretTypePolicy, TypeRefused};
+use coffer_core::reason::Reason;
+
+use crate::keys::attest;
+use crate::keys::ring::KeyState;
+use crate::keys::users::KeySet;
+use crate::reconcile::secret_types::{SecretTypePolicy, TypeRefused};
+use crate::state::objects::{CachedSealed, Outcome, OwnedSecret, merge_digest, secret_digest};
 
 /// What the controller knows when it reconciles one SealedSecret.
 pub struct Observed<'a> {
@@ -45,10 +48,7 @@ pub enum Plan {
     /// Write the Secret (or only record it, when it is already right).
     Write(Box<Write>),
     /// The Secret is not written, for a reason that retrying cannot fix.
-    Refuse {
-        reason: &'static str,
-        message: String,
-    },
+    Refuse { reason: Reason, message: String },
     /// A Secret of that name exists, is not this SealedSecret's and may
     /// not be adopted.
     NotOwned { message: String },
@@ -58,8 +58,51 @@ pub enum Plan {
     MergeRefused { message: String },
 }
 
-/// The status reason of [`Plan::MergeRefused`].
-pub const MERGE_REFUSED: &str = "MergeRefused";
+/// How soon a refusal that someone else must resolve on a Secret the
+/// controller does not watch ([`Plan::NotOwned`], [`Plan::MergeRefused`])
+/// is looked at again.
+pub const RECHECK_OTHERS_SECRET: Duration = Duration::from_secs(300);
+
+/// A refusal as the plan decided it: the status reason, the message, and
+/// when to look again (`None`: when something changes).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub message: String,
+    pub requeue: Option<Duration>,
+}
+
+impl Refusal {
+    /// [`Plan::Refuse`]: final until something changes.
+    pub fn final_(reason: Reason, message: String) -> Self {
+        Refusal {
+            reason,
+            message,
+            requeue: None,
+        }
+    }
+
+    /// [`Plan::NotOwned`]. Its owner must act on the Secret, which the
+    /// controller does not watch: look again now and then.
+    pub fn not_owned(message: String) -> Self {
+        Refusal {
+            reason: Reason::SecretNotOwned,
+            message,
+            requeue: Some(RECHECK_OTHERS_SECRET),
+        }
+    }
+
+    /// [`Plan::MergeRefused`]. Its owner must act on the Secret, which the
+    /// controller does not watch until the first merge: look again now and
+    /// then.
+    pub fn merge_refused(message: String) -> Self {
+        Refusal {
+            reason: Reason::MergeRefused,
+            message,
+            requeue: Some(RECHECK_OTHERS_SECRET),
+        }
+    }
+}
 
 /// A Secret to write and how.
 pub struct Write {
@@ -305,6 +348,30 @@ pub fn after_conflict(sealed: &CachedSealed, write: Box<Write>, live: &OwnedSecr
     }
 }
 
+/// The decision after the API server refused the Secret as invalid (422):
+/// retrying cannot help. The message names the fields and why, never the
+/// API's free text, which may quote values.
+pub fn after_invalid(sealed: &CachedSealed, status: &kube::core::Status) -> Plan {
+    let fields: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .map(|c| format!("{} ({})", c.field, c.reason))
+        .collect();
+    Plan::Refuse {
+        reason: Reason::SecretInvalid,
+        message: format!(
+            "the API server refused Secret {}: invalid {}",
+            place(sealed),
+            if fields.is_empty() {
+                "content".to_string()
+            } else {
+                fields.join(", ")
+            }
+        ),
+    }
+}
+
 /// Writing `write` where `existing` is.
 fn write_over(mut write: Box<Write>, existing: &OwnedSecret) -> Plan {
     write.kind = kind_over(existing, &write.digest, write.secret.type_.as_deref());
@@ -368,7 +435,7 @@ pub fn still_current(
 }
 
 /// The last successful unseal as `secret`'s verified annotation tells it
-/// (crate::attest), for a SealedSecret at `generation` that this
+/// (crate::keys::attest), for a SealedSecret at `generation` that this
 /// controller has not unsealed since it started. The type policy is
 /// checked again: it may have changed across the restart.
 /// [`still_current`] checks the rest, as for a remembered outcome.
@@ -418,7 +485,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     use super::*;
-    use crate::cache::{Ciphertext, MergeTarget, Template};
+    use crate::state::objects::{Ciphertext, MergeTarget, Template};
 
     const UID: &str = "uid-of-db";
 
@@ -439,7 +506,7 @@ mod tests {
         ring.insert(key().clone(), retired);
         ring.insert(NEWER.get_or_init(SecretKey::generate).clone(), false);
         KeyState {
-            attest: crate::attest::AttestKeys::of(&ring),
+            attest: crate::keys::attest::AttestKeys::of(&ring),
             ring,
             synced: true,
             epoch: 7,
@@ -549,7 +616,7 @@ mod tests {
 
     fn refusal(p: Plan) -> (&'static str, String) {
         match p {
-            Plan::Refuse { reason, message } => (reason, message),
+            Plan::Refuse { reason, message } => (reason.as_str(), message),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -680,7 +747,7 @@ mod tests {
         assert!(matches!(
             p,
             Some(Plan::Refuse {
-                reason: "SecretTypeRefused",
+                reason: Reason::SecretTypeRefused,
                 ..
             })
         ));
