@@ -291,38 +291,17 @@ pub async fn patch_status<K: Resource<DynamicType = ()>>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use http_body_util::Full;
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
-
-    type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+    use crate::client::mock::{Log, always};
 
     /// A client whose "API server" records each request and answers
     /// `code` with `answer`.
-    fn client(code: u16, answer: &'static str) -> (Client, Seen) {
-        let seen: Seen = Arc::default();
-        let log = seen.clone();
-        let svc = tower::service_fn(move |req: http::Request<Body>| {
-            let log = log.clone();
-            async move {
-                let method = req.method().to_string();
-                let uri = req.uri().to_string();
-                let body = req.into_body().collect().await?.to_bytes().to_vec();
-                log.lock().unwrap().push((method, uri, body));
-                Ok::<_, kube::Error>(
-                    http::Response::builder()
-                        .status(code)
-                        .body(Full::new(bytes::Bytes::from_static(answer.as_bytes())))
-                        .unwrap(),
-                )
-            }
-        });
-        (Client::new(svc, "default"), seen)
+    fn client(code: u16, answer: &'static str) -> (Client, Log) {
+        always(code, answer)
     }
 
     fn secret() -> Secret {
@@ -346,10 +325,9 @@ mod tests {
         // (the controller never read its metadata either).
         let _: Written = create_secret(&c, "shop", &secret()).await.unwrap();
         let seen = seen.lock().unwrap();
-        let (method, uri, body) = &seen[0];
-        assert_eq!(method, "POST");
-        assert_eq!(uri, "/api/v1/namespaces/shop/secrets?");
-        let sent: Secret = serde_json::from_slice(body).unwrap();
+        assert_eq!(seen[0].method, "POST");
+        assert_eq!(seen[0].uri, "/api/v1/namespaces/shop/secrets?");
+        let sent: Secret = serde_json::from_slice(&seen[0].body).unwrap();
         assert_eq!(sent, secret());
     }
 
@@ -362,15 +340,15 @@ mod tests {
             .await
             .unwrap();
         let seen = seen.lock().unwrap();
-        assert_eq!(seen[0].0, "PUT");
-        assert_eq!(seen[0].1, "/api/v1/namespaces/shop/secrets/db?");
-        assert_eq!(seen[1].0, "PATCH");
+        assert_eq!(seen[0].method, "PUT");
+        assert_eq!(seen[0].uri, "/api/v1/namespaces/shop/secrets/db?");
+        assert_eq!(seen[1].method, "PATCH");
         assert_eq!(
-            seen[1].1,
+            seen[1].uri,
             "/apis/coffer.dev/v1alpha1/namespaces/shop/sealedsecrets/db/status?"
         );
         assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&seen[1].2).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&seen[1].body).unwrap(),
             patch
         );
     }

@@ -13,15 +13,16 @@ use kube::client::Body;
 #[derive(Clone, Debug)]
 pub(crate) struct Seen {
     pub method: String,
-    pub path: String,
+    /// The path and query, as sent.
+    pub uri: String,
     pub body: Vec<u8>,
 }
 
 /// The requests received so far.
 pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
-/// A client answering its requests with `answers` (status code and JSON
-/// body) in order; a request past the end gets a 500.
+/// A client answering its requests with `answers` (status code and body)
+/// in order; a request past the end gets a 500.
 pub(crate) fn scripted(answers: Vec<(u16, String)>) -> (Client, Log) {
     let log: Log = Arc::default();
     let seen = log.clone();
@@ -30,9 +31,9 @@ pub(crate) fn scripted(answers: Vec<(u16, String)>) -> (Client, Log) {
         let (seen, answers) = (seen.clone(), answers.clone());
         async move {
             let method = req.method().to_string();
-            let path = req.uri().path().to_string();
+            let uri = req.uri().to_string();
             let body = req.into_body().collect().await?.to_bytes().to_vec();
-            seen.lock().unwrap().push(Seen { method, path, body });
+            seen.lock().unwrap().push(Seen { method, uri, body });
             let (code, answer) = answers
                 .lock()
                 .unwrap()
@@ -68,4 +69,9 @@ pub(crate) fn status(code: u16, reason: &str, causes: &[(&str, &str)]) -> (u16, 
 /// A successful answer carrying an object.
 pub(crate) fn ok(code: u16) -> (u16, String) {
     (code, r#"{"metadata":{"resourceVersion":"9"}}"#.into())
+}
+
+/// A client answering every request with `code` and `answer`.
+pub(crate) fn always(code: u16, answer: &str) -> (Client, Log) {
+    scripted(vec![(code, answer.to_string()); 16])
 }

@@ -136,7 +136,7 @@ mod tests {
         log.lock()
             .unwrap()
             .iter()
-            .map(|s| format!("{} {}", s.method, s.path))
+            .map(|s| format!("{} {}", s.method, s.uri.trim_end_matches('?')))
             .collect()
     }
 

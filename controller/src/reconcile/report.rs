@@ -384,7 +384,7 @@ mod tests {
         log.lock()
             .unwrap()
             .iter()
-            .filter(|s| s.method == "PATCH" && s.path.ends_with("/status"))
+            .filter(|s| s.method == "PATCH" && s.uri.trim_end_matches('?').ends_with("/status"))
             .map(|s| serde_json::from_slice(&s.body).unwrap())
             .collect()
     }
@@ -479,7 +479,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .iter()
-                .any(|s| s.path.contains("/events"))
+                .any(|s| s.uri.contains("/events"))
             {
                 return;
             }
@@ -490,7 +490,7 @@ mod tests {
             log.lock()
                 .unwrap()
                 .iter()
-                .map(|s| &s.path)
+                .map(|s| &s.uri)
                 .collect::<Vec<_>>()
         );
     }
