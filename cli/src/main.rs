@@ -97,6 +97,8 @@ enum Command {
         cmd: keys::KeysCmd,
         #[command(flatten)]
         cluster: ClusterArgs,
+        #[command(flatten)]
+        kek: coffer_kms::KekArgs,
     },
     /// Disaster recovery: open SealedSecrets offline with backed-up keys.
     Recover(recover::RecoverArgs),
@@ -137,7 +139,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Verify { args, cluster } => verify::run(args, &cluster.target(top)).await,
         Command::Rotate { args, cluster } => rotate::run(args, &cluster.target(top)).await,
         Command::Convert { args, cluster } => convert::run(args, &cluster.target(top)).await,
-        Command::Keys { cmd, cluster } => keys::run(cmd, &cluster.target(top)).await,
+        Command::Keys { cmd, cluster, kek } => keys::run(cmd, &cluster.target(top), &kek).await,
         Command::Recover(args) => {
             let format = args.format.or(cli.format).unwrap_or_default();
             recover::run(args, format)

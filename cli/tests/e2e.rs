@@ -368,7 +368,8 @@ async fn retiring_a_key_live_sealed_secrets_need_is_refused_until_they_are_reenc
         .remove(0);
     let old_key = coffer_core::ring::read_key_secret(&key_secret, jiff::Timestamp::now())
         .unwrap()
-        .key;
+        .key
+        .expect("a plain key Secret");
     let now = jiff::Timestamp::now().as_second();
     let addr = c.ctrl.http;
     let ask = |proof: String, id: String| async move {

@@ -206,6 +206,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "COFFER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// The key-encryption key that wraps the key ring (docs/kms.md).
+    #[command(flatten)]
+    pub kek: coffer_kms::KekArgs,
 }
 
 /// Parses `0`, `90s`, `720h`, `30d`, `1h30m`.

@@ -120,6 +120,110 @@ pub struct Metrics {
     restored: Counter,
     leader: Gauge,
     sealed: Arc<SealedStates>,
+    /// Calls to the key-encryption key (docs/kms.md).
+    pub kms: KmsMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KmsLabel {
+    pub provider: &'static str,
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KmsOpLabel {
+    pub provider: &'static str,
+    pub operation: &'static str,
+}
+
+/// The KEK's series: calls by outcome, their latency, and the keys the
+/// controller could not unwrap.
+pub struct KmsMetrics {
+    calls: Family<KmsLabel, Counter>,
+    duration: Family<KmsOpLabel, Histogram>,
+    /// Keys in the ring the KEK could not unwrap now.
+    pub keys_unavailable: Gauge,
+}
+
+impl KmsMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let calls = Family::<KmsLabel, Counter>::default();
+        add(
+            registry,
+            "kms_calls",
+            "Calls to the key-encryption key by provider, operation (wrap, unwrap, rewrap) and outcome (ok, unavailable, denied, key_unusable, rejected, config)",
+            &calls,
+        );
+        // 1 ms to 32 s.
+        let duration = Family::<KmsOpLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.001, 2.0, 16))) as fn() -> Histogram,
+        );
+        add(
+            registry,
+            "kms_call_duration_seconds",
+            "Time a call to the key-encryption key took, by provider and operation",
+            &duration,
+        );
+        let keys_unavailable = Gauge::default();
+        add(
+            registry,
+            "kms_keys_unavailable",
+            "Key Secrets whose wrapped key the controller could not unwrap (they are left out of the ring until it can)",
+            &keys_unavailable,
+        );
+        KmsMetrics {
+            calls,
+            duration,
+            keys_unavailable,
+        }
+    }
+
+    /// One call to the KEK, its outcome and how long it took.
+    pub fn call(
+        &self,
+        provider: &'static str,
+        operation: &'static str,
+        outcome: &'static str,
+        took: std::time::Duration,
+    ) {
+        self.calls
+            .get_or_create(&KmsLabel {
+                provider,
+                operation,
+                outcome,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&KmsOpLabel {
+                provider,
+                operation,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Calls of `operation` so far, whatever their outcome.
+    pub fn calls(&self, operation: &'static str) -> u64 {
+        let mut n = 0;
+        for provider in coffer_kms::Provider::ALL {
+            for outcome in [
+                "ok",
+                "unavailable",
+                "denied",
+                "key_unusable",
+                "rejected",
+                "config",
+            ] {
+                let label = KmsLabel {
+                    provider: provider.as_str(),
+                    operation,
+                    outcome,
+                };
+                n += self.calls.get(&label).map_or(0, |c| c.get());
+            }
+        }
+        n
+    }
 }
 
 /// Registers a handle on `metric` (the registry keeps a clone; both count
@@ -353,7 +457,9 @@ impl Metrics {
             ring_keys: Mutex::default(),
         });
         registry.register_collector(Box::new(sealed.clone()));
+        let kms = KmsMetrics::register(&mut registry);
         Metrics {
+            kms,
             registry,
             unseal,
             bitnami_unseal,

@@ -98,11 +98,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     listen(&mut tasks, &args, http_state, &stop_rx).await?;
 
     let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);
+    let kek = crate::keys::kek::Kek::new(&args.kek, metrics.clone());
+    if let Some(kek) = &kek {
+        tracing::info!(kek = %kek.reference(), "key Secrets are wrapped by a key-encryption key");
+    }
     tasks.background(
         "the key watch",
         log_error(
             "the key watch",
-            manager::watch_keys(key_secrets, keys.clone()),
+            manager::watch_keys(key_secrets, keys.clone(), kek.clone(), metrics.clone()),
         ),
     );
     tasks.background(
@@ -128,6 +132,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         secret_types: &secret_types,
         pool: &pool,
         bitnami: bitnami_keys.as_ref(),
+        kek: kek.as_ref(),
     };
     let result = if args.leader_elect {
         lead_when_elected(&shared, stop_rx.clone()).await
@@ -252,6 +257,7 @@ struct Shared<'a> {
     secret_types: &'a Arc<SecretTypePolicy>,
     pool: &'a UnsealPool,
     bitnami: Option<&'a Arc<BitnamiKeys>>,
+    kek: Option<&'a Arc<crate::keys::kek::Kek>>,
 }
 
 impl Shared<'_> {
@@ -509,6 +515,7 @@ fn key_manager(shared: &Shared<'_>) -> KeyManager {
         renewal_period: args.key_renewal_period,
         cluster_name: args.cluster_name.clone(),
         key_kind: args.key_kind,
+        kek: shared.kek.cloned(),
         pending: Default::default(),
     }
 }

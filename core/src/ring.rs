@@ -35,6 +35,16 @@ pub const ACTIVATED_BY_ANNOTATION: &str = "coffer.dev/activated-by";
 pub const ROTATION_ANNOTATION: &str = "coffer.dev/rotation-requested";
 /// Data key of the private identity inside a key Secret.
 pub const IDENTITY_KEY: &str = "identity";
+/// Data key of the private identity wrapped by a key-encryption key
+/// (docs/kms.md): the KEK's ciphertext of the identity's text. A key
+/// Secret holds either this or [`IDENTITY_KEY`], never both.
+pub const WRAPPED_IDENTITY_KEY: &str = "wrapped-identity";
+/// Annotation naming the KEK that wrapped [`WRAPPED_IDENTITY_KEY`]
+/// (`transit:NAME`, `pkcs11:LABEL`, `awskms:KEY`).
+pub const KEK_ANNOTATION: &str = "coffer.dev/kek";
+/// Annotation holding the key's public key (its recipient), so that a
+/// wrapped key is known, listed and published without unwrapping it.
+pub const PUBLIC_KEY_ANNOTATION: &str = "coffer.dev/public-key";
 /// ConfigMap that publishes the active key's recipients file.
 pub const RECIPIENTS_CONFIGMAP: &str = "coffer-recipients";
 /// Key of the recipients file inside that ConfigMap.
@@ -104,10 +114,8 @@ pub fn key_secret(
     if let Some(state) = status.label() {
         labels.insert(KEY_STATE_LABEL.into(), state.into());
     }
-    let mut annotations = BTreeMap::from([(
-        "coffer.dev/public-key".to_string(),
-        key.public().to_string(),
-    )]);
+    let mut annotations =
+        BTreeMap::from([(PUBLIC_KEY_ANNOTATION.to_string(), key.public().to_string())]);
     if let Some(c) = created {
         annotations.insert(CREATED_ANNOTATION.into(), c.to_string());
     }
@@ -137,8 +145,13 @@ pub fn key_secret(
 /// annotation is only shown.
 #[derive(Clone, Debug)]
 pub struct RingKey {
-    /// The private key.
-    pub key: coffer_format::SecretKey,
+    /// The key's public key (its recipient).
+    pub public: coffer_format::PublicKey,
+    /// The private key: `None` while it is wrapped by a KEK and not
+    /// unwrapped yet ([`RingKey::unwrapped`]).
+    pub key: Option<coffer_format::SecretKey>,
+    /// The wrapped key, when the Secret holds it wrapped by a KEK.
+    pub wrapped: Option<WrappedKey>,
     /// The name of the Secret it was read from.
     pub secret_name: String,
     /// What it may do: its state label, demoted to open-only when the
@@ -162,7 +175,18 @@ pub struct RingKey {
 impl RingKey {
     /// The key id.
     pub fn id(&self) -> coffer_format::KeyId {
-        self.key.id()
+        self.public.id()
+    }
+
+    /// The same key with its private key, from what its KEK returned for
+    /// [`RingKey::wrapped`] (checked to be this key, [`WrappedKey::open`]).
+    pub fn unwrapped(mut self, plaintext: &[u8]) -> Result<RingKey, String> {
+        let wrapped = self
+            .wrapped
+            .as_ref()
+            .ok_or_else(|| format!("key Secret {} holds no wrapped key", self.secret_name))?;
+        self.key = Some(wrapped.open(plaintext)?);
+        Ok(self)
     }
 
     /// Since when this key has sealed: renewal is due a period after it.
@@ -186,44 +210,198 @@ pub fn active_key(keys: &[RingKey]) -> Option<&RingKey> {
         .min_by(|a, b| RingKey::newest_first(a, b))
 }
 
-/// Reads one key Secret strictly. The error names the Secret and the
-/// problem, never the identity.
-pub fn read_key_secret(
-    secret: &k8s_openapi::api::core::v1::Secret,
-    now: jiff::Timestamp,
-) -> Result<RingKey, String> {
-    let name = secret.metadata.name.clone().unwrap_or_default();
+/// The private key a key Secret holds: in plain, or wrapped by a KEK.
+pub enum KeyMaterial {
+    /// `data.identity`: the key itself.
+    Plain(coffer_format::SecretKey),
+    /// `data.wrapped-identity`: the key as a KEK's ciphertext.
+    Wrapped(WrappedKey),
+}
+
+/// A private key wrapped by a key-encryption key, as a key Secret holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The key's id, from its public key ([`PUBLIC_KEY_ANNOTATION`]). The
+    /// key unwrapped must have this id ([`WrappedKey::open`]).
+    pub id: coffer_format::KeyId,
+    /// The KEK's reference ([`KEK_ANNOTATION`]).
+    pub kek: String,
+    /// The KEK's ciphertext.
+    pub ciphertext: Vec<u8>,
+}
+
+impl WrappedKey {
+    /// Reads the identity a KEK returned and checks it is the key the
+    /// Secret names: a ciphertext moved from another key Secret, or
+    /// anything else, is refused. The error names the key, never the text.
+    pub fn open(&self, plaintext: &[u8]) -> Result<coffer_format::SecretKey, String> {
+        let text = std::str::from_utf8(plaintext)
+            .map_err(|_| format!("key {}: the KEK {} returned no identity", self.id, self.kek))?;
+        let key = coffer_format::SecretKey::parse(text.trim()).map_err(|_| {
+            format!(
+                "key {}: the KEK {} returned no age identity",
+                self.id, self.kek
+            )
+        })?;
+        if key.id() != self.id {
+            return Err(format!(
+                "key {}: the KEK {} returned another key ({}); the wrapped key was moved from another Secret",
+                self.id,
+                self.kek,
+                key.id()
+            ));
+        }
+        Ok(key)
+    }
+}
+
+/// The private key of a key Secret, strictly: of the key type, with
+/// exactly one of `data.identity` or `data.wrapped-identity` (and then its
+/// KEK and public key). Errors name the Secret and the problem, never the
+/// identity.
+pub fn key_material(secret: &k8s_openapi::api::core::v1::Secret) -> Result<KeyMaterial, String> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
     if secret.type_.as_deref() != Some(KEY_SECRET_TYPE) {
         return Err(format!(
             "key Secret {name} is not of type {}",
             KEY_SECRET_TYPE
         ));
     }
-    let data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(IDENTITY_KEY))
-        .ok_or_else(|| format!("key Secret {name} has no data.{}", IDENTITY_KEY))?;
-    let text = std::str::from_utf8(&data.0)
-        .map_err(|_| format!("key Secret {name}: data.{} is not text", IDENTITY_KEY))?;
-    let key = coffer_format::SecretKey::parse(text).map_err(|_| {
-        format!(
-            "key Secret {name}: data.{} is not an age identity (X25519 or mlkem768x25519)",
-            IDENTITY_KEY
-        )
-    })?;
+    let data = secret.data.as_ref();
+    let plain = data.and_then(|d| d.get(IDENTITY_KEY));
+    let wrapped = data.and_then(|d| d.get(WRAPPED_IDENTITY_KEY));
+    let annotation = |a: &str| secret.metadata.annotations.as_ref().and_then(|m| m.get(a));
+    match (plain, wrapped) {
+        (Some(_), Some(_)) => Err(format!(
+            "key Secret {name} holds both data.{IDENTITY_KEY} and data.{WRAPPED_IDENTITY_KEY}"
+        )),
+        (None, None) => Err(format!("key Secret {name} has no data.{}", IDENTITY_KEY)),
+        (Some(data), None) => {
+            let text = std::str::from_utf8(&data.0)
+                .map_err(|_| format!("key Secret {name}: data.{} is not text", IDENTITY_KEY))?;
+            coffer_format::SecretKey::parse(text)
+                .map(KeyMaterial::Plain)
+                .map_err(|_| {
+                    format!(
+                        "key Secret {name}: data.{} is not an age identity (X25519 or mlkem768x25519)",
+                        IDENTITY_KEY
+                    )
+                })
+        }
+        (None, Some(data)) => {
+            let kek = annotation(KEK_ANNOTATION).ok_or_else(|| {
+                format!("key Secret {name} holds a wrapped key but no {KEK_ANNOTATION} annotation")
+            })?;
+            let public = annotation(PUBLIC_KEY_ANNOTATION)
+                .and_then(|p| p.parse::<coffer_format::PublicKey>().ok())
+                .ok_or_else(|| {
+                    format!("key Secret {name} holds a wrapped key but no valid {PUBLIC_KEY_ANNOTATION} annotation")
+                })?;
+            Ok(KeyMaterial::Wrapped(WrappedKey {
+                id: public.id(),
+                kek: kek.clone(),
+                ciphertext: data.0.clone(),
+            }))
+        }
+    }
+}
+
+/// Turns a key Secret holding its key in plain into one holding it wrapped
+/// by `kek` (`ciphertext`, the KEK's encryption of the identity's text):
+/// the plain identity is wiped from the object. The public key annotation
+/// stays, so the key is known without unwrapping.
+pub fn wrap_key_secret(
+    secret: &mut k8s_openapi::api::core::v1::Secret,
+    kek: &str,
+    ciphertext: Vec<u8>,
+) {
+    let data = secret.data.get_or_insert_default();
+    if let Some(mut plain) = data.remove(IDENTITY_KEY) {
+        zeroize::Zeroize::zeroize(&mut plain.0);
+    }
+    data.insert(
+        WRAPPED_IDENTITY_KEY.to_string(),
+        k8s_openapi::ByteString(ciphertext),
+    );
+    secret
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(KEK_ANNOTATION.to_string(), kek.to_string());
+}
+
+/// The reverse of [`wrap_key_secret`]: the Secret holds `key` in plain
+/// again and names no KEK. Send it with [`crate::wipe::WireSecret`] and
+/// wipe it once sent.
+pub fn unwrap_key_secret(
+    secret: &mut k8s_openapi::api::core::v1::Secret,
+    key: &coffer_format::SecretKey,
+) {
+    let data = secret.data.get_or_insert_default();
+    data.remove(WRAPPED_IDENTITY_KEY);
+    data.insert(
+        IDENTITY_KEY.to_string(),
+        k8s_openapi::ByteString(key.to_secret_string().as_bytes().to_vec()),
+    );
+    if let Some(a) = secret.metadata.annotations.as_mut() {
+        a.remove(KEK_ANNOTATION);
+    }
+}
+
+/// Reads one key Secret strictly, its key in plain or wrapped by a KEK
+/// (then [`RingKey::key`] is `None` until [`RingKey::unwrapped`]). The
+/// error names the Secret and the problem, never the identity.
+pub fn read_key_secret(
+    secret: &k8s_openapi::api::core::v1::Secret,
+    now: jiff::Timestamp,
+) -> Result<RingKey, String> {
+    match key_material(secret)? {
+        KeyMaterial::Plain(key) => {
+            read_key_secret_as(secret, key.public().clone(), Some(key), None, now)
+        }
+        KeyMaterial::Wrapped(w) => {
+            let public = secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PUBLIC_KEY_ANNOTATION))
+                .and_then(|p| p.parse::<coffer_format::PublicKey>().ok())
+                .ok_or_else(|| "unreachable: checked by key_material".to_string())?;
+            read_key_secret_as(secret, public, None, Some(w), now)
+        }
+    }
+}
+
+/// Reads the metadata of one key Secret whose key is `public`, strictly:
+/// its labels and public key annotation must name that key.
+fn read_key_secret_as(
+    secret: &k8s_openapi::api::core::v1::Secret,
+    public: coffer_format::PublicKey,
+    key: Option<coffer_format::SecretKey>,
+    wrapped: Option<WrappedKey>,
+    now: jiff::Timestamp,
+) -> Result<RingKey, String> {
+    let name = secret.metadata.name.clone().unwrap_or_default();
     let labels = secret.metadata.labels.clone().unwrap_or_default();
     if let Some(label) = labels.get(KEY_ID_LABEL)
-        && label != &key.id().short()
+        && label != &public.id().short()
     {
         return Err(format!(
             "key Secret {name} is labelled {}={label} but holds key {}",
             KEY_ID_LABEL,
-            key.id().short()
+            public.id().short()
         ));
     }
     let empty = std::collections::BTreeMap::new();
     let annotations = secret.metadata.annotations.as_ref().unwrap_or(&empty);
+    if let Some(annotated) = annotations.get(PUBLIC_KEY_ANNOTATION)
+        && annotated != &public.to_string()
+    {
+        return Err(format!(
+            "key Secret {name}: {PUBLIC_KEY_ANNOTATION} names another key than key {} it holds",
+            public.id().short()
+        ));
+    }
     // Times written into the Secret are claims. One in the future is
     // refused: it is not used, and the key is demoted to open-only (it
     // keeps opening values; it never seals), with a warning.
@@ -259,7 +437,9 @@ pub fn read_key_secret(
         status = KeyStatus::OpenOnly;
     }
     Ok(RingKey {
+        public,
         key,
+        wrapped,
         secret_name: name,
         status,
         suspect,
@@ -370,5 +550,110 @@ mod tests {
             .unwrap()
             .insert(KEY_ID_LABEL.into(), SecretKey::generate().id().short());
         assert!(read_key_secret(&s, jiff::Timestamp::now()).is_err());
+    }
+
+    /// A wrapped key Secret holds no identity, names its KEK and its
+    /// public key, is read only once unwrapped, and only as the key it
+    /// names: a ciphertext moved from another key Secret is refused.
+    #[test]
+    fn wrapped_key_secrets_hold_no_identity_and_open_only_as_their_own_key() {
+        let key = SecretKey::generate();
+        let mut s = key_secret(&key, None, KeyStatus::Usable, Some(3));
+        // Stand-in for a KEK's ciphertext: the core only stores the bytes.
+        wrap_key_secret(&mut s, "transit:coffer", b"vault:v1:opaque".to_vec());
+        let data = s.data.as_ref().unwrap();
+        assert!(!data.contains_key(IDENTITY_KEY));
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("AGE-SECRET-KEY"), "{text}");
+        // Read without its private key: known, listed, not usable yet.
+        let k = read_key_secret(&s, jiff::Timestamp::now()).unwrap();
+        assert_eq!((k.id(), k.sequence, k.key.is_none()), (key.id(), 3, true));
+        let w = k.wrapped.clone().unwrap();
+        assert_eq!((w.id, w.kek.as_str()), (key.id(), "transit:coffer"));
+        assert_eq!(w.ciphertext, b"vault:v1:opaque");
+        let KeyMaterial::Wrapped(again) = key_material(&s).unwrap() else {
+            panic!("not wrapped")
+        };
+        assert_eq!(again, w);
+        // What the KEK returns must be this key.
+        let k2 = k
+            .clone()
+            .unwrapped(key.to_secret_string().as_bytes())
+            .unwrap();
+        assert_eq!(k2.key.unwrap().id(), key.id());
+        let other = SecretKey::generate();
+        let err = k
+            .clone()
+            .unwrapped(other.to_secret_string().as_bytes())
+            .unwrap_err();
+        assert!(err.contains("moved from another Secret"), "{err}");
+        assert!(!err.contains("AGE-SECRET-KEY"), "{err}");
+        assert!(w.open(b"\xff\xfe").is_err());
+        assert!(w.open(b"not a key").is_err());
+
+        // Back to plain: the KEK annotation goes, the identity returns.
+        unwrap_key_secret(&mut s, &key);
+        assert!(
+            !s.metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .contains_key(KEK_ANNOTATION)
+        );
+        assert_eq!(
+            read_key_secret(&s, jiff::Timestamp::now()).unwrap().id(),
+            key.id()
+        );
+    }
+
+    /// Half-written or forged key Secrets are refused with what is wrong.
+    #[test]
+    fn ambiguous_wrapped_key_secrets_are_refused() {
+        let key = SecretKey::generate();
+        let plain = key_secret(&key, None, KeyStatus::Usable, Some(1));
+        // Both a plain and a wrapped identity.
+        let mut both = plain.clone();
+        both.data.as_mut().unwrap().insert(
+            WRAPPED_IDENTITY_KEY.into(),
+            k8s_openapi::ByteString(b"x".to_vec()),
+        );
+        let err = read_key_secret(&both, jiff::Timestamp::now()).unwrap_err();
+        assert!(err.contains("both"), "{err}");
+        // A wrapped key without its KEK, or without its public key.
+        let mut wrapped = plain.clone();
+        wrap_key_secret(&mut wrapped, "pkcs11:kek", b"x".to_vec());
+        let mut no_kek = wrapped.clone();
+        no_kek
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(KEK_ANNOTATION);
+        assert!(
+            key_material(&no_kek)
+                .err()
+                .unwrap()
+                .contains(KEK_ANNOTATION)
+        );
+        let mut no_public = wrapped.clone();
+        no_public
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(PUBLIC_KEY_ANNOTATION.into(), "age1nonsense".into());
+        assert!(
+            key_material(&no_public)
+                .err()
+                .unwrap()
+                .contains(PUBLIC_KEY_ANNOTATION)
+        );
+        // A plain key whose public key annotation names another key.
+        let mut swapped = plain;
+        swapped.metadata.annotations.as_mut().unwrap().insert(
+            PUBLIC_KEY_ANNOTATION.into(),
+            SecretKey::generate().public().to_string(),
+        );
+        assert!(read_key_secret(&swapped, jiff::Timestamp::now()).is_err());
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! A key Secret is read with [`coffer_core::ring::read_key_secret`], as the
 //! controller reads it, so both agree on states, order and the active key.
-//! Private keys are written only through [`create_key_secret`], which wipes
-//! what it sends and what comes back.
+//! Private keys are written only through [`send_key_secret`], which wipes
+//! what it sends and what comes back. A wrapped ring (docs/kms.md) is
+//! unwrapped with the KEK each Secret names where a command needs the keys
+//! themselves (backup, retire's proof): the `kek` module.
 
 use std::path::{Path, PathBuf};
 
@@ -18,10 +20,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::client::Body;
 
+use super::kek::Keks;
 use super::recover::load_keys;
 use coffer_cli::cluster::{Target, parse_recipients};
 use coffer_cli::error::{Failure, Result};
 use coffer_cli::io::{emit, read_file, write_atomic};
+use coffer_kms::KekArgs;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum KeysCmd {
@@ -91,6 +95,36 @@ pub(crate) enum KeysCmd {
         /// A bitnami key backup (YAML or JSON Secrets or List, or a PEM key) instead of the cluster.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+    },
+    /// Wrap every key Secret with a key-encryption key (KMS/HSM): the private keys leave etcd.
+    ///
+    /// Plain keys are wrapped, keys under --kek are rewrapped to its newest
+    /// version (after a Transit key rotation), keys under another KEK are
+    /// moved to --kek. Each key is unwrapped again and checked before its
+    /// Secret is replaced. Idempotent; the controller keeps serving. Start
+    /// (or restart) the controller with the same --kek (docs/kms.md).
+    #[command(after_help = "Examples:\n  \
+        coffer keys wrap --kek transit:coffer --kek-address https://bao.example:8200 --dry-run\n  \
+        coffer keys wrap --kek awskms:alias/coffer --kek-aws-region eu-west-1\n  \
+        coffer keys wrap --kek pkcs11:coffer-kek --kek-pkcs11-module /usr/lib/softhsm/libsofthsm2.so \\\n    \
+        --kek-pkcs11-token coffer --kek-pkcs11-pin-file pin.txt")]
+    Wrap {
+        /// Say what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put every wrapped key back in its Secret in plain (a rollback from a KEK).
+    ///
+    /// The keys are unwrapped with the KEK each Secret names (its provider
+    /// flags are needed). Afterwards anyone who can read Secrets in the
+    /// controller's namespace, or an etcd backup, can read the keys.
+    #[command(
+        after_help = "Example:\n  coffer keys unwrap --kek-address https://bao.example:8200 --dry-run"
+    )]
+    Unwrap {
+        /// Say what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Restore keys from a backup, as open-only keys: they open values and seal nothing.
     ///
@@ -210,10 +244,15 @@ const BEFORE_RETIRING: &str = "re-encrypt (`coffer rotate PATH`), apply or sync 
 /// `force` turns each refusal into a warning. The request carries a proof
 /// made with the key itself (read by the caller, a key admin), so the
 /// controller names the SealedSecrets ([`coffer_core::key_users`]).
-async fn check_no_users(target: &Target, key: &RingKey, force: bool) -> Result<()> {
+async fn check_no_users(
+    target: &Target,
+    key: &RingKey,
+    private: &coffer_format::SecretKey,
+    force: bool,
+) -> Result<()> {
     let id = key.id();
     let short = id.short();
-    let proof = coffer_core::key_users::make(&key.key, jiff::Timestamp::now().as_second());
+    let proof = coffer_core::key_users::make(private, jiff::Timestamp::now().as_second());
     let asked = match target
         .get_with_retry(
             &format!("/v1/keys/{id}/users"),
@@ -305,7 +344,7 @@ fn state_word(k: &RingKey, active: Option<KeyId>) -> &'static str {
 
 /// Rows under a header, each column as wide as its widest cell, two spaces
 /// apart (`SEQ`, a number, right-aligned); the last column is not padded.
-fn table(header: &[&str; 6], rows: &[[String; 6]]) -> String {
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -384,22 +423,27 @@ async fn bitnami_keys(target: &Target) -> Result<Vec<BitnamiRow>> {
     Ok(rows)
 }
 
-pub(crate) async fn run(cmd: KeysCmd, target: &Target) -> Result<()> {
+pub(crate) async fn run(cmd: KeysCmd, target: &Target, kek: &KekArgs) -> Result<()> {
+    let mut keks = Keks::new(kek);
     match cmd {
         KeysCmd::List => list(target).await,
+        KeysCmd::Wrap { dry_run } => super::kek::wrap(target, kek, dry_run).await,
+        KeysCmd::Unwrap { dry_run } => super::kek::unwrap(target, kek, dry_run).await,
         KeysCmd::Retire {
             id,
             superseded,
             force,
-        } => retire(target, id.as_deref(), superseded, force).await,
+        } => retire(target, &mut keks, id.as_deref(), superseded, force).await,
         KeysCmd::Activate { id } => activate(target, &id).await,
-        KeysCmd::Backup { to, output } => write_backup(target, &to, output.as_deref()).await,
+        KeysCmd::Backup { to, output } => {
+            write_backup(target, &mut keks, &to, output.as_deref()).await
+        }
         KeysCmd::Restore {
             file,
             identity,
             trust,
             trust_any,
-        } => restore(target, &file, &identity, &trust, trust_any).await,
+        } => restore(target, kek, &file, &identity, &trust, trust_any).await,
         KeysCmd::ImportBitnami {
             from_namespace,
             file,
@@ -415,16 +459,17 @@ async fn list(target: &Target) -> Result<()> {
         t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_default()
     };
-    let mut rows: Vec<[String; 6]> = keys
+    let mut rows: Vec<[String; 7]> = keys
         .iter()
         .map(|k| {
             [
                 k.id().to_string(),
                 state_word(k, active).to_string(),
-                k.key.kind().to_string(),
+                k.public.kind().to_string(),
                 k.sequence.to_string(),
                 created(k.created),
                 k.secret_name.clone(),
+                k.wrapped.as_ref().map_or("-".into(), |w| w.kek.clone()),
             ]
         })
         .collect();
@@ -436,12 +481,13 @@ async fn list(target: &Target) -> Result<()> {
             "-".into(),
             created(b.created),
             b.secret_name,
+            "-".into(),
         ]);
     }
     emit(
         None,
         &table(
-            &["KEY ID", "STATE", "KIND", "SEQ", "CREATED", "SECRET"],
+            &["KEY ID", "STATE", "KIND", "SEQ", "CREATED", "SECRET", "KEK"],
             &rows,
         ),
     )
@@ -450,7 +496,13 @@ async fn list(target: &Target) -> Result<()> {
 /// `coffer keys retire`: key `id`, or with `superseded` every usable key
 /// but the active one; none while the controller says a live SealedSecret
 /// needs one, unless `force`.
-async fn retire(target: &Target, id: Option<&str>, superseded: bool, force: bool) -> Result<()> {
+async fn retire(
+    target: &Target,
+    keks: &mut Keks,
+    id: Option<&str>,
+    superseded: bool,
+    force: bool,
+) -> Result<()> {
     let (api, keys) = ring(target).await?;
     let active = active_key(&keys).map(RingKey::id);
     let chosen: Vec<&RingKey> = match id {
@@ -467,7 +519,8 @@ async fn retire(target: &Target, id: Option<&str>, superseded: bool, force: bool
     // Every key is asked about before any is retired: none or all.
     for key in &chosen {
         if key.status != KeyStatus::Retired {
-            check_no_users(target, key, force).await?;
+            let private = keks.private_key(key).await?;
+            check_no_users(target, key, &private, force).await?;
         }
     }
     for key in chosen {
@@ -519,7 +572,12 @@ async fn activate(target: &Target, id: &str) -> Result<()> {
 
 /// `coffer keys backup`: the whole key ring, age-encrypted to the admin
 /// recipients `to`, written to `output` or stdout.
-async fn write_backup(target: &Target, to: &[String], output: Option<&Path>) -> Result<()> {
+async fn write_backup(
+    target: &Target,
+    keks: &mut Keks,
+    to: &[String],
+    output: Option<&Path>,
+) -> Result<()> {
     let mut admins: Vec<PublicKey> = Vec::new();
     for r in to {
         match r.parse::<PublicKey>() {
@@ -541,14 +599,16 @@ async fn write_backup(target: &Target, to: &[String], output: Option<&Path>) -> 
             target.controller_namespace
         )));
     }
-    let entries: Vec<BackupEntry> = keys
-        .iter()
-        .map(|k| BackupEntry {
-            key: k.key.clone(),
+    // Wrapped keys are unwrapped with their KEK: a backup holds the keys
+    // themselves, so losing the KMS loses nothing while a backup exists.
+    let mut entries: Vec<BackupEntry> = Vec::new();
+    for k in &keys {
+        entries.push(BackupEntry {
+            key: keks.private_key(k).await?,
             created: k.created_claimed.or(k.created),
             retired: k.status == KeyStatus::Retired,
-        })
-        .collect();
+        });
+    }
     let plain = backup::render(&entries, jiff::Timestamp::now());
     let armored = backup::encrypt(&plain, &admins).map_err(|e| Failure::new(1, e.to_string()))?;
     match output {
@@ -660,6 +720,7 @@ async fn import_bitnami(target: &Target, from_namespace: &str, file: Option<&Pat
 
 async fn restore(
     target: &Target,
+    kek: &KekArgs,
     file: &Path,
     identity: &[PathBuf],
     trust: &[PathBuf],
@@ -728,6 +789,9 @@ async fn restore(
     }
     let (api, existing) = ring(target).await?;
     let client = target.client().await?;
+    let wrap_with = coffer_kms::connect(kek)
+        .await
+        .map_err(|e| Failure::cluster(e.to_string()))?;
     let (mut restored, mut skipped) = (0, 0);
     for e in entries {
         if existing.iter().any(|k| k.id() == e.key.id()) {
@@ -740,7 +804,10 @@ async fn restore(
             KeyStatus::OpenOnly
         };
         let mut secret = key_secret(&e.key, e.created, status, None);
-        let r = create_key_secret(&client, &target.controller_namespace, &secret).await;
+        let r = match wrap_restored(wrap_with.as_deref(), &e.key, &mut secret).await {
+            Ok(()) => create_key_secret(&client, &target.controller_namespace, &secret).await,
+            Err(f) => Err(f),
+        };
         wipe::secret(&mut secret);
         r?;
         restored += 1;
@@ -751,6 +818,23 @@ async fn restore(
          they open values sealed to them and seal nothing: the active key is unchanged\n\
          to seal with a restored key: coffer keys activate ID"
     );
+    Ok(())
+}
+
+/// With `--kek`, a restored key is wrapped before its Secret is sent: the
+/// plain key never reaches the API server.
+async fn wrap_restored(
+    kek: Option<&dyn coffer_kms::Kek>,
+    key: &coffer_format::SecretKey,
+    secret: &mut Secret,
+) -> Result<()> {
+    let Some(kek) = kek else { return Ok(()) };
+    let text = key.to_secret_string();
+    let wrapped = kek
+        .wrap(text.as_bytes(), &key.id().to_string())
+        .await
+        .map_err(|e| Failure::cluster(e.to_string()))?;
+    wrap_key_secret(secret, &kek.reference().to_string(), wrapped);
     Ok(())
 }
 
@@ -813,18 +897,35 @@ pub(crate) async fn create_key_secret(
     ns: &str,
     secret: &Secret,
 ) -> Result<()> {
+    send_key_secret(client, ns, secret, false).await
+}
+
+/// Creates a key Secret, or with `replace` replaces it at the
+/// resourceVersion it carries, through [`WireSecret`] (see
+/// [`create_key_secret`]).
+pub(crate) async fn send_key_secret(
+    client: &kube::Client,
+    ns: &str,
+    secret: &Secret,
+    replace: bool,
+) -> Result<()> {
     let mut json = wipe::to_json(&WireSecret(secret))
         .map_err(|e| Failure::new(1, format!("cannot encode the key Secret: {e}")))?;
-    let mut req = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/secrets"))
-        .create(&PostParams::default(), Vec::new())
-        .map_err(|e| Failure::new(1, format!("cannot build the request: {e}")))?;
+    let request = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/secrets"));
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let mut req = if replace {
+        request.replace(name, &PostParams::default(), Vec::new())
+    } else {
+        request.create(&PostParams::default(), Vec::new())
+    }
+    .map_err(|e| Failure::new(1, format!("cannot build the request: {e}")))?;
     *req.body_mut() = std::mem::take(&mut *json);
     let (parts, body) = req.into_parts();
     let body = wipe::body(body);
     let res = client
         .send(http::Request::from_parts(parts, Body::from(body)))
         .await
-        .map_err(|e| Failure::cluster(format!("cannot create a key Secret: {e}")))?;
+        .map_err(|e| Failure::cluster(format!("cannot write a key Secret: {e}")))?;
     let code = res.status();
     let mut answer = res
         .into_body()

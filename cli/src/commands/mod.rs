@@ -11,6 +11,7 @@
 pub(crate) mod check;
 pub(crate) mod convert;
 pub(crate) mod inspect;
+pub(crate) mod kek;
 pub(crate) mod keygen;
 pub(crate) mod keys;
 pub(crate) mod recipients;

@@ -321,14 +321,18 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<Shared>) -> Response {
     if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the key ring is not loaded yet\n",
-        )
-            .into_response()
+        return (StatusCode::OK, "ready\n").into_response();
     }
+    let keys = state.keys.current();
+    let mut why = String::from("not ready: the key ring is not loaded yet\n");
+    for u in &keys.unavailable {
+        // What the KEK answered names the key and the KEK, never a key.
+        why.push_str(&format!(
+            "key Secret {} cannot be unwrapped: {}\n",
+            u.secret, u.why
+        ));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
 }
 
 /// `GET /metrics`: OpenMetrics 1.0.0, or Prometheus' classic text format

@@ -15,31 +15,49 @@ use coffer_core::ring::KeyStatus;
 use coffer_core::wipe;
 
 use crate::client::watch::{KeysSeen, follow_key_secrets};
-use crate::keys::ring::{
-    KEY_ID_LABEL, KeyInfo, KeyState, Keys, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY, build_state,
-};
+use crate::keys::kek::{Kek, Read, load_keys};
+use crate::keys::ring::{KEY_ID_LABEL, KeyState, Keys, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
+use crate::metrics::Metrics;
 
-/// Watches the key Secrets and keeps `keys` up to date. Runs until the
-/// watch stream ends (it retries with backoff on API errors).
-pub async fn watch_keys(api: Api<Secret>, keys: Arc<Keys>) -> anyhow::Result<()> {
+/// Watches the key Secrets and keeps `keys` up to date, unwrapping wrapped
+/// keys with `kek` (the kek module's loader). Runs until the watch stream
+/// ends (it retries with backoff on API errors).
+pub async fn watch_keys(
+    api: Api<Secret>,
+    keys: Arc<Keys>,
+    kek: Option<Arc<Kek>>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let plain_under_kek = kek.as_ref().map(|k| k.reference().to_string());
     let read = |s: &Secret| {
         let k =
             coffer_core::ring::read_key_secret(s, Timestamp::now()).map_err(|e| e.to_string())?;
+        let name = s.metadata.name.as_deref().unwrap_or_default();
         if let Some(why) = &k.suspect {
-            let name = s.metadata.name.as_deref().unwrap_or_default();
             tracing::warn!(secret = %name, key_id = %k.id(), "{why}");
         }
-        let info = KeyInfo::new(&k, s);
-        Ok((k.key, info))
+        if let Some(kek) = &plain_under_kek
+            && k.wrapped.is_none()
+        {
+            tracing::warn!(secret = %name, key_id = %k.id(), "the key Secret holds its key in plain although --kek {kek} is set: wrap it with `coffer keys wrap` (docs/kms.md)");
+        }
+        Ok(Read::new(k, s))
     };
-    follow_key_secrets(api, KEY_ID_LABEL, "key Secret", read, |current, seen| {
-        let synced = match seen {
-            KeysSeen::Listed => true,
-            KeysSeen::Changed { synced } => synced,
-        };
-        keys.publish(build_state(current, synced));
-    })
-    .await
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let follow = async move {
+        let result = follow_key_secrets(api, KEY_ID_LABEL, "key Secret", read, |current, seen| {
+            let synced = match seen {
+                KeysSeen::Listed => true,
+                KeysSeen::Changed { synced } => synced,
+            };
+            tx.send_replace(Some((Arc::new(current.clone()), synced)));
+        })
+        .await;
+        drop(tx);
+        result
+    };
+    let (result, ()) = tokio::join!(follow, load_keys(rx, keys, kek, metrics));
+    result
 }
 
 /// What the key manager needs.
@@ -53,6 +71,8 @@ pub struct KeyManager {
     pub cluster_name: Option<String>,
     /// Kind of the keys it creates.
     pub key_kind: KeyKind,
+    /// The KEK that wraps every key it creates (docs/kms.md).
+    pub kek: Option<Arc<Kek>>,
     /// The key this manager created last and when, until the watch shows
     /// it: no second key is made while the first is on its way.
     pub pending: std::sync::Mutex<Option<(KeyId, std::time::Instant)>>,
@@ -75,6 +95,21 @@ impl KeyManager {
             KeyStatus::Usable,
             Some(sequence),
         );
+        if let Some(kek) = &self.kek {
+            // Wrapped before anything is sent: the plain key never reaches
+            // the API server. A KMS outage only postpones the new key.
+            match kek.wrap(&key).await {
+                Ok(wrapped) => coffer_core::ring::wrap_key_secret(
+                    &mut secret,
+                    &kek.reference().to_string(),
+                    wrapped,
+                ),
+                Err(e) => {
+                    wipe::secret(&mut secret);
+                    anyhow::bail!("a new key ({reason}) could not be wrapped: {e}");
+                }
+            }
+        }
         let result =
             crate::client::gateway::create_secret(&self.client, &self.namespace, &secret).await;
         wipe::secret(&mut secret);
@@ -161,6 +196,18 @@ impl KeyManager {
     async fn tick(&self, state: &KeyState) -> anyhow::Result<Option<Duration>> {
         if self.waiting_for_created_key(state) {
             return Ok(Some(Duration::from_secs(2)));
+        }
+        if let Some(u) = state.unavailable.first() {
+            // Part of the ring is unknown: a new key could take a sequence a
+            // hidden key holds, and "no usable key" may be false. The
+            // recipients file stays as published.
+            tracing::warn!(
+                unavailable = state.unavailable.len(),
+                "no key is created or renewed while key {} (Secret {}) cannot be unwrapped",
+                u.id,
+                u.secret
+            );
+            return Ok(Some(Duration::from_secs(30)));
         }
         let Some(active) = state.active() else {
             let reason = if state.keys.is_empty() {

@@ -44,7 +44,7 @@ impl KeyInfo {
     pub(crate) fn new(k: &RingKey, secret: &Secret) -> Self {
         KeyInfo {
             id: k.id(),
-            public: k.key.public().clone(),
+            public: k.public.clone(),
             status: k.status,
             sequence: k.sequence,
             created: k.created,
@@ -75,6 +75,20 @@ pub struct KeyState {
     pub epoch: u64,
     /// The MAC keys of the ring's usable keys (crate::keys::attest).
     pub attest: AttestKeys,
+    /// Key Secrets whose wrapped key could not be unwrapped (docs/kms.md):
+    /// left out of the ring until they are. While any is, the manager
+    /// creates and renews no key: it cannot see the whole ring.
+    pub unavailable: Vec<Unavailable>,
+}
+
+/// A key the ring holds but cannot use: its KEK did not unwrap it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable {
+    /// The key Secret.
+    pub secret: String,
+    pub id: KeyId,
+    /// What the KEK answered (names the key and the KEK, never a key).
+    pub why: String,
 }
 
 impl KeyState {
@@ -164,7 +178,9 @@ impl Keys {
 
     pub(crate) fn publish(&self, mut new: KeyState) {
         let mut guard = self.state.write().expect("key state lock");
-        let differs = guard.fingerprint() != new.fingerprint() || guard.synced != new.synced;
+        let differs = guard.fingerprint() != new.fingerprint()
+            || guard.synced != new.synced
+            || guard.unavailable != new.unavailable;
         let still_usable = new.ring.usable_ids();
         let lost_a_key = guard
             .ring
@@ -227,6 +243,7 @@ pub(crate) fn build_state(
         keys: infos,
         synced,
         epoch: 0,
+        unavailable: Vec::new(),
     }
 }
 
