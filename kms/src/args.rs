@@ -20,7 +20,12 @@ pub struct KekArgs {
     pub kek_address: Option<String>,
 
     /// Transit: the mount path of the Transit engine.
-    #[arg(long, env = "COFFER_KEK_TRANSIT_MOUNT", default_value = "transit", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "COFFER_KEK_TRANSIT_MOUNT",
+        default_value = "transit",
+        value_name = "PATH"
+    )]
     pub kek_transit_mount: String,
 
     /// Transit: log in through the Kubernetes auth method with this role,
@@ -29,7 +34,12 @@ pub struct KekArgs {
     pub kek_kubernetes_role: Option<String>,
 
     /// Transit: the mount path of the Kubernetes auth method.
-    #[arg(long, env = "COFFER_KEK_KUBERNETES_MOUNT", default_value = "kubernetes", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "COFFER_KEK_KUBERNETES_MOUNT",
+        default_value = "kubernetes",
+        value_name = "PATH"
+    )]
     pub kek_kubernetes_mount: String,
 
     /// Transit: the ServiceAccount token presented to the Kubernetes auth

@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 
 mod args;
 pub use args::KekArgs;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 
 /// The kinds of KEK Coffer can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,15 +83,20 @@ impl FromStr for KekRef {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| KmsError::Config(format!("KEK reference {s:?}: {why}"));
-        let (provider, key) = s
-            .split_once(':')
-            .ok_or_else(|| bad("expected PROVIDER:KEY (transit:NAME, pkcs11:LABEL or awskms:KEY)"))?;
+        let (provider, key) = s.split_once(':').ok_or_else(|| {
+            bad("expected PROVIDER:KEY (transit:NAME, pkcs11:LABEL or awskms:KEY)")
+        })?;
         let provider = Provider::ALL
             .into_iter()
             .find(|p| p.as_str() == provider)
             .ok_or_else(|| bad("the provider is one of transit, pkcs11, awskms"))?;
-        if key.is_empty() || key.len() > 2048 || key.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(bad("the key name is empty, too long, or holds spaces or control characters"));
+        if key.is_empty()
+            || key.len() > 2048
+            || key.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(bad(
+                "the key name is empty, too long, or holds spaces or control characters",
+            ));
         }
         Ok(KekRef {
             provider,
@@ -187,7 +194,11 @@ pub trait Kek: Send + Sync + fmt::Debug {
     /// Re-encrypts `wrapped` under the KEK's newest version, without the
     /// plaintext leaving the KMS where the provider can (Transit's
     /// `rewrap`). `Ok(None)`: it already is under the newest version.
-    fn rewrap<'a>(&'a self, wrapped: &'a [u8], context: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
+    fn rewrap<'a>(
+        &'a self,
+        wrapped: &'a [u8],
+        context: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
 }
 
 /// Connects to the KEK `args` configure; `Ok(None)` when no `--kek` is
@@ -199,6 +210,9 @@ pub async fn connect(args: &KekArgs) -> Result<Option<Arc<dyn Kek>>> {
     };
     let kek: Arc<dyn Kek> = match reference.provider {
         Provider::Transit => not_built(&reference, "transit")?,
+        #[cfg(feature = "pkcs11")]
+        Provider::Pkcs11 => pkcs11::connect(reference, args).await?,
+        #[cfg(not(feature = "pkcs11"))]
         Provider::Pkcs11 => not_built(&reference, "pkcs11")?,
         Provider::AwsKms => not_built(&reference, "aws")?,
     };
@@ -229,7 +243,14 @@ mod tests {
             assert_eq!(r.to_string(), s);
         }
         assert_eq!("awskms:arn:x".parse::<KekRef>().unwrap().key, "arn:x");
-        for bad in ["coffer", "vault:x", "transit:", "transit:a b", "transit:a\nb", ""] {
+        for bad in [
+            "coffer",
+            "vault:x",
+            "transit:",
+            "transit:a b",
+            "transit:a\nb",
+            "",
+        ] {
             let e = bad.parse::<KekRef>().unwrap_err().to_string();
             assert!(e.contains("KEK reference"), "{e}");
         }
