@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 
 mod args;
 pub use args::KekArgs;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 
 /// The kinds of KEK Coffer can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -208,6 +210,9 @@ pub async fn connect(args: &KekArgs) -> Result<Option<Arc<dyn Kek>>> {
     };
     let kek: Arc<dyn Kek> = match reference.provider {
         Provider::Transit => not_built(&reference, "transit")?,
+        #[cfg(feature = "pkcs11")]
+        Provider::Pkcs11 => pkcs11::connect(reference, args).await?,
+        #[cfg(not(feature = "pkcs11"))]
         Provider::Pkcs11 => not_built(&reference, "pkcs11")?,
         Provider::AwsKms => not_built(&reference, "aws")?,
     };
