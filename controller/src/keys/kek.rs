@@ -123,7 +123,7 @@ impl Read {
 pub(crate) type Seen = Option<(Arc<BTreeMap<String, Read>>, bool)>;
 
 /// Longest wait between two tries of a key that did not unwrap.
-const RETRY_AT_MOST: Duration = Duration::from_secs(60);
+const RETRY_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Builds the ring from what the key watch saw and publishes it: plain keys
 /// as they are, wrapped keys once unwrapped. Each wrapped key is unwrapped

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod docflow;
+pub mod openbao;
 pub mod procfs;
 pub mod tools;
 
