@@ -43,7 +43,20 @@ fn free_port() -> u16 {
 }
 
 impl Moto {
+    /// Starts moto on a free port; tries another port if it exits at once
+    /// (another process took the port between our probe and its bind).
     fn start() -> Moto {
+        for _ in 0..3 {
+            if let Some(moto) = Moto::try_start() {
+                return moto;
+            }
+        }
+        panic!(
+            "moto_server exited three times before listening: is moto[server] 5.2.1 installed (tests/setup)?"
+        )
+    }
+
+    fn try_start() -> Option<Moto> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new("moto_server")
@@ -63,10 +76,8 @@ impl Moto {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!(
-                    "moto_server exited ({status}): run tests/setup to install moto[server] 5.2.1"
-                );
+            if let Ok(Some(_)) = moto.child.try_wait() {
+                return None;
             }
             assert!(
                 Instant::now() < deadline,
@@ -74,7 +85,7 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        moto
+        Some(moto)
     }
 
     /// An SDK client for the test's own calls (CreateKey, DisableKey).
