@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 
 mod args;
 pub use args::KekArgs;
+#[cfg(feature = "aws")]
+mod aws;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
 
@@ -214,9 +216,43 @@ pub async fn connect(args: &KekArgs) -> Result<Option<Arc<dyn Kek>>> {
         Provider::Pkcs11 => pkcs11::connect(reference, args).await?,
         #[cfg(not(feature = "pkcs11"))]
         Provider::Pkcs11 => not_built(&reference, "pkcs11")?,
+        #[cfg(feature = "aws")]
+        Provider::AwsKms => aws::connect(reference, args).await?,
+        #[cfg(not(feature = "aws"))]
         Provider::AwsKms => not_built(&reference, "aws")?,
     };
     Ok(Some(kek))
+}
+
+/// Connects to the AWS KMS key `args.kek` names (`awskms:KEY`) with the
+/// static credentials given here instead of the SDK's default chain: for a
+/// KMS-compatible test server (moto) and for callers that hold their own
+/// keys. The secret is handed to the SDK, never logged or put in errors.
+#[cfg(feature = "aws")]
+pub async fn connect_aws_with_static_credentials(
+    args: &KekArgs,
+    access_key_id: &str,
+    secret_access_key: &str,
+) -> Result<Arc<dyn Kek>> {
+    let reference = match &args.kek {
+        Some(r) if r.provider == Provider::AwsKms => r.clone(),
+        other => {
+            let given = other
+                .as_ref()
+                .map_or_else(|| "none".to_string(), ToString::to_string);
+            return Err(KmsError::Config(format!(
+                "static AWS credentials need an awskms:KEY --kek, not {given}"
+            )));
+        }
+    };
+    let credentials = aws_sdk_kms::config::Credentials::new(
+        access_key_id,
+        secret_access_key,
+        None,
+        None,
+        "coffer-static",
+    );
+    aws::connect_with(reference, args, Some(credentials)).await
 }
 
 #[allow(dead_code, reason = "used until every provider is built in")]
