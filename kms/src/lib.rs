@@ -26,6 +26,8 @@ pub use args::KekArgs;
 mod aws;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
+#[cfg(feature = "transit")]
+mod transit;
 
 /// The kinds of KEK Coffer can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,6 +213,9 @@ pub async fn connect(args: &KekArgs) -> Result<Option<Arc<dyn Kek>>> {
         return Ok(None);
     };
     let kek: Arc<dyn Kek> = match reference.provider {
+        #[cfg(feature = "transit")]
+        Provider::Transit => transit::connect(reference, args).await?,
+        #[cfg(not(feature = "transit"))]
         Provider::Transit => not_built(&reference, "transit")?,
         #[cfg(feature = "pkcs11")]
         Provider::Pkcs11 => pkcs11::connect(reference, args).await?,
