@@ -47,9 +47,9 @@ const MAX_DETAIL: usize = 400;
 /// Connects to the Transit key `reference`: checks the flags, reads the
 /// token (or logs in) once so a wrong setting shows at start.
 pub(crate) async fn connect(reference: KekRef, args: &KekArgs) -> Result<Arc<dyn Kek>> {
-    let inner = Arc::new(Inner::new(reference, args)?);
+    let inner = Arc::new(Inner::new(reference.clone(), args).map_err(|e| named(e, &reference))?);
     let first = Arc::clone(&inner);
-    blocking(&inner.reference, move || first.token(false).map(drop)).await?;
+    blocking(&inner.reference, move || first.token(None).map(drop)).await?;
     Ok(Arc::new(Transit { inner }))
 }
 
@@ -132,6 +132,14 @@ enum Reply {
     Failed(u16, String),
 }
 
+/// A configuration error, prefixed with the KEK it is about.
+fn named(e: KmsError, kek: &KekRef) -> KmsError {
+    match e {
+        KmsError::Config(m) => KmsError::Config(format!("{kek}: {m}")),
+        other => other,
+    }
+}
+
 /// Which operation failed, to classify a 400.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
@@ -159,14 +167,18 @@ impl Inner {
         })
     }
 
-    /// The token to use; `renew`: the server refused the last one, so log
-    /// in again or re-read the file.
-    fn token(&self, renew: bool) -> Result<Zeroizing<String>> {
+    /// The token to use. `refused`: the token the server just refused; a
+    /// new one is obtained (a login, the file read again) unless another
+    /// call already did.
+    fn token(&self, refused: Option<&str>) -> Result<Zeroizing<String>> {
         let mut session = self
             .session
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !renew && let Some(s) = session.as_ref().filter(|s| s.is_fresh(Instant::now())) {
+        if let Some(s) = session.as_ref()
+            && s.is_fresh(Instant::now())
+            && refused.is_none_or(|r| r != s.token.as_str())
+        {
             return Ok(s.token.clone());
         }
         let fresh = match &self.auth {
@@ -176,7 +188,8 @@ impl Inner {
                 jwt_file,
             } => self.login(mount, role, jwt_file)?,
             Auth::TokenFile(path) => Session {
-                token: read_secret(path, "--kek-token-file")?,
+                token: read_secret(path, "--kek-token-file")
+                    .map_err(|e| named(e, &self.reference))?,
                 renew_at: None,
             },
             Auth::Env(_, token) => Session {
@@ -191,7 +204,8 @@ impl Inner {
 
     /// The Kubernetes auth method's login.
     fn login(&self, mount: &str, role: &str, jwt_file: &Path) -> Result<Session> {
-        let jwt = read_secret(jwt_file, "--kek-sa-token-file")?;
+        let jwt =
+            read_secret(jwt_file, "--kek-sa-token-file").map_err(|e| named(e, &self.reference))?;
         let body = json_body(&LoginRequest { role, jwt: &jwt }, jwt.len())?;
         let url = format!("{}/v1/auth/{mount}/login", self.address);
         let now = Instant::now();
@@ -214,7 +228,7 @@ impl Inner {
             }
         };
         let answer: LoginResponse =
-            serde_json::from_slice(&data).map_err(|e| self.bad_answer("login", &e.to_string()))?;
+            serde_json::from_slice(&data).map_err(|e| self.bad_answer("login", &json_error(&e)))?;
         let auth = answer
             .auth
             .ok_or_else(|| self.bad_answer("login", "no auth in the answer"))?;
@@ -237,17 +251,17 @@ impl Inner {
             "{}/v1/{}/{verb}/{}",
             self.address, self.mount, self.reference.key
         );
-        let mut token = self.token(false)?;
+        let mut token = self.token(None)?;
         let mut retried = false;
         loop {
             match self.post(&url, Some(&token), body)? {
                 Reply::Ok(data) => return Ok(data),
                 Reply::Forbidden(detail) if retried || matches!(self.auth, Auth::Env(..)) => {
-                    return Err(self.denied(op, &detail));
+                    return Err(self.denied(op, &scrub(&detail, &[&token])));
                 }
                 Reply::Forbidden(_) => {
                     tracing::debug!(kek = %self.reference, "the KEK server refused the token; renewing it");
-                    token = self.token(true)?;
+                    token = self.token(Some(&token))?;
                     retried = true;
                 }
                 Reply::Failed(status, detail) => return Err(self.classify(op, status, &detail)),
@@ -322,7 +336,7 @@ impl Inner {
     fn denied(&self, op: Op, detail: &str) -> KmsError {
         let hint = match op {
             Op::Encrypt => {
-                "; the token needs `update` on the encrypt path, and a deleted key reads as this"
+                "; the token needs `update` on the encrypt path; without `create`, a missing key reads as this"
             }
             Op::Decrypt => "; the token needs `update` on the decrypt path",
         };
@@ -362,7 +376,7 @@ impl Inner {
         let body = json_body(&request, plaintext.len() + 2 * context.len())?;
         let data = self.call(Op::Encrypt, &body)?;
         let answer: Answer<EncryptData> = serde_json::from_slice(&data)
-            .map_err(|e| self.bad_answer("encrypt", &e.to_string()))?;
+            .map_err(|e| self.bad_answer("encrypt", &json_error(&e)))?;
         let data = answer
             .data
             .ok_or_else(|| self.bad_answer("encrypt", "no data"))?;
@@ -382,7 +396,7 @@ impl Inner {
         let body = json_body(&request, ciphertext.len() + 2 * context.len())?;
         let data = self.call(Op::Decrypt, &body)?;
         let answer: Answer<DecryptData> = serde_json::from_slice(&data)
-            .map_err(|e| self.bad_answer("decrypt", &e.to_string()))?;
+            .map_err(|e| self.bad_answer("decrypt", &json_error(&e)))?;
         let encoded = Zeroizing::new(
             answer
                 .data
@@ -531,6 +545,16 @@ fn server_errors(body: &[u8]) -> String {
     }
 }
 
+/// Where an answer stopped being what was expected, without serde's
+/// message, which can quote the answer (a plaintext, a token).
+fn json_error(e: &serde_json::Error) -> String {
+    format!(
+        "not the expected JSON (line {}, column {})",
+        e.line(),
+        e.column()
+    )
+}
+
 /// `detail` without any of `secrets` in it (a server that echoes a JWT).
 fn scrub(detail: &str, secrets: &[&str]) -> String {
     secrets
@@ -580,7 +604,7 @@ fn address(args: &KekArgs) -> Result<String> {
             Some(found) => found,
             None => {
                 return Err(KmsError::Config(
-                    "transit: no server address: give --kek-address (or BAO_ADDR / VAULT_ADDR)"
+                    "no OpenBao/Vault address: give --kek-address (or BAO_ADDR / VAULT_ADDR)"
                         .to_string(),
                 ));
             }
@@ -626,7 +650,7 @@ fn auth(args: &KekArgs) -> Result<Auth> {
         }
     }
     Err(KmsError::Config(
-        "transit: no credentials: give --kek-kubernetes-role (in a cluster) or --kek-token-file \
+        "no OpenBao/Vault credentials: give --kek-kubernetes-role (in a cluster) or --kek-token-file \
          (or set BAO_TOKEN / VAULT_TOKEN)"
             .to_string(),
     ))
@@ -678,8 +702,8 @@ fn is_loopback(address: &str) -> bool {
         .any(|h| host == *h || host.starts_with(&format!("{h}:")))
 }
 
-/// The HTTP client: 10 s deadlines, statuses as answers, Mozilla's roots
-/// plus `ca_file`'s.
+/// The HTTP client: 10 s deadlines, statuses as answers, no redirects, no
+/// pooled connections, Mozilla's roots plus `ca_file`'s.
 fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent> {
     let mut tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls);
     if let Some(path) = ca_file {
@@ -715,6 +739,11 @@ fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent> {
         .http_status_as_error(false)
         .timeout_global(Some(TIMEOUT))
         .max_redirects(0)
+        // A connection per call: calls are rare (once per key), and a
+        // pooled connection idle for hours is one the server or a load
+        // balancer may have dropped.
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
         .user_agent(concat!("coffer-kms/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls.build())
         .build();

@@ -615,7 +615,7 @@ async fn settings_are_checked() {
     for (args, flag) in cases {
         let e = connect(&args).await.unwrap_err();
         assert!(
-            matches!(&e, KmsError::Config(m) if m.contains(flag)),
+            matches!(&e, KmsError::Config(m) if m.contains(flag) && m.starts_with("transit:")),
             "{flag}: {e:?}"
         );
         assert!(!e.to_string().contains("s.token"), "{e}");
@@ -637,21 +637,23 @@ async fn a_ca_file_is_trusted() {
     let log = std::fs::File::create(dir.join("tls.log")).unwrap();
     let certs = dir.join("certs");
     std::fs::create_dir(&certs).unwrap();
-    let mut child = Command::new("bao")
-        .args([
-            "server",
-            "-dev-tls",
-            "-dev-no-store-token",
-            &format!("-dev-tls-cert-dir={}", certs.display()),
-            &format!("-dev-root-token-id={root}"),
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .current_dir(dir)
-        .env("HOME", dir)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let _server = KillOnDrop(
+        Command::new("bao")
+            .args([
+                "server",
+                "-dev-tls",
+                "-dev-no-store-token",
+                &format!("-dev-tls-cert-dir={}", certs.display()),
+                &format!("-dev-root-token-id={root}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .current_dir(dir)
+            .env("HOME", dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let ca = certs.join("vault-ca.pem");
     let address = format!("https://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -696,8 +698,16 @@ async fn a_ca_file_is_trusted() {
     .unwrap();
     let wrapped = kek.wrap(b"k", "c").await.unwrap();
     assert_eq!(*kek.unwrap(&wrapped, "c").await.unwrap(), b"k");
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The token from BAO_TOKEN / VAULT_TOKEN and the address from BAO_ADDR /
