@@ -1,4 +1,4 @@
-//! A real OpenBao server for the end-to-end tests of docs/kms.md: file
+//! A real OpenBao server for the end-to-end tests of docs/kms.md: raft
 //! storage in the test's directory (so it survives a restart, as a real
 //! server does), initialised with one unseal key, a Transit key, and the
 //! Kubernetes auth method configured against the test API server's
@@ -27,7 +27,10 @@ pub struct OpenBao {
 /// The bao binary, or a failure that says how to get it.
 fn bao() -> Command {
     assert!(
-        Command::new("bao").arg("version").output().is_ok_and(|o| o.status.success()),
+        Command::new("bao")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
         "OpenBao's `bao` is required for this test and is not installed; run tests/setup"
     );
     Command::new("bao")
@@ -40,11 +43,13 @@ impl OpenBao {
         let dir = target_dir().join(format!("e2e/openbao-{name}-{}", suffix()));
         std::fs::create_dir_all(dir.join("data"))?;
         let port = free_port();
+        let cluster_port = free_port();
         let addr = format!("http://127.0.0.1:{port}");
+        // Integrated (raft) storage, OpenBao's own: one node.
         std::fs::write(
             dir.join("config.hcl"),
             format!(
-                "storage \"file\" {{\n  path = \"{}\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = true\n}}\ndisable_mlock = true\napi_addr = \"{addr}\"\n",
+                "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"coffer-test\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = true\n}}\napi_addr = \"{addr}\"\ncluster_addr = \"http://127.0.0.1:{cluster_port}\"\n",
                 dir.join("data").display()
             ),
         )?;
@@ -57,10 +62,26 @@ impl OpenBao {
             root_token: String::new(),
         };
         bao.spawn()?;
-        let init = bao.cli(&["operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"], false)?;
-        let init: serde_json::Value = serde_json::from_str(&init).context("bao operator init output")?;
-        bao.unseal_key = init["unseal_keys_b64"][0].as_str().context("no unseal key")?.to_string();
-        bao.root_token = init["root_token"].as_str().context("no root token")?.to_string();
+        let init = bao.cli(
+            &[
+                "operator",
+                "init",
+                "-key-shares=1",
+                "-key-threshold=1",
+                "-format=json",
+            ],
+            false,
+        )?;
+        let init: serde_json::Value =
+            serde_json::from_str(&init).context("bao operator init output")?;
+        bao.unseal_key = init["unseal_keys_b64"][0]
+            .as_str()
+            .context("no unseal key")?
+            .to_string();
+        bao.root_token = init["root_token"]
+            .as_str()
+            .context("no root token")?
+            .to_string();
         bao.unseal()?;
         Ok(bao)
     }
@@ -76,7 +97,10 @@ impl OpenBao {
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null());
-        #[allow(unsafe_code, reason = "prctl(PR_SET_PDEATHSIG) in the child, through libc")]
+        #[allow(
+            unsafe_code,
+            reason = "prctl(PR_SET_PDEATHSIG) in the child, through libc"
+        )]
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
@@ -91,14 +115,20 @@ impl OpenBao {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("bao server did not listen; see {}", self.dir.join("bao.log").display())
+        bail!(
+            "bao server did not listen; see {}",
+            self.dir.join("bao.log").display()
+        )
     }
 
     fn unseal(&self) -> anyhow::Result<()> {
         self.cli(&["operator", "unseal", &self.unseal_key], false)?;
         // Transit answers once the server is active.
         for _ in 0..100 {
-            if self.cli(&["status", "-format=json"], false).is_ok_and(|s| s.contains("\"sealed\": false")) {
+            if self
+                .cli(&["status", "-format=json"], false)
+                .is_ok_and(|s| s.contains("\"sealed\": false"))
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -125,13 +155,20 @@ impl OpenBao {
     /// returns its standard output; fails with its standard error.
     pub fn cli(&self, args: &[&str], root: bool) -> anyhow::Result<String> {
         let mut cmd = bao();
-        cmd.args(args).env("BAO_ADDR", &self.addr).env_remove("BAO_TOKEN").env_remove("VAULT_TOKEN");
+        cmd.args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env_remove("BAO_TOKEN")
+            .env_remove("VAULT_TOKEN");
         if root {
             cmd.env("BAO_TOKEN", &self.root_token);
         }
         let out = cmd.output().context("run bao")?;
         if !out.status.success() {
-            bail!("bao {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "bao {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -161,10 +198,13 @@ impl OpenBao {
         std::fs::write(
             &policy,
             format!(
-                "path \"transit/encrypt/{key}\" {{ capabilities = [\"update\"] }}\npath \"transit/decrypt/{key}\" {{ capabilities = [\"update\"] }}\npath \"transit/rewrap/{key}\" {{ capabilities = [\"update\"] }}\n"
+                "path \"transit/encrypt/{key}\" {{ capabilities = [\"update\"] }}\npath \"transit/decrypt/{key}\" {{ capabilities = [\"update\"] }}\n"
             ),
         )?;
-        self.cli(&["policy", "write", "coffer", &policy.display().to_string()], true)?;
+        self.cli(
+            &["policy", "write", "coffer", &policy.display().to_string()],
+            true,
+        )?;
         self.cli(&["auth", "enable", "kubernetes"], true)?;
         let kubeconfig = std::fs::read_to_string(server.kubeconfig())?;
         let field = |name: &str| {
