@@ -83,7 +83,18 @@ impl fmt::Debug for Pkcs11Kek {
 /// Connects to the PKCS#11 KEK: loads the module, finds the token, logs in
 /// and checks that the key exists and may encrypt and decrypt, so that a
 /// wrong setting fails at start rather than at the first key.
+/// Whether this is a static musl build (the release binaries and image):
+/// those cannot `dlopen` a module.
+const STATIC_MUSL: bool = cfg!(all(target_env = "musl", target_feature = "crt-static"));
+
 pub(crate) async fn connect(reference: KekRef, args: &KekArgs) -> Result<Arc<dyn Kek>> {
+    if STATIC_MUSL {
+        // musl's static libc has no dynamic loader: dlopen of any module
+        // fails. Say so, rather than blame the module.
+        return Err(KmsError::Config(format!(
+            "{reference}: this coffer build is a static (musl) binary, which cannot load a PKCS#11 module; use a build for a glibc target with the module's libc (docs/kms.md, PKCS#11)"
+        )));
+    }
     let missing = |flag: &str, what: &str| {
         KmsError::Config(format!("{reference}: {flag} is required ({what})"))
     };

@@ -222,7 +222,7 @@ pub(crate) async fn unwrap(target: &Target, args: &KekArgs, dry_run: bool) -> Re
         let key = keks.private_key(&k).await?;
         ring::unwrap_key_secret(&mut secret, &key);
         let sent =
-            super::keys::send_key_secret(&client, &target.controller_namespace, &secret, true)
+            super::wire::send_key_secret(&client, &target.controller_namespace, &secret, true)
                 .await;
         wipe::secret(&mut secret);
         sent?;

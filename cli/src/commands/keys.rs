@@ -3,7 +3,7 @@
 //!
 //! A key Secret is read with [`coffer_core::ring::read_key_secret`], as the
 //! controller reads it, so both agree on states, order and the active key.
-//! Private keys are written only through [`send_key_secret`], which wipes
+//! Private keys are written only through the wire module, which wipes
 //! what it sends and what comes back. A wrapped ring (docs/kms.md) is
 //! unwrapped with the KEK each Secret names where a command needs the keys
 //! themselves (backup, retire's proof): the `kek` module.
@@ -11,17 +11,16 @@
 use std::path::{Path, PathBuf};
 
 use coffer_core::ring::*;
-use coffer_core::wipe::{self, WireSecret};
+use coffer_core::wipe::{self};
 use coffer_format::backup::{self, BackupEntry};
 use coffer_format::recipients::RecipientEntry;
 use coffer_format::{KeyId, PublicKey};
-use http_body_util::BodyExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::client::Body;
 
 use super::kek::Keks;
 use super::recover::load_keys;
+use super::wire::create_key_secret;
 use coffer_cli::cluster::{Target, parse_recipients};
 use coffer_cli::error::{Failure, Result};
 use coffer_cli::io::{emit, read_file, write_atomic};
@@ -887,65 +886,6 @@ async fn whoami(client: kube::Client) -> Option<String> {
         .await
         .ok()?;
     review.status?.user_info?.username
-}
-
-/// Creates a key Secret through [`WireSecret`]: the request body is wiped
-/// once sent and the answer, which echoes the private key, is wiped unread
-/// but for its status.
-pub(crate) async fn create_key_secret(
-    client: &kube::Client,
-    ns: &str,
-    secret: &Secret,
-) -> Result<()> {
-    send_key_secret(client, ns, secret, false).await
-}
-
-/// Creates a key Secret, or with `replace` replaces it at the
-/// resourceVersion it carries, through [`WireSecret`] (see
-/// [`create_key_secret`]).
-pub(crate) async fn send_key_secret(
-    client: &kube::Client,
-    ns: &str,
-    secret: &Secret,
-    replace: bool,
-) -> Result<()> {
-    let mut json = wipe::to_json(&WireSecret(secret))
-        .map_err(|e| Failure::new(1, format!("cannot encode the key Secret: {e}")))?;
-    let request = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/secrets"));
-    let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let mut req = if replace {
-        request.replace(name, &PostParams::default(), Vec::new())
-    } else {
-        request.create(&PostParams::default(), Vec::new())
-    }
-    .map_err(|e| Failure::new(1, format!("cannot build the request: {e}")))?;
-    *req.body_mut() = std::mem::take(&mut *json);
-    let (parts, body) = req.into_parts();
-    let body = wipe::body(body);
-    let res = client
-        .send(http::Request::from_parts(parts, Body::from(body)))
-        .await
-        .map_err(|e| Failure::cluster(format!("cannot write a key Secret: {e}")))?;
-    let code = res.status();
-    let mut answer = res
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let status = (!code.is_success())
-        .then(|| serde_json::from_slice::<kube::core::Status>(&answer).ok())
-        .flatten();
-    wipe::bytes(&mut answer);
-    if code.is_success() {
-        return Ok(());
-    }
-    Err(Failure::cluster(format!(
-        "the API server refused the key Secret ({code}){}",
-        status
-            .map(|s| format!(": {}", s.message))
-            .unwrap_or_default()
-    )))
 }
 
 /// A JSON merge patch of one key Secret's metadata.

@@ -19,3 +19,4 @@ pub(crate) mod recover;
 pub(crate) mod rotate;
 pub(crate) mod seal;
 pub(crate) mod verify;
+pub(crate) mod wire;
