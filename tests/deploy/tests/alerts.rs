@@ -41,7 +41,7 @@ fn the_rules_pass_promtool_check() {
     let out = promtool_run(&["check", "rules", "deploy/prometheus/rules.yaml"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("SUCCESS: 7 rules found"),
+        text(&out).contains("SUCCESS: 8 rules found"),
         "{}",
         text(&out)
     );

@@ -457,6 +457,7 @@ fn helm_chart_passes_server_side_dry_run() {
         "deployment.apps/sealer",
         "serviceaccount/sealer-identity",
         "rolebinding.rbac.authorization.k8s.io/sealer-unseal",
+        "networkpolicy.networking.k8s.io/sealer",
     ] {
         assert!(out.contains(object), "unexpected kubectl output:\n{out}");
     }
@@ -808,7 +809,8 @@ fn helm_chart_narrows_the_http_port_to_the_api_server_and_scrapers_when_told() {
 
 /// A values file that sets every value the chart has beyond deploy/'s:
 /// another name, an existing-style annotated ServiceAccount under its own
-/// name, an image pinned by digest, spread constraints and extra env.
+/// name, an image pinned by digest, spread constraints, extra env, a
+/// Transit KEK with its CA Secret and egress, and an extra volume.
 const EVERY_NEW_VALUE: &str = r#"
 fullnameOverride: sealer
 keyKind: mlkem768x25519
@@ -833,7 +835,47 @@ topologySpreadConstraints:
 bitnami:
   enabled: true
   resync: 5m
+kek:
+  reference: transit:coffer
+  transit:
+    address: https://openbao.openbao.svc:8200
+    mount: transit
+    kubernetesRole: coffer
+    kubernetesMount: kubernetes
+    caSecret: openbao-ca
+  egress:
+    - to: [{ipBlock: {cidr: 10.0.0.5/32}}]
+      ports: [{protocol: TCP, port: 8200}]
+extraVolumes:
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 1Mi}
+extraVolumeMounts:
+  - name: scratch
+    mountPath: /var/run/coffer-scratch
 "#;
+
+/// A kustomization of the base `deploy/` with the component `component`
+/// (a path from the repository's root), as its header tells users to
+/// write it, rendered.
+fn kustomize_with_component(component: &str) -> String {
+    let name = component.replace('/', "-");
+    let dir = target_dir().join(format!("kustomize/{name}-{}", suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = relative_path(&dir, &root().join("deploy"));
+    let component = relative_path(&dir, &root().join(component));
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "resources:\n  - {}\ncomponents:\n  - {}\n",
+            base.display(),
+            component.display()
+        ),
+    )
+    .unwrap();
+    let rendered = kustomize_dir(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    rendered
+}
 
 /// `bitnami.enabled` grants exactly what the kustomize component
 /// deploy/bitnami adds to the base, and passes the same flag.
@@ -850,21 +892,7 @@ fn helm_bitnami_enabled_and_the_kustomize_component_agree() {
         NAMESPACE,
         &["--set", "bitnami.enabled=true"],
     ));
-    let dir = target_dir().join(format!("kustomize/bitnami-{}", suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let base = relative_path(&dir, &root().join("deploy"));
-    let component = relative_path(&dir, &root().join("deploy/bitnami"));
-    std::fs::write(
-        dir.join("kustomization.yaml"),
-        format!(
-            "resources:\n  - {}\ncomponents:\n  - {}\n",
-            base.display(),
-            component.display()
-        ),
-    )
-    .unwrap();
-    let kustomized = objects(&kustomize_dir(&dir));
-    let _ = std::fs::remove_dir_all(&dir);
+    let kustomized = objects(&kustomize_with_component("deploy/bitnami"));
     let with = cluster_rules(&kustomized);
     assert_eq!(cluster_rules(&chart), with);
     let without = cluster_rules(&objects(&kustomize()));
@@ -910,9 +938,13 @@ fn helm_lint(values: Option<&str>) -> (bool, String) {
 
 #[test]
 fn helm_lint_strict_passes_with_the_defaults_and_with_every_new_value() {
+    let kek = |reference: &str| format!("{}{}", kek_values(reference), KEK_EXTRA_VOLUME);
+    let (pkcs11, aws) = (kek("pkcs11:coffer"), kek("awskms:alias/coffer"));
     for (what, values) in [
         ("defaults", None),
         ("every new value", Some(EVERY_NEW_VALUE)),
+        ("a PKCS#11 KEK", Some(pkcs11.as_str())),
+        ("an AWS KMS KEK", Some(aws.as_str())),
     ] {
         let (ok, text) = helm_lint(values);
         assert!(ok, "{what}: helm lint --strict failed:\n{text}");
@@ -966,6 +998,31 @@ fn helm_values_schema_refuses_bad_values_and_names_them() {
             "networkPolicy.apiServerPorts=null",
             "'/networkPolicy'",
             "missing property 'apiServerPorts'",
+        ),
+        // The KEK's values: a rule list, an address the controller would
+        // refuse, a typo, a Secret name that cannot name a Secret.
+        ("kek.egress=port8200", "'/kek/egress'", "want array"),
+        (
+            "kek.transit.address=bao.example:8200",
+            "'/kek/transit/address'",
+            "does not match",
+        ),
+        (
+            "kek.transit.adress=https://bao.example",
+            "'/kek/transit'",
+            "additional properties 'adress'",
+        ),
+        (
+            "kek.pkcs11.pinSecret=HSM_PIN",
+            "'/kek/pkcs11/pinSecret'",
+            "does not match",
+        ),
+        ("kek.aws.region=true", "'/kek/aws/region'", "want string"),
+        ("extraVolumes=hsm", "'/extraVolumes'", "want array"),
+        (
+            "extraVolumeMounts=hsm",
+            "'/extraVolumeMounts'",
+            "want array",
         ),
     ] {
         let err = helm_template_refused(NAMESPACE, &["--set", set]);
@@ -1352,4 +1409,428 @@ fn the_chart_packages_with_its_schema_crd_and_rules_and_the_package_renders_the_
         !refused.status.success(),
         "the packaged schema refuses bad values"
     );
+}
+
+/// A values file that sets every KEK setting of every provider, with
+/// `reference` as kek.reference: only the settings of its provider may
+/// reach the pod.
+fn kek_values(reference: &str) -> String {
+    format!(
+        r#"
+kek:
+  reference: "{reference}"
+  transit:
+    address: https://openbao.openbao.svc:8200
+    mount: transit-coffer
+    kubernetesRole: coffer
+    kubernetesMount: kubernetes-prod
+    caSecret: openbao-ca
+  pkcs11:
+    module: /hsm/lib/libvendorpkcs11.so
+    token: coffer
+    pinSecret: coffer-hsm-pin
+  aws:
+    region: eu-west-1
+    endpoint: https://vpce-0123.kms.eu-west-1.vpce.amazonaws.com
+  egress:
+    - to: [{{ipBlock: {{cidr: 10.0.0.5/32}}}}]
+      ports: [{{protocol: TCP, port: 8200}}]
+"#
+    )
+}
+
+/// An HSM's module, mounted from the node (values to append).
+const KEK_EXTRA_VOLUME: &str = "
+extraVolumes:
+  - name: hsm
+    hostPath: {path: /opt/hsm, type: Directory}
+extraVolumeMounts:
+  - name: hsm
+    mountPath: /hsm
+    readOnly: true
+";
+
+/// The controller's `--kek…` arguments.
+fn kek_args(objects: &[Value]) -> Vec<Value> {
+    controller_args(objects)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a.as_str().unwrap().starts_with("--kek"))
+        .cloned()
+        .collect()
+}
+
+/// The Secret volume the chart mounts for a KEK setting, and its mount.
+fn kek_secret_volume(volume: &str, secret: &str, key: &str, dir: &str) -> (Value, Value) {
+    (
+        json!({"name": volume, "secret": {"secretName": secret, "items": [{"key": key, "path": key}]}}),
+        json!({"name": volume, "mountPath": dir, "readOnly": true}),
+    )
+}
+
+#[test]
+fn helm_kek_passes_only_its_providers_flags_and_mounts_its_secrets() {
+    let default = objects(&helm_template(NAMESPACE, &[]));
+    let default_args = controller_args(&default).as_array().unwrap().clone();
+    let default_policy = find(&default, "NetworkPolicy", "coffer-controller")["spec"].clone();
+    let kek_rule = json!({"to": [{"ipBlock": {"cidr": "10.0.0.5/32"}}], "ports": [{"protocol": "TCP", "port": 8200}]});
+    let hsm = (
+        json!({"name": "hsm", "hostPath": {"path": "/opt/hsm", "type": "Directory"}}),
+        json!({"name": "hsm", "mountPath": "/hsm", "readOnly": true}),
+    );
+
+    // Without a reference, every other KEK setting changes nothing at all.
+    assert_eq!(
+        helm_template_values(NAMESPACE, &kek_values(""), &["--include-crds"]),
+        helm_template(NAMESPACE, &["--include-crds"]),
+    );
+
+    let ca = kek_secret_volume(
+        "kek-ca",
+        "openbao-ca",
+        "ca.crt",
+        "/run/secrets/coffer-kek-ca",
+    );
+    let pin = kek_secret_volume(
+        "kek-pin",
+        "coffer-hsm-pin",
+        "pin",
+        "/run/secrets/coffer-kek-pin",
+    );
+    for (reference, expected_args, secrets) in [
+        (
+            "transit:coffer",
+            json!([
+                "--kek=transit:coffer",
+                "--kek-address=https://openbao.openbao.svc:8200",
+                "--kek-transit-mount=transit-coffer",
+                "--kek-kubernetes-role=coffer",
+                "--kek-kubernetes-mount=kubernetes-prod",
+                "--kek-ca-file=/run/secrets/coffer-kek-ca/ca.crt",
+            ]),
+            vec![ca.clone()],
+        ),
+        (
+            "pkcs11:coffer",
+            json!([
+                "--kek=pkcs11:coffer",
+                "--kek-pkcs11-module=/hsm/lib/libvendorpkcs11.so",
+                "--kek-pkcs11-token=coffer",
+                "--kek-pkcs11-pin-file=/run/secrets/coffer-kek-pin/pin",
+            ]),
+            vec![pin.clone()],
+        ),
+        (
+            "awskms:alias/coffer",
+            json!([
+                "--kek=awskms:alias/coffer",
+                "--kek-aws-region=eu-west-1",
+                "--kek-aws-endpoint=https://vpce-0123.kms.eu-west-1.vpce.amazonaws.com",
+            ]),
+            vec![],
+        ),
+    ] {
+        let values = format!("{}{KEK_EXTRA_VOLUME}", kek_values(reference));
+        let objs = objects(&helm_template_values(NAMESPACE, &values, &[]));
+        let args = controller_args(&objs).as_array().unwrap().clone();
+        // The chart's own flags, then the provider's, nothing else.
+        let mut expected = default_args.clone();
+        expected.extend(expected_args.as_array().unwrap().iter().cloned());
+        assert_eq!(json!(args), json!(expected), "{reference}");
+
+        // Its Secrets, read-only, one key each; then the extra volume.
+        let pod = &find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"];
+        let (mut volumes, mut mounts): (Vec<Value>, Vec<Value>) = secrets.into_iter().unzip();
+        volumes.push(hsm.0.clone());
+        mounts.push(hsm.1.clone());
+        assert_eq!(pod["volumes"], json!(volumes), "{reference}");
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"],
+            json!(mounts),
+            "{reference}"
+        );
+        // Transit's Kubernetes login presents the projected token: the
+        // pod keeps it mounted (the chart's ServiceAccount automounts).
+        assert!(
+            pod.get("automountServiceAccountToken").is_none(),
+            "{reference}"
+        );
+        assert_eq!(
+            find(&objs, "ServiceAccount", "coffer-controller")["automountServiceAccountToken"],
+            true
+        );
+
+        // kek.egress comes after the chart's own rules.
+        let policy = &find(&objs, "NetworkPolicy", "coffer-controller")["spec"];
+        let mut egress = default_policy["egress"].as_array().unwrap().clone();
+        egress.push(kek_rule.clone());
+        assert_eq!(policy["egress"], json!(egress), "{reference}");
+        assert_eq!(policy["ingress"], default_policy["ingress"], "{reference}");
+    }
+
+    // Transit with a token Secret instead of the Kubernetes login; the
+    // controller's defaults (mounts) are left to it when empty; without
+    // the NetworkPolicy, no egress rule goes anywhere.
+    let objs = objects(&helm_template_values(
+        NAMESPACE,
+        &kek_values("transit:coffer"),
+        &[
+            "--set",
+            "kek.transit.kubernetesRole=",
+            "--set",
+            "kek.transit.tokenSecret=openbao-token",
+            "--set",
+            "kek.transit.mount=",
+            "--set",
+            "kek.transit.kubernetesMount=",
+            "--set",
+            "kek.transit.caSecret=",
+            "--set",
+            "networkPolicy.enabled=false",
+        ],
+    ));
+    assert_eq!(
+        json!(kek_args(&objs)),
+        json!([
+            "--kek=transit:coffer",
+            "--kek-address=https://openbao.openbao.svc:8200",
+            "--kek-token-file=/run/secrets/coffer-kek-token/token",
+        ])
+    );
+    let token = kek_secret_volume(
+        "kek-token",
+        "openbao-token",
+        "token",
+        "/run/secrets/coffer-kek-token",
+    );
+    let pod = &find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"], json!([token.0]));
+    assert_eq!(pod["containers"][0]["volumeMounts"], json!([token.1]));
+    assert!(!kinds(&objs).contains("NetworkPolicy"));
+
+    // AWS KMS with nothing but the key: the SDK's chain finds the region
+    // and the credentials (IRSA: serviceAccount.annotations).
+    let objs = objects(&helm_template(
+        NAMESPACE,
+        &["--set", "kek.reference=awskms:alias/coffer"],
+    ));
+    assert_eq!(json!(kek_args(&objs)), json!(["--kek=awskms:alias/coffer"]));
+    let pod = &find(&objs, "Deployment", "coffer-controller")["spec"]["template"]["spec"];
+    assert!(pod.get("volumes").is_none());
+    assert!(pod["containers"][0].get("volumeMounts").is_none());
+}
+
+#[test]
+fn helm_kek_refuses_a_reference_it_cannot_pass_and_names_the_value() {
+    let transit = ["--set", "kek.transit.address=https://bao.example:8200"];
+    for (args, expected) in [
+        (
+            vec!["--set", "kek.reference=vault:coffer"],
+            &[
+                r#"kek.reference "vault:coffer""#,
+                r#"unknown provider "vault""#,
+            ][..],
+        ),
+        (
+            vec!["--set", "kek.reference=coffer"],
+            &[r#"kek.reference "coffer""#, "expected PROVIDER:KEY"],
+        ),
+        (
+            vec!["--set", "kek.reference=transit:"],
+            &["expected PROVIDER:KEY"],
+        ),
+        (
+            vec![
+                "--set",
+                "kek.reference=transit:coffer",
+                "--set",
+                "kek.transit.kubernetesRole=coffer",
+            ],
+            &["needs kek.transit.address"],
+        ),
+        (
+            [&["--set", "kek.reference=transit:coffer"][..], &transit[..]].concat(),
+            &["kek.transit.kubernetesRole", "kek.transit.tokenSecret"],
+        ),
+        (
+            [
+                &["--set", "kek.reference=transit:coffer"][..],
+                &transit[..],
+                &[
+                    "--set",
+                    "kek.transit.kubernetesRole=coffer",
+                    "--set",
+                    "kek.transit.tokenSecret=t",
+                ],
+            ]
+            .concat(),
+            &[
+                "kek.transit.kubernetesRole and kek.transit.tokenSecret",
+                "set one",
+            ],
+        ),
+        (
+            vec![
+                "--set",
+                "kek.reference=pkcs11:coffer",
+                "--set",
+                "kek.pkcs11.token=coffer",
+                "--set",
+                "kek.pkcs11.pinSecret=pin",
+            ],
+            &["needs kek.pkcs11.module"],
+        ),
+        (
+            vec![
+                "--set",
+                "kek.reference=pkcs11:coffer",
+                "--set",
+                "kek.pkcs11.module=/hsm/m.so",
+                "--set",
+                "kek.pkcs11.pinSecret=pin",
+            ],
+            &["needs kek.pkcs11.token"],
+        ),
+        (
+            vec![
+                "--set",
+                "kek.reference=pkcs11:coffer",
+                "--set",
+                "kek.pkcs11.module=/hsm/m.so",
+                "--set",
+                "kek.pkcs11.token=coffer",
+            ],
+            &["needs kek.pkcs11.pinSecret", "`pin`"],
+        ),
+    ] {
+        let err = helm_template_refused(NAMESPACE, &args);
+        assert!(
+            !err.contains("values don't meet the specifications of the schema"),
+            "{args:?}: refused by the schema, not by the chart:\n{err}"
+        );
+        for e in expected {
+            assert!(err.contains(e), "{args:?}: expected `{e}` in:\n{err}");
+        }
+    }
+}
+
+/// The kustomize component deploy/kms/transit passes the flags the chart
+/// passes for the same Transit settings, and opens TCP 8200 with a
+/// NetworkPolicy of its own, in the base's namespace, which the API server
+/// accepts.
+#[test]
+fn helm_kek_transit_and_the_kustomize_component_agree() {
+    let kustomized = objects(&kustomize_with_component("deploy/kms/transit"));
+    let chart = objects(&helm_template(
+        NAMESPACE,
+        &[
+            "--set",
+            "kek.reference=transit:coffer",
+            "--set",
+            "kek.transit.address=https://openbao.openbao.svc:8200",
+            "--set",
+            "kek.transit.kubernetesRole=coffer",
+        ],
+    ));
+    assert_eq!(
+        json!(kek_args(&kustomized)),
+        json!([
+            "--kek=transit:coffer",
+            "--kek-address=https://openbao.openbao.svc:8200",
+            "--kek-kubernetes-role=coffer",
+        ])
+    );
+    assert_eq!(kek_args(&kustomized), kek_args(&chart));
+    // The base's own arguments stay, before the component's.
+    let base = objects(&kustomize());
+    let base_args = controller_args(&base).as_array().unwrap();
+    assert_eq!(
+        &controller_args(&kustomized).as_array().unwrap()[..base_args.len()],
+        &base_args[..]
+    );
+
+    let policy = find(&kustomized, "NetworkPolicy", "coffer-controller-kek");
+    assert_eq!(policy["metadata"]["namespace"], NAMESPACE);
+    let base_policy = find(&base, "NetworkPolicy", "coffer-controller");
+    assert_eq!(
+        policy["spec"]["podSelector"],
+        base_policy["spec"]["podSelector"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Egress"]));
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([{"ports": [{"protocol": "TCP", "port": 8200}]}])
+    );
+    // The base's policy is left as it was: NetworkPolicies add up.
+    assert_eq!(
+        find(&kustomized, "NetworkPolicy", "coffer-controller"),
+        base_policy
+    );
+
+    let server = Server::shared();
+    server.install_deploy();
+    let mut cmd = server.kubectl();
+    cmd.args(["apply", "--dry-run=server", "-f", "-"]);
+    let out = run(&mut cmd, Some(&serde_json::to_string(policy).unwrap()));
+    assert!(
+        out.contains("networkpolicy.networking.k8s.io/coffer-controller-kek"),
+        "unexpected kubectl output:\n{out}"
+    );
+}
+
+/// `helm install --dry-run=server` against the test API server: the
+/// release's NOTES, or helm's error.
+fn helm_install_notes(server: &Server, args: &[&str]) -> String {
+    let name = format!("coffer-{}", suffix());
+    let mut cmd = helm();
+    cmd.args(["install", &name])
+        .arg(chart_dir())
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .args([
+            "--namespace",
+            &name,
+            "--create-namespace",
+            "--dry-run=server",
+        ])
+        .args(["--set", &format!("fullnameOverride={name}")])
+        .args(args);
+    let out = run(&mut cmd, None);
+    out.split_once("\nNOTES:\n")
+        .unwrap_or_else(|| panic!("no NOTES in:\n{out}"))
+        .1
+        .to_string()
+}
+
+/// With a KEK and the NetworkPolicy on, the NOTES warn when kek.egress
+/// opens nothing to the KMS, and only then.
+#[test]
+fn helm_kek_notes_warn_when_the_network_policy_shuts_the_kms_out() {
+    let server = Server::shared();
+    server.install_deploy();
+    let transit = [
+        "--set",
+        "kek.reference=transit:coffer",
+        "--set",
+        "kek.transit.address=https://bao.example:8200",
+        "--set",
+        "kek.transit.kubernetesRole=coffer",
+    ];
+    let warning = "allow it with kek.egress";
+    let notes = helm_install_notes(server, &transit);
+    assert!(notes.contains(warning), "{notes}");
+    assert!(notes.contains("transit:coffer"), "{notes}");
+    assert!(notes.contains("(TCP 443, 6443)"), "{notes}");
+    for more in [
+        &[
+            "--set-json",
+            r#"kek.egress=[{"ports":[{"protocol":"TCP","port":8200}]}]"#,
+        ][..],
+        &["--set", "networkPolicy.enabled=false"],
+    ] {
+        let notes = helm_install_notes(server, &[&transit[..], more].concat());
+        assert!(!notes.contains(warning), "{more:?}: {notes}");
+    }
+    assert!(!helm_install_notes(server, &[]).contains(warning));
 }

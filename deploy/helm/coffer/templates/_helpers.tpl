@@ -74,3 +74,49 @@ deploy/namespaced/watched/rbac.yaml (tests/deploy/tests/deploy.rs checks).
   verbs: ["patch"]
 {{- end }}
 {{- end -}}
+
+{{/*
+The provider of kek.reference (transit, pkcs11 or awskms), empty without a
+KEK. Fails, naming the value, on what the controller would refuse at start:
+a reference that is not PROVIDER:KEY, an unknown provider, and a provider
+whose required settings are missing.
+*/}}
+{{- define "coffer.kekProvider" -}}
+{{- $kek := .Values.kek | default dict -}}
+{{- with $kek.reference -}}
+{{- $ref := . -}}
+{{- $provider := regexReplaceAll ":.*$" $ref "" -}}
+{{- if or (not (contains ":" $ref)) (eq (trimPrefix (printf "%s:" $provider) $ref) "") -}}
+{{- fail (printf "kek.reference %q: expected PROVIDER:KEY (transit:NAME, pkcs11:LABEL or awskms:KEY)" $ref) -}}
+{{- end -}}
+{{- if not (has $provider (list "transit" "pkcs11" "awskms")) -}}
+{{- fail (printf "kek.reference %q: unknown provider %q, expected transit, pkcs11 or awskms" $ref $provider) -}}
+{{- end -}}
+{{- if eq $provider "transit" -}}
+{{- $transit := $kek.transit | default dict -}}
+{{- if not $transit.address -}}
+{{- fail (printf "kek.reference %q needs kek.transit.address (the OpenBao/Vault server, https://HOST[:PORT])" $ref) -}}
+{{- end -}}
+{{- if and $transit.kubernetesRole $transit.tokenSecret -}}
+{{- fail "kek.transit.kubernetesRole and kek.transit.tokenSecret are two ways to log in: set one" -}}
+{{- end -}}
+{{- if not (or $transit.kubernetesRole $transit.tokenSecret) -}}
+{{- fail (printf "kek.reference %q needs kek.transit.kubernetesRole (log in with the controller's ServiceAccount token) or kek.transit.tokenSecret (a Secret with an OpenBao/Vault token)" $ref) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $provider "pkcs11" -}}
+{{- $pkcs11 := $kek.pkcs11 | default dict -}}
+{{- range $value, $what := dict "module" "the module's path in the container" "token" "the token's label" "pinSecret" "a Secret with the user PIN under the key `pin`" -}}
+{{- if not (get $pkcs11 $value) -}}
+{{- fail (printf "kek.reference %q needs kek.pkcs11.%s (%s)" $ref $value $what) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $provider -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the chart mounts the KEK's Secrets: one directory each, read-only. */}}
+{{- define "coffer.kekPinDir" -}}/run/secrets/coffer-kek-pin{{- end -}}
+{{- define "coffer.kekCaDir" -}}/run/secrets/coffer-kek-ca{{- end -}}
+{{- define "coffer.kekTokenDir" -}}/run/secrets/coffer-kek-token{{- end -}}
