@@ -18,7 +18,8 @@ use coffer_core::transform::seal_secret;
 use coffer_format::{PublicKey, Scope, SecretKey};
 use coffer_test_support::openbao::OpenBao;
 use coffer_test_support::{
-    Cluster, ControllerProcess, Server, WAIT, eventually, http_get, root, target_dir, token,
+    Cluster, ControllerProcess, Server, WAIT, docflow, eventually, http_get, root, target_dir,
+    token,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -441,11 +442,35 @@ async fn a_plain_ring_moves_into_transit_and_back_and_two_thousand_sealed_secret
             .unwrap()
             .contains_key("identity")
     );
-    let said = ok(&coffer(&c, &wrap));
-    assert!(said.contains("1 key Secret(s) rewritten"), "{said}");
-    assert_no_plaintext_key(&c, &keys).await;
-    let said = ok(&coffer(&c, &["keys", "list"]));
+    // docs/kms.md's flow, as written: wrap, list, back up.
+    let env = [
+        ("KUBECONFIG", server.kubeconfig().display().to_string()),
+        ("COFFER_CONTROLLER_URL", format!("http://{}", c.ctrl.http)),
+        ("COFFER_CONTROLLER_NAMESPACE", c.key_ns.clone()),
+        ("BAO_ADDR", kms.bao.addr.clone()),
+        ("BAO_TOKEN", kms.bao.root_token.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let said = docflow::run(
+        &docflow::script("docs/kms.md", "kms-wrap"),
+        dir.path(),
+        &env,
+    );
+    // `keys list` (stdout) names the KEK of the one key.
     assert!(said.contains("transit:coffer"), "{said}");
+    assert_no_plaintext_key(&c, &keys).await;
+    let admin = coffer_format::key::parse_identity_file(
+        &std::fs::read_to_string(dir.path().join("admin.txt")).unwrap(),
+    )
+    .unwrap();
+    let plain = coffer_format::backup::decrypt(
+        &std::fs::read(dir.path().join("coffer-keys.age")).unwrap(),
+        &admin,
+    )
+    .unwrap();
+    let backed_up = coffer_format::backup::parse(&plain, jiff::Timestamp::now()).unwrap();
+    assert_eq!(backed_up.len(), 1);
+    assert_eq!(backed_up[0].key.id(), keys[0].id());
 
     // A wrapped key copied into another key's Secret does not load as that
     // key: it is left out, named, and no key is created meanwhile.
