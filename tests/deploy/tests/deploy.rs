@@ -1779,6 +1779,59 @@ fn helm_kek_transit_and_the_kustomize_component_agree() {
     );
 }
 
+/// The kustomize component deploy/kms/aws passes the flags the chart passes
+/// for the same AWS settings, annotates the ServiceAccount for IRSA as the
+/// chart's `serviceAccount.annotations` does, and opens TCP 443 with a
+/// NetworkPolicy of its own that the API server accepts.
+#[test]
+fn helm_kek_aws_and_the_kustomize_component_agree() {
+    let kustomized = objects(&kustomize_with_component("deploy/kms/aws"));
+    let role = "arn:aws:iam::111122223333:role/coffer-kek";
+    let chart = objects(&helm_template(
+        NAMESPACE,
+        &[
+            "--set",
+            "kek.reference=awskms:alias/coffer",
+            "--set",
+            "kek.aws.region=eu-west-1",
+            "--set-string",
+            &format!("serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={role}"),
+        ],
+    ));
+    assert_eq!(
+        json!(kek_args(&kustomized)),
+        json!(["--kek=awskms:alias/coffer", "--kek-aws-region=eu-west-1"])
+    );
+    assert_eq!(kek_args(&kustomized), kek_args(&chart));
+    let annotation = |objects: &[Value]| {
+        find(objects, "ServiceAccount", "coffer-controller")["metadata"]["annotations"]
+            ["eks.amazonaws.com/role-arn"]
+            .clone()
+    };
+    assert_eq!(annotation(&kustomized), json!(role));
+    assert_eq!(annotation(&kustomized), annotation(&chart));
+    let base = objects(&kustomize());
+    let policy = find(&kustomized, "NetworkPolicy", "coffer-controller-kek");
+    assert_eq!(policy["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([{"ports": [{"protocol": "TCP", "port": 443}]}])
+    );
+    assert_eq!(
+        find(&kustomized, "NetworkPolicy", "coffer-controller"),
+        find(&base, "NetworkPolicy", "coffer-controller")
+    );
+    let server = Server::shared();
+    server.install_deploy();
+    let mut cmd = server.kubectl();
+    cmd.args(["apply", "--dry-run=server", "-f", "-"]);
+    let out = run(&mut cmd, Some(&serde_json::to_string(policy).unwrap()));
+    assert!(
+        out.contains("networkpolicy.networking.k8s.io/coffer-controller-kek"),
+        "unexpected kubectl output:\n{out}"
+    );
+}
+
 /// `helm install --dry-run=server` against the test API server: the
 /// release's NOTES, or helm's error.
 fn helm_install_notes(server: &Server, args: &[&str]) -> String {
