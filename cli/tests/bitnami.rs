@@ -22,18 +22,6 @@ use coffer_test_support::{
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
-fn controller_bin() -> PathBuf {
-    let bin = target_dir().join("debug/coffer-controller");
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "coffer-controller"])
-        .current_dir(root())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "building coffer-controller");
-    bin
-}
-
 /// bitnami's binaries and CRD, built once and cached by tests/bitnami/build.
 struct Bitnami {
     bin: PathBuf,
@@ -230,7 +218,14 @@ async fn a_bitnami_cluster_moves_to_coffer_without_a_secret_changing() {
 
     // Two watched namespaces; Coffer's controller runs without --bitnami
     // beside bitnami's for now.
-    let mut c = Cluster::start_on(server.clone(), &controller_bin(), "bitnami", &[], 2).await;
+    let mut c = Cluster::start_on(
+        server.clone(),
+        &coffer_test_support::controller_bin(),
+        "bitnami",
+        &[],
+        2,
+    )
+    .await;
     let (ns, other) = (c.watched[0].clone(), c.watched[1].clone());
     let admin = c.admin.clone();
     let home = namespace(&admin, "bitnami-home").await;
@@ -733,7 +728,7 @@ async fn doc_controller(
         .token_kubeconfig("coffer-system", "coffer-controller", &kubeconfig)
         .await
         .unwrap();
-    let mut cmd = Command::new(controller_bin());
+    let mut cmd = Command::new(coffer_test_support::controller_bin());
     cmd.arg("--kubeconfig")
         .arg(&kubeconfig)
         .args(["--listen", &http.to_string()])

@@ -8,28 +8,14 @@
 
 use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use coffer_test_support::{
-    Cluster, Server, WAIT, eventually, git, http_get, http_get_with, namespace, root, target_dir,
+    Cluster, Server, WAIT, eventually, git, http_get, http_get_with, namespace, root,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
-
-fn controller_bin() -> PathBuf {
-    let bin = target_dir().join("debug/coffer-controller");
-    if !bin.exists() {
-        let ok = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "coffer-controller"])
-            .current_dir(root())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building coffer-controller");
-    }
-    bin
-}
 
 /// The shared cluster setup, and a working directory for the coffer command.
 struct CliCluster {
@@ -52,7 +38,8 @@ impl DerefMut for CliCluster {
 
 async fn cluster_on(server: Server, name: &str) -> CliCluster {
     CliCluster {
-        cluster: Cluster::start_on(server, &controller_bin(), name, &[], 1).await,
+        cluster: Cluster::start_on(server, &coffer_test_support::controller_bin(), name, &[], 1)
+            .await,
         dir: tempfile::tempdir().unwrap(),
     }
 }

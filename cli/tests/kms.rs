@@ -7,7 +7,7 @@
     reason = "an end-to-end scenario reads top to bottom, one step after another"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -18,26 +18,11 @@ use coffer_core::transform::seal_secret;
 use coffer_format::{PublicKey, Scope, SecretKey};
 use coffer_test_support::openbao::OpenBao;
 use coffer_test_support::{
-    Cluster, ControllerProcess, Server, WAIT, docflow, eventually, http_get, root, target_dir,
-    token,
+    Cluster, ControllerProcess, Server, WAIT, docflow, eventually, http_get, token,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-
-fn controller_bin() -> PathBuf {
-    let bin = target_dir().join("debug/coffer-controller");
-    if !bin.exists() {
-        let ok = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "coffer-controller"])
-            .current_dir(root())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building coffer-controller");
-    }
-    bin
-}
 
 /// An OpenBao with Transit key `coffer` whose Kubernetes auth role
 /// `coffer` admits the controller's ServiceAccount, and the controller's
@@ -242,7 +227,12 @@ async fn metric(c: &Cluster, ctrl: &ControllerProcess, needle: &str) -> u64 {
 async fn a_ring_wrapped_by_openbao_transit_lives_through_renewal_rotation_and_an_outage() {
     let server = Server::shared().clone();
     let mut kms = openbao(&server, "live").await;
-    let mut c = Cluster::start(&controller_bin(), "kms-live", &strs(&kms.flags)).await;
+    let mut c = Cluster::start(
+        &coffer_test_support::controller_bin(),
+        "kms-live",
+        &strs(&kms.flags),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
 
     // The first key was wrapped before it was written.
@@ -296,17 +286,7 @@ async fn a_ring_wrapped_by_openbao_transit_lives_through_renewal_rotation_and_an
 
     // The controller restarts with OpenBao down: not ready, says why, and
     // touches nothing.
-    let before: Vec<(String, String)> = {
-        let list = c
-            .sealed_api(&c.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap();
-        list.items
-            .iter()
-            .map(|s| (s.name_any(), s.resource_version().unwrap()))
-            .collect()
-    };
+    let before = versions(&c).await;
     let secrets_before = c
         .secrets(&c.ns)
         .list(&ListParams::default())
@@ -318,9 +298,14 @@ async fn a_ring_wrapped_by_openbao_transit_lives_through_renewal_rotation_and_an
     let namespaces = c.watched.join(",");
     let mut args = vec!["--namespaces", &namespaces, "--key-namespace", &c.key_ns];
     args.extend(strs(&kms.flags));
-    let ctrl = ControllerProcess::start(&server, &controller_bin(), "kms-live-restart", &args)
-        .await
-        .unwrap();
+    let ctrl = ControllerProcess::start(
+        &server,
+        &coffer_test_support::controller_bin(),
+        "kms-live-restart",
+        &args,
+    )
+    .await
+    .unwrap();
     let why = eventually(WAIT, "readyz to say why", || async {
         let (code, body) = http_get(ctrl.probe.unwrap(), "/readyz").await.ok()?;
         (code == 503 && body.contains("cannot be unwrapped")).then_some(body)
@@ -331,17 +316,7 @@ async fn a_ring_wrapped_by_openbao_transit_lives_through_renewal_rotation_and_an
         "{why}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after: Vec<(String, String)> = {
-        let list = c
-            .sealed_api(&c.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap();
-        list.items
-            .iter()
-            .map(|s| (s.name_any(), s.resource_version().unwrap()))
-            .collect()
-    };
+    let after = versions(&c).await;
     assert_eq!(
         before, after,
         "a SealedSecret was written while no key could be unwrapped"
@@ -388,6 +363,20 @@ async fn a_ring_wrapped_by_openbao_transit_lives_through_renewal_rotation_and_an
     ]);
 }
 
+/// The SealedSecrets of `c.ns` and their resourceVersions: what changes
+/// when anything writes them.
+async fn versions(c: &Cluster) -> Vec<(String, String)> {
+    let list = c
+        .sealed_api(&c.ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    list.items
+        .iter()
+        .map(|s| (s.name_any(), s.resource_version().unwrap()))
+        .collect()
+}
+
 /// SealedSecrets of `c.ns` whose Ready reason is Unsealed.
 async fn unsealed(c: &Cluster) -> usize {
     let list = c
@@ -414,7 +403,7 @@ async fn a_plain_ring_moves_into_transit_and_back_and_two_thousand_sealed_secret
 {
     let server = Server::shared().clone();
     let kms = openbao(&server, "move").await;
-    let mut c = Cluster::start(&controller_bin(), "kms-move", &[]).await;
+    let mut c = Cluster::start(&coffer_test_support::controller_bin(), "kms-move", &[]).await;
     let dir = tempfile::tempdir().unwrap();
     apply(&c, &sealed(&c, "before", "pw-before-kms", &c.recipients)).await;
     c.wait_reason(&c.ns, "before", "Unsealed").await;

@@ -260,7 +260,26 @@ pub async fn connect_aws_with_static_credentials(
     aws::connect_with(reference, args, Some(credentials)).await
 }
 
-#[allow(dead_code, reason = "used until every provider is built in")]
+/// Runs `work` (a blocking KMS call: HTTP through ureq, PKCS#11) on
+/// tokio's blocking pool; a call that panicked or was cancelled is an
+/// outage to retry, not a crash.
+#[cfg(any(feature = "transit", feature = "pkcs11"))]
+pub(crate) async fn blocking<T: Send + 'static>(
+    kek: &KekRef,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(KmsError::Unavailable {
+            kek: kek.clone(),
+            detail: format!("the KMS call did not finish: {e}"),
+        })
+    })
+}
+
+#[allow(
+    dead_code,
+    reason = "unused in a build with every provider's feature on"
+)]
 fn not_built(kek: &KekRef, feature: &str) -> Result<Arc<dyn Kek>> {
     Err(KmsError::Config(format!(
         "{kek}: this build of Coffer has no {} support (cargo feature `{feature}`)",

@@ -29,7 +29,7 @@ use cryptoki::types::AuthPin;
 use futures::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use crate::{Kek, KekArgs, KekRef, KmsError, Result};
+use crate::{Kek, KekArgs, KekRef, KmsError, Result, blocking};
 
 /// The first bytes of every wrapped key: "c11" and the layout's version.
 const MAGIC: &[u8; 4] = b"c11\x01";
@@ -192,19 +192,6 @@ fn context(kek: &KekRef, module: &Path) -> Result<Pkcs11> {
     }
     contexts.insert(key, ctx.clone());
     Ok(ctx)
-}
-
-/// Runs `f` on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    kek: &KekRef,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| KmsError::Unavailable {
-            kek: kek.clone(),
-            detail: format!("the PKCS#11 call did not complete: {e}"),
-        })?
 }
 
 /// Whether `e` says the session is gone (the token was reset, the session

@@ -32,7 +32,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::{Kek, KekArgs, KekRef, KmsError, Result};
+use crate::{Kek, KekArgs, KekRef, KmsError, Result, blocking};
 
 /// Every HTTP call's deadline, connection to last byte.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -748,19 +748,6 @@ fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent> {
         .tls_config(tls.build())
         .build();
     Ok(ureq::Agent::new_with_config(config))
-}
-
-/// Runs `work` in tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    kek: &KekRef,
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(KmsError::Unavailable {
-            kek: kek.clone(),
-            detail: format!("the KMS call did not finish: {e}"),
-        })
-    })
 }
 
 impl Kek for Transit {

@@ -528,7 +528,7 @@ async fn outage_is_unavailable_within_the_timeout() {
     bao.signal("-CONT");
     assert!(matches!(e, KmsError::Unavailable { .. }), "{e:?}");
     assert!(
-        took >= Duration::from_secs(5) && took < Duration::from_secs(20),
+        took >= Duration::from_secs(5) && took < Duration::from_secs(60),
         "{took:?}"
     );
 

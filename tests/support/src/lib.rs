@@ -440,6 +440,40 @@ pub fn yaml_objects(text: &str) -> Vec<serde_json::Value> {
     docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
+/// Makes the process `cmd` starts die with the test process, even if the
+/// test panics or is killed.
+pub fn dies_with_the_test(cmd: &mut Command) {
+    #[allow(
+        unsafe_code,
+        reason = "prctl(PR_SET_PDEATHSIG) in the child, through libc"
+    )]
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// The debug coffer-controller binary, built (once per test process) so
+/// that a suite of another crate runs the current controller.
+pub fn controller_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let ok = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "coffer-controller"])
+                .current_dir(root())
+                .status()
+                .expect("run cargo")
+                .success();
+            assert!(ok, "building coffer-controller");
+            target_dir().join("debug/coffer-controller")
+        })
+        .clone()
+}
+
 /// A free loopback port (bound, then released for the caller to use).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -520,18 +554,7 @@ impl ControllerProcess {
         cmd.stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null());
-        // The child dies with the test, even if the test panics.
-        #[allow(
-            unsafe_code,
-            reason = "prctl(PR_SET_PDEATHSIG) in the child, through libc"
-        )]
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        dies_with_the_test(&mut cmd);
         let child = cmd.spawn().context("spawn coffer-controller")?;
         Ok(ControllerProcess {
             child,

@@ -97,17 +97,7 @@ impl OpenBao {
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null());
-        #[allow(
-            unsafe_code,
-            reason = "prctl(PR_SET_PDEATHSIG) in the child, through libc"
-        )]
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        crate::dies_with_the_test(&mut cmd);
         self.child = Some(cmd.spawn().context("spawn bao server")?);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
