@@ -129,6 +129,11 @@ pub(crate) async fn wrap(target: &Target, args: &KekArgs, dry_run: bool) -> Resu
         );
         plan.push((k, step));
     }
+    // What this breaks if done out of order: a controller without this
+    // KEK leaves every wrapped key out of its ring.
+    eprintln!(
+        "the controller must already run with --kek {to}: one without it leaves the wrapped keys out of its ring and opens nothing sealed to them (docs/kms.md)"
+    );
     if dry_run || plan.is_empty() {
         eprintln!(
             "{} key Secret(s); nothing written{}",
