@@ -555,3 +555,175 @@ async fn a_plain_ring_moves_into_transit_and_back_and_two_thousand_sealed_secret
         "AGE-SECRET-KEY-",
     ]);
 }
+
+/// moto's KMS server on loopback, killed on drop.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start() -> Moto {
+        assert!(
+            std::process::Command::new("moto_server")
+                .arg("--help")
+                .output()
+                .is_ok(),
+            "moto's `moto_server` is required for this test and is not installed; run tests/setup"
+        );
+        let port = coffer_test_support::free_port();
+        let mut cmd = std::process::Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        coffer_test_support::dies_with_the_test(&mut cmd);
+        // Killed on drop, whether it listens or not.
+        let moto = Moto {
+            child: cmd.spawn().unwrap(),
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return moto;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("moto_server did not listen");
+    }
+
+    /// One KMS API call (moto checks no signature; the credential names
+    /// the account and region).
+    fn call(&self, action: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut r = ureq::post(&self.url)
+            .header("x-amz-target", &format!("TrentService.{action}"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .send(body.to_string())
+            .unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+}
+
+/// The controller with an AWS KMS key (moto's server standing in for AWS:
+/// this proves the KMS API and the SDK's credential chain from the Pod's
+/// environment, not AWS): the first key is born wrapped, a SealedSecret
+/// unseals, a restart costs one Decrypt, and with KMS gone a restarted
+/// controller is not ready and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_wrapped_by_aws_kms_through_the_sdk_credential_chain() {
+    use coffer_test_support::{grant_key_namespace, namespace};
+    let moto = Moto::start();
+    let key = moto.call("CreateKey", serde_json::json!({"Description": "coffer"}));
+    let key_id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    moto.call(
+        "CreateAlias",
+        serde_json::json!({"AliasName": "alias/coffer", "TargetKeyId": key_id}),
+    );
+
+    let server = Server::shared().clone();
+    server.install_deploy();
+    let admin = server.admin().await;
+    let ns = namespace(&admin, "kms-aws").await;
+    let key_ns = namespace(&admin, "kms-aws-keys").await;
+    grant_key_namespace(&admin, &key_ns).await;
+    let args = |ns: &str, key_ns: &str, url: &str| -> Vec<String> {
+        [
+            "--namespaces",
+            ns,
+            "--key-namespace",
+            key_ns,
+            "--kek",
+            "awskms:alias/coffer",
+            "--kek-aws-endpoint",
+            url,
+            "--kek-aws-region",
+            "us-east-1",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // What a Pod's environment would hold (IRSA gives a token file
+    // instead; the SDK's chain reads either).
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let url = moto.url.clone();
+    let start = |name: &'static str| {
+        let a = args(&ns, &key_ns, &url);
+        let server = server.clone();
+        async move {
+            ControllerProcess::start_with_env(
+                &server,
+                &coffer_test_support::controller_bin(),
+                name,
+                "coffer-system",
+                &strs(&a),
+                &env,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let ctrl = start("kms-aws").await;
+    ctrl.wait_ready(WAIT).await.unwrap();
+    let c = Cluster::around(
+        server.clone(),
+        admin.clone(),
+        &coffer_test_support::controller_bin(),
+        vec![ns.clone()],
+        key_ns.clone(),
+        ctrl,
+    )
+    .await;
+    let secrets = key_secrets(&c).await;
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0].annotations()["coffer.dev/kek"],
+        "awskms:alias/coffer"
+    );
+    assert!(!secrets[0].data.as_ref().unwrap().contains_key("identity"));
+    apply(&c, &sealed(&c, "aws", "pw-aws-kms", &c.recipients)).await;
+    c.wait_reason(&c.ns, "aws", "Unsealed").await;
+
+    let mut c = c;
+    c.ctrl.stop();
+    c.ctrl = start("kms-aws-restart").await;
+    c.ctrl.wait_ready(WAIT).await.unwrap();
+    assert_eq!(
+        metric(
+            &c,
+            &c.ctrl,
+            "provider=\"awskms\",operation=\"unwrap\",outcome=\"ok\""
+        )
+        .await,
+        1
+    );
+
+    // KMS gone: a restarted controller waits, says why, writes nothing.
+    drop(moto);
+    let before = versions(&c).await;
+    c.ctrl.stop();
+    let ctrl = start("kms-aws-down").await;
+    let why = eventually(WAIT, "readyz to say why", || async {
+        let (code, body) = http_get(ctrl.probe.unwrap(), "/readyz").await.ok()?;
+        (code == 503 && body.contains("cannot be unwrapped")).then_some(body)
+    })
+    .await;
+    assert!(
+        why.contains("awskms:alias/coffer") && why.contains("unavailable"),
+        "{why}"
+    );
+    assert_eq!(versions(&c).await, before);
+    ctrl.assert_log_free_of(&["pw-aws-kms", "AGE-SECRET-KEY-"]);
+}

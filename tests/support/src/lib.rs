@@ -518,6 +518,19 @@ impl ControllerProcess {
         sa_namespace: &str,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(server, bin, name, sa_namespace, args, &[]).await
+    }
+
+    /// As [`ControllerProcess::start_as`], with `env` added to its
+    /// environment (what a Pod's env would hold: cloud credentials, ...).
+    pub async fn start_with_env(
+        server: &Server,
+        bin: &Path,
+        name: &str,
+        sa_namespace: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = target_dir().join("e2e");
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = dir.join(format!("{name}.kubeconfig"));
@@ -537,7 +550,8 @@ impl ControllerProcess {
             // would share; a variable, which a controller built before the
             // probe listener ignores.
             .env("COFFER_PROBE_LISTEN", probe.to_string())
-            .env_remove("KUBECONFIG");
+            .env_remove("KUBECONFIG")
+            .envs(env.iter().copied());
         let mut ctrl = Self::spawn(cmd, name, http)?;
         ctrl.probe = Some(probe);
         Ok(ctrl)
