@@ -4,8 +4,10 @@
 //! clients) are three binaries over these modules. Each runs against a real
 //! kube-apiserver from `tests/envtest` and is driven by a script:
 //! `tests/bench/controller`, `tests/bench/compare`, `tests/abuse/http`.
+//! `openbao` starts the OpenBao dev server of `bench-controller --kek-openbao`.
 
 pub mod objects;
+pub mod openbao;
 pub mod options;
 pub mod process;
 pub mod report;

@@ -9,6 +9,13 @@
 //! release controller starts under the deploy/ ServiceAccount and a watch
 //! counts Ready=True until all are. The controller is stopped with SIGTERM
 //! once idle, and reports its API request count in its last log line.
+//!
+//! Every run also measures the controller's time from process start to
+//! `/readyz` 200 (its key ring loaded). With `--kek-openbao` the sealing key
+//! is stored wrapped by an OpenBao Transit key (docs/kms.md) on a dev
+//! server started for the run, the controller is given that KEK, and its
+//! `/metrics` must show exactly one unwrap (one key), whose latency is
+//! reported.
 #![allow(
     clippy::too_many_lines,
     reason = "a benchmark driver: each run is one long sequence of timed steps"
@@ -16,8 +23,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -33,7 +42,7 @@ use coffer_core::transform::seal_secret;
 use coffer_format::key::KeyKind;
 use coffer_format::{RecipientsFile, Scope, SecretKey};
 use coffer_test_support::procfs::{Child, clk_tck, proc_cpu, proc_status_kib, read_pid};
-use coffer_test_support::{Server, secret_data};
+use coffer_test_support::{Server, free_port, http_get, secret_data};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, PostParams};
@@ -104,7 +113,22 @@ struct Args {
     /// what it sent meanwhile.
     #[arg(long)]
     restart: bool,
+    /// Wrap the sealing key with a key-encryption key (docs/kms.md): start
+    /// an OpenBao dev server for the run (in memory, on loopback; killed
+    /// at exit), enable Transit with the key `coffer`, store the key Secret
+    /// wrapped by it, and give the controller `--kek transit:coffer
+    /// --kek-address ... --kek-token-file ...`. The run fails unless the
+    /// controller's /metrics show exactly one unwrap (one key).
+    #[arg(long)]
+    kek_openbao: bool,
+    /// The KEK flags every controller of the run is given (set once the
+    /// OpenBao server is up).
+    #[arg(skip)]
+    kek_flags: Vec<String>,
 }
+
+/// The Transit key of `--kek-openbao`.
+const KEK_KEY: &str = "coffer";
 
 /// The figures of one run, as JSON beside the report (for the plot).
 #[derive(serde::Serialize, serde::Deserialize, Default, Debug)]
@@ -130,6 +154,18 @@ struct Figures {
     churn_settled_s: Option<f64>,
     #[serde(default)]
     secrets_right: Option<usize>,
+    /// Controller process start to its first `/readyz` 200.
+    #[serde(default)]
+    time_to_ready_s: Option<f64>,
+    /// The KEK the key ring was wrapped by (`--kek-openbao`).
+    #[serde(default)]
+    kek: Option<String>,
+    /// `coffer_kms_calls_total{operation="unwrap"}`, every outcome.
+    #[serde(default)]
+    kms_unwrap_calls: Option<u64>,
+    /// Their mean latency (`coffer_kms_call_duration_seconds` sum / count).
+    #[serde(default)]
+    kms_unwrap_mean_s: Option<f64>,
 }
 
 /// What the restart measured.
@@ -148,7 +184,7 @@ async fn main() -> std::process::ExitCode {
     coffer_bench::report::exit_code("bench-controller", run(Args::parse()).await)
 }
 
-async fn run(args: Args) -> anyhow::Result<bool> {
+async fn run(mut args: Args) -> anyhow::Result<bool> {
     let n = args.load.n as usize;
     let controller = &args.controller.controller;
     let server = Server {
@@ -200,8 +236,58 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // The sealing key, stored the way KeyManager::create_key stores it, so
     // the controller loads it instead of creating one.
     let key = SecretKey::generate_kind(args.key_kind);
-    report.row("sealing key", format!("one, {}", args.key_kind));
-    create_key_secret(&admin, &key).await?;
+    // With --kek-openbao: the KEK, on a dev server that lives as long as
+    // this function (killed on drop, and with this process).
+    let mut bao = None;
+    let mut kek: Option<Arc<dyn coffer_kms::Kek>> = None;
+    if args.kek_openbao {
+        let dir = server.dir.join("openbao");
+        say(format!(
+            "starting an OpenBao dev server in {}",
+            dir.display()
+        ));
+        let b = coffer_bench::openbao::DevOpenBao::start(&dir)?;
+        b.transit_key(KEK_KEY)?;
+        let kek_args = coffer_kms::KekArgs {
+            kek: Some(format!("transit:{KEK_KEY}").parse()?),
+            kek_address: Some(b.addr.clone()),
+            kek_token_file: Some(b.token_file.clone()),
+            kek_transit_mount: "transit".into(),
+            ..Default::default()
+        };
+        kek = coffer_kms::connect(&kek_args)
+            .await
+            .context("connecting to the OpenBao dev server's Transit")?;
+        args.kek_flags = vec![
+            "--kek".into(),
+            format!("transit:{KEK_KEY}"),
+            "--kek-address".into(),
+            b.addr.clone(),
+            "--kek-token-file".into(),
+            b.token_file.display().to_string(),
+        ];
+        report.row(
+            "key-encryption key",
+            format!(
+                "Transit key `{KEK_KEY}` (aes256-gcm96) on an {} dev server (in memory) on loopback, root token from a file; controller flags `--kek transit:{KEK_KEY} --kek-address http://127.0.0.1:PORT --kek-token-file FILE`",
+                b.version()
+            ),
+        );
+        bao = Some(b);
+    }
+    report.row(
+        "sealing key",
+        format!(
+            "one, {}{}",
+            args.key_kind,
+            if kek.is_some() {
+                ", stored wrapped by the KEK (`wrapped-identity`)"
+            } else {
+                ", stored in plain"
+            }
+        ),
+    );
+    create_key_secret(&admin, &key, kek.as_deref()).await?;
     let recipients = vec![key.public().clone()];
 
     let namespaces = objects::namespaces(args.load.namespaces);
@@ -333,11 +419,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let kcm_pid = read_pid(&server.dir.join("kcm.pid"));
     let before = Snapshot::take(None, apiserver_pid, kcm_pid);
     let start = Instant::now();
-    let mut ctrl = Controller::spawn(&args, &kubeconfig)?;
+    let (mut ctrl, listeners) = Controller::spawn(&args, &kubeconfig)?;
     say(format!(
         "controller started (pid {}), log {}",
         ctrl.pid,
         args.log.display()
+    ));
+    // Process start to /readyz 200 (the key ring loaded, every key
+    // unwrapped): polled beside the readiness watch.
+    let ready_probe = tokio::spawn(time_to_ready(
+        listeners.probe,
+        start,
+        Duration::from_secs(args.load.timeout),
     ));
 
     // Wait until every SealedSecret is Ready.
@@ -407,6 +500,25 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let hwm = proc_status_kib(ctrl.pid, "VmHWM:").unwrap_or(0);
     let rss_at_stop = Rss::of(ctrl.pid);
     let threads = proc_status_kib(ctrl.pid, "Threads:").unwrap_or(0);
+    // Ready long before all were Ready, or never.
+    ready_probe.abort();
+    let time_to_ready = ready_probe.await.ok().flatten();
+    match time_to_ready {
+        Some(d) => say(format!("controller /readyz 200 after {}", secs(d))),
+        None => say("the controller's /readyz never answered 200"),
+    }
+    // Its KEK calls, before it stops.
+    let kms = match http_get(listeners.http, "/metrics").await {
+        Ok((200, text)) => Some(KmsFigures::parse(&text, "unwrap")),
+        Ok((code, _)) => {
+            say(format!("controller /metrics answered {code}"));
+            None
+        }
+        Err(e) => {
+            say(format!("controller /metrics: {e}"));
+            None
+        }
+    };
     let (exit, rusage_cpu, killed) = ctrl.stop(Duration::from_secs(30));
     if killed {
         say("the controller ignored SIGTERM for 30 s; killed it");
@@ -419,7 +531,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut restart: Option<Restart> = None;
     if args.restart && all_ready.is_some() {
         let log = args.log.with_extension("restart.log");
-        let mut again = Controller::spawn_logged_to(&args, &kubeconfig, &log)?;
+        let (mut again, _) = Controller::spawn_logged_to(&args, &kubeconfig, &log)?;
         let t = Instant::now();
         say("restarted the controller");
         let mut caught_up = None;
@@ -463,6 +575,35 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Report.
     let total = all_ready.unwrap_or_else(|| at_ready.at.duration_since(start));
     let ready_n = if all_ready.is_some() { n } else { count };
+    report.row(
+        "**controller start → /readyz 200** (key ring loaded)",
+        match time_to_ready {
+            Some(d) => format!("**{:.0} ms**", d.as_secs_f64() * 1000.0),
+            None => "**never**".into(),
+        },
+    );
+    // One key, so exactly one unwrap with a KEK; none without.
+    let unwraps_expected = u64::from(kek.is_some());
+    let unwraps_ok = kms.as_ref().is_some_and(|k| k.calls == unwraps_expected);
+    if kek.is_some() {
+        report.row(
+            "**KEK unwrap calls** (`coffer_kms_calls_total{operation=\"unwrap\"}`) / latency (`coffer_kms_call_duration_seconds` sum ÷ count)",
+            match &kms {
+                Some(k) => format!(
+                    "**{}**{} / **{}**",
+                    k.calls,
+                    if unwraps_ok {
+                        " (one key: as meant)".to_string()
+                    } else {
+                        format!(" — WRONG: the ring has {unwraps_expected} key")
+                    },
+                    k.mean_s()
+                        .map_or_else(|| "-".into(), |s| format!("{:.1} ms", s * 1000.0))
+                ),
+                None => "**/metrics not read**".into(),
+            },
+        );
+    }
     report.row(
         "controller start → first / 50 % / 90 % Ready",
         marks.render(secs, "-"),
@@ -594,6 +735,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .and_then(|c| c.settled)
             .map(|d| d.as_secs_f64()),
         secrets_right: Some(checked),
+        time_to_ready_s: time_to_ready.map(|d| d.as_secs_f64()),
+        kek: kek.as_ref().map(|k| k.reference().to_string()),
+        kms_unwrap_calls: kms.as_ref().map(|k| k.calls),
+        kms_unwrap_mean_s: kms.as_ref().and_then(KmsFigures::mean_s),
     };
     if let (Some(cs), Some(cr)) = (figures.ceiling_s, figures.ceiling_objects_per_s) {
         report.row(
@@ -616,6 +761,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let ok = all_ready.is_some()
         && checked == n
+        && time_to_ready.is_some()
+        && unwraps_ok
         && churn
             .as_ref()
             .is_none_or(|c| c.settled.is_some() && c.exits_ok)
@@ -629,7 +776,62 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if !ok {
         say("FAILED (see the report above)");
     }
+    drop(bao);
     Ok(ok)
+}
+
+/// From `start` until `/readyz` on `probe` answers 200, polled every 5 ms;
+/// `None` after `timeout`.
+async fn time_to_ready(probe: SocketAddr, start: Instant, timeout: Duration) -> Option<Duration> {
+    while start.elapsed() < timeout {
+        if let Ok((200, _)) = http_get(probe, "/readyz").await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// One operation's KEK calls, from the controller's `/metrics`.
+#[derive(Debug, Default)]
+struct KmsFigures {
+    /// `coffer_kms_calls_total`, every provider and outcome.
+    calls: u64,
+    /// `coffer_kms_call_duration_seconds` sum and count.
+    seconds: f64,
+    timed: u64,
+}
+
+impl KmsFigures {
+    fn parse(text: &str, operation: &str) -> Self {
+        let mut f = KmsFigures::default();
+        let op = format!("operation=\"{operation}\"");
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            if !series.contains(&op) {
+                continue;
+            }
+            let name = series.split('{').next().unwrap_or_default();
+            match name {
+                "coffer_kms_calls_total" => f.calls += value.parse::<u64>().unwrap_or(0),
+                "coffer_kms_call_duration_seconds_sum" => {
+                    f.seconds += value.parse::<f64>().unwrap_or(0.0);
+                }
+                "coffer_kms_call_duration_seconds_count" => {
+                    f.timed += value.parse::<u64>().unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// Mean seconds a call.
+    fn mean_s(&self) -> Option<f64> {
+        (self.timed > 0).then(|| self.seconds / self.timed as f64)
+    }
 }
 
 /// Ready, and at the generation it has now.
@@ -683,14 +885,28 @@ fn apply_event(
     }
 }
 
-async fn create_key_secret(admin: &Client, key: &SecretKey) -> anyhow::Result<()> {
+async fn create_key_secret(
+    admin: &Client,
+    key: &SecretKey,
+    kek: Option<&dyn coffer_kms::Kek>,
+) -> anyhow::Result<()> {
     // Exactly the Secret the controller makes for a new key.
-    let secret = coffer_core::ring::key_secret(
+    let mut secret = coffer_core::ring::key_secret(
         key,
         Some(jiff::Timestamp::now()),
         coffer_core::ring::KeyStatus::Usable,
         Some(1),
     );
+    // With a KEK, wrapped as the controller wraps a new key: the identity's
+    // text under the KEK, with the key id as context.
+    if let Some(kek) = kek {
+        let text = key.to_secret_string();
+        let wrapped = kek
+            .wrap(text.as_bytes(), &key.id().to_string())
+            .await
+            .context("wrapping the sealing key with the KEK")?;
+        coffer_core::ring::wrap_key_secret(&mut secret, &kek.reference().to_string(), wrapped);
+    }
     let api: Api<Secret> = Api::namespaced(admin.clone(), "coffer-system");
     api.create(&PostParams::default(), &secret)
         .await
@@ -899,7 +1115,7 @@ async fn churn(
     let mut last = None;
     for (round, how) in ["sigkill", "sigterm", "kept"].into_iter().enumerate() {
         let log = args.log.with_extension(format!("churn{}.log", round + 1));
-        let mut c = Controller::spawn_logged_to(args, kubeconfig, &log)?;
+        let (mut c, _) = Controller::spawn_logged_to(args, kubeconfig, &log)?;
         let t = Instant::now();
         while !log_has(&log, "controller started") {
             if let Some(exit) = c.exited() {
@@ -1032,12 +1248,24 @@ async fn verify_key_ring(admin: &Client, key: &SecretKey) -> anyhow::Result<bool
 /// The running controller process.
 struct Controller;
 
+/// Where a controller listens, on loopback.
+struct Listeners {
+    /// The main port (`/metrics`).
+    http: SocketAddr,
+    /// The probes' port (`/readyz`).
+    probe: SocketAddr,
+}
+
 impl Controller {
-    fn spawn(args: &Args, kubeconfig: &Path) -> anyhow::Result<Child> {
+    fn spawn(args: &Args, kubeconfig: &Path) -> anyhow::Result<(Child, Listeners)> {
         Self::spawn_logged_to(args, kubeconfig, &args.log)
     }
 
-    fn spawn_logged_to(args: &Args, kubeconfig: &Path, log: &Path) -> anyhow::Result<Child> {
+    fn spawn_logged_to(
+        args: &Args,
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> anyhow::Result<(Child, Listeners)> {
         let controller = &args.controller.controller;
         let mut cmd = Command::new(controller);
         cmd.arg("--kubeconfig").arg(kubeconfig);
@@ -1065,13 +1293,20 @@ impl Controller {
         if let Some(c) = args.concurrency {
             cmd.arg("--concurrency").arg(c.to_string());
         }
+        cmd.args(&args.kek_flags);
         cmd.args(&args.controller.controller_args);
-        // Loopback only. Environment variables rather than --listen and
+        // Loopback only, on free ports the bench then polls (/readyz) and
+        // reads (/metrics). Environment variables rather than --listen and
         // --probe-listen: a controller without those listeners ignores them.
+        let listeners = Listeners {
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            probe: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        };
         scrub_env(&mut cmd)
-            .env("COFFER_LISTEN", "127.0.0.1:0")
-            .env("COFFER_PROBE_LISTEN", "127.0.0.1:0");
-        spawn_logged(&mut cmd, log, &controller.display().to_string())
+            .env("COFFER_LISTEN", listeners.http.to_string())
+            .env("COFFER_PROBE_LISTEN", listeners.probe.to_string());
+        let child = spawn_logged(&mut cmd, log, &controller.display().to_string())?;
+        Ok((child, listeners))
     }
 }
 
