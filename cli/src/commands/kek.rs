@@ -170,13 +170,13 @@ pub(crate) async fn wrap(target: &Target, args: &KekArgs, dry_run: bool) -> Resu
             Failure::cluster(format!("key {id}: {to} wrapped the key but cannot unwrap it ({e}); nothing was written for it"))
                 .hint("the controller needs both encrypt and decrypt on the KEK (docs/kms.md)")
         })?;
-        let mut check = k.clone();
-        check.wrapped = Some(ring::WrappedKey {
+        ring::WrappedKey {
             id: k.id(),
             kek: to.to_string(),
             ciphertext: Vec::new(),
-        });
-        check.unwrapped(&back).map_err(Failure::cluster)?;
+        }
+        .open(&back)
+        .map_err(Failure::cluster)?;
         ring::wrap_key_secret(secret, &to.to_string(), ciphertext);
         api.replace(&k.secret_name, &Default::default(), secret)
             .await
