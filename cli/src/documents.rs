@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use coffer_core::SealedSecret;
 use coffer_core::api::{is_sealed_secret, read_sealed_secret};
+use coffer_core::manifest::is_list;
 
 use crate::error::{Failure, Result};
 use crate::io::{Format, Input, read_file, render, write_atomic};
@@ -37,85 +38,8 @@ impl Doc {
 /// its place. An empty document is a
 /// `null`, so that numbering matches the file.
 pub fn documents(input: &Input) -> Result<Vec<serde_json::Value>> {
-    let values: Vec<serde_json::Value> = if input.text.trim_start().starts_with('{') {
-        vec![
-            serde_json::from_str(&input.text)
-                .map_err(|e| Failure::input(format!("{}: not valid JSON: {e}", input.name)))?,
-        ]
-    } else {
-        serde_saphyr::from_multiple(&input.text).map_err(|e| {
-            Failure::input(format!(
-                "{}: not valid YAML{}",
-                input.name,
-                yaml_error_place(&e.to_string())
-            ))
-        })?
-    };
-    let mut out = Vec::new();
-    for v in values {
-        flatten(v, &mut out);
-    }
-    Ok(out)
-}
-
-/// Where a YAML error is (` at line L column C`), and nothing else: the
-/// parser's text quotes what it stopped at (a duplicated key, a scalar),
-/// which in a broken file can be a value (found by the `rules_and_check`
-/// fuzz target: `duplicate mapping key: <the text>`).
-fn yaml_error_place(error: &str) -> String {
-    let first = error.lines().next().unwrap_or("");
-    let number_after = |word: &str| -> Option<u64> {
-        let at = first.find(word)? + word.len();
-        let digits: String = first[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    match (number_after("line "), number_after("column ")) {
-        (Some(line), Some(column)) => format!(" at line {line} column {column}"),
-        (Some(line), None) => format!(" at line {line}"),
-        _ => String::new(),
-    }
-}
-
-/// Whether `v` is a list: `kind: List`, or a typed list such as
-/// `SecretList` (any kind ending in `List` with an `items` array).
-pub(crate) fn is_list(v: &serde_json::Value) -> bool {
-    v.get("kind")
-        .and_then(|k| k.as_str())
-        .is_some_and(|k| k.ends_with("List"))
-        && v.get("items").is_some_and(|i| i.is_array())
-}
-
-/// Puts `v`, or the items of a list (of lists) in its place, into `out`.
-/// The items of a typed list (`SecretList`, what the API server returns)
-/// need not name their kind and apiVersion: they take the list's.
-fn flatten(mut v: serde_json::Value, out: &mut Vec<serde_json::Value>) {
-    if !is_list(&v) {
-        out.push(v);
-        return;
-    }
-    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-    let item_kind = kind.strip_suffix("List").unwrap_or("").to_string();
-    let api = v.get("apiVersion").cloned();
-    let items = match v.get_mut("items") {
-        Some(serde_json::Value::Array(items)) => std::mem::take(items),
-        _ => Vec::new(),
-    };
-    for mut item in items {
-        if let Some(fields) = item.as_object_mut()
-            && !item_kind.is_empty()
-        {
-            fields
-                .entry("kind")
-                .or_insert_with(|| serde_json::Value::String(item_kind.clone()));
-            if let Some(api) = &api {
-                fields.entry("apiVersion").or_insert_with(|| api.clone());
-            }
-        }
-        flatten(item, out);
-    }
+    coffer_core::manifest::documents(&input.text)
+        .map_err(|e| Failure::input(format!("{}: {e}", input.name)))
 }
 
 /// Every SealedSecret in the inputs; other kinds are skipped when
@@ -392,7 +316,7 @@ fn list_holding(v: serde_json::Value, edits: fn(&serde_json::Value) -> bool) -> 
         .unwrap_or("")
         .to_string();
     let mut items = Vec::new();
-    flatten(v, &mut items);
+    coffer_core::manifest::flatten_list(v, &mut items);
     items.iter().any(edits).then_some(kind)
 }
 
@@ -463,7 +387,6 @@ mod yaml_error_tests {
             "{}",
             e.message
         );
-        assert_eq!(yaml_error_place("no place"), "");
     }
 }
 

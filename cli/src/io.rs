@@ -143,35 +143,7 @@ pub fn io_reason(e: &std::io::Error) -> String {
 /// Renders objects: YAML documents separated by `---`, or JSON (one
 /// object, or a `List` for several).
 pub fn render<T: Serialize>(items: &[T], format: Format) -> Result<String> {
-    match format {
-        Format::Yaml => {
-            let mut out = String::new();
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str("---\n");
-                }
-                out.push_str(
-                    &coffer_core::manifest::to_yaml(item)
-                        .map_err(|e| Failure::new(1, format!("cannot render YAML: {e}")))?,
-                );
-            }
-            Ok(out)
-        }
-        Format::Json => {
-            let value = if items.len() == 1 {
-                serde_json::to_value(&items[0])
-            } else {
-                serde_json::to_value(
-                    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
-                )
-            }
-            .map_err(|e| Failure::new(1, format!("cannot render JSON: {e}")))?;
-            let mut s =
-                serde_json::to_string_pretty(&value).map_err(|e| Failure::new(1, e.to_string()))?;
-            s.push('\n');
-            Ok(s)
-        }
-    }
+    coffer_core::manifest::render(items, format == Format::Json).map_err(|e| Failure::new(1, e))
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same

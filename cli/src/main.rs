@@ -13,7 +13,7 @@ use coffer_cli::error::{self, Failure, Result};
 use coffer_cli::io::Format;
 
 use crate::commands::{
-    check, convert, inspect, keygen, keys, recipients, recover, rotate, seal, verify,
+    check, convert, inspect, keygen, keys, recipients, recover, rotate, seal, verify, web,
 };
 
 #[derive(Parser, Debug)]
@@ -107,6 +107,11 @@ enum Command {
         after_help = "Example:\n  coffer keygen -w identity.txt --recipients-out recipients.txt"
     )]
     Keygen(keygen::KeygenArgs),
+    /// The web page that seals in the browser (docs/web.md).
+    Web {
+        #[command(subcommand)]
+        cmd: web::WebCmd,
+    },
     /// Print shell completions.
     #[command(after_help = "Example:\n  coffer completion bash > /etc/bash_completion.d/coffer")]
     Completion { shell: clap_complete::Shell },
@@ -145,6 +150,7 @@ async fn run(cli: Cli) -> Result<()> {
             recover::run(args, format)
         }
         Command::Keygen(args) => keygen::run(args),
+        Command::Web { cmd } => web::run(cmd),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "coffer", &mut std::io::stdout());
             Ok(())

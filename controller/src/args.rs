@@ -108,6 +108,11 @@ pub struct RunArgs {
         global = true
     )]
     pub probe_listen: std::net::SocketAddr,
+    /// Serve the web page that seals in the browser at `/ui/` on the main
+    /// port (docs/web.md). The page never sends a value: it fetches its
+    /// own files and `/v1/recipients`.
+    #[arg(long, env = "COFFER_WEB", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub web: bool,
     /// Also unseal bitnami's `bitnami.com/v1alpha1` SealedSecrets with the
     /// keys `coffer keys import-bitnami` imported (docs/migration.md), and
     /// serve `POST /v1/bitnami/convert`. Needs bitnami's CRD and RBAC

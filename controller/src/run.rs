@@ -91,10 +91,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         args.http_limits(),
     );
-    let http_state = Arc::new(match &bitnami_keys {
+    let mut http_state = match &bitnami_keys {
         Some(keys) => http_state.with_bitnami(keys.clone()),
         None => http_state,
-    });
+    };
+    http_state.web = args.web;
+    let http_state = Arc::new(http_state);
     listen(&mut tasks, &args, http_state, &stop_rx).await?;
 
     let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &args.key_namespace);

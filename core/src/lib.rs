@@ -16,6 +16,7 @@
 pub mod api;
 #[cfg(feature = "bitnami")]
 pub mod bitnami;
+pub mod inspect;
 pub mod key_users;
 pub mod manifest;
 pub mod reason;

@@ -280,7 +280,25 @@ fn scrub(msg: &str) -> String {
         .find(['"', '`', '\''])
         .map(|i| &first[..i])
         .unwrap_or(first);
-    cut.trim_end_matches([' ', ':', ',']).to_string()
+    let cut = cut.trim_end_matches([' ', ':', ',']);
+    // YAML: `line L column C: what: text`. The text after the reason can
+    // be the input unquoted (`duplicate mapping key: <a line of a value>`):
+    // keep the place and the reason only.
+    match cut.split_once(": ") {
+        Some((place, reason)) if place.starts_with("line ") => {
+            // A budget breach names the budget only (the parser's own words).
+            if reason.starts_with("budget breached") {
+                return format!("{place}: {reason}");
+            }
+            let reason = reason
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches([' ', ',']);
+            format!("{place}: {reason}")
+        }
+        _ => cut.to_string(),
+    }
 }
 
 fn flatten(doc: RawDoc, out: &mut Vec<SecretManifest>) -> Result<(), ManifestError> {
@@ -330,6 +348,85 @@ fn flatten(doc: RawDoc, out: &mut Vec<SecretManifest>) -> Result<(), ManifestErr
     }
 }
 
+/// The documents of a YAML or JSON text (JSON when it starts with `{`),
+/// with the items of a list (`kind: List`, `SecretList`, any `*List`) in
+/// its place. An empty document is a `null`, so that numbering matches the
+/// file. A parse error says where, never what it stopped at (that can be a
+/// value).
+pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let values: Vec<serde_json::Value> = if text.trim_start().starts_with('{') {
+        vec![serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?]
+    } else {
+        serde_saphyr::from_multiple(text)
+            .map_err(|e| format!("not valid YAML{}", yaml_error_place(&e.to_string())))?
+    };
+    let mut out = Vec::new();
+    for v in values {
+        flatten_list(v, &mut out);
+    }
+    Ok(out)
+}
+
+/// Where a YAML error is (` at line L column C`), and nothing else: the
+/// parser's text quotes what it stopped at (a duplicated key, a scalar),
+/// which in a broken file can be a value (found by the `rules_and_check`
+/// fuzz target: `duplicate mapping key: <the text>`).
+fn yaml_error_place(error: &str) -> String {
+    let first = error.lines().next().unwrap_or("");
+    let number_after = |word: &str| -> Option<u64> {
+        let at = first.find(word)? + word.len();
+        let digits: String = first[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    match (number_after("line "), number_after("column ")) {
+        (Some(line), Some(column)) => format!(" at line {line} column {column}"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    }
+}
+
+/// Whether `v` is a list: `kind: List`, or a typed list such as
+/// `SecretList` (any kind ending in `List` with an `items` array).
+pub fn is_list(v: &serde_json::Value) -> bool {
+    v.get("kind")
+        .and_then(|k| k.as_str())
+        .is_some_and(|k| k.ends_with("List"))
+        && v.get("items").is_some_and(|i| i.is_array())
+}
+
+/// Puts `v`, or the items of a list (of lists) in its place, into `out`.
+/// The items of a typed list (`SecretList`, what the API server returns)
+/// need not name their kind and apiVersion: they take the list's.
+pub fn flatten_list(mut v: serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    if !is_list(&v) {
+        out.push(v);
+        return;
+    }
+    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    let item_kind = kind.strip_suffix("List").unwrap_or("").to_string();
+    let api = v.get("apiVersion").cloned();
+    let items = match v.get_mut("items") {
+        Some(serde_json::Value::Array(items)) => std::mem::take(items),
+        _ => Vec::new(),
+    };
+    for mut item in items {
+        if let Some(fields) = item.as_object_mut()
+            && !item_kind.is_empty()
+        {
+            fields
+                .entry("kind")
+                .or_insert_with(|| serde_json::Value::String(item_kind.clone()));
+            if let Some(api) = &api {
+                fields.entry("apiVersion").or_insert_with(|| api.clone());
+            }
+        }
+        flatten_list(item, out);
+    }
+}
+
 /// YAML as Coffer writes it: block style, every string on one line (no
 /// folded `>` blocks), so sealed values stay greppable and diffs stay small.
 pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
@@ -338,9 +435,58 @@ pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
     serde_saphyr::to_string_with_options(value, options).map_err(|e| e.to_string())
 }
 
+/// Renders objects as Coffer prints them: YAML documents separated by
+/// `---`, or JSON (one object, or a `List` for several), ending in a newline.
+/// The CLI's output and the web page's are this one function.
+pub fn render<T: serde::Serialize>(items: &[T], json: bool) -> Result<String, String> {
+    if !json {
+        let mut out = String::new();
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(&to_yaml(item).map_err(|e| format!("cannot render YAML: {e}"))?);
+        }
+        return Ok(out);
+    }
+    let value = if items.len() == 1 {
+        serde_json::to_value(&items[0])
+    } else {
+        serde_json::to_value(
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
+    }
+    .map_err(|e| format!("cannot render JSON: {e}"))?;
+    let mut s =
+        serde_json::to_string_pretty(&value).map_err(|e| format!("cannot render JSON: {e}"))?;
+    s.push('\n');
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parse_error_never_quotes_the_input() {
+        let dup = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  hunter2-line: 1\n  hunter2-line: 2\n";
+        let e = read_secrets(dup).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 7 column 3: duplicate mapping key"), "{e}");
+        assert_eq!(
+            scrub("line 1 column 2: invalid type: string \"x\""),
+            "line 1 column 2: invalid type"
+        );
+    }
+
+    #[test]
+    fn a_yaml_error_says_where_only() {
+        assert_eq!(yaml_error_place("no place"), "");
+        assert_eq!(
+            yaml_error_place("duplicate mapping key: x at line 5 column 3\nmore"),
+            " at line 5 column 3"
+        );
+    }
 
     #[test]
     fn reads_data_and_string_data_from_a_yaml_stream() {

@@ -132,6 +132,31 @@ pub fn seal_secret(
     Ok(sealed)
 }
 
+/// The scopes of the values a merge keeps: each scope of `existing`'s
+/// items that `replaced` does not name, with those items. A value that
+/// cannot be read has no scope to keep (inspect reports it). Merging seals
+/// the new items with the one scope kept, so that one SealedSecret never
+/// mixes scopes; none kept leaves the choice free, several is refused.
+pub fn kept_scopes(
+    existing: &SealedSecret,
+    replaced: impl Fn(&str) -> bool,
+) -> Vec<(Scope, Vec<&str>)> {
+    let mut kept: Vec<(Scope, Vec<&str>)> = Vec::new();
+    for (item, value) in &existing.spec.encrypted_data {
+        if replaced(item) {
+            continue;
+        }
+        let Ok((envelope, _)) = envelope::inspect(value) else {
+            continue;
+        };
+        match kept.iter_mut().find(|(s, _)| *s == envelope.scope) {
+            Some((_, items)) => items.push(item.as_str()),
+            None => kept.push((envelope.scope, vec![item.as_str()])),
+        }
+    }
+    kept
+}
+
 /// `--merge-into`: the existing SealedSecret with the newly sealed items
 /// replaced or added. Every other ciphertext stays byte for byte; the
 /// template is taken from the new manifest only where it sets something.

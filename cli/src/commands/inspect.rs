@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use coffer_format::envelope;
+use coffer_core::inspect::SealedReport;
 
 use coffer_cli::cluster::parse_recipients;
 use coffer_cli::documents::{Doc, none_found, read_sealed};
@@ -26,29 +26,11 @@ pub(crate) struct InspectArgs {
 }
 
 #[derive(serde::Serialize)]
-struct Item {
-    key: String,
-    scope: Option<String>,
-    key_ids: Vec<String>,
-    /// Kind of each named key (`x25519`, `mlkem768x25519`), in key id order.
-    key_kinds: Vec<String>,
-    recipients: usize,
-    /// Whether every recipient is post-quantum: only then does the value
-    /// stay secret against a quantum computer.
-    post_quantum: Option<bool>,
-    size_bucket: Option<usize>,
-    problem: Option<String>,
-}
-
-#[derive(serde::Serialize)]
 struct Report {
     file: String,
     document: usize,
-    namespace: Option<String>,
-    name: Option<String>,
-    scopes: Vec<String>,
-    items: Vec<Item>,
-    problems: Vec<String>,
+    #[serde(flatten)]
+    sealed: SealedReport,
 }
 
 /// What `inspect` prints: a table for people, or JSON.
@@ -69,7 +51,7 @@ pub(crate) fn run(args: InspectArgs, format: InspectFormat) -> Result<()> {
         .into_iter()
         .map(|d| report(d, known.as_ref()))
         .collect();
-    let any_problem = reports.iter().any(|r| !r.problems.is_empty());
+    let any_problem = reports.iter().any(|r| !r.sealed.problems.is_empty());
     let text = match format {
         InspectFormat::Json => {
             serde_json::to_string_pretty(&reports).map_err(|e| Failure::new(1, e.to_string()))?
@@ -99,96 +81,17 @@ fn known_ids(recipients: &[PathBuf]) -> Result<Option<BTreeSet<String>>> {
     Ok(Some(ids))
 }
 
-/// What one SealedSecret holds, and its problems; with `known`, a value
-/// sealed to none of those key ids is one.
+/// What one SealedSecret holds, and its problems (the same report the web
+/// page shows).
 fn report(d: Doc, known: Option<&BTreeSet<String>>) -> Report {
-    let mut items = Vec::new();
-    let mut problems = Vec::new();
-    let mut scopes = BTreeSet::new();
-    for (key, value) in &d.sealed.spec.encrypted_data {
-        let item = item(key, value, known);
-        if let Some(scope) = &item.scope {
-            scopes.insert(scope.clone());
-        }
-        if let Some(p) = &item.problem {
-            problems.push(format!("item {key:?}: {p}"));
-        }
-        items.push(item);
-    }
-    if scopes.len() > 1 {
-        problems.push(format!(
-            "mixed scopes: {}",
-            scopes.iter().cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    if d.sealed.spec.encrypted_data.is_empty() {
-        problems.push("no items".into());
-    }
-    // Templates are plain text: a mistyped item or a syntax error is
-    // found here, before the controller reports TemplateFailed.
-    if let Some(t) = &d.sealed.spec.template {
-        let templates: Vec<(&str, &str)> = t
-            .data
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let keys: Vec<&str> = d
-            .sealed
-            .spec
-            .encrypted_data
-            .keys()
-            .map(String::as_str)
-            .collect();
-        if let Err(e) = coffer_core::template::check(&templates, &keys) {
-            problems.push(e.to_string());
-        }
-    }
+    let mut sealed = coffer_core::inspect::report(&d.sealed, known);
+    sealed
+        .problems
+        .extend(coffer_core::inspect::template_problem(&d.sealed));
     Report {
+        sealed,
         file: d.file,
         document: d.index,
-        namespace: d.sealed.metadata.namespace.clone(),
-        name: d.sealed.metadata.name.clone(),
-        scopes: scopes.into_iter().collect(),
-        items,
-        problems,
-    }
-}
-
-/// One sealed value, read without a key.
-fn item(key: &str, value: &str, known: Option<&BTreeSet<String>>) -> Item {
-    let env = match envelope::inspect(value) {
-        Ok((env, _)) => env,
-        Err(e) => {
-            return Item {
-                key: key.to_string(),
-                scope: None,
-                key_ids: vec![],
-                key_kinds: vec![],
-                recipients: 0,
-                post_quantum: None,
-                size_bucket: None,
-                problem: Some(e.to_string()),
-            };
-        }
-    };
-    let ids: Vec<String> = env.key_ids.iter().map(|k| k.to_string()).collect();
-    let problem = known.and_then(|known| {
-        (!ids.iter().any(|i| known.contains(i))).then(|| {
-            format!(
-                "sealed only to key(s) {} that no given recipients file holds",
-                ids.join(", ")
-            )
-        })
-    });
-    Item {
-        key: key.to_string(),
-        scope: Some(env.scope.to_string()),
-        key_ids: ids,
-        key_kinds: env.key_kinds.iter().map(|k| k.to_string()).collect(),
-        recipients: env.recipient_stanzas,
-        post_quantum: Some(env.post_quantum()),
-        size_bucket: Some(env.size_bucket()),
-        problem,
     }
 }
 
@@ -199,15 +102,16 @@ fn human(reports: &[Report]) -> String {
             "{}: document {}: SealedSecret {}/{}\n  scope: {}\n",
             r.file,
             r.document,
-            r.namespace.as_deref().unwrap_or("?"),
-            r.name.as_deref().unwrap_or("?"),
-            if r.scopes.is_empty() {
+            r.sealed.namespace.as_deref().unwrap_or("?"),
+            r.sealed.name.as_deref().unwrap_or("?"),
+            if r.sealed.scopes.is_empty() {
                 "?".into()
             } else {
-                r.scopes.join(", ")
+                r.sealed.scopes.join(", ")
             }
         ));
         let width = r
+            .sealed
             .items
             .iter()
             .map(|i| i.key.len())
@@ -218,7 +122,7 @@ fn human(reports: &[Report]) -> String {
             "  {:<width$}  {:<16}  {:>10}  {:<6}  {}\n",
             "ITEM", "SIZE", "RECIPIENTS", "PQ", "KEY IDS"
         ));
-        for i in &r.items {
+        for i in &r.sealed.items {
             let size = i
                 .size_bucket
                 .map(|b| format!("<= {b} B"))
@@ -244,7 +148,7 @@ fn human(reports: &[Report]) -> String {
                 }
             ));
         }
-        for p in &r.problems {
+        for p in &r.sealed.problems {
             out.push_str(&format!("  problem: {p}\n"));
         }
     }

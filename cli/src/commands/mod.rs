@@ -19,4 +19,5 @@ pub(crate) mod recover;
 pub(crate) mod rotate;
 pub(crate) mod seal;
 pub(crate) mod verify;
+pub(crate) mod web;
 pub(crate) mod wire;

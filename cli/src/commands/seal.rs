@@ -441,20 +441,7 @@ fn merge_scope(
         // Another SealedSecret: `merge` refuses it once the namespace is known.
         return Ok(());
     }
-    let mut kept: Vec<(Scope, Vec<&str>)> = Vec::new();
-    for (item, value) in &existing.spec.encrypted_data {
-        if update.data.contains_key(item) {
-            continue;
-        }
-        // A malformed value has no scope to keep; inspect reports it.
-        let Ok((envelope, _)) = coffer_format::envelope::inspect(value) else {
-            continue;
-        };
-        match kept.iter_mut().find(|(s, _)| *s == envelope.scope) {
-            Some((_, items)) => items.push(item.as_str()),
-            None => kept.push((envelope.scope, vec![item.as_str()])),
-        }
-    }
+    let kept = coffer_core::transform::kept_scopes(existing, |item| update.data.contains_key(item));
     let listed = |kept: &[(Scope, Vec<&str>)]| {
         kept.iter()
             .map(|(s, items)| format!("{} with scope {s}", items.join(", ")))

@@ -55,6 +55,7 @@ use serde::Deserialize;
 
 pub(crate) mod limits;
 pub(crate) mod reject;
+mod web;
 
 use crate::http::limits::{
     BodyBudget, HANDLER_TIMEOUT, Held, accept, busy, discard, read_body, refuse, retry_soon,
@@ -168,6 +169,7 @@ async fn count(
         | "/v1/reencrypt"
         | "/v1/bitnami/convert") => p,
         p if p.starts_with("/v1/keys/") && p.ends_with("/users") => "/v1/keys/{id}/users",
+        p if p == "/ui" || p.starts_with("/ui/") => "/ui",
         _ => "other",
     }
     .to_string();
@@ -203,6 +205,8 @@ pub struct HttpState {
     /// The imported bitnami keys, with `--bitnami`; `POST
     /// /v1/bitnami/convert` answers 404 without.
     pub bitnami: Option<Arc<BitnamiKeys>>,
+    /// `--web`: serve the page at `/ui/` (404 without).
+    pub web: bool,
 }
 
 impl HttpState {
@@ -226,6 +230,7 @@ impl HttpState {
             limits,
             budget,
             bitnami: None,
+            web: false,
         }
     }
 
@@ -252,12 +257,21 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(timeout)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), admit));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/recipients", get(recipients))
-        .route("/v1/keys/{id}/users", get(key_users))
+        .route("/v1/keys/{id}/users", get(key_users));
+    let router = if state.web {
+        router
+            .route("/ui", get(web::redirect))
+            .route("/ui/", get(web::page))
+            .route("/ui/{file}", get(web::file))
+    } else {
+        router
+    };
+    router
         .layer(timeout)
         .merge(posts)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))

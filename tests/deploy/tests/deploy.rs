@@ -835,6 +835,8 @@ topologySpreadConstraints:
 bitnami:
   enabled: true
   resync: 5m
+web:
+  enabled: true
 kek:
   reference: transit:coffer
   transit:
@@ -917,6 +919,25 @@ fn helm_bitnami_enabled_and_the_kustomize_component_agree() {
             .iter()
             .any(|a| a == "--bitnami-resync=10m")
     );
+}
+
+/// `web.enabled` passes `--web`, and only it: the page is off by default.
+#[test]
+fn helm_web_enabled_serves_the_page_and_is_off_by_default() {
+    let has_web = |args: &[&str]| {
+        controller_args(&objects(&helm_template(NAMESPACE, args)))
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--web")
+    };
+    assert!(!has_web(&[]));
+    assert!(has_web(&["--set", "web.enabled=true"]));
+    let refused = helm_template_refused(
+        NAMESPACE,
+        &["--set", "web.enabled=yes", "--set", "web.port=1"],
+    );
+    assert!(refused.contains("web"), "{refused}");
 }
 
 /// `helm lint --strict` on the chart, with `values` as a values file if
