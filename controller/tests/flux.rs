@@ -94,14 +94,7 @@ fn reconcile_now(server: &Server) {
         "gitrepositories.source.toolkit.fluxcd.io/platform",
         "kustomizations.kustomize.toolkit.fluxcd.io/secrets",
     ] {
-        server.kubectl_ok(&[
-            "annotate",
-            "--overwrite",
-            "-n",
-            "flux-system",
-            object,
-            &at,
-        ]);
+        server.kubectl_ok(&["annotate", "--overwrite", "-n", "flux-system", object, &at]);
     }
 }
 
@@ -219,15 +212,21 @@ async fn flux_applies_the_example_repository_and_fails_on_a_copied_value() {
             .is_none(),
         "no Secret from a refused value"
     );
-    eprintln!("Flux: {message}\nSealedSecret shop-copy/db: {}", ready.message);
+    eprintln!(
+        "Flux: {message}\nSealedSecret shop-copy/db: {}",
+        ready.message
+    );
 
     // Reverted: prune removes the copy, and the Kustomization is Ready again.
     repo.write(
         "examples/gitops/clusters/prod/kustomization.yaml",
         &std::fs::read_to_string(example.join("clusters/prod/kustomization.yaml")).unwrap(),
     );
-    std::fs::remove_file(repo.dir().join("examples/gitops/clusters/prod/db-copy.sealed.yaml"))
-        .unwrap();
+    std::fs::remove_file(
+        repo.dir()
+            .join("examples/gitops/clusters/prod/db-copy.sealed.yaml"),
+    )
+    .unwrap();
     let third = repo.commit("shop-copy: removed");
     reconcile_now(&server);
     let (reason, _) = wait_kustomization(&server, &mut flux, &third, "True").await;

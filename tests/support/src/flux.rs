@@ -51,7 +51,12 @@ fn build_dir(args: &[&str]) -> PathBuf {
         .expect("run tests/flux/build");
     assert!(out.status.success(), "tests/flux/build {args:?} failed");
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    PathBuf::from(stdout.lines().last().expect("tests/flux/build prints a path"))
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("tests/flux/build prints a path"),
+    )
 }
 
 /// Both controllers, running.

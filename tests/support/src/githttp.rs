@@ -147,7 +147,10 @@ fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
             "content-length" | "transfer-encoding" | "connection" => {}
             // Content-Encoding (gzip), Git-Protocol (v2), ... as CGI's HTTP_*.
             _ => {
-                cmd.env(format!("HTTP_{}", k.to_ascii_uppercase().replace('-', "_")), v);
+                cmd.env(
+                    format!("HTTP_{}", k.to_ascii_uppercase().replace('-', "_")),
+                    v,
+                );
             }
         }
     }

@@ -19,7 +19,14 @@ fn stock_git_clones_and_fetches_over_smart_http() {
     std::fs::create_dir_all(&clone).unwrap();
     git(
         &clone,
-        &["-c", "protocol.version=2", "clone", "-q", &server.url("platform"), "c"],
+        &[
+            "-c",
+            "protocol.version=2",
+            "clone",
+            "-q",
+            &server.url("platform"),
+            "c",
+        ],
     );
     let c = clone.join("c");
     assert_eq!(git(&c, &["rev-parse", "HEAD"]).trim(), first);

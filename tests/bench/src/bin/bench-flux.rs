@@ -148,11 +148,19 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let t = Instant::now();
     write_sealed(&repo, &items, &recipients)?;
     let seal_time = t.elapsed();
-    say(format!("sealed {} values with coffer-core in {}", args.n, secs_fine(seal_time)));
+    say(format!(
+        "sealed {} values with coffer-core in {}",
+        args.n,
+        secs_fine(seal_time)
+    ));
     let t = Instant::now();
     write_sops(&repo, &items, &args.sops, &age_recipient, &work).await?;
     let sops_time = t.elapsed();
-    say(format!("encrypted {} Secrets with sops in {}", args.n, secs_fine(sops_time)));
+    say(format!(
+        "encrypted {} Secrets with sops in {}",
+        args.n,
+        secs_fine(sops_time)
+    ));
     let commit = repo.commit("bench: the same values, sealed and SOPS-encrypted");
     let git = GitHttpServer::start(&git_root)?;
     let coffer_bytes = dir_bytes(&repo.dir().join("coffer"));
@@ -183,17 +191,26 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 git.url("bench")
             ),
         );
-        wait_for(&mut flux, Duration::from_secs(300), "the GitRepository's artifact", || {
-            let v = get_json(&server, "gitrepositories.source.toolkit.fluxcd.io", "bench");
-            v["status"]["artifact"]["revision"]
-                .as_str()
-                .is_some_and(|r| r.ends_with(&commit))
-        })?;
+        wait_for(
+            &mut flux,
+            Duration::from_secs(300),
+            "the GitRepository's artifact",
+            || {
+                let v = get_json(&server, "gitrepositories.source.toolkit.fluxcd.io", "bench");
+                v["status"]["artifact"]["revision"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with(&commit))
+            },
+        )?;
         // Both controllers settled (started, caches synced).
         tokio::time::sleep(Duration::from_secs(3)).await;
         let outcome = measure(&args, &server, &admin, &mut flux, &coffer, side, &items).await?;
         let mut outcome = outcome;
-        outcome.repo_bytes = if side == "sops" { sops_bytes } else { coffer_bytes };
+        outcome.repo_bytes = if side == "sops" {
+            sops_bytes
+        } else {
+            coffer_bytes
+        };
         assert_no_plaintext(&flux.logs(), &items, &format!("Flux's logs ({side})"))?;
         // Deleted while Flux runs (their finalizers), so that the next
         // side starts from nothing: a GitRepository left behind would
@@ -271,7 +288,11 @@ async fn measure(
             break t0.elapsed();
         }
         if Instant::now() > deadline {
-            bail!("{side}: {right} of {} Secrets right after {}s", items.len(), args.timeout);
+            bail!(
+                "{side}: {right} of {} Secrets right after {}s",
+                items.len(),
+                args.timeout
+            );
         }
         if last_report.elapsed() > Duration::from_secs(10) {
             say(format!("{side}: {right} of {} right", items.len()));
@@ -290,9 +311,18 @@ async fn measure(
     ));
     // The Kustomization's own first reconcile done (it may report after
     // the Secrets are in).
-    wait_for(flux, Duration::from_secs(args.timeout), "the Kustomization Ready", || {
-        ready(&get_json(server, "kustomizations.kustomize.toolkit.fluxcd.io", side))
-    })?;
+    wait_for(
+        flux,
+        Duration::from_secs(args.timeout),
+        "the Kustomization Ready",
+        || {
+            ready(&get_json(
+                server,
+                "kustomizations.kustomize.toolkit.fluxcd.io",
+                side,
+            ))
+        },
+    )?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut outcome = Outcome {
@@ -317,10 +347,15 @@ async fn measure(
             &format!("kustomizations.kustomize.toolkit.fluxcd.io/{side}"),
             &format!("reconcile.fluxcd.io/requestedAt={token}"),
         ]);
-        wait_for(flux, Duration::from_secs(args.timeout), "a forced reconcile", || {
-            let k = get_json(server, "kustomizations.kustomize.toolkit.fluxcd.io", side);
-            k["status"]["lastHandledReconcileAt"] == token.as_str() && ready(&k)
-        })?;
+        wait_for(
+            flux,
+            Duration::from_secs(args.timeout),
+            "a forced reconcile",
+            || {
+                let k = get_json(server, "kustomizations.kustomize.toolkit.fluxcd.io", side);
+                k["status"]["lastHandledReconcileAt"] == token.as_str() && ready(&k)
+            },
+        )?;
         let wall = t.elapsed();
         // What the reconcile set off after it reported (the Coffer
         // controller's watch events, if any) finishes within this pause.
@@ -344,13 +379,16 @@ async fn measure(
         .items
         .iter()
         .filter(|s| {
-            items.iter().any(|i| {
-                Some(&i.name) == s.metadata.name.as_ref() && secret_data(s) == i.expected
-            })
+            items
+                .iter()
+                .any(|i| Some(&i.name) == s.metadata.name.as_ref() && secret_data(s) == i.expected)
         })
         .count();
     if right != items.len() {
-        bail!("{side}: {right} of {} Secrets right after the reconciles", items.len());
+        bail!(
+            "{side}: {right} of {} Secrets right after the reconciles",
+            items.len()
+        );
     }
     Ok(outcome)
 }
@@ -390,9 +428,10 @@ fn get_json(server: &Server, kind: &str, name: &str) -> serde_json::Value {
 fn ready(k: &serde_json::Value) -> bool {
     let current = k["status"]["observedGeneration"] == k["metadata"]["generation"];
     current
-        && k["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && k["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// The plain Secret of `item` in `namespace`, as YAML with base64 data.
@@ -482,7 +521,10 @@ async fn write_sops(
             Ok(())
         })
     });
-    let results: Vec<_> = futures::stream::iter(jobs).buffer_unordered(2).collect().await;
+    let results: Vec<_> = futures::stream::iter(jobs)
+        .buffer_unordered(2)
+        .collect()
+        .await;
     for r in results {
         r??;
     }
@@ -537,7 +579,9 @@ fn render(
     };
     let mut t = Table::new(&["measure", "SOPS in Flux", "Coffer in Flux"]);
     t.row([
-        format!("encrypt / seal {n} values (one `sops` process per Secret; coffer-core in one process)"),
+        format!(
+            "encrypt / seal {n} values (one `sops` process per Secret; coffer-core in one process)"
+        ),
         secs_fine(sops_time),
         secs_fine(seal_time),
     ]);
