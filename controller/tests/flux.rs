@@ -8,6 +8,10 @@
 //! controller has unsealed every value, and fails, naming the refused
 //! SealedSecret, when a commit copies a value into another namespace; the
 //! SealedSecret says why.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end scenario reads top to bottom, one step after another"
+)]
 
 mod common;
 

@@ -76,11 +76,26 @@ impl Drop for GitHttpServer {
     }
 }
 
+/// A request as read off the connection.
+struct Request {
+    method: String,
+    target: String,
+    /// Names in lower case.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
 /// One request: parsed, handed to `git http-backend` (CGI/1.1), its
 /// answer relayed with the status line the CGI `Status:` header names.
 fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let request = read_request(&conn)?;
+    let answer = http_backend(&request, peer, root)?;
+    respond(conn, &answer)
+}
+
+fn read_request(conn: &TcpStream) -> anyhow::Result<Request> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -120,7 +135,23 @@ fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
         reader.read_exact(&mut b)?;
         b
     };
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    Ok(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// Runs `git http-backend` on the request; returns its CGI output.
+fn http_backend(request: &Request, peer: SocketAddr, root: &Path) -> anyhow::Result<Vec<u8>> {
+    let Request {
+        method,
+        target,
+        headers,
+        body,
+    } = request;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
 
     let mut cmd = Command::new("git");
     cmd.arg("http-backend")
@@ -131,7 +162,7 @@ fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
         .env("SERVER_SOFTWARE", "coffer-test-git-http")
-        .env("REQUEST_METHOD", &method)
+        .env("REQUEST_METHOD", method)
         .env("PATH_INFO", path)
         .env("QUERY_STRING", query)
         .env("REMOTE_ADDR", peer.ip().to_string())
@@ -139,7 +170,7 @@ fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in &headers {
+    for (k, v) in headers {
         match k.as_str() {
             "content-type" => {
                 cmd.env("CONTENT_TYPE", v);
@@ -156,6 +187,7 @@ fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
     }
     let mut child = cmd.spawn().context("run git http-backend")?;
     let mut stdin = child.stdin.take().unwrap();
+    let body = body.clone();
     let writer = std::thread::spawn(move || stdin.write_all(&body));
     let out = child.wait_with_output()?;
     let _ = writer.join();
@@ -166,13 +198,19 @@ fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
         );
     }
 
-    // The CGI answer: headers, a blank line, the body.
-    let text = &out.stdout;
+    if !out.status.success() && out.stdout.is_empty() {
+        bail!("git http-backend: {}", out.status);
+    }
+    Ok(out.stdout)
+}
+
+/// Relays a CGI answer (headers, a blank line, the body) as HTTP/1.1.
+fn respond(mut conn: TcpStream, text: &[u8]) -> anyhow::Result<()> {
     let split = find(text, b"\r\n\r\n")
         .map(|i| (i, 4))
         .or_else(|| find(text, b"\n\n").map(|i| (i, 2)));
     let Some((end, sep)) = split else {
-        bail!("git http-backend gave no headers (exit {})", out.status);
+        bail!("git http-backend gave no headers");
     };
     let head = String::from_utf8_lossy(&text[..end]);
     let mut status = "200 OK".to_string();
@@ -185,7 +223,6 @@ fn serve(conn: TcpStream, peer: SocketAddr, root: &Path) -> anyhow::Result<()> {
         }
     }
     let body = &text[end + sep..];
-    let mut conn = conn;
     conn.write_all(format!("HTTP/1.1 {status}\r\n").as_bytes())?;
     conn.write_all(&reply)?;
     conn.write_all(
