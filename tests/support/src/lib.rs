@@ -6,6 +6,8 @@
 
 pub mod cluster;
 pub mod docflow;
+pub mod flux;
+pub mod githttp;
 pub mod openbao;
 pub mod procfs;
 pub mod tools;
