@@ -105,21 +105,8 @@ pub fn none_found(inputs: &[Input]) -> Failure {
 
 /// Parses one document (YAML or JSON) as a SealedSecret.
 pub fn read_one(name: &str, text: &str) -> Result<SealedSecret> {
-    let value: std::result::Result<serde_json::Value, String> =
-        if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| e.to_string())
-        } else {
-            serde_saphyr::from_str(text)
-                .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
-        };
-    let value = value.map_err(|e| Failure::input(format!("{name}: not a SealedSecret: {e}")))?;
-    match read_sealed_secret(value) {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(Failure::input(format!(
-            "{name}: not a SealedSecret: kind and apiVersion are not those of a coffer.dev SealedSecret"
-        ))),
-        Err(e) => Err(Failure::input(format!("{name}: {e}"))),
-    }
+    coffer_core::manifest::one_sealed_secret(text)
+        .map_err(|e| Failure::input(format!("{name}: {e}")))
 }
 
 /// Whether one document (YAML or JSON) is a `coffer.dev` SealedSecret.

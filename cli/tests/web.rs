@@ -283,6 +283,7 @@ async fn check_three_clusters(
     let recovered = coffer_ok(a, dir, &["recover", "-i", "c-identity.txt", "two.yaml"]);
     let secret: k8s_openapi::api::core::v1::Secret = serde_saphyr::from_str(&recovered).unwrap();
     assert_eq!(secret.data.unwrap()["api"].0, api.as_bytes());
+    stock_age_opens(dir, &sealed(two).spec.encrypted_data["api"], api);
     let inspected = results["inspect"].as_str().unwrap();
     for source in ["this cluster's controller", "b.txt", "c.txt"] {
         assert!(
@@ -291,6 +292,40 @@ async fn check_three_clusters(
         );
     }
     assert!(inspected.contains("No problem found"), "{inspected}");
+}
+
+/// Stock `age` (Debian's, installed by tests/setup) opens a value the page
+/// sealed, with the offline key `coffer keygen` wrote: the page's output is
+/// an age file like the CLI's, the binding header first, then the value.
+fn stock_age_opens(dir: &Path, value: &str, plain: &str) {
+    use base64::Engine;
+    let file = dir.join("api.age");
+    std::fs::write(
+        &file,
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap(),
+    )
+    .unwrap();
+    let out = Command::new("age")
+        .args(["-d", "-i", "c-identity.txt", "api.age"])
+        .current_dir(dir)
+        .output()
+        .expect("stock `age` is required (tests/setup installs it)");
+    assert!(
+        out.status.success(),
+        "age: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("coffer.dev/v1\nscope: "),
+        "age's output starts with the binding header"
+    );
+    assert!(
+        text.ends_with(&format!("\n\n{plain}")),
+        "age's output holds the value"
+    );
 }
 
 /// Every request the page made: to `origin`, a GET without a body, no value

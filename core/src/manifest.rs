@@ -367,6 +367,29 @@ pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
     Ok(out)
 }
 
+/// The one SealedSecret of a YAML or JSON text (`--merge-into`, the web
+/// page's "add to", `coffer rotate` reading a document). An error says
+/// what is wrong (never a value: parse errors say only where); the caller
+/// names the input.
+pub fn one_sealed_secret(text: &str) -> Result<crate::api::SealedSecret, String> {
+    let docs = documents(text).map_err(|e| format!("not a SealedSecret: {e}"))?;
+    let mut docs: Vec<_> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    if docs.len() != 1 {
+        return Err(format!(
+            "give exactly one SealedSecret, got {} documents",
+            docs.len()
+        ));
+    }
+    match crate::api::read_sealed_secret(docs.remove(0)) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(
+            "not a SealedSecret: kind and apiVersion are not those of a coffer.dev SealedSecret"
+                .into(),
+        ),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Where a YAML error is (` at line L column C`), and nothing else: the
 /// parser's text quotes what it stopped at (a duplicated key, a scalar),
 /// which in a broken file can be a value (found by the `rules_and_check`
@@ -591,5 +614,37 @@ mod tests {
             read_secrets(text).unwrap_err().to_string(),
             "document 2: kind \"ConfigMap\" is not a Secret"
         );
+    }
+
+    #[test]
+    fn one_sealed_secret_takes_exactly_one_and_never_echoes_what_it_read() {
+        let one = "apiVersion: coffer.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: app}\nspec:\n  encryptedData: {password: AAAA}\n";
+        let s = one_sealed_secret(&format!("# a comment\n---\n{one}")).unwrap();
+        assert_eq!(s.metadata.name.as_deref(), Some("db"));
+        let list = format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{}]}}",
+            serde_json::to_string(&serde_saphyr::from_str::<serde_json::Value>(one).unwrap())
+                .unwrap()
+        );
+        assert!(one_sealed_secret(&list).is_ok(), "a list of one");
+        assert_eq!(
+            one_sealed_secret(&format!("{one}---\n{one}")).unwrap_err(),
+            "give exactly one SealedSecret, got 2 documents"
+        );
+        assert_eq!(
+            one_sealed_secret("").unwrap_err(),
+            "give exactly one SealedSecret, got 0 documents"
+        );
+        assert_eq!(
+            one_sealed_secret("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\n").unwrap_err(),
+            "not a SealedSecret: kind and apiVersion are not those of a coffer.dev SealedSecret"
+        );
+        let broken = "apiVersion: coffer.dev/v1alpha1\nkind: SealedSecret\nspec:\n  encryptedData:\n    hunter2-secret: a\n    hunter2-secret: b\n";
+        let e = one_sealed_secret(broken).unwrap_err();
+        assert!(
+            e.starts_with("not a SealedSecret: not valid YAML at line "),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }

@@ -292,23 +292,7 @@ fn parse(f: &Named) -> Result<RecipientsFile, String> {
 
 /// One SealedSecret, YAML or JSON.
 fn read_one_sealed(text: &str) -> Result<SealedSecret, String> {
-    let docs = documents(text).map_err(|e| format!("the SealedSecret: {e}"))?;
-    let docs: Vec<_> = docs.into_iter().filter(|d| !d.is_null()).collect();
-    if docs.len() != 1 {
-        return Err(format!(
-            "the SealedSecret: give exactly one SealedSecret, got {} documents",
-            docs.len()
-        ));
-    }
-    let doc = docs.into_iter().next().unwrap_or_default();
-    match read_sealed_secret(doc) {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(
-            "the SealedSecret: not a SealedSecret: kind and apiVersion are not those of a coffer.dev SealedSecret"
-                .into(),
-        ),
-        Err(e) => Err(format!("the SealedSecret: {e}")),
-    }
+    coffer_core::manifest::one_sealed_secret(text).map_err(|e| format!("the SealedSecret: {e}"))
 }
 
 /// One key of a recipients file, for the page.
