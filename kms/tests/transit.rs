@@ -154,6 +154,34 @@ impl Bao {
             .unwrap()
             .success();
         assert!(ok, "kill {signal}");
+        if signal == "-STOP" {
+            self.wait_stopped();
+        }
+    }
+
+    /// Waits until every thread of the server is stopped (state `T` in
+    /// /proc): `kill` returns once the signal is queued, and on a loaded
+    /// machine a thread may still answer a request right after it.
+    fn wait_stopped(&self) {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let states: Vec<String> = std::fs::read_dir(&tasks)
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+                // The state follows the command name, which is in parentheses.
+                .filter_map(|stat| Some(stat.rsplit_once(") ")?.1.chars().next()?.to_string()))
+                .collect();
+            if !states.is_empty() && states.iter().all(|s| s == "T" || s == "t") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server's threads are not all stopped 10 s after SIGSTOP: {states:?}; its log: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn args(&self, kek: &str, token_file: &Path) -> KekArgs {
@@ -529,7 +557,8 @@ async fn outage_is_unavailable_within_the_timeout() {
     assert!(matches!(e, KmsError::Unavailable { .. }), "{e:?}");
     assert!(
         took >= Duration::from_secs(5) && took < Duration::from_secs(60),
-        "{took:?}"
+        "{took:?}: {e:?}; the server's log: {}",
+        bao.log()
     );
 
     // Gone: connection refused, at once.
