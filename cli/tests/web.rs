@@ -307,17 +307,13 @@ fn stock_age_opens(dir: &Path, value: &str, plain: &str) {
             .unwrap(),
     )
     .unwrap();
-    let out = Command::new("age")
-        .args(["-d", "-i", "c-identity.txt", "api.age"])
-        .current_dir(dir)
-        .output()
-        .expect("stock `age` is required (tests/setup installs it)");
-    assert!(
-        out.status.success(),
-        "age: {}",
-        String::from_utf8_lossy(&out.stderr)
+    // Stock `age` from Debian (tests/setup installs it).
+    let text = coffer_test_support::tools::run(
+        Command::new("age")
+            .args(["-d", "-i", "c-identity.txt", "api.age"])
+            .current_dir(dir),
+        None,
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.starts_with("coffer.dev/v1\nscope: "),
         "age's output starts with the binding header"
